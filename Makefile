@@ -1,0 +1,62 @@
+# synctva_ros — set-up and entry points for a plain Debian/Ubuntu machine with Python 3.11.
+# `make demo` and `make test` do all set-up themselves and skip what is already done (stamp files in the venv).
+# In a ROS 2 workspace use colcon instead (see README.md); this Makefile is the no-ROS-install route.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+APT_PACKAGES := cmake g++ espeak-ng sox
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+MSG_FILES := $(wildcard msg/*.msg)
+# A fresh domain per make invocation keeps parallel runs on one machine apart.
+ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 1 )))
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+
+.PHONY: setup demo test bench clean-build distclean
+.DEFAULT_GOAL := demo
+
+setup: $(VENV)/.stamp-apt $(VENV)/.stamp-deps $(VENV)/.stamp-msgs $(VENV)/.stamp-editable
+
+$(VENV)/.stamp-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.stamp-deps: requirements.txt constraints.txt $(VENV)/.stamp-apt
+	$(PIP) install -q -U pip 'setuptools>=70' wheel
+	$(PIP) install -q -r requirements.txt
+	@touch $@
+
+# Messages: rosidl into the venv (ENVIRONMENT pitfalls handled in CMakeLists.txt). The Python library itself is
+# used from this checkout (editable install), so CMake installs only the generated code here.
+$(VENV)/.stamp-msgs: $(MSG_FILES) CMakeLists.txt package.xml $(VENV)/.stamp-deps
+	AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) cmake -S . -B build -DCMAKE_PREFIX_PATH=$(CURDIR)/$(VENV) \
+	  -DCMAKE_INSTALL_PREFIX=$(CURDIR)/$(VENV) -DPython3_EXECUTABLE=$(CURDIR)/$(PY) -DBUILD_TESTING=OFF \
+	  -DSYNCTVA_INSTALL_PYTHON_LIBRARY=OFF > build.log 2>&1 || (tail -n 40 build.log; exit 1)
+	cmake --build build -j 2 >> build.log 2>&1 && cmake --install build >> build.log 2>&1 || (tail -n 40 build.log; exit 1)
+	@touch $@
+
+$(VENV)/.stamp-editable: setup.cfg setup.py $(VENV)/.stamp-deps
+	$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/synctva demo
+
+test: setup
+	ROS_DOMAIN_ID=$(ROS_DOMAIN_ID) $(PY) -m pytest -q test
+
+bench: setup
+	$(VENV)/bin/synctva bench
+
+clean-build:
+	rm -rf build build.log $(VENV)/.stamp-msgs
+
+distclean: clean-build
+	rm -rf $(VENV) cache out

@@ -1,0 +1,165 @@
+"""``synctva``: the command line (bags, training, evaluation, demo, benchmark).
+
+Every sub-command takes ``--profile`` (a name in ``config/profiles`` or a YAML path)
+and ``--set section.key=value`` overrides, the same schema as the node's ROS
+parameters (:mod:`synctva_ros.config`). Heavy libraries are imported inside each
+command so ``synctva --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="demo", help="profile name in config/profiles or a YAML file (default demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration value, e.g. --set runtime.backend=onnxruntime (repeatable)")
+
+
+def _config(args: argparse.Namespace):
+    from .config import load_config
+
+    return load_config(args.profile, args.overrides)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_make_bag(args: argparse.Namespace) -> int:
+    from .bags.make_bag import make_bag
+
+    summary = make_bag(args.csv, args.out, storage=args.storage, dialogues=args.dialogues,
+                       max_utterances=args.max_utterances)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .ros.replay import main as replay_main
+
+    return replay_main(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.offline import evaluate
+
+    cfg = _config(args)
+    if args.checkpoint:
+        cfg.runtime.checkpoint = str(args.checkpoint)
+    report = evaluate(Path(args.data), cfg, out_dir=Path(args.out), limit=args.limit)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.train import main as train_main
+
+    return train_main(args)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .datasets.cache import main as cache_main
+
+    return cache_main(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .ros.demo_main import main as demo_main
+
+    return demo_main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, train, cache, demo, bench)."""
+    ap = argparse.ArgumentParser(prog="synctva", description=__doc__.splitlines()[0])
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-bag", help="write a rosbag2 from labelled utterances in MELD CSV form")
+    p.add_argument("csv", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--dialogues", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                   help="comma-separated Dialogue_IDs to include (default all)")
+    p.add_argument("--max-utterances", type=int, default=None)
+    p.set_defaults(func=cmd_make_bag)
+
+    p = sub.add_parser("replay", help="publish a bag on live topics with its original timing and /clock")
+    p.add_argument("bag", type=Path)
+    p.add_argument("--rate", type=float, default=1.0, help="rate factor (2 = twice as fast)")
+    p.add_argument("--topics", default=None, help="comma-separated topics to publish (default all)")
+    p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--wait-subscribers", default="", metavar="TOPICS",
+                   help="comma-separated topics that must have a subscriber before playback starts")
+    p.add_argument("--wait-timeout", type=float, default=30.0, help="seconds to wait for those subscribers")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint offline on a bag, a MELD CSV or an IEMOCAP JSONL")
+    p.add_argument("data", type=Path)
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    p.add_argument("--out", type=Path, default=Path("out/evaluate"), help="folder for the confusion matrix PNG")
+    p.add_argument("--limit", type=int, default=None, help="first N utterances only")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train Sync-TVA from a training config (YAML) + overrides")
+    p.add_argument("config", type=Path)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--resume", action="store_true", help="continue from the run's resume file")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("cache", help="pre-compute features of a dataset split for training")
+    p.add_argument("dataset", choices=("meld", "iemocap"))
+    p.add_argument("split")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=Path("cache"))
+    p.add_argument("--limit", type=int, default=None)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("demo", help="the node on the bundled MELD sample bag, scored against its labels")
+    p.add_argument("--bag", type=Path, default=None, help="bag to use (default: the MELD dev sample, made if missing)")
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument("--params-file", type=Path, default=None)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="latency benchmark of every available backend (JSON + PNG)")
+    p.add_argument("--out", type=Path, default=Path("out/bench"))
+    p.add_argument("--repeats", type=int, default=50)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``synctva`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="[%(levelname)s] %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        logging.getLogger("synctva").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

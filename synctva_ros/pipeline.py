@@ -1,0 +1,161 @@
+"""From an utterance window to an :class:`~synctva_ros.emotion.EmotionResult` (no ROS).
+
+The pipeline is what both the node and ``synctva evaluate`` call, so online and
+offline predictions for the same window are the same by construction:
+
+    window --(extractors: text / audio / visual)--> UtteranceFeatures
+           --(collate, dialogue context)--> Batch
+           --(backend: Sync-TVA fusion)--> logits, contributions
+           --(softmax, affect table)--> EmotionResult
+
+A branch is *active* when the checkpoint trained it and its extractor can run here;
+inactive branches are treated as absent and reported so (never run on weights it
+was not trained with; DESIGN.md "Shape of the code").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import SyncTVAConfig, resolve_path
+from .emotion import EmotionResult
+from .features.base import FeatureExtractor, UtteranceFeatures, collate
+from .windowing.window import MODALITIES, UtteranceWindow
+
+__all__ = ["EmotionPipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class EmotionPipeline:
+    """Feature extraction + Sync-TVA inference for single utterance windows.
+
+    Args:
+        cfg: the full configuration; ``cfg.runtime.checkpoint`` names the checkpoint
+            directory and ``cfg.runtime.backend`` the inference backend.
+        checkpoint: overrides ``cfg.runtime.checkpoint``.
+
+    Raises:
+        FileNotFoundError: the checkpoint directory does not exist.
+        synctva_ros.checkpoint.CheckpointError: corrupt checkpoint, or its extractors
+            differ from the configured ones (the message names the modality and keys).
+        RuntimeError: the backend cannot start (the message says which to use instead).
+    """
+
+    def __init__(self, cfg: SyncTVAConfig, checkpoint: str | Path | None = None) -> None:
+        from .backends import create_backend
+        from .checkpoint import load_checkpoint, read_manifest
+        from .features.registry import build_extractors
+
+        self.cfg = cfg
+        if cfg.runtime.threads > 0:
+            torch.set_num_threads(cfg.runtime.threads)
+        ckpt_dir = resolve_path(checkpoint or cfg.runtime.checkpoint)
+        manifest = read_manifest(ckpt_dir)
+        trained = {m: bool(manifest.get("active", {}).get(m, False)) for m in MODALITIES}
+        # Build only the extractors of branches the checkpoint trained.
+        extractors = build_extractors(cfg.features, modalities=[m for m in MODALITIES if trained[m]])
+        self.extractors: dict[str, FeatureExtractor] = {m: e for m, e in extractors.items() if e is not None}
+        for m in MODALITIES:
+            if trained[m] and m not in self.extractors:
+                log.warning("checkpoint trained the %s branch but its extractor is unavailable here: "
+                            "%s branch off", m, m)
+        expected = {m: (self.extractors[m].identity() if m in self.extractors else None) for m in MODALITIES
+                    if trained[m]}
+        self.model, self.manifest = load_checkpoint(ckpt_dir, expected_extractors=expected)
+        self.model.eval()
+        self.active = {m: trained[m] and m in self.extractors for m in MODALITIES}
+        self.class_names: list[str] = list(self.manifest["class_names"])
+        self.dims: dict[str, int] = dict(self.manifest["dims"])
+        self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
+        self.name: str = str(self.manifest.get("name", ckpt_dir.name))
+        self.backend = create_backend(cfg.runtime, self.model, self.manifest, ckpt_dir)
+        self.backend_name: str = self.backend.name
+        self._history: dict[str, deque[np.ndarray]] = defaultdict(lambda: deque(maxlen=max(self.context_turns, 1)))
+
+    @classmethod
+    def from_config(cls, cfg: SyncTVAConfig) -> "EmotionPipeline":
+        """Build from ``cfg.runtime.checkpoint`` (see the class docstring for errors)."""
+        return cls(cfg)
+
+    # ------------------------------------------------------------------ steps
+    def extract(self, window: UtteranceWindow) -> tuple[UtteranceFeatures, dict[str, float]]:
+        """Run each active extractor on ``window``.
+
+        Returns:
+            (features, stage_s): absent or inactive modalities are ``None``;
+            stage_s maps modality to seconds spent.
+        """
+        feats = UtteranceFeatures(dialogue_id=window.dialogue_id)
+        stage_s: dict[str, float] = {}
+        for m, ext in self.extractors.items():
+            if not self.active[m]:
+                continue
+            t0 = time.perf_counter()
+            out = ext(window)
+            stage_s[m] = time.perf_counter() - t0
+            setattr(feats, m, out)
+            if m == "text" and out is not None:
+                feats.sentence = getattr(ext, "last_sentence", None)
+        return feats, stage_s
+
+    def predict_features(self, feats: UtteranceFeatures) -> tuple[np.ndarray, np.ndarray]:
+        """Fusion on extracted features; updates the dialogue history.
+
+        Returns:
+            probabilities ``(C,)`` and contributions ``(3,)`` (text, audio, visual), float64.
+        """
+        contexts = None
+        if self.context_turns > 0:
+            hist = self._history[feats.dialogue_id]
+            contexts = [list(hist)]
+        batch = collate([feats], self.dims, contexts=contexts, context_turns=self.context_turns)
+        logits, contrib = self.backend.infer(batch)
+        logits = np.asarray(logits, dtype=np.float64)[0]
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        if self.context_turns > 0 and feats.sentence is not None:
+            self._history[feats.dialogue_id].append(np.asarray(feats.sentence, dtype=np.float32))
+        return probs, np.asarray(contrib, dtype=np.float64)[0]
+
+    def predict(self, window: UtteranceWindow) -> EmotionResult:
+        """Recognise the emotion of one window.
+
+        Raises nothing for bad window content: a modality that cannot be
+        processed is logged and treated as absent.
+        """
+        from .model.affect import expected_affect
+
+        feats, stage_s = self.extract(window)
+        t0 = time.perf_counter()
+        probs, contrib = self.predict_features(feats)
+        stage_s["fusion"] = time.perf_counter() - t0
+        idx = int(np.argmax(probs))
+        valence, arousal = expected_affect(probs, self.class_names)
+        used = {m: getattr(feats, m) is not None for m in MODALITIES}
+        return EmotionResult(
+            start=window.start, end=window.end,
+            class_names=list(self.class_names), probabilities=[float(p) for p in probs],
+            label=self.class_names[idx], index=idx, confidence=float(probs[idx]),
+            valence=float(valence), arousal=float(arousal),
+            contributions={m: float(c) for m, c in zip(MODALITIES, contrib)},
+            present=window.present, active=used,
+            transcript=window.transcript or "", model=self.name, backend=self.backend_name,
+            stage_s=stage_s, utterance_id=window.utterance_id,
+        )
+
+    def reset_dialogue(self) -> None:
+        """Forget dialogue context (e.g. when time goes backwards)."""
+        self._history.clear()
+
+    def describe(self) -> dict[str, Any]:
+        """Name, backend, classes and active branches (for logs and diagnostics)."""
+        return {"model": self.name, "backend": self.backend_name, "classes": self.class_names,
+                "active": dict(self.active)}

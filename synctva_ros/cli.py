@@ -71,7 +71,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .ros.demo_main import main as demo_main
+    from .ros.demo import main as demo_main
 
     return demo_main(args)
 

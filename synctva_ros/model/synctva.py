@@ -1,0 +1,145 @@
+"""The Sync-TVA model (Deng, Lu, Liao, Wu, Wei, arXiv 2507.21395, 2025).
+
+Pipeline (paper Sec. 3): per-modality node features -> MSDE per modality
+(:mod:`~synctva_ros.model.msde`) -> three heterogeneous cross-modal graphs with graph
+attention (:mod:`~synctva_ros.model.graphs`: visual-audio, text-visual, audio-text) ->
+attention-based interaction fusion, CAF and classifier (:mod:`~synctva_ros.model.fusion`).
+
+Robot-specific additions (documented choices, not in the paper):
+
+* **Missing modalities.** A modality is *present* in a row when its mask has a True
+  node and its branch is *active*. Absent modalities are zeroed at the input and
+  masked everywhere, so their values never influence the row (tested). A row with no
+  present modality gets all-zero logits (uniform probabilities) and zero contributions.
+* **Inactive branches.** ``active[m] = False`` (e.g. no visual encoder weights) makes
+  the branch's inputs ignored and the modality reported absent.
+* **Modality dropout** (training only, ``ModelConfig.modality_dropout``): every present
+  modality of a row is dropped with that probability; if a row would lose all of them
+  one random present modality is kept.
+* **Dialogue context** (``ModelConfig.context_turns > 0``): see fusion.
+
+``forward`` takes positional tensors so that it exports to ONNX (opset >= 18) with
+dynamic batch and node axes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from synctva_ros.config import ModelConfig
+from synctva_ros.features.base import Batch
+from synctva_ros.model.fusion import GRAPHS, SyncTVAFusion
+from synctva_ros.model.graphs import CrossModalGraph
+from synctva_ros.model.msde import MSDE
+from synctva_ros.windowing.window import MODALITIES
+
+__all__ = ["SyncTVA"]
+
+
+class SyncTVA(nn.Module):
+    """Sync-TVA emotion classifier.
+
+    Args:
+        cfg: architecture (:class:`~synctva_ros.config.ModelConfig`); ``len(cfg.class_names)`` = ``C``.
+        dims: input feature width per modality, ``{"text": F_t, "audio": F_a, "visual": F_v}``.
+        active: which branches exist (default: all). An inactive branch's inputs are ignored.
+
+    Shapes (``forward``):
+        - ``{m}``: ``(B, N_m, F_m)`` float; ``{m}_mask``: ``(B, N_m)`` bool; ``{m}_time``: ``(B, N_m)`` in [0, 1]
+        - context: ``(B, K, F_t)``, context_mask ``(B, K)`` bool, or ``None``
+        - returns logits ``(B, C)`` and contributions ``(B, 3)`` (text, audio, visual) in [0, 1],
+          summing to 1 over present, active modalities, 0 for absent ones
+
+    Raises:
+        ValueError: a modality missing from ``dims``, a non-positive width, unknown keys in
+            ``active``, no class names, ``hidden`` not divisible by ``heads``.
+    """
+
+    def __init__(self, cfg: ModelConfig, dims: dict[str, int], active: dict[str, bool] | None = None) -> None:
+        super().__init__()
+        missing = [m for m in MODALITIES if m not in dims]
+        if missing:
+            raise ValueError(f"dims lacks the feature width of {missing}")
+        if any(int(dims[m]) <= 0 for m in MODALITIES):
+            raise ValueError(f"feature widths must be positive, got {dims}")
+        active = dict(active) if active is not None else {m: True for m in MODALITIES}
+        unknown = set(active) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities in active: {sorted(unknown)}")
+        if not cfg.class_names:
+            raise ValueError("ModelConfig.class_names is empty")
+        if cfg.hidden % cfg.heads != 0:
+            raise ValueError(f"hidden={cfg.hidden} is not divisible by heads={cfg.heads}")
+        self.cfg = copy.deepcopy(cfg)
+        self.dims = {m: int(dims[m]) for m in MODALITIES}
+        self.active = {m: bool(active.get(m, True)) for m in MODALITIES}
+        self.class_names = list(cfg.class_names)
+        self.graph_impl = cfg.graph_impl
+        self.modality_dropout = float(cfg.modality_dropout)
+        self.register_buffer("active_mask", torch.tensor([self.active[m] for m in MODALITIES]), persistent=False)
+        h = cfg.hidden
+        self.msde = nn.ModuleDict({m: MSDE(self.dims[m], h, cfg.heads, cfg.dropout) for m in MODALITIES})
+        self.graphs = nn.ModuleDict({
+            g: CrossModalGraph(a, b, h, cfg.heads, cfg.graph_layers, cfg.dropout, cfg.temporal_neighbours,
+                               cfg.align_tolerance, cfg.gat_variant)
+            for g, (a, b) in GRAPHS.items()})
+        ctx_dim = self.dims["text"] if cfg.context_turns > 0 else 0
+        self.fusion = SyncTVAFusion(h, cfg.heads, cfg.dropout, len(self.class_names), ctx_dim)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes ``C``."""
+        return len(self.class_names)
+
+    def architecture(self) -> dict:
+        """The ModelConfig as a plain dict (what checkpoints store)."""
+        return dataclasses.asdict(self.cfg)
+
+    def _drop_modalities(self, present: Tensor) -> Tensor:
+        """Training-time modality dropout on ``present`` ``(B, 3)``; never drops all present ones."""
+        drop = (torch.rand(present.shape, device=present.device) < self.modality_dropout) & present
+        kept = present & ~drop
+        lost_all = present.any(dim=1) & ~kept.any(dim=1)
+        # keep one random present modality in rows that would lose all
+        pick = torch.rand(present.shape, device=present.device) * present.to(torch.float32)
+        keep_one = torch.zeros_like(present).scatter(1, pick.argmax(dim=1, keepdim=True), True)
+        return torch.where(lost_all.unsqueeze(1), keep_one & present, kept)
+
+    def forward(self, text: Tensor, text_mask: Tensor, text_time: Tensor,
+                audio: Tensor, audio_mask: Tensor, audio_time: Tensor,
+                visual: Tensor, visual_mask: Tensor, visual_time: Tensor,
+                context: Tensor | None = None, context_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        xs = {"text": text, "audio": audio, "visual": visual}
+        masks = {"text": text_mask.to(torch.bool), "audio": audio_mask.to(torch.bool),
+                 "visual": visual_mask.to(torch.bool)}
+        times = {"text": text_time, "audio": audio_time, "visual": visual_time}
+        present = torch.stack([masks[m].any(dim=1) for m in MODALITIES], dim=1) & self.active_mask.unsqueeze(0)
+        if self.training and self.modality_dropout > 0:
+            present = self._drop_modalities(present)
+        nodes, gate = {}, []
+        for i, m in enumerate(MODALITIES):
+            mask = masks[m] & present[:, i : i + 1]
+            masks[m] = mask
+            x = torch.where(mask.unsqueeze(-1), xs[m], torch.zeros_like(xs[m]))
+            t = torch.where(mask, times[m], torch.zeros_like(times[m]))
+            times[m] = t
+            nodes[m], s = self.msde[m](x, mask, t)
+            gate.append(s)
+        pooled: dict[tuple[str, str], Tensor] = {}
+        for g, (a, b) in GRAPHS.items():
+            _, _, pa, pb = self.graphs[g](nodes[a], masks[a], times[a], nodes[b], masks[b], times[b],
+                                          impl=self.graph_impl)
+            pooled[(g, a)], pooled[(g, b)] = pa, pb
+        logits, contributions = self.fusion(pooled, present, torch.stack(gate, dim=1), context, context_mask)
+        any_present = present.any(dim=1, keepdim=True)
+        logits = torch.where(any_present, logits, torch.zeros_like(logits))
+        return logits, contributions
+
+    def forward_batch(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` on a :class:`~synctva_ros.features.base.Batch` (context used when present)."""
+        return self(batch.text, batch.text_mask, batch.text_time, batch.audio, batch.audio_mask, batch.audio_time,
+                    batch.visual, batch.visual_mask, batch.visual_time, batch.context, batch.context_mask)

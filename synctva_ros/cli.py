@@ -40,9 +40,13 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .ros.replay import main as replay_main
+    from .ros.replay import replay_bag
 
-    return replay_main(args)
+    topics = [t if t.startswith("/") else "/" + t for t in args.topics.split(",")] if args.topics else None
+    stats = replay_bag(args.bag, rate=args.rate, topics=topics, publish_clock=not args.no_clock, loop=args.loop,
+                       wait_for_subscribers_s=args.wait)
+    print(json.dumps(stats, default=str))
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -103,9 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", default=None, help="comma-separated topics to publish (default all)")
     p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
     p.add_argument("--loop", action="store_true")
-    p.add_argument("--wait-subscribers", default="", metavar="TOPICS",
-                   help="comma-separated topics that must have a subscriber before playback starts")
-    p.add_argument("--wait-timeout", type=float, default=30.0, help="seconds to wait for those subscribers")
+    p.add_argument("--wait", type=float, default=2.0, metavar="SECONDS",
+                   help="wait up to this long for every replayed topic to have a subscriber (default 2)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("evaluate", help="score a checkpoint offline on a bag, a MELD CSV or an IEMOCAP JSONL")

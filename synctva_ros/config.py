@@ -70,7 +70,9 @@ class WindowingConfig:
     """Utterance windowing in sensor time (see ``synctva_ros.windowing``)."""
 
     buffer_s: float = _f(30.0, "Seconds of camera and audio kept per modality buffer.", range=(1.0, 600.0))
-    max_frames: int = _f(1800, "Hard cap on buffered camera frames.", range=(1, 100000))
+    max_frames: int = _f(600, "Hard cap on buffered camera frames.", range=(1, 100000))
+    frame_keep_hz: float = _f(10.0, "Keep at most this many camera frames per second (0 = all); the visual "
+                              "encoder samples features.visual_fps <= this.", range=(0.0, 1000.0))
     max_window_s: float = _f(30.0, "Longest utterance window; longer ones are clipped to their last seconds.",
                              range=(0.5, 600.0))
     min_window_s: float = _f(0.05, "Shortest utterance window; shorter transcripts are widened to this.",
@@ -146,6 +148,10 @@ class ModelConfig:
                          "per-utterance PyG HeteroConv (reference).", read_only=True, choices=("dense", "pyg"))
     gat_variant: str = _f("gat", "Graph attention operator: PyG GATConv or GATv2Conv.", read_only=True,
                           choices=("gat", "gatv2"))
+    text_top_layers: int = _f(0, "Top transformer layers of the text encoder fine-tuned inside the model "
+                              "(0 = frozen encoder). With K > 0 the text nodes are the encoder's hidden "
+                              "states at features.text_layer and the model runs the next K layers, stored "
+                              "as deltas to the base encoder in the checkpoint.", range=(0, 48), read_only=True)
 
 
 @dataclass

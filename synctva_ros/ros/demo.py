@@ -110,7 +110,7 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
             raise RuntimeError("emotion node did not come up within 180 s; see " + str(out_dir / "node.log"))
         print(f"[demo] node up; replaying {bag} ({len(truth)} utterances, rate {rate})", flush=True)
         replay = subprocess.run([_bin("synctva"), "replay", str(bag), "--rate", str(rate),
-                                 "--wait-subscribers", "audio,camera/image_raw,speech"],
+                                 "--topics", "/audio,/camera/image_raw,/speech", "--wait", "60"],
                                 env=env, stdin=subprocess.DEVNULL)
         if replay.returncode != 0:
             raise RuntimeError(f"replay failed with exit code {replay.returncode}")

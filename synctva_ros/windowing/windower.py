@@ -84,7 +84,7 @@ STAT_KEYS: tuple[str, ...] = (
     "windows", "vad_windows", "dropped_windows", "clipped_windows", "widened_windows",
     "late_frames", "late_audio", "duplicates", "out_of_order", "time_resets", "gaps",
     "rejected_frames", "rejected_audio", "rejected_transcripts", "resampled_audio",
-    "evicted_frames", "evicted_audio", "unknown_end", "unknown_start",
+    "evicted_frames", "evicted_audio", "unknown_end", "unknown_start", "thinned_frames",
 )
 
 
@@ -150,6 +150,7 @@ class UtteranceWindower:
         self._last_transcript: float | None = None
         self._seq = 0
         self._vad_count = 0
+        self._last_kept_frame: float | None = None
         if self._vad is not None:
             self._vad.reset()
         if clear_stats:
@@ -206,6 +207,17 @@ class UtteranceWindower:
         self._latest[stream] = t if last is None else max(last, t)
 
     # ------------------------------------------------------------------ inputs
+    def wants_frame(self, stamp: float) -> bool:
+        """Whether a frame stamped ``stamp`` would be kept by the ``frame_keep_hz`` thinning.
+
+        Frames closer than ``0.95 / cfg.frame_keep_hz`` seconds (5 % tolerance for stamp
+        jitter) after the last kept frame are not needed (the visual encoder samples at most a few frames per second), so a
+        caller may skip decoding them; :meth:`add_frame` applies the same rule.
+        """
+        hz = self.cfg.frame_keep_hz
+        last = self._last_kept_frame
+        return not (hz > 0 and last is not None and last <= stamp < last + 0.95 / hz)
+
     def add_frame(self, stamp: float, image: np.ndarray) -> None:
         """Buffer one camera frame.
 
@@ -213,6 +225,9 @@ class UtteranceWindower:
             stamp: sensor time in seconds.
             image: ``(H, W, 3)`` uint8 RGB.
         """
+        if _finite(stamp) and not self.wants_frame(float(stamp)):
+            self._stats["thinned_frames"] += 1
+            return
         if not _finite(stamp):
             self._warn("rejected_frames", "frame with non-finite stamp %r dropped", stamp)
             return
@@ -235,6 +250,8 @@ class UtteranceWindower:
             self._warn("late_frames", "frame at %.3f s is older than the buffer horizon: dropped", stamp)
         else:
             self._stats["frames"] += 1
+            if self._last_kept_frame is None or stamp > self._last_kept_frame:
+                self._last_kept_frame = stamp
             if res == "inserted":
                 self._stats["out_of_order"] += 1
 

@@ -22,7 +22,7 @@ def img(v: int = 0) -> np.ndarray:
 
 
 def cfg(**kw) -> WindowingConfig:
-    c = WindowingConfig(vad_enabled=False)
+    c = WindowingConfig(vad_enabled=False, frame_keep_hz=0.0)
     for k, v in kw.items():
         setattr(c, k, v)
     return c
@@ -301,3 +301,15 @@ def test_poll_deterministic_under_interleaving(sc, late_s):
     for x, y in zip(sorted(a, key=lambda v: v.utterance_id), sorted(b, key=lambda v: v.utterance_id)):
         np.testing.assert_array_equal(x.audio, y.audio)
         assert math.isclose(x.audio_start, y.audio_start)
+
+
+def test_frames_thinned_to_frame_keep_hz_and_counted():
+    w = UtteranceWindower(cfg(late_s=0.0, frame_keep_hz=10.0), SR)
+    stamps = feed_frames(w, 0.0, 2.0, fps=30.0)
+    w.add_transcript("hi", 0.0, 2.0, is_final=True, stamp=2.0)
+    (win,) = w.poll(2.0)
+    kept = [f.stamp for f in win.frames]
+    assert 19 <= len(kept) <= 21  # about 10 Hz out of 30 Hz
+    assert all(b - a >= 0.95 / 10.0 - 1e-9 for a, b in zip(kept, kept[1:]))
+    assert w.stats["thinned_frames"] == len(stamps) - len(kept)
+    assert not w.wants_frame(kept[-1] + 0.01) and w.wants_frame(kept[-1] + 0.1)

@@ -1,0 +1,188 @@
+"""Audio features: openSMILE low-level descriptors pooled into graph nodes (paper Sec. 3.1).
+
+The paper extracts acoustic features with openSMILE. Here the low-level descriptors
+(LLDs, one vector per 10 ms frame) of the configured feature set are pooled into at most
+``max_nodes`` contiguous segments (mean over the frames of each segment); each segment is
+one audio node whose time is the segment centre, normalised over the utterance window.
+Optionally the utterance-level functionals are appended to every node
+(``level="lld+functionals"``) or used alone as a single node (``level="functionals"``).
+
+Feature sets (names of ``opensmile.FeatureSet`` in opensmile 2.6, all present):
+``eGeMAPSv02`` (25 LLDs / 88 functionals), ``IS10`` (the INTERSPEECH 2010 paralinguistic
+set, 38 LLDs / 1582 functionals, the set the IEMOCAP feature pickles of the literature
+use), ``ComParE_2016`` (65 LLDs / 6373 functionals) and ``emobase`` (26 LLDs / 988).
+
+Short and bad audio (documented policy):
+- empty audio -> ``None`` (the modality is absent; counted in :attr:`OpenSmileAudio.skipped`);
+- audio containing NaN/inf -> ``None`` plus a logged, counted warning;
+- audio shorter than :data:`MIN_DURATION_S` (openSMILE needs about 60 ms for its first
+  pitch frame and returns NaN below it) is zero-padded at the end to that length; the
+  padded frames' times are clipped to the window end;
+- LLD values that openSMILE itself reports as NaN are replaced by 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from synctva_ros.features.base import FeatureExtractor, ModalityFeatures
+
+__all__ = ["OpenSmileAudio", "AUDIO_LEVELS", "MIN_DURATION_S", "resample"]
+
+log = logging.getLogger(__name__)
+
+#: Accepted values of ``level``.
+AUDIO_LEVELS = ("lld", "lld+functionals", "functionals")
+#: Shortest audio fed to openSMILE; shorter non-empty audio is zero-padded (seconds).
+MIN_DURATION_S = 0.1
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling (scipy ``resample_poly``) of ``(S,)`` float audio from ``sr_in`` to ``sr_out`` Hz."""
+    if sr_in == sr_out or x.size == 0:
+        return x.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(sr_in), int(sr_out))
+    return resample_poly(x, int(sr_out) // g, int(sr_in) // g).astype(np.float32)
+
+
+class OpenSmileAudio(FeatureExtractor):
+    """openSMILE audio nodes.
+
+    Args:
+        feature_set: a name of ``opensmile.FeatureSet`` (``eGeMAPSv02``, ``IS10``, ``ComParE_2016``, ...).
+        sample_rate: rate (Hz) audio is resampled to before openSMILE.
+        max_nodes: most audio nodes (pooled LLD segments) per utterance.
+        level: ``"lld"``, ``"lld+functionals"`` or ``"functionals"`` (see module docstring).
+
+    Shapes:
+        ``__call__``: window -> ``x`` ``(N, F)`` with ``N <= max_nodes`` (1 for ``"functionals"``),
+        ``F`` = number of LLDs (+ number of functionals).
+
+    Raises:
+        ValueError: unknown feature set or level, ``max_nodes < 1``.
+    """
+
+    modality = "audio"
+
+    def __init__(self, feature_set: str = "eGeMAPSv02", sample_rate: int = 16000, max_nodes: int = 32,
+                 level: str = "lld") -> None:
+        import opensmile
+
+        if feature_set not in opensmile.FeatureSet.__members__:
+            raise ValueError(f"unknown openSMILE feature set '{feature_set}' "
+                             f"(known: {', '.join(opensmile.FeatureSet.__members__)})")
+        if level not in AUDIO_LEVELS:
+            raise ValueError(f"audio level must be one of {AUDIO_LEVELS}, got '{level}'")
+        if max_nodes < 1:
+            raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
+        self.feature_set = feature_set
+        self.sample_rate = int(sample_rate)
+        self.max_nodes = int(max_nodes)
+        self.level = level
+        self.opensmile_version = opensmile.__version__
+        fs = opensmile.FeatureSet[feature_set]
+        self._lld = None
+        self._func = None
+        if level != "functionals":
+            self._lld = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+        if level != "lld":
+            self._func = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.Functionals)
+        self.lld_dim = len(self._lld.feature_names) if self._lld is not None else 0
+        self.func_dim = len(self._func.feature_names) if self._func is not None else 0
+        self.dim = self.lld_dim + self.func_dim
+        #: Counts of windows that gave no features, by reason ("empty", "nonfinite").
+        self.skipped: Counter[str] = Counter()
+        #: Count of windows zero-padded to :data:`MIN_DURATION_S`.
+        self.padded = 0
+
+    def identity(self) -> dict[str, Any]:
+        """``{"kind", "opensmile", "feature_set", "level", "sample_rate", "max_nodes", "dim", "pooling"}``."""
+        return {
+            "kind": "opensmile",
+            "opensmile": self.opensmile_version,
+            "feature_set": self.feature_set,
+            "level": self.level,
+            "sample_rate": self.sample_rate,
+            "max_nodes": self.max_nodes,
+            "dim": self.dim,
+            "pooling": "segment_mean",
+            "min_duration_s": MIN_DURATION_S,
+        }
+
+    # ------------------------------------------------------------------ core
+    def extract(self, audio: np.ndarray, sample_rate: int, offset_s: float = 0.0,
+                duration_s: float | None = None) -> ModalityFeatures | None:
+        """Nodes of raw audio.
+
+        Args:
+            audio: ``(S,)`` float mono samples in [-1, 1] (int16 is scaled by 1/32768).
+            sample_rate: rate of ``audio`` in Hz.
+            offset_s: seconds from the window start to ``audio[0]``.
+            duration_s: window length in seconds used to normalise node times (default: the
+                audio's own length).
+
+        Returns:
+            :class:`ModalityFeatures` or ``None`` for empty / non-finite audio.
+        """
+        x = np.asarray(audio)
+        if x.ndim != 1:
+            raise ValueError(f"audio must be mono (S,), got shape {x.shape}")
+        if x.dtype == np.int16:
+            x = x.astype(np.float32) / 32768.0
+        x = x.astype(np.float32, copy=False)
+        if x.size == 0:
+            self.skipped["empty"] += 1
+            log.debug("empty audio: audio modality absent")
+            return None
+        if not np.isfinite(x).all():
+            self.skipped["nonfinite"] += 1
+            log.warning("audio with NaN/inf samples skipped (%d so far)", self.skipped["nonfinite"])
+            return None
+        x = resample(x, int(sample_rate), self.sample_rate)
+        real_s = x.size / self.sample_rate
+        win = float(duration_s) if duration_s and duration_s > 0 else real_s
+        need = int(math.ceil(MIN_DURATION_S * self.sample_rate))
+        if x.size < need:
+            self.padded += 1
+            x = np.concatenate([x, np.zeros(need - x.size, np.float32)])
+        func = None
+        if self._func is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                func = np.nan_to_num(self._func.process_signal(x, self.sample_rate).to_numpy(np.float32)[0])
+        if self._lld is None:
+            return ModalityFeatures(func[None, :].astype(np.float32),
+                                    np.array([min(max((offset_s + real_s / 2) / win, 0.0), 1.0)], np.float32))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            df = self._lld.process_signal(x, self.sample_rate)
+        frames = np.nan_to_num(df.to_numpy(np.float32))
+        starts = df.index.get_level_values("start").total_seconds().to_numpy()
+        ends = df.index.get_level_values("end").total_seconds().to_numpy()
+        centres = (starts + ends) / 2.0
+        n = min(self.max_nodes, frames.shape[0])
+        groups = np.array_split(np.arange(frames.shape[0]), n)
+        xs = np.stack([frames[g].mean(0) for g in groups]).astype(np.float32)
+        ts = np.array([centres[g].mean() for g in groups], dtype=np.float64)
+        ts = np.clip((offset_s + ts) / win, 0.0, 1.0).astype(np.float32)
+        if func is not None:
+            xs = np.concatenate([xs, np.repeat(func[None, :], xs.shape[0], 0)], axis=1)
+        return ModalityFeatures(xs, ts)
+
+    def __call__(self, window: Any) -> ModalityFeatures | None:
+        """Audio nodes of an :class:`~synctva_ros.windowing.window.UtteranceWindow`.
+
+        Node times are relative to ``[window.start, window.end]`` (the audio may start at
+        ``window.audio_start`` != ``window.start``).
+        """
+        dur = window.end - window.start
+        return self.extract(window.audio, window.sample_rate, offset_s=window.audio_start - window.start,
+                            duration_s=dur if dur > 0 else None)

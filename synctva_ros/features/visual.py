@@ -1,0 +1,242 @@
+"""Visual features: a torchvision ResNet up to global pooling, per sampled frame (paper Sec. 3.1).
+
+The paper encodes video frames with ResNet-50 (ImageNet). Here frames of the utterance
+window are sampled at ``fps`` (at most ``max_frames``), optionally cropped to the largest
+face found by OpenCV's bundled Haar cascade (``haarcascade_frontalface_default.xml``,
+with a margin), resized to ``image_size``, ImageNet-normalised and encoded; each frame
+is one visual node whose time is its stamp relative to the window.
+
+Weights: ImageNet weights cannot be downloaded on every machine, so the weights are
+read from a file (a torchvision ``state_dict`` saved with ``torch.save``; its sha256 is
+part of the identity). Without a weights file the extractor is **unavailable**
+(:func:`visual_weights_available` is False and the constructor raises
+:class:`VisualWeightsUnavailable`): the visual branch then stays off, never running
+on random weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from synctva_ros.features.base import FeatureExtractor, ModalityFeatures, file_sha256
+from synctva_ros.features.torchvision_compat import ensure_torchvision
+
+__all__ = ["ResNetVisual", "VisualWeightsUnavailable", "visual_weights_available", "sample_frames",
+           "FaceCropper", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+class VisualWeightsUnavailable(FileNotFoundError):
+    """No backbone weight file is installed: the visual branch must stay off."""
+
+
+def visual_weights_available(path: str | os.PathLike[str] | None) -> bool:
+    """True when ``path`` names an existing weight file."""
+    return bool(path) and Path(os.path.expanduser(str(path))).is_file()
+
+
+def sample_frames(stamps: Sequence[float], start: float, end: float, fps: float, max_frames: int) -> list[int]:
+    """Indices of the frames to encode.
+
+    Target times are ``start + (k + 0.5) / fps`` for ``k = 0 .. ceil((end - start) * fps) - 1``
+    (at least one); when there are more than ``max_frames`` targets, ``max_frames`` of them
+    are spread evenly. Each target takes the nearest frame; duplicates are dropped.
+
+    Args:
+        stamps: frame stamps in seconds, ascending.
+        start, end: window bounds in seconds.
+        fps: sampling rate in frames per second (> 0).
+        max_frames: most frames returned (>= 1).
+
+    Returns:
+        Ascending frame indices (empty when ``stamps`` is empty).
+    """
+    if not len(stamps):
+        return []
+    st = np.asarray(stamps, dtype=np.float64)
+    n = max(1, int(math.ceil(max(end - start, 0.0) * fps)))
+    targets = start + (np.arange(n) + 0.5) / fps
+    targets = np.minimum(targets, end) if end > start else np.full(1, start)
+    if n > max_frames:
+        targets = targets[np.linspace(0, n - 1, max_frames).round().astype(int)]
+    idx = sorted({int(np.abs(st - t).argmin()) for t in targets})
+    return idx
+
+
+class FaceCropper:
+    """Largest-face crop with OpenCV's bundled Haar cascade.
+
+    Args:
+        margin: fraction of the face box added on each side.
+        min_size: smallest face side in pixels.
+
+    ``__call__(image (H, W, 3) uint8 RGB) -> (crop (h, w, 3) uint8, found: bool)``; without a
+    face the whole image is returned with ``found=False``.
+
+    Raises:
+        RuntimeError: OpenCV without ``CascadeClassifier`` (OpenCV 5 wheels); FileNotFoundError:
+            the bundled cascade file is missing.
+    """
+
+    def __init__(self, margin: float = 0.25, min_size: int = 24) -> None:
+        import cv2
+
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise RuntimeError(f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved the Haar "
+                               "cascades out of the main package); install opencv-python-headless<5 or set "
+                               "features.face_crop to false")
+        path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""),
+                            "haarcascade_frontalface_default.xml")
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise FileNotFoundError(f"OpenCV Haar cascade not found at {path}")
+        self.margin = float(margin)
+        self.min_size = int(min_size)
+
+    def box(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
+        """``(x0, y0, x1, y1)`` pixel box of the largest face plus margin, clipped to the image, or None."""
+        import cv2
+
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        faces = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                               minSize=(self.min_size, self.min_size))
+        if len(faces) == 0:
+            return None
+        x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
+        mx, my = int(w * self.margin), int(h * self.margin)
+        hh, ww = image.shape[:2]
+        return max(0, x - mx), max(0, y - my), min(ww, x + w + mx), min(hh, y + h + my)
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, bool]:
+        b = self.box(image)
+        if b is None:
+            return image, False
+        x0, y0, x1, y1 = b
+        return image[y0:y1, x0:x1], True
+
+
+def _to_input(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize the shorter side to ``size``, centre-crop ``size``², ImageNet-normalise -> ``(3, size, size)``."""
+    import cv2
+
+    h, w = image.shape[:2]
+    s = size / min(h, w)
+    nh, nw = max(size, int(round(h * s))), max(size, int(round(w * s)))
+    img = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    y0, x0 = (nh - size) // 2, (nw - size) // 2
+    img = img[y0:y0 + size, x0:x0 + size].astype(np.float32) / 255.0
+    img = (img - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+class ResNetVisual(FeatureExtractor):
+    """Frame embeddings from a torchvision ResNet (``resnet18`` ... ``resnet152``) up to global pooling.
+
+    Args:
+        encoder: torchvision ResNet factory name (``resnet50`` gives 2048-d, ``resnet18`` 512-d).
+        weights: path to a torchvision state dict (``torch.save(model.state_dict())``).
+        fps: frames sampled per second of window; max_frames: most frames per window.
+        face_crop: crop the largest face before encoding.
+        image_size: encoder input side in pixels.
+        device: torch device.
+
+    Shapes:
+        ``__call__``: window -> ``x`` ``(N, F)`` with ``N <= max_frames``; ``t`` = frame stamp relative to the window.
+
+    Raises:
+        VisualWeightsUnavailable: no weight file at ``weights``.
+        ValueError: ``encoder`` is not a torchvision ResNet.
+        RuntimeError: the state dict does not fit the architecture.
+    """
+
+    modality = "visual"
+
+    def __init__(self, encoder: str = "resnet50", weights: str | os.PathLike[str] | None = None,
+                 fps: float = 2.0, max_frames: int = 8, face_crop: bool = True, image_size: int = 224,
+                 device: str | torch.device = "cpu") -> None:
+        if not visual_weights_available(weights):
+            raise VisualWeightsUnavailable(
+                f"no weights for visual encoder '{encoder}' (features.visual_weights = {weights!r}); "
+                "the visual branch stays off. Save torchvision ImageNet weights with "
+                "torch.save(torchvision.models.resnet50(weights='IMAGENET1K_V2').state_dict(), path) "
+                "on a machine with internet access and set features.visual_weights to that path.")
+        if not encoder.startswith("resnet") and not encoder.startswith("wide_resnet"):
+            raise ValueError(f"visual encoder must be a torchvision ResNet, got '{encoder}'")
+        ensure_torchvision()
+        import torchvision
+
+        factory = getattr(torchvision.models, encoder, None)
+        if factory is None:
+            raise ValueError(f"torchvision has no model '{encoder}'")
+        model = factory(weights=None)
+        self.weights = str(Path(os.path.expanduser(str(weights))).resolve())
+        state = torch.load(self.weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        model.load_state_dict(state)
+        self.dim = int(model.fc.in_features)
+        model.fc = torch.nn.Identity()
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.encoder = encoder
+        self.fps = float(fps)
+        self.max_frames = int(max_frames)
+        self.image_size = int(image_size)
+        self.face_crop = bool(face_crop)
+        self._cropper = FaceCropper() if face_crop else None
+        self._sha: str | None = None
+        #: Frames where face cropping found no face (the whole frame was used).
+        self.no_face = 0
+
+    def identity(self) -> dict[str, Any]:
+        """``{"kind", "encoder", "weights_sha256", "fps", "max_frames", "face_crop", "image_size", "dim"}``."""
+        if self._sha is None:
+            self._sha = file_sha256(self.weights)
+        return {"kind": "torchvision_resnet", "encoder": self.encoder, "weights_sha256": self._sha,
+                "fps": self.fps, "max_frames": self.max_frames, "face_crop": self.face_crop,
+                "face_detector": "opencv_haar_frontalface_default" if self.face_crop else None,
+                "image_size": self.image_size, "normalisation": "imagenet", "dim": self.dim}
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB -> ``(3, S, S)`` float32 network input (face crop when enabled)."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+        if self._cropper is not None:
+            image, found = self._cropper(image)
+            if not found:
+                self.no_face += 1
+        return _to_input(image, self.image_size)
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """``K`` RGB images -> ``(K, F)`` float32 embeddings."""
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        x = torch.from_numpy(np.stack([self.preprocess(im) for im in images])).to(self.device)
+        return self.model(x).float().cpu().numpy()
+
+    def __call__(self, window: Any) -> ModalityFeatures | None:
+        """Visual nodes of an :class:`~synctva_ros.windowing.window.UtteranceWindow` (``None`` without frames)."""
+        frames = list(window.frames)
+        if not frames:
+            return None
+        idx = sample_frames([f.stamp for f in frames], window.start, window.end, self.fps, self.max_frames)
+        chosen = [frames[i] for i in idx]
+        x = self.encode_images([f.image for f in chosen])
+        dur = window.end - window.start
+        if dur > 0:
+            t = np.clip([(f.stamp - window.start) / dur for f in chosen], 0.0, 1.0)
+        else:
+            t = np.full(len(chosen), 0.5)
+        return ModalityFeatures(x.astype(np.float32), np.asarray(t, np.float32))

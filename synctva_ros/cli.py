@@ -68,6 +68,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main(args)
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .training.baseline import baseline_report
+    from .training.config import load_training_config
+
+    tcfg, cfg = load_training_config(args.config, args.overrides or None)
+    report = baseline_report(tcfg, cfg)
+    brief = {k: {m: v[m] for m in ("accuracy", "weighted_f1", "macro_f1") if m in v} for k, v in report.items()}
+    print(json.dumps(brief, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .datasets.cache import main as cache_main
 
@@ -126,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's resume file")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("baseline", help="the floor: logistic regression on frozen sentence embeddings")
+    p.add_argument("config", type=Path, help="training config naming the dataset and splits")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", type=Path, default=None)
+    p.set_defaults(func=cmd_baseline)
+
     p = sub.add_parser("cache", help="pre-compute features of a dataset split for training")
     p.add_argument("dataset", choices=("meld", "iemocap"))
     p.add_argument("split")
@@ -145,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency benchmark of every available backend (JSON + PNG)")
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--configs", default="demo,paper_random",
+                   help="comma-separated configurations: demo (the --profile with its checkpoint), paper_random "
+                        "(RoBERTa-base + ResNet-50 sized, random weights: latency only)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="checkpoint for the demo configuration (default: the profile's, else a dev checkpoint)")
     _add_config_args(p)
     p.set_defaults(func=cmd_bench)
     return ap

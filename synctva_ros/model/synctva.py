@@ -17,6 +17,11 @@ Robot-specific additions (documented choices, not in the paper):
   modality of a row is dropped with that probability; if a row would lose all of them
   one random present modality is kept.
 * **Dialogue context** (``ModelConfig.context_turns > 0``): see fusion.
+* **Fine-tuned text-encoder top layers** (``ModelConfig.text_top_layers = K > 0``): the text
+  nodes are the encoder's layer-``features.text_layer`` states and the model runs the encoder's
+  next K layers on them (:mod:`~synctva_ros.model.text_top`) before MSDE. The layers are
+  attached with :meth:`SyncTVA.attach_text_top` (from the pretrained encoder for training, from
+  checkpoint deltas for inference); until then ``forward`` refuses to run the text branch.
 
 ``forward`` takes positional tensors so that it exports to ONNX (opset >= 18) with
 dynamic batch and node axes.
@@ -57,6 +62,8 @@ class SyncTVA(nn.Module):
     Raises:
         ValueError: a modality missing from ``dims``, a non-positive width, unknown keys in
             ``active``, no class names, ``hidden`` not divisible by ``heads``.
+        RuntimeError (``forward``): ``text_top_layers > 0``, the text branch is active and no top
+            layers are attached.
     """
 
     def __init__(self, cfg: ModelConfig, dims: dict[str, int], active: dict[str, bool] | None = None) -> None:
@@ -89,6 +96,28 @@ class SyncTVA(nn.Module):
             for g, (a, b) in GRAPHS.items()})
         ctx_dim = self.dims["text"] if cfg.context_turns > 0 else 0
         self.fusion = SyncTVAFusion(h, cfg.heads, cfg.dropout, len(self.class_names), ctx_dim)
+        self.text_top_layers = int(cfg.text_top_layers)
+        self.register_module("text_top", None)
+
+    def attach_text_top(self, top: nn.Module) -> None:
+        """Attach the encoder's top layers (:class:`~synctva_ros.model.text_top.TextTopLayers`).
+
+        Raises:
+            ValueError: ``text_top_layers`` is 0, or the layer count / width does not match.
+        """
+        if self.text_top_layers == 0:
+            raise ValueError("ModelConfig.text_top_layers is 0: this model has no text top layers")
+        n, width = len(getattr(top, "layers", [])), int(getattr(top, "dim", -1))
+        if n != self.text_top_layers or width != self.dims["text"]:
+            raise ValueError(f"top layers ({n} layers of width {width}) do not fit text_top_layers="
+                             f"{self.text_top_layers}, text width {self.dims['text']}")
+        self.text_top = top
+
+    def detach_text_top(self) -> nn.Module | None:
+        """Remove and return the attached top layers (``None`` when there are none)."""
+        top = self.text_top
+        self.text_top = None
+        return top
 
     @property
     def num_classes(self) -> int:
@@ -113,6 +142,13 @@ class SyncTVA(nn.Module):
                 audio: Tensor, audio_mask: Tensor, audio_time: Tensor,
                 visual: Tensor, visual_mask: Tensor, visual_time: Tensor,
                 context: Tensor | None = None, context_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.text_top_layers > 0 and self.active["text"]:
+            if self.text_top is None:
+                raise RuntimeError(
+                    f"this model fine-tunes the text encoder's top {self.text_top_layers} layers but none are "
+                    "attached: load them with synctva_ros.model.text_top.restore_text_top (checkpoint deltas + "
+                    "base encoder) or build_text_top (training)")
+            text = self.text_top(text, text_mask)
         xs = {"text": text, "audio": audio, "visual": visual}
         masks = {"text": text_mask.to(torch.bool), "audio": audio_mask.to(torch.bool),
                  "visual": visual_mask.to(torch.bool)}

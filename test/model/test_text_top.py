@@ -1,0 +1,182 @@
+"""Fine-tuned text-encoder top layers: equivalence with the real encoder, checkpoint deltas, refusal, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synctva_ros.checkpoint import CheckpointError, load_checkpoint
+from synctva_ros.config import ModelConfig
+from synctva_ros.model.synctva import SyncTVA
+from synctva_ros.model.text_top import (TextTopLayers, build_text_top, load_text_top_checkpoint,
+                                        restore_text_top, save_text_top_checkpoint)
+
+TEXTS = ["Oh my god, I can't believe you did that!", "You must've had your hands full.", "Okay."]
+
+
+def _make_tiny_bert(path: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("_feat_conftest", Path(__file__).parents[1] / "features" /
+                                                  "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_tiny_bert(path, hidden=32, layers=3)
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory) -> Path:
+    return _make_tiny_bert(tmp_path_factory.mktemp("tiny_bert3"))
+
+
+def _hf(path: Path, texts):
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModel.from_pretrained(str(path)).eval()
+    enc = tok(list(texts), padding=True, return_tensors="pt", return_special_tokens_mask=True)
+    special = enc.pop("special_tokens_mask").bool()
+    with torch.no_grad():
+        out = model(**enc, output_hidden_states=True)
+    return out, enc["attention_mask"].bool(), special
+
+
+def test_layers_equal_the_encoders_own_layers(bert):
+    top = build_text_top(str(bert), text_layer=1, num_layers=2).eval()
+    assert top.spec["layers"] == [1, 2] and top.spec["special_tokens"] == 2
+    plain = TextTopLayers({**top.spec, "special_tokens": 0}).eval()
+    plain.load_hf_state(top.hf_state())
+    out, mask, _ = _hf(bert, TEXTS)
+    with torch.no_grad():
+        y = plain(out.hidden_states[1], mask)
+    assert torch.allclose(y[mask], out.last_hidden_state[mask], atol=1e-5)
+
+
+def test_special_states_stand_in_for_the_dropped_special_tokens(bert):
+    # calibrated on one text, the prepended special states are exactly that text's: the word pieces
+    # alone (as the text extractor gives them) then reproduce the encoder's last layer
+    top = build_text_top(str(bert), text_layer=1, num_layers=2, texts=TEXTS[:1]).eval()
+    out, mask, special = _hf(bert, TEXTS[:1])
+    keep = mask[0] & ~special[0]
+    x = out.hidden_states[1][0][keep][None]
+    with torch.no_grad():
+        y = top(x, torch.ones(1, x.shape[1], dtype=torch.bool))
+    assert torch.allclose(y[0], out.last_hidden_state[0][keep], atol=1e-5)
+
+
+CFG = ModelConfig(hidden=16, heads=2, graph_layers=1, dropout=0.0, modality_dropout=0.0, text_top_layers=2)
+DIMS = {"text": 32, "audio": 7, "visual": 9}
+
+
+def _inputs(b: int = 3, nt: int = 6, na: int = 5, nv: int = 3, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n, d in ((nt, DIMS["text"]), (na, DIMS["audio"]), (nv, DIMS["visual"])):
+        mask = torch.ones(b, n, dtype=torch.bool)
+        mask[1, n // 2:] = False
+        out += [torch.randn(b, n, d, generator=g), mask, torch.sort(torch.rand(b, n, generator=g), 1).values]
+    if b > 2:
+        out[7][2] = False
+    return out
+
+
+def _finetuned_model(bert: Path) -> SyncTVA:
+    torch.manual_seed(0)
+    model = SyncTVA(CFG, DIMS)
+    model.attach_text_top(build_text_top(str(bert), 1, 2))
+    with torch.no_grad():  # stand-in for fine-tuning: move every top-layer weight away from the base
+        for p in model.text_top.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.float16, 1e-3)])
+def test_delta_round_trip_reproduces_outputs(bert, tmp_path, dtype, atol):
+    from safetensors import safe_open
+
+    model = _finetuned_model(bert)
+    inp = _inputs()
+    with torch.no_grad():
+        ref = model(*inp)
+    d = save_text_top_checkpoint(tmp_path / "ck", model, {"name": "t"}, dtype=dtype)
+    assert model.text_top is not None  # re-attached after saving
+    with safe_open(str(d / "model.safetensors"), "pt") as fh:
+        keys = list(fh.keys())
+        delta = fh.get_tensor("text_encoder.encoder.layer.2.output.dense.weight")
+    assert not any(k.startswith("text_top.") for k in keys)
+    assert "text_encoder.top.special" in keys and delta.dtype == dtype
+    loaded, man = load_text_top_checkpoint(d, base=str(bert))
+    assert man["text_top"]["base"]["weights_sha256"] == model.text_top.base["weights_sha256"]
+    with torch.no_grad():
+        got = loaded(*inp)
+    for g, r in zip(got, ref):
+        assert torch.allclose(g, r, atol=atol)
+    base_w = build_text_top(str(bert), 1, 2).hf_state()["encoder.layer.2.output.dense.weight"]
+    assert not torch.allclose(loaded.text_top.hf_state()["encoder.layer.2.output.dense.weight"], base_w)
+
+
+def test_model_without_restored_layers_refuses_to_run(bert, tmp_path):
+    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
+    model, _ = load_checkpoint(d)
+    with pytest.raises(RuntimeError, match="restore_text_top"):
+        model(*_inputs())
+    # without the text branch the top layers are not needed
+    cfg_off = SyncTVA(CFG, DIMS, {"text": False}).eval()
+    assert torch.isfinite(cfg_off(*_inputs())[0]).all()
+
+
+def test_refuses_a_base_encoder_with_another_hash(bert, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
+    other = tmp_path / "other_bert"
+    shutil.copytree(bert, other)
+    w = load_file(str(other / "model.safetensors"))
+    w["encoder.layer.2.output.dense.weight"] = w["encoder.layer.2.output.dense.weight"] + 0.01
+    save_file(w, str(other / "model.safetensors"), metadata={"format": "pt"})
+    model, man = load_checkpoint(d)
+    with pytest.raises(CheckpointError, match="sha256"):
+        restore_text_top(model, man, str(other))
+    man.pop("text_top")
+    with pytest.raises(CheckpointError, match="text_top"):
+        restore_text_top(model, man, str(bert))
+
+
+def test_gradient_reaches_the_top_layers(bert):
+    model = _finetuned_model(bert).train()
+    logits, _ = model(*_inputs())
+    logits.logsumexp(-1).sum().backward()
+    for name, p in model.text_top.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_attach_checks_the_layer_stack(bert):
+    top = build_text_top(str(bert), 1, 2)
+    with pytest.raises(ValueError):
+        SyncTVA(dataclasses.replace(CFG, text_top_layers=0), DIMS).attach_text_top(top)
+    with pytest.raises(ValueError):
+        SyncTVA(dataclasses.replace(CFG, text_top_layers=1), DIMS).attach_text_top(top)
+    with pytest.raises(ValueError, match="exceeds"):
+        build_text_top(str(bert), 2, 2)
+
+
+def test_onnx_export_with_top_layers(bert, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = _finetuned_model(bert)
+    names = ["text", "text_mask", "text_time", "audio", "audio_mask", "audio_time",
+             "visual", "visual_mask", "visual_time"]
+    axes = {n: {0: "batch", 1: f"n_{n.split('_')[0]}"} for n in names}
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, tuple(_inputs(b=2, nt=5)), str(path), input_names=names,
+                      output_names=["logits", "contributions"], opset_version=18, dynamo=False, dynamic_axes=axes)
+    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = _inputs(b=3, nt=9, seed=3)
+    got = sess.run(None, {n: t.numpy() for n, t in zip(names, inp)})
+    with torch.no_grad():
+        ref = model(*inp)
+    for g, r in zip(got, ref):
+        assert np.allclose(g, r.numpy(), atol=1e-4)

@@ -70,6 +70,10 @@ class EmotionPipeline:
         expected = {m: (self.extractors[m].identity() if m in self.extractors else None) for m in MODALITIES
                     if trained[m]}
         self.model, self.manifest = load_checkpoint(ckpt_dir, expected_extractors=expected)
+        if getattr(self.model, "text_top_layers", 0) and "text" in self.extractors:
+            from .model.text_top import restore_text_top  # fine-tuned top layers = base encoder + deltas
+
+            restore_text_top(self.model, self.manifest, self.extractors["text"])
         self.model.eval()
         self.active = {m: trained[m] and m in self.extractors for m in MODALITIES}
         self.class_names: list[str] = list(self.manifest["class_names"])
@@ -99,11 +103,16 @@ class EmotionPipeline:
             if not self.active[m]:
                 continue
             t0 = time.perf_counter()
-            out = ext(window)
+            try:
+                if m == "text":
+                    out, feats.sentence = ext.encode_window(window)  # type: ignore[attr-defined]
+                else:
+                    out = ext(window)
+            except (ValueError, RuntimeError) as exc:  # bad content: modality treated as absent
+                log.warning("%s features failed for window %.3f-%.3f s: %s", m, window.start, window.end, exc)
+                out = None
             stage_s[m] = time.perf_counter() - t0
             setattr(feats, m, out)
-            if m == "text" and out is not None:
-                feats.sentence = getattr(ext, "last_sentence", None)
         return feats, stage_s
 
     def predict_features(self, feats: UtteranceFeatures) -> tuple[np.ndarray, np.ndarray]:

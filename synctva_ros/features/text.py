@@ -214,12 +214,19 @@ class TextEncoder(FeatureExtractor):
         """``(n,)`` float32 node times ``(i + 0.5) / n`` in (0, 1)."""
         return ((np.arange(n, dtype=np.float32) + 0.5) / max(n, 1)).astype(np.float32)
 
-    def __call__(self, window: Any) -> ModalityFeatures | None:
-        """Text nodes of an :class:`~synctva_ros.windowing.window.UtteranceWindow` (``None`` without transcript)."""
+    def encode_window(self, window: Any) -> tuple[ModalityFeatures | None, np.ndarray | None]:
+        """Text nodes and the ``(F,)`` sentence embedding (dialogue context) of a window, in one pass.
+
+        Returns ``(None, None)`` when the window has no transcript.
+        """
         text = getattr(window, "transcript", None)
         if not text or not text.strip():
-            return None
-        tokens, _ = self.encode_texts([text])[0]
+            return None, None
+        tokens, sentence = self.encode_texts([text])[0]
         if tokens is None:
-            return None
-        return ModalityFeatures(tokens, self.token_times(tokens.shape[0]))
+            return None, sentence
+        return ModalityFeatures(tokens, self.token_times(tokens.shape[0])), sentence
+
+    def __call__(self, window: Any) -> ModalityFeatures | None:
+        """Text nodes of an :class:`~synctva_ros.windowing.window.UtteranceWindow` (``None`` without transcript)."""
+        return self.encode_window(window)[0]

@@ -1,0 +1,59 @@
+"""EmotionPipeline: window -> EmotionResult with a real (tiny, trained) checkpoint and real extractors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from synctva_ros.bags.speech import render_speech
+from synctva_ros.checkpoint import CheckpointError
+from synctva_ros.config import load_config
+from synctva_ros.pipeline import EmotionPipeline
+from synctva_ros.windowing.window import TimedFrame, UtteranceWindow
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_checkpoint):
+    cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint)})
+    return EmotionPipeline(cfg)
+
+
+def window(text: str | None, with_audio: bool = True, with_frames: bool = True) -> UtteranceWindow:
+    audio = render_speech(text or "hello", speaker="Monica") if with_audio else np.zeros(0, np.float32)
+    dur = max(audio.size / 16000, 1.0)
+    frames = [TimedFrame(t, np.full((48, 64, 3), 120, np.uint8)) for t in np.arange(0, dur, 0.5)] if with_frames else []
+    return UtteranceWindow(start=0.0, end=dur, transcript=text, audio=audio, frames=frames, utterance_id="u")
+
+
+def test_predict_gives_a_distribution_and_contributions_of_active_branches(pipe):
+    res = pipe.predict(window("Oh my god, that is wonderful news!"))
+    assert math.isclose(sum(res.probabilities), 1.0, abs_tol=1e-5)
+    assert res.label == res.class_names[res.index] and res.confidence == max(res.probabilities)
+    assert res.present == {"text": True, "audio": True, "visual": True}
+    # the tiny checkpoint has no trained visual branch: it is reported inactive and gets no share
+    assert res.active == {"text": True, "audio": True, "visual": False}
+    assert res.contributions["visual"] == 0.0
+    assert math.isclose(res.contributions["text"] + res.contributions["audio"], 1.0, abs_tol=1e-5)
+    assert -1 <= res.valence <= 1 and -1 <= res.arousal <= 1
+    assert set(res.stage_s) >= {"text", "audio", "fusion"}
+
+
+def test_missing_modalities_are_absent_not_errors(pipe):
+    no_text = pipe.predict(window(None))
+    assert no_text.active["text"] is False and no_text.contributions["text"] == 0.0
+    assert math.isclose(no_text.contributions["audio"], 1.0, abs_tol=1e-5)
+    nothing = pipe.predict(UtteranceWindow(start=0.0, end=1.0))
+    assert not any(nothing.active.values()) and math.isclose(sum(nothing.probabilities), 1.0, abs_tol=1e-5)
+
+
+def test_predictions_are_deterministic(pipe):
+    w = window("I can't believe you did that.")
+    assert pipe.predict(w).probabilities == pipe.predict(w).probabilities
+
+
+def test_checkpoint_with_other_extractor_settings_is_refused(tiny_checkpoint):
+    cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint), "features.text_max_tokens": 32})
+    with pytest.raises(CheckpointError, match="text"):
+        EmotionPipeline(cfg)

@@ -142,6 +142,7 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
             "start": t.start, "end": t.end,
             "pred": msg.label if msg else None,
             "confidence": float(msg.confidence) if msg else None,
+            "probabilities": [float(x) for x in msg.probabilities] if msg else None,
             "modalities": [m for m, p in zip(msg.modalities, msg.present) if p] if msg else [],
             "active": [m for m, a in zip(msg.modalities, msg.active) if a] if msg else [],
             "latency_s": float(msg.latency) if msg else None,

@@ -1,29 +1,82 @@
-"""Inference backends behind one interface (``Backend.infer``), chosen by ``runtime.backend``."""
+"""Inference backends behind one interface (``Backend.infer``), chosen by ``runtime.backend``.
+
+* ``torch``: eager PyTorch (CPU/CUDA, fp32/bf16/fp16 autocast) — :mod:`.torch_backend`.
+* ``onnxruntime``: the exported fusion graph (cached ONNX file) — :mod:`.onnx_backend`.
+* ``tensorrt``: a TensorRT engine built from that graph (cached) — :mod:`.tensorrt_backend`.
+  The engine is built/loaded in a background thread; until it is ready the backend
+  answers with onnxruntime (torch when onnxruntime is missing) and logs the switch
+  (:class:`~.switching.SwitchingBackend`). So ``backend.name`` can change once at run time.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from .base import Backend, BackendUnavailable
+from .base import MODEL_INPUTS, Backend, BackendUnavailable
 
-__all__ = ["Backend", "BackendUnavailable", "create_backend"]
+__all__ = ["Backend", "BackendUnavailable", "MODEL_INPUTS", "create_backend", "BACKENDS"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
-def create_backend(runtime: Any, model: Any, manifest: dict, checkpoint_dir: Path) -> Backend:
+def _max_nodes(manifest: dict) -> dict[str, int]:
+    """Most nodes per modality from the manifest's extractor identities (defaults: 64 / 32 / 8)."""
+    ex = manifest.get("extractors") or {}
+    text = (ex.get("text") or {}).get("max_tokens", 64)
+    audio_id = ex.get("audio") or {}
+    audio = 1 if audio_id.get("level") == "functionals" else audio_id.get("max_nodes", 32)
+    visual = (ex.get("visual") or {}).get("max_frames", 8)
+    return {"text": int(text), "audio": int(audio), "visual": int(visual)}
+
+
+def create_backend(runtime: Any, model: Any, manifest: dict, checkpoint_dir: Path | None = None) -> Backend:
     """Backend named by ``runtime.backend`` for a loaded model.
 
     Args:
-        runtime: :class:`~synctva_ros.config.RuntimeConfig`.
+        runtime: :class:`~synctva_ros.config.RuntimeConfig` (backend, device, precision, cache_dir, threads).
         model: the loaded ``SyncTVA`` (torch backend, and the source of ONNX export).
-        manifest: the checkpoint manifest (model hash for caches).
-        checkpoint_dir: checkpoint directory.
+        manifest: the checkpoint manifest (part of the export/engine cache keys; its extractor
+            identities give the TensorRT profile's max node counts).
+        checkpoint_dir: checkpoint directory (unused by the current backends; kept for the interface).
 
     Raises:
-        BackendUnavailable: the backend cannot start; the message names an alternative.
+        BackendUnavailable: the backend cannot start; the message says why and names an alternative
+            (e.g. "tensorrt not installed ...: use backend onnxruntime or torch").
     """
-    if runtime.backend == "torch":
+    name = runtime.backend
+    if name == "torch":
         from .torch_backend import TorchBackend
 
         return TorchBackend(model, device=runtime.device, precision=runtime.precision)
-    raise BackendUnavailable(f"backend '{runtime.backend}' is not available in this build; use 'torch'")
+    if name == "onnxruntime":
+        from .onnx_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend.from_model(model, manifest, runtime)
+    if name == "tensorrt":
+        from .export import cached_fusion_onnx, fusion_input_names
+        from .switching import SwitchingBackend
+        from .tensorrt_backend import TensorRTBackend, profile_shapes, require_tensorrt
+
+        require_tensorrt()  # raises BackendUnavailable with the alternative
+        precision = runtime.precision
+        onnx_path = cached_fusion_onnx(model, manifest, cache_dir=runtime.cache_dir or None)
+        shapes = profile_shapes(fusion_input_names(model), model.dims, _max_nodes(manifest),
+                                int(model.cfg.context_turns))
+        try:
+            from .onnx_backend import OnnxRuntimeBackend
+
+            fallback: Backend = OnnxRuntimeBackend(onnx_path, device=runtime.device, threads=runtime.threads)
+        except BackendUnavailable as exc:
+            log.warning("onnxruntime unavailable as the TensorRT warm-up fallback (%s); using torch", exc)
+            from .torch_backend import TorchBackend
+
+            fallback = TorchBackend(model, device=runtime.device, precision="fp32")
+        device = runtime.device if str(runtime.device).startswith("cuda") else "cuda"
+        return SwitchingBackend(
+            fallback, lambda: TensorRTBackend(onnx_path, shapes, precision=precision, device=device,
+                                              cache_dir=runtime.cache_dir or None), primary_name="tensorrt")
+    raise BackendUnavailable(f"unknown backend '{name}': use one of {', '.join(BACKENDS)}")

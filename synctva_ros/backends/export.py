@@ -1,0 +1,269 @@
+"""ONNX export of the Sync-TVA fusion model and of the text and visual encoders.
+
+Exporter: ``torch.onnx.export`` at opset :data:`DEFAULT_OPSET` (>= 18; at opset 16/17 the
+graph exports but does not load, ENVIRONMENT.md). Two exporters are supported:
+
+* ``"torchscript"`` (default): the tracing exporter. Exports the fusion model in about a
+  second; the model's forward has no data-dependent Python control flow (masks are
+  applied with ``torch.where``), so tracing captures it for every input (checked by the
+  parity tests, which vary batch size, node counts and missing modalities).
+* ``"dynamo"``: ``torch.export``-based (needs ``onnxscript``); same results, about two
+  orders of magnitude slower to export here.
+
+Every dynamic axis is named: ``batch`` (B), ``n_text``, ``n_audio``, ``n_visual`` (node
+counts N_m), ``n_context`` (K), ``tokens`` (text-encoder sequence length) and ``frames``
+(visual-encoder images). Input names are :data:`~synctva_ros.backends.base.MODEL_INPUTS`
+(the context inputs only when the model has ``context_turns > 0``); outputs are
+``logits`` ``(B, C)`` and ``contributions`` ``(B, 3)``.
+
+Exported files are cached (:mod:`~synctva_ros.backends.engine_cache`) under a key of the
+weights hash, the checkpoint manifest, the exporter, the opset and the torch version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..features.base import Batch
+from .base import MODEL_INPUTS
+from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha256, state_dict_sha256
+
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "fusion_input_names", "example_fusion_inputs",
+           "batch_to_feeds", "export_fusion", "export_text_encoder", "export_visual_encoder",
+           "cached_fusion_onnx", "cached_text_encoder_onnx", "cached_visual_encoder_onnx", "ExportError"]
+
+log = logging.getLogger(__name__)
+
+#: Lowest opset that exports *and* loads the graph-attention layers (ENVIRONMENT.md).
+DEFAULT_OPSET = 18
+EXPORTERS = ("torchscript", "dynamo")
+FUSION_OUTPUTS = ("logits", "contributions")
+_NODE_AXIS = {"text": "n_text", "audio": "n_audio", "visual": "n_visual", "context": "n_context"}
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported (unsupported exporter/opset, or the exporter failed)."""
+
+
+def fusion_input_names(model: torch.nn.Module) -> list[str]:
+    """The fusion graph's input names: :data:`MODEL_INPUTS`, without context when ``context_turns == 0``."""
+    has_ctx = int(getattr(model, "cfg").context_turns) > 0
+    return [n for n in MODEL_INPUTS if has_ctx or not n.startswith("context")]
+
+
+def example_fusion_inputs(model: torch.nn.Module, batch: int = 2, nodes: Mapping[str, int] | None = None,
+                          seed: int = 0, absent: Mapping[str, list[int]] | None = None) -> tuple[torch.Tensor, ...]:
+    """Random inputs for ``model.forward`` in :data:`MODEL_INPUTS` order.
+
+    Args:
+        model: a ``SyncTVA`` (its ``dims`` and ``cfg.context_turns`` give the widths).
+        batch: B.
+        nodes: N per modality (default text 6, audio 5, visual 3).
+        seed: RNG seed.
+        absent: ``{modality: [row, ...]}`` rows whose mask is all False (missing modality);
+            other rows get a random number (>= 1) of real nodes followed by padding.
+
+    Returns:
+        The tensors (context ones only when the model uses context).
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = {"text": 6, "audio": 5, "visual": 3, **dict(nodes or {})}
+    out: list[torch.Tensor] = []
+    for m in ("text", "audio", "visual"):
+        x = torch.randn(batch, n[m], model.dims[m], generator=g)
+        k = torch.randint(1, n[m] + 1, (batch,), generator=g)
+        mask = torch.arange(n[m]).unsqueeze(0) < k.unsqueeze(1)
+        for row in (absent or {}).get(m, []):
+            mask[row] = False
+        t = torch.sort(torch.rand(batch, n[m], generator=g), dim=1).values
+        out += [x * mask.unsqueeze(-1), mask, t * mask]
+    turns = int(model.cfg.context_turns)
+    if turns > 0:
+        ctx = torch.randn(batch, turns, model.dims["text"], generator=g)
+        cmask = torch.rand(batch, turns, generator=g) < 0.7
+        out += [ctx * cmask.unsqueeze(-1), cmask]
+    return tuple(out)
+
+
+def batch_to_feeds(batch: Batch, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``{input name: numpy array}`` of a :class:`Batch` for the given graph input names.
+
+    Raises:
+        ValueError: the graph wants context inputs but the batch has none.
+    """
+    feeds: dict[str, np.ndarray] = {}
+    for name in names:
+        v = getattr(batch, name)
+        if v is None:
+            raise ValueError(f"the exported model needs input '{name}' but the batch has none "
+                             "(context_turns of the checkpoint and the pipeline differ)")
+        arr = v.detach().to("cpu").numpy()
+        feeds[name] = arr if arr.dtype == np.bool_ else arr.astype(np.float32, copy=False)
+    return feeds
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+            dynamic_axes: dict[str, dict[int, str]], opset: int, exporter: str) -> None:
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter '{exporter}' (known: {EXPORTERS})")
+    if opset < 18:
+        raise ExportError(f"opset {opset} < 18: the graph-attention layers do not load below opset 18")
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            if exporter == "dynamo":
+                from torch.export import Dim
+
+                dims: dict[str, Any] = {}
+                shapes: dict[str, dict[int, Any]] = {}
+                for name, axes in dynamic_axes.items():
+                    if name in input_names:
+                        shapes[name] = {a: dims.setdefault(lbl, Dim(lbl)) for a, lbl in axes.items()}
+                torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                                  dynamic_shapes=shapes, opset_version=opset, dynamo=True, external_data=False)
+            else:
+                torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                                  dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False,
+                                  do_constant_folding=True)
+    except ExportError:
+        raise
+    except Exception as exc:  # the exporters raise many unrelated types
+        raise ExportError(f"ONNX export ({exporter}, opset {opset}) of {type(module).__name__} failed: {exc}") from exc
+    log.info("exported %s to ONNX (%s, opset %d) in %.1f s", type(module).__name__, exporter, opset,
+             time.perf_counter() - t0)
+
+
+def export_fusion(model: torch.nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
+                  exporter: str = "torchscript") -> Path:
+    """Export a ``SyncTVA`` to ONNX.
+
+    Args:
+        model: the fusion model (put in eval mode here; moved to CPU for export).
+        path: output ``.onnx`` file.
+        opset: ONNX opset (>= 18).
+        exporter: ``"torchscript"`` or ``"dynamo"``.
+
+    Shapes:
+        inputs as ``SyncTVA.forward`` with dynamic ``batch`` and node axes; outputs
+        ``logits`` ``(B, C)``, ``contributions`` ``(B, 3)``.
+
+    Raises:
+        ExportError: unsupported exporter/opset or the exporter failed.
+    """
+    path = Path(path)
+    model = model.to("cpu").eval()
+    names = fusion_input_names(model)
+    # B=2 and N>1 everywhere so no axis is specialised to size 1 while tracing.
+    args = example_fusion_inputs(model, batch=2, nodes={"text": 5, "audio": 4, "visual": 3})
+    axes: dict[str, dict[int, str]] = {}
+    for name in names:
+        mod = name.split("_")[0]
+        axes[name] = {0: "batch", 1: _NODE_AXIS[mod]}
+    axes["logits"] = {0: "batch"}
+    axes["contributions"] = {0: "batch"}
+    _export(model, args, path, names, list(FUSION_OUTPUTS), axes, opset, exporter)
+    return path
+
+
+class _HiddenStates(torch.nn.Module):
+    """``(input_ids, attention_mask) -> last_hidden_state`` wrapper of a Hugging Face encoder."""
+
+    def __init__(self, hf_model: torch.nn.Module) -> None:
+        super().__init__()
+        self.hf = hf_model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.hf(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def export_text_encoder(hf_model: torch.nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
+                        exporter: str = "torchscript") -> Path:
+    """Export a Hugging Face encoder (``AutoModel``: BERT, RoBERTa, MiniLM, ...) to ONNX.
+
+    Shapes:
+        ``input_ids`` ``(B, T)`` int64, ``attention_mask`` ``(B, T)`` int64 ->
+        ``last_hidden_state`` ``(B, T, F)`` float32; ``B`` and ``T`` dynamic (``batch``, ``tokens``).
+
+    Raises:
+        ExportError: the exporter failed.
+    """
+    path = Path(path)
+    wrapper = _HiddenStates(hf_model.to("cpu").eval()).eval()
+    vocab = int(getattr(hf_model.config, "vocab_size", 100))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, max(vocab, 6), (2, 7), generator=g)
+    att = torch.ones(2, 7, dtype=torch.long)
+    att[1, 5:] = 0
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "last_hidden_state": {0: "batch", 1: "tokens"}}
+    _export(wrapper, (ids, att), path, ["input_ids", "attention_mask"], ["last_hidden_state"], axes, opset,
+            exporter)
+    return path
+
+
+def export_visual_encoder(trunk: torch.nn.Module, path: str | Path, image_size: int = 224,
+                          opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
+    """Export a ResNet trunk (``fc`` replaced by identity) to ONNX.
+
+    Shapes:
+        ``frames`` ``(N, 3, H, W)`` float32 (ImageNet-normalised) -> ``embeddings`` ``(N, F)``;
+        ``N`` dynamic (``frames``), ``H = W = image_size`` fixed.
+
+    Raises:
+        ExportError: the exporter failed.
+    """
+    path = Path(path)
+    trunk = trunk.to("cpu").eval()
+    x = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    axes = {"frames": {0: "frames"}, "embeddings": {0: "frames"}}
+    _export(trunk, (x,), path, ["frames"], ["embeddings"], axes, opset, exporter)
+    return path
+
+
+def _parts(kind: str, module: torch.nn.Module, opset: int, exporter: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "weights_sha256": state_dict_sha256(module), "opset": opset, "exporter": exporter,
+            "torch": torch.__version__, **extra}
+
+
+def cached_fusion_onnx(model: torch.nn.Module, manifest: Mapping[str, Any] | None = None,
+                       cache_dir: str | Path | None = None, opset: int = DEFAULT_OPSET,
+                       exporter: str = "torchscript") -> Path:
+    """Path of the fusion model's ONNX file in the cache, exporting it when the key is new.
+
+    Key: weights hash + manifest hash (without ``created``) + exporter + opset + torch version.
+
+    Raises:
+        ExportError: export failed; OSError: the cache directory is not writable.
+    """
+    parts = _parts("fusion", model, opset, exporter, manifest_sha256=manifest_sha256(manifest),
+                   inputs=fusion_input_names(model))
+    art = CachedArtifact(cache_root(cache_dir), "onnx", "fusion", "onnx", parts)
+    path, _ = cached_build(art, lambda p: export_fusion(model, p, opset, exporter))
+    return path
+
+
+def cached_text_encoder_onnx(hf_model: torch.nn.Module, cache_dir: str | Path | None = None,
+                             opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
+    """Cached :func:`export_text_encoder` (key: weights hash, architecture class, exporter, opset, torch)."""
+    parts = _parts("text_encoder", hf_model, opset, exporter, architecture=type(hf_model).__name__)
+    art = CachedArtifact(cache_root(cache_dir), "onnx", "text_encoder", "onnx", parts)
+    path, _ = cached_build(art, lambda p: export_text_encoder(hf_model, p, opset, exporter))
+    return path
+
+
+def cached_visual_encoder_onnx(trunk: torch.nn.Module, image_size: int = 224, cache_dir: str | Path | None = None,
+                               opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
+    """Cached :func:`export_visual_encoder` (key: weights hash, image size, exporter, opset, torch)."""
+    parts = _parts("visual_encoder", trunk, opset, exporter, image_size=int(image_size))
+    art = CachedArtifact(cache_root(cache_dir), "onnx", "visual_encoder", "onnx", parts)
+    path, _ = cached_build(art, lambda p: export_visual_encoder(trunk, p, image_size, opset, exporter))
+    return path

@@ -1,0 +1,125 @@
+"""ONNX Runtime backend: the exported Sync-TVA fusion graph in ``onnxruntime``.
+
+Execution providers: ``CPUExecutionProvider``; with ``device`` ``cuda[:N]`` the
+``CUDAExecutionProvider`` is put first when this onnxruntime build has it, otherwise a
+warning is logged and the CPU provider is used. Graph optimisation level: all
+(``ORT_ENABLE_ALL``). Threads: ``runtime.threads`` intra-op threads (0 = onnxruntime's
+default). Runs in fp32 whatever ``runtime.precision`` says (a warning is logged for
+fp16/bf16). Tolerance: 1e-4 max absolute difference of probabilities against torch fp32
+(measured differences are about 1e-7, test/backends/test_export.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..features.base import Batch
+from .base import Backend, BackendUnavailable
+from .export import batch_to_feeds
+
+__all__ = ["OnnxRuntimeBackend", "ort_session", "ort_providers"]
+
+log = logging.getLogger(__name__)
+
+
+def ort_providers(device: str = "cpu") -> list[Any]:
+    """Execution providers for ``device``: CUDA first when asked for and available, then CPU.
+
+    Raises:
+        BackendUnavailable: onnxruntime is not installed.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable("onnxruntime not installed: pip install onnxruntime, or use backend torch") from exc
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            idx = int(device.split(":")[1]) if ":" in device else 0
+            return [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
+        log.warning("runtime.device=%s but this onnxruntime has no CUDAExecutionProvider (available: %s); "
+                    "running on the CPU", device, ", ".join(ort.get_available_providers()))
+    return ["CPUExecutionProvider"]
+
+
+def ort_session(path: str | Path, device: str = "cpu", threads: int = 0) -> Any:
+    """An ``onnxruntime.InferenceSession`` with all graph optimisations, ``threads`` intra-op threads.
+
+    Raises:
+        BackendUnavailable: onnxruntime missing, or the file cannot be loaded (the message says why).
+    """
+    providers = ort_providers(device)
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception classes
+        raise BackendUnavailable(f"onnxruntime cannot load {path}: {exc}; use backend torch") from exc
+
+
+class OnnxRuntimeBackend(Backend):
+    """Fusion model in onnxruntime.
+
+    Args:
+        onnx_path: exported fusion graph (see :func:`~synctva_ros.backends.export.cached_fusion_onnx`).
+        device: ``"cpu"`` or ``"cuda[:N]"`` (falls back to CPU with a warning).
+        threads: intra-op threads (0 = default).
+        precision: only ``"fp32"`` runs as asked; others log a warning and run fp32.
+
+    Shapes:
+        ``infer(batch)`` -> logits ``(B, C)`` float32, contributions ``(B, 3)`` float32.
+
+    Raises:
+        BackendUnavailable: onnxruntime missing or the file does not load.
+    """
+
+    name = "onnxruntime"
+    tolerance = 1e-4
+
+    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int = 0, precision: str = "fp32") -> None:
+        if precision != "fp32":
+            log.warning("backend onnxruntime runs in fp32; runtime.precision=%s is ignored", precision)
+        self.path = Path(onnx_path)
+        self.session = ort_session(self.path, device, threads)
+        self.input_names: list[str] = [i.name for i in self.session.get_inputs()]
+        self.output_names: list[str] = [o.name for o in self.session.get_outputs()]
+        self.providers: list[str] = list(self.session.get_providers())
+
+    @classmethod
+    def from_model(cls, model: Any, manifest: Mapping[str, Any] | None, runtime: Any) -> "OnnxRuntimeBackend":
+        """Export (or reuse the cached export of) ``model`` and open it.
+
+        Args:
+            model: a ``SyncTVA``.
+            manifest: its checkpoint manifest (part of the cache key).
+            runtime: :class:`~synctva_ros.config.RuntimeConfig` (cache_dir, device, threads, precision).
+
+        Raises:
+            BackendUnavailable: onnxruntime missing, export failed, or the file does not load.
+        """
+        ort_providers("cpu")  # fail early, with the install hint, when onnxruntime is missing
+        from .export import ExportError, cached_fusion_onnx
+
+        try:
+            path = cached_fusion_onnx(model, manifest, cache_dir=runtime.cache_dir or None)
+        except ExportError as exc:
+            raise BackendUnavailable(f"{exc}; use backend torch") from exc
+        return cls(path, device=runtime.device, threads=runtime.threads, precision=runtime.precision)
+
+    def run_feeds(self, feeds: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """Run the session on ``{input name: array}`` (only the graph's inputs are passed)."""
+        return self.session.run(self.output_names, {k: feeds[k] for k in self.input_names})
+
+    def infer(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(B, C)`` and contributions ``(B, 3)``, float32."""
+        out = self.run_feeds(batch_to_feeds(batch, self.input_names))
+        return np.asarray(out[0], np.float32), np.asarray(out[1], np.float32)

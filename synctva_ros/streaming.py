@@ -1,0 +1,380 @@
+"""Incremental audio and visual features while an utterance is still going.
+
+When the final transcript closes a window, the batch path runs openSMILE over the whole
+window audio and the visual encoder over every sampled frame. Both inputs arrive long
+before that, so :class:`StreamingFeatureCache` works on them as they come:
+
+**Audio** (openSMILE low-level descriptors, LLDs). Arriving audio is appended to a
+continuous *segment*; every ``block_s`` of new audio the LLD frames of that block are
+computed with ``left_context_s`` (default :data:`LEFT_CONTEXT_S`, 1 s) of audio before it and
+:data:`RIGHT_CONTEXT_S` after it, on a 10 ms frame grid anchored at the segment's first
+sample. Measured with openSMILE 2.6 / eGeMAPSv02 (test/test_streaming.py): with >= 0.1 s
+of right context a frame is final; with >= 0.5 s of left context every LLD except
+jitter and shimmer is *bit-identical* to the same frame of a run over the whole signal
+(with 0.3 s pitch-related LLDs differ by up to 2e-2, with none by up to 450 in LLD units);
+jitter/shimmer (``*_sma3nz``) carry state through a whole voiced stretch, so they are
+identical only when the left context reaches back to unvoiced audio: 1 s covers voiced
+stretches up to about 1 s (a longer one makes those two LLDs differ by a few 1e-2 near
+block starts). At window close only what the batch run computes differently is
+recomputed, from the window's own audio: the first ``left_context_s`` (the batch run has
+no left context there), and the tail after the last cached frame; the middle frames
+come from the cache. Then the frames are pooled into nodes exactly as
+:class:`~synctva_ros.features.audio.OpenSmileAudio` does (``array_split`` into at most
+``max_nodes`` segments, mean, segment-centre times); functionals (``level`` with
+functionals) are computed at close on the window audio.
+
+Equality with the batch extractor: **exact** (same float32 values, tested) when the
+window's audio starts on the segment's 10 ms grid (``(audio_start - segment start) *
+rate`` a multiple of 160 samples at 16 kHz). Otherwise, with ``exact=True`` (default)
+such windows fall back to the batch extractor; with ``exact=False`` the middle frames are
+taken from the nearest grid frame, shifted by less than 5 ms (head, tail, node times and
+node count stay those of the batch run). Measured for 3 s windows shifted by 3-5 ms
+(synthetic voiced signal and espeak-ng speech): per-node difference relative to each
+LLD's range median 0.3-0.6 %, 95th percentile 11-19 %, worst 46-78 % (formant, jitter and
+shimmer LLDs, which are sensitive to where a 60 ms pitch window falls) — too coarse to be
+the default.
+
+**Visual**. Frames are encoded as they arrive, at ``visual_fps * oversample`` frames per
+second (embeddings cached by stamp, older than ``buffer_s`` dropped). At close the batch
+rule (:func:`~synctva_ros.features.visual.sample_frames`: targets at ``visual_fps``, at most
+``max_frames``) picks the window's frames; each picked frame's embedding is taken from
+the cache when that very frame was encoded, or, with ``exact_visual=False`` (default), from the nearest
+cached frame within half the encoding period (``0.5 / (visual_fps * oversample)`` s);
+other picked frames are encoded at close. Node times are always the picked frames' stamps.
+
+Fallbacks (counted in :attr:`StreamingFeatureCache.stats`): the window's audio is not
+covered by the current segment (gap, reset, sample-rate mismatch, started before the cache),
+too short to have a cached middle, or empty/non-finite: the batch extractor runs.
+
+Threading: ``on_audio``/``on_frame`` (sensor callbacks) and ``features_for`` (the processing
+thread) may run in different threads; state is guarded by a lock. Encoding happens in the
+caller's thread, so call ``on_frame`` from a callback group that may take ~60 ms per
+encoded frame (ResNet-50 on a CPU core).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import warnings
+from collections import Counter
+from typing import Any, Mapping
+
+import numpy as np
+
+from .features.base import FeatureExtractor, ModalityFeatures, UtteranceFeatures
+from .windowing.window import UtteranceWindow
+
+__all__ = ["StreamingFeatureCache", "LEFT_CONTEXT_S", "RIGHT_CONTEXT_S"]
+
+log = logging.getLogger(__name__)
+
+#: Left context (seconds) that makes openSMILE eGeMAPSv02 LLD frames equal to a whole-signal run
+#: (0.5 s suffices for all LLDs except jitter/shimmer, whose ``sma3nz`` state runs through a whole
+#: voiced stretch; 1.0 s covers voiced stretches up to about 1 s).
+LEFT_CONTEXT_S = 1.0
+#: Right context (seconds) after a frame's start that makes it final (measured 0.1 s; margin added).
+RIGHT_CONTEXT_S = 0.15
+
+
+class StreamingFeatureCache:
+    """Audio LLD frames and visual embeddings computed while the utterance is going on.
+
+    Args:
+        extractors: ``{modality: extractor or None}`` as built by
+            :func:`~synctva_ros.features.registry.build_extractors` (only ``audio``, an
+            ``OpenSmileAudio``, and ``visual``, a ``ResNetVisual``, are used).
+        buffer_s: seconds of audio and cached embeddings kept.
+        block_s: audio processed per openSMILE call while streaming.
+        oversample: visual frames encoded per second = ``visual_fps * oversample``.
+        exact: audio: only use cached LLD frames that are guaranteed equal to the batch extractor's
+            (windows off the 10 ms grid fall back to the batch extractor).
+        exact_visual: visual: only use the embedding of the very frame the batch rule picks
+            (default False: the nearest cached frame within half the encoding period is used).
+        left_context_s: audio before each streamed block (and head recomputed at close), seconds.
+        gap_tolerance_s: an audio chunk whose stamp differs from the expected continuation by
+            more than this starts a new segment.
+
+    Shapes:
+        ``on_audio(stamp, samples (S,), sample_rate)``; ``on_frame(stamp, image (H, W, 3) uint8 RGB)``;
+        ``features_for(window)`` -> :class:`UtteranceFeatures` with ``audio`` ``(N_a, F_a)`` and
+        ``visual`` ``(N_v, F_v)`` as the batch extractors give (``text`` is left ``None``).
+
+    Raises:
+        ValueError: ``block_s <= 0`` or ``oversample < 1``.
+    """
+
+    def __init__(self, extractors: Mapping[str, FeatureExtractor | None], buffer_s: float = 30.0,
+                 block_s: float = 0.5, oversample: float = 2.0, exact: bool = True,
+                 gap_tolerance_s: float = 0.02, left_context_s: float = LEFT_CONTEXT_S,
+                 exact_visual: bool = False) -> None:
+        if block_s <= 0 or oversample < 1:
+            raise ValueError(f"block_s must be > 0 and oversample >= 1, got {block_s}, {oversample}")
+        self.audio_ext = extractors.get("audio")
+        self.visual_ext = extractors.get("visual")
+        self.buffer_s = float(buffer_s)
+        self.exact = bool(exact)
+        self.exact_visual = bool(exact_visual)
+        self.gap_tolerance_s = float(gap_tolerance_s)
+        self.oversample = float(oversample)
+        #: Counters: "audio_cache", "audio_batch:<reason>", "visual_hit", "visual_near", "visual_miss", "audio_reset".
+        self.stats: Counter[str] = Counter()
+        self._lock = threading.RLock()
+        self._smile = None
+        if self.audio_ext is not None and getattr(self.audio_ext, "level", "lld") != "functionals":
+            import opensmile
+
+            # Own Smile instance: never shares openSMILE state with the batch extractor's thread.
+            self._smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.audio_ext.feature_set],
+                                          feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+            self.sr = int(self.audio_ext.sample_rate)
+            self.hop = int(round(0.01 * self.sr))
+            self.left = int(round(left_context_s * self.sr / self.hop)) * self.hop
+            self.right = int(math.ceil(RIGHT_CONTEXT_S * self.sr))
+            self.block = max(1, int(round(block_s * self.sr / self.hop))) * self.hop
+        self._reset_audio()
+        self._emb: dict[float, np.ndarray] = {}
+        self._next_tick = -math.inf
+
+    # ------------------------------------------------------------------ audio
+    def _reset_audio(self) -> None:
+        self._origin: float | None = None  # sensor time of segment sample 0
+        self._buf = np.zeros(0, np.float32)  # samples [self._buf_at, self._buf_at + len)
+        self._buf_at = 0
+        self._total = 0  # samples received in this segment
+        self._next_frame = 0  # grid frames k < this are cached
+        self._frames: dict[int, tuple[np.ndarray, float]] = {}  # k -> (LLD vector, frame duration s)
+
+    def reset(self) -> None:
+        """Forget all audio and visual state (e.g. when sensor time jumps back)."""
+        with self._lock:
+            self._reset_audio()
+            self._emb.clear()
+            self._next_tick = -math.inf
+
+    def _lld(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            df = self._smile.process_signal(x, self.sr)
+        starts = df.index.get_level_values("start").total_seconds().to_numpy()
+        ends = df.index.get_level_values("end").total_seconds().to_numpy()
+        return np.nan_to_num(df.to_numpy(np.float32)), ends - starts
+
+    def on_audio(self, stamp: float, samples: np.ndarray, sample_rate: int) -> None:
+        """Add an audio chunk (``(S,)`` float in [-1, 1] or int16) whose first sample is at ``stamp`` seconds.
+
+        A chunk at another sample rate than the extractor's, with NaN/inf, or not continuing the
+        segment within ``gap_tolerance_s`` starts a new segment (counted in ``stats["audio_reset"]``).
+        """
+        if self._smile is None:
+            return
+        x = np.asarray(samples)
+        if x.ndim != 1:
+            raise ValueError(f"audio chunk must be mono (S,), got shape {x.shape}")
+        if x.dtype == np.int16:
+            x = x.astype(np.float32) / 32768.0
+        x = x.astype(np.float32, copy=False)
+        if x.size == 0:
+            return
+        with self._lock:
+            if int(sample_rate) != self.sr or not np.isfinite(x).all():
+                if self._origin is not None:
+                    self.stats["audio_reset"] += 1
+                log.debug("audio chunk at %.3f s not usable for streaming (rate %s, finite %s)", stamp,
+                          sample_rate, bool(np.isfinite(x).all()))
+                self._reset_audio()
+                return
+            if self._origin is not None:
+                expected = self._origin + self._total / self.sr
+                if abs(stamp - expected) > self.gap_tolerance_s:
+                    self.stats["audio_reset"] += 1
+                    log.debug("audio gap/jump at %.3f s (expected %.3f s): new streaming segment", stamp, expected)
+                    self._reset_audio()
+            if self._origin is None:
+                self._origin = float(stamp)
+            self._buf = np.concatenate([self._buf, x])
+            self._total += x.size
+            self._process_blocks()
+            self._trim_audio()
+
+    def _process_blocks(self) -> None:
+        while True:
+            k0 = self._next_frame
+            s0 = k0 * self.hop
+            s1 = s0 + self.block
+            if self._total < s1 + self.right:
+                return
+            a = max(0, s0 - self.left)
+            lo = a - self._buf_at
+            if lo < 0:  # context trimmed away (cannot happen with buffer_s >> block_s); restart grid there
+                self._next_frame = int(math.ceil((self._buf_at + self.left) / self.hop))
+                continue
+            feats, durs = self._lld(self._buf[lo: s1 + self.right - self._buf_at])
+            first = a // self.hop
+            for i in range(feats.shape[0]):
+                k = first + i
+                if k0 <= k < k0 + self.block // self.hop:
+                    self._frames[k] = (feats[i], float(durs[i]))
+            self._next_frame = k0 + self.block // self.hop
+
+    def _trim_audio(self) -> None:
+        keep = int(self.buffer_s * self.sr)
+        excess = self._buf.size - keep
+        if excess > 0:
+            excess = (excess // self.hop) * self.hop
+            self._buf = self._buf[excess:]
+            self._buf_at += excess
+        oldest = (self._buf_at - self.left) // self.hop
+        for k in [k for k in self._frames if k < oldest]:
+            del self._frames[k]
+
+    def _audio_features(self, window: UtteranceWindow) -> tuple[ModalityFeatures | None, str]:
+        ext = self.audio_ext
+        if self._smile is None:
+            return ext(window), "batch:functionals_only"
+        x = np.asarray(window.audio)
+        if x.dtype == np.int16:
+            x = x.astype(np.float32) / 32768.0
+        x = x.astype(np.float32, copy=False)
+        S = x.size
+        if S == 0 or x.ndim != 1 or not np.isfinite(x).all():
+            return ext(window), "batch:bad_audio"
+        if int(window.sample_rate) != self.sr:
+            return ext(window), "batch:sample_rate"
+        with self._lock:
+            if self._origin is None:
+                return ext(window), "batch:no_stream"
+            d_exact = (window.audio_start - self._origin) * self.sr
+            d = int(round(d_exact / self.hop)) * self.hop
+            if abs(d_exact - d) > 0.5 and self.exact:
+                return ext(window), "batch:off_grid"
+            if d < 0 or int(round(d_exact)) + S > self._total:
+                return ext(window), "batch:not_covered"
+            head = self.left // self.hop  # frames recomputed without left context, as the batch run has none
+            k_base = d // self.hop
+            # middle frames: cached, and final w.r.t. the window end (right context inside the window)
+            last_ok = (S - self.right) // self.hop
+            mid_end = min(self._next_frame - k_base, last_ok)
+            if mid_end <= head:
+                return ext(window), "batch:short"
+            middle = [self._frames.get(k_base + j) for j in range(head, mid_end)]
+        if any(m is None for m in middle):
+            return ext(window), "batch:not_cached"
+        hf, hd = self._lld(x[: head * self.hop + self.right])
+        t0 = mid_end * self.hop - self.left
+        tf, td = self._lld(x[t0:])
+        tail_first = mid_end - t0 // self.hop
+        frames = np.concatenate([hf[:head], np.stack([m[0] for m in middle]), tf[tail_first:]])
+        durs = np.concatenate([hd[:head], np.array([m[1] for m in middle]), td[tail_first:]])
+        starts = np.arange(frames.shape[0]) * (self.hop / self.sr)
+        centres = starts + durs / 2.0
+        n = min(ext.max_nodes, frames.shape[0])
+        groups = np.array_split(np.arange(frames.shape[0]), n)
+        xs = np.stack([frames[g].mean(0) for g in groups]).astype(np.float32)
+        ts = np.array([centres[g].mean() for g in groups], dtype=np.float64)
+        dur = window.end - window.start
+        offset = window.audio_start - window.start
+        win = dur if dur > 0 else S / self.sr
+        ts = np.clip((offset + ts) / win, 0.0, 1.0).astype(np.float32)
+        if getattr(ext, "_func", None) is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                func = np.nan_to_num(ext._func.process_signal(x, self.sr).to_numpy(np.float32)[0])
+            xs = np.concatenate([xs, np.repeat(func[None, :], xs.shape[0], 0)], axis=1)
+        return ModalityFeatures(xs, ts), "cache" if abs(d_exact - d) <= 0.5 else "cache:shifted"
+
+    # ------------------------------------------------------------------ visual
+    def on_frame(self, stamp: float, image: np.ndarray) -> None:
+        """Offer a camera frame (``(H, W, 3)`` uint8 RGB at ``stamp`` s); encoded when an encoding tick is due."""
+        ext = self.visual_ext
+        if ext is None:
+            return
+        period = 1.0 / (ext.fps * self.oversample)
+        with self._lock:
+            if stamp < self._next_tick - period - self.gap_tolerance_s - 1.0:  # time went back (bag restart)
+                self._emb.clear()
+                self._next_tick = -math.inf
+            if stamp < self._next_tick or round(stamp, 6) in self._emb:
+                return
+            # ticks on a fixed grid, so the encoding rate does not drift below fps * oversample
+            self._next_tick = self._next_tick + period if math.isfinite(self._next_tick) else stamp + period
+            if self._next_tick <= stamp:
+                self._next_tick = stamp + period
+        emb = ext.encode_images([image])[0]
+        with self._lock:
+            self._emb[round(stamp, 6)] = emb
+            old = [s for s in self._emb if s < stamp - self.buffer_s]
+            for s in old:
+                del self._emb[s]
+
+    def _visual_features(self, window: UtteranceWindow) -> tuple[ModalityFeatures | None, str]:
+        from .features.visual import sample_frames
+
+        ext = self.visual_ext
+        frames = list(window.frames)
+        if not frames:
+            return None, "none"
+        idx = sample_frames([f.stamp for f in frames], window.start, window.end, ext.fps, ext.max_frames)
+        chosen = [frames[i] for i in idx]
+        tol = 0.5 / (ext.fps * self.oversample)
+        embs: list[np.ndarray | None] = []
+        with self._lock:
+            stamps = np.array(sorted(self._emb)) if self._emb else np.zeros(0)
+            for f in chosen:
+                key = round(f.stamp, 6)
+                if key in self._emb:
+                    embs.append(self._emb[key])
+                    self.stats["visual_hit"] += 1
+                    continue
+                if not self.exact_visual and stamps.size:
+                    j = int(np.abs(stamps - f.stamp).argmin())
+                    if abs(stamps[j] - f.stamp) <= tol + 1e-9:
+                        embs.append(self._emb[float(stamps[j])])
+                        self.stats["visual_near"] += 1
+                        continue
+                embs.append(None)
+        missing = [i for i, e in enumerate(embs) if e is None]
+        if missing:
+            self.stats["visual_miss"] += len(missing)
+            new = ext.encode_images([chosen[i].image for i in missing])
+            for i, e in zip(missing, new):
+                embs[i] = e
+        x = np.stack(embs).astype(np.float32)
+        dur = window.end - window.start
+        t = np.clip([(f.stamp - window.start) / dur for f in chosen], 0.0, 1.0) if dur > 0 else \
+            np.full(len(chosen), 0.5)
+        return ModalityFeatures(x, np.asarray(t, np.float32)), f"{len(chosen) - len(missing)}/{len(chosen)} cached"
+
+    # ------------------------------------------------------------------ close
+    def features_for(self, window: UtteranceWindow, modalities: tuple[str, ...] = ("audio", "visual"),
+                     ) -> UtteranceFeatures:
+        """Audio and visual features of a closed window, from the cache where it covers the window.
+
+        Returns:
+            :class:`UtteranceFeatures` with ``audio``/``visual`` set (``None`` when absent or when
+            that extractor is not configured) and ``text`` ``None``; ``meta["streaming"]`` says per
+            modality where the values came from (``"cache"``, ``"cache:shifted"``, ``"k/n cached"``,
+            ``"batch:<reason>"``), ``meta["stage_s"]`` the seconds spent per modality.
+        """
+        feats = UtteranceFeatures(dialogue_id=window.dialogue_id)
+        how: dict[str, str] = {}
+        stage_s: dict[str, float] = {}
+        if "audio" in modalities and self.audio_ext is not None:
+            t0 = time.perf_counter()
+            feats.audio, how["audio"] = self._audio_features(window)
+            stage_s["audio"] = time.perf_counter() - t0
+            self.stats["audio_" + how["audio"]] += 1
+        if "visual" in modalities and self.visual_ext is not None:
+            t0 = time.perf_counter()
+            feats.visual, how["visual"] = self._visual_features(window)
+            stage_s["visual"] = time.perf_counter() - t0
+        feats.meta["streaming"] = how
+        feats.meta["stage_s"] = stage_s
+        return feats
+
+    def describe(self) -> dict[str, Any]:
+        """Counters and cache sizes (for diagnostics)."""
+        with self._lock:
+            return {"stats": dict(self.stats), "audio_frames": len(self._frames), "embeddings": len(self._emb)}

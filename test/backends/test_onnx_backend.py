@@ -1,0 +1,53 @@
+"""create_backend: torch vs onnxruntime on collated batches; unavailable backends say what to use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synctva_ros.backends import BackendUnavailable, create_backend
+from synctva_ros.config import RuntimeConfig
+from synctva_ros.features.base import ModalityFeatures, UtteranceFeatures, collate
+
+
+def _utt(rng: np.random.Generator, dims: dict, present: tuple[str, ...]) -> UtteranceFeatures:
+    u = UtteranceFeatures()
+    for m in present:
+        n = int(rng.integers(1, 9))
+        setattr(u, m, ModalityFeatures(rng.standard_normal((n, dims[m])).astype(np.float32),
+                                       np.sort(rng.random(n)).astype(np.float32)))
+    return u
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("context_turns", [0, 2])
+def test_onnxruntime_backend_matches_torch(tmp_path, make_model, context_turns: int) -> None:
+    model = make_model(context_turns)
+    rt = RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=1)
+    ort_b = create_backend(rt, model, {"name": "t"}, tmp_path)
+    torch_b = create_backend(RuntimeConfig(backend="torch"), model, {"name": "t"}, tmp_path)
+    assert ort_b.name == "onnxruntime" and ort_b.tolerance == 1e-4
+    rng = np.random.default_rng(0)
+    items = [_utt(rng, model.dims, p) for p in [("text", "audio", "visual"), ("audio",), (), ("text", "visual")]]
+    ctx = [[rng.standard_normal(model.dims["text"]).astype(np.float32)] * i for i in range(len(items))]
+    batch = collate(items, model.dims, contexts=ctx if context_turns else None, context_turns=context_turns)
+    lo, co = ort_b.infer(batch)
+    lt, ct = torch_b.infer(batch)
+    assert lo.dtype == np.float32 and lo.shape == lt.shape and co.shape == (4, 3)
+    assert np.abs(_softmax(lo) - _softmax(lt)).max() < ort_b.tolerance
+    assert np.abs(co - ct).max() < ort_b.tolerance
+    assert np.all(co[2] == 0)  # the row with no modality
+
+
+def test_unknown_backend_and_cuda_without_gpu(tmp_path, make_model) -> None:
+    import torch
+
+    with pytest.raises(BackendUnavailable, match="use one of"):
+        create_backend(type("R", (), {"backend": "nope"})(), make_model(), {}, tmp_path)
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="cpu"):
+            create_backend(RuntimeConfig(backend="torch", device="cuda"), make_model(), {}, tmp_path)

@@ -1,0 +1,149 @@
+"""StreamingFeatureCache: incremental openSMILE LLDs and cached frame embeddings vs the batch extractors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synctva_ros.features.audio import OpenSmileAudio
+from synctva_ros.streaming import StreamingFeatureCache
+from synctva_ros.windowing.window import TimedFrame, UtteranceWindow
+
+SR = 16000
+
+
+def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """Voiced, amplitude- and pitch-modulated signal with noise (exercises pitch, jitter, formants)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 2.3 * t) ** 2
+    x = env * (0.3 * np.sin(phase) + 0.1 * np.sin(2 * phase) + 0.05 * np.sin(3 * phase))
+    x[(t % 1.1) > 0.9] *= 0.02  # pauses
+    return (x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def audio_ext() -> OpenSmileAudio:
+    return OpenSmileAudio("eGeMAPSv02", sample_rate=SR, max_nodes=32)
+
+
+def _stream(cache: StreamingFeatureCache, x: np.ndarray, t0: float, chunk: int = 480) -> None:
+    for i in range(0, x.size, chunk):
+        cache.on_audio(t0 + i / SR, x[i:i + chunk], SR)
+
+
+def _window(x: np.ndarray, t0: float, a: int, b: int, frames: list[TimedFrame] | None = None) -> UtteranceWindow:
+    return UtteranceWindow(start=t0 + a / SR, end=t0 + b / SR, transcript="hi", audio=x[a:b].copy(),
+                           sample_rate=SR, audio_start=t0 + a / SR, frames=frames or [])
+
+
+@pytest.mark.parametrize("a,b", [(8000, 56000), (4800, 40160), (16000, 60000)])
+def test_streamed_audio_equals_batch_on_grid(audio_ext: OpenSmileAudio, a: int, b: int) -> None:
+    x = _speechlike(4.0)
+    t0 = 100.0
+    cache = StreamingFeatureCache({"audio": audio_ext}, exact=True)
+    _stream(cache, x, t0)
+    win = _window(x, t0, a, b)
+    got = cache.features_for(win)
+    ref = audio_ext(win)
+    assert got.meta["streaming"]["audio"] == "cache"
+    assert got.audio.x.shape == ref.x.shape
+    np.testing.assert_allclose(got.audio.x, ref.x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got.audio.t, ref.t, atol=1e-6)
+
+
+def test_off_grid_window_exact_falls_back_and_shifted_is_close(audio_ext: OpenSmileAudio) -> None:
+    x = _speechlike(4.0, seed=1)
+    t0 = 5.0
+    exact = StreamingFeatureCache({"audio": audio_ext}, exact=True)
+    approx = StreamingFeatureCache({"audio": audio_ext}, exact=False)
+    _stream(exact, x, t0)
+    _stream(approx, x, t0)
+    win = _window(x, t0, 8050, 56050)  # 50 samples (3.1 ms) off the 10 ms grid
+    ref = audio_ext(win)
+    e = exact.features_for(win)
+    assert e.meta["streaming"]["audio"] == "batch:off_grid"
+    np.testing.assert_array_equal(e.audio.x, ref.x)
+    s = approx.features_for(win)
+    assert s.meta["streaming"]["audio"] == "cache:shifted"
+    assert s.audio.x.shape == ref.x.shape
+    np.testing.assert_allclose(s.audio.t, ref.t, atol=1e-6)
+    # shifted frames are < 5 ms off: most pooled values stay close relative to each LLD's range
+    scale = np.abs(ref.x).max(axis=0) + 1e-3
+    rel = np.abs(s.audio.x - ref.x) / scale
+    assert 0.0 < np.median(rel) < 0.05
+
+
+def test_uncovered_window_and_gaps_fall_back(audio_ext: OpenSmileAudio) -> None:
+    x = _speechlike(3.0, seed=2)
+    cache = StreamingFeatureCache({"audio": audio_ext}, exact=True)
+    win = _window(x, 0.0, 0, 32000)
+    got = cache.features_for(win)  # nothing streamed yet
+    assert got.meta["streaming"]["audio"] == "batch:no_stream"
+    np.testing.assert_array_equal(got.audio.x, audio_ext(win).x)
+    _stream(cache, x[:16000], 0.0)
+    _stream(cache, x[16000:], 0.5 + 1.0)  # jump: new segment
+    assert cache.stats["audio_reset"] == 1
+    got = cache.features_for(_window(x, 0.0, 0, 32000))
+    assert got.meta["streaming"]["audio"] in ("batch:no_stream", "batch:not_covered")
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        StreamingFeatureCache({}, block_s=0)
+    with pytest.raises(ValueError):
+        StreamingFeatureCache({}, oversample=0.5)
+
+
+@pytest.fixture(scope="module")
+def visual_ext(tmp_path_factory: pytest.TempPathFactory):
+    from synctva_ros.features.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    import torchvision
+
+    from synctva_ros.features.visual import ResNetVisual
+
+    torch.manual_seed(0)
+    path = Path(tmp_path_factory.mktemp("rn")) / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return ResNetVisual("resnet18", path, fps=2.0, max_frames=4, face_crop=False, image_size=64)
+
+
+def _frames(t0: float, seconds: float, fps: float = 10.0) -> list[TimedFrame]:
+    rng = np.random.default_rng(3)
+    return [TimedFrame(t0 + i / fps, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+            for i in range(int(seconds * fps))]
+
+
+def test_visual_cache_exact_and_nearest(visual_ext) -> None:
+    frames = _frames(10.0, 3.0)
+    win = UtteranceWindow(start=10.0, end=12.9, frames=frames)
+    ref = visual_ext(win)
+    # exact: only the frames the batch rule picks can be hits; the others are encoded at close
+    exact = StreamingFeatureCache({"visual": visual_ext}, exact_visual=True, oversample=2.0)
+    for f in frames:
+        exact.on_frame(f.stamp, f.image)
+    got = exact.features_for(win)
+    np.testing.assert_allclose(got.visual.x, ref.x, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got.visual.t, ref.t)
+    # nearest: every picked frame has a cached neighbour within half the encoding period
+    near = StreamingFeatureCache({"visual": visual_ext}, exact_visual=False, oversample=2.0)
+    for f in frames:
+        near.on_frame(f.stamp, f.image)
+    n_cached = len(near._emb)
+    assert n_cached == pytest.approx(3.0 * 2.0 * 2.0, abs=1)
+    got = near.features_for(win)
+    assert near.stats["visual_miss"] == 0
+    assert got.visual.x.shape == ref.x.shape
+    np.testing.assert_array_equal(got.visual.t, ref.t)
+
+
+def test_no_frames_gives_none(visual_ext) -> None:
+    cache = StreamingFeatureCache({"visual": visual_ext})
+    assert cache.features_for(UtteranceWindow(start=0.0, end=1.0)).visual is None

@@ -81,7 +81,7 @@ class EmotionPipeline:
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
         self.backend = create_backend(cfg.runtime, self.model, self.manifest, ckpt_dir)
-        self.backend_name: str = self.backend.name
+        self.backend_name: str = self.backend.name  # initial; see predict()
         self._history: dict[str, deque[np.ndarray]] = defaultdict(lambda: deque(maxlen=max(self.context_turns, 1)))
 
     @classmethod
@@ -156,7 +156,7 @@ class EmotionPipeline:
             valence=float(valence), arousal=float(arousal),
             contributions={m: float(c) for m, c in zip(MODALITIES, contrib)},
             present=window.present, active=used,
-            transcript=window.transcript or "", model=self.name, backend=self.backend_name,
+            transcript=window.transcript or "", model=self.name, backend=self.backend.name,
             stage_s=stage_s, utterance_id=window.utterance_id,
         )
 

@@ -1,0 +1,232 @@
+"""Message <-> core conversions for the node (the only place that knows both sides).
+
+Decoding of pixels and samples is done by the ROS-free, pure functions of
+:mod:`synctva_ros.windowing.decode` (which honour ``step``, ``encoding`` and
+``is_bigendian``); this module only takes the fields out of the messages, checks
+what the message definitions promise (``msg/*.msg``), and builds the outgoing
+``synctva_ros/EmotionState`` from an :class:`~synctva_ros.emotion.EmotionResult`.
+
+Times: ROS ``builtin_interfaces/Time`` <-> float seconds (REP-103, sensor time).
+
+Errors: :class:`InputError` (a ``ValueError``) for every message the node must
+reject before the windower; it carries a short ``kind`` used as the diagnostics
+counter name. Everything else (order, time resets, empty transcripts, unknown
+bounds) is left to the windower, which the offline bag reader drives the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from std_msgs.msg import Header
+
+from synctva_ros.emotion import EmotionResult
+from synctva_ros.msg import EmotionState
+from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_to_float, image_to_rgb,
+                                          seconds_to_stamp, stamp_to_seconds)
+from synctva_ros.windowing.window import MODALITIES
+
+__all__ = [
+    "InputError",
+    "MAX_TRANSCRIPT_CHARS",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "MAX_CHANNELS",
+    "TranscriptFields",
+    "seconds_to_time",
+    "time_to_seconds",
+    "image_msg_to_rgb",
+    "audio_msg_to_samples",
+    "transcript_msg_to_fields",
+    "string_msg_to_fields",
+    "result_to_msg",
+]
+
+#: Longest transcript kept, in characters; longer ones are truncated (a counted warning).
+MAX_TRANSCRIPT_CHARS = 10_000
+#: AudioChunk.sample_rate bounds in Hz (msg/AudioChunk.msg).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
+#: AudioChunk.channels upper bound (msg/AudioChunk.msg).
+MAX_CHANNELS = 32
+
+
+class InputError(ValueError):
+    """A message the node cannot use.
+
+    Attributes:
+        kind: counter name for diagnostics (``bad_image``, ``bad_audio``, ``bad_transcript``).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# ------------------------------------------------------------------ time
+def time_to_seconds(stamp: Time) -> float:
+    """``builtin_interfaces/Time`` -> float seconds (REP-103).
+
+    Delegates to :func:`synctva_ros.windowing.decode.stamp_to_seconds` so the node
+    and the offline bag reader turn stamps into the same floats.
+    """
+    return float(stamp_to_seconds(stamp))
+
+
+def seconds_to_time(seconds: float) -> Time:
+    """Float seconds -> ``builtin_interfaces/Time`` (nanoseconds rounded to nearest).
+
+    Raises:
+        ValueError: ``seconds`` is negative, NaN or infinite (ROS time is unsigned
+            seconds since the epoch / since the start of sim time).
+    """
+    if not math.isfinite(seconds) or seconds < 0.0:
+        raise ValueError(f"cannot express {seconds!r} s as builtin_interfaces/Time")
+    sec, nanosec = seconds_to_stamp(seconds)
+    if sec > 2**31 - 1:
+        raise ValueError(f"{seconds!r} s overflows builtin_interfaces/Time.sec (int32)")
+    return Time(sec=int(sec), nanosec=int(nanosec))
+
+
+# ----------------------------------------------------------------- input
+def image_msg_to_rgb(msg) -> tuple[float, np.ndarray]:
+    """``sensor_msgs/Image`` -> ``(stamp_s, (H, W, 3) uint8 RGB)``.
+
+    Raises:
+        InputError(kind="bad_image"): unknown encoding, wrong ``step``, size mismatch
+            (anything :func:`~synctva_ros.windowing.decode.image_to_rgb` rejects).
+    """
+    try:
+        rgb = image_to_rgb(int(msg.height), int(msg.width), str(msg.encoding), bool(msg.is_bigendian),
+                           int(msg.step), msg.data)
+    except ImageDecodeError as exc:
+        raise InputError("bad_image", f"image rejected: {exc}") from None
+    return time_to_seconds(msg.header.stamp), rgb
+
+
+def audio_msg_to_samples(msg) -> tuple[float, np.ndarray, int]:
+    """``synctva_ros/AudioChunk`` -> ``(stamp_s of the first sample, (S,) float32 mono, sample_rate Hz)``.
+
+    Raises:
+        InputError(kind="bad_audio"): sample rate outside 8000..192000 Hz, channels
+            outside 1..32, undecodable bytes (unknown encoding, length not a whole number
+            of frames), or NaN samples (F32LE infinities are clipped to ±1 by the decoder).
+        InputError(kind="empty_audio"): a chunk without samples.
+    """
+    rate, channels = int(msg.sample_rate), int(msg.channels)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InputError("bad_audio", f"audio rejected: sample_rate {rate} Hz outside "
+                                      f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise InputError("bad_audio", f"audio rejected: channels {channels} outside [1, {MAX_CHANNELS}]")
+    if len(msg.data) == 0:
+        raise InputError("empty_audio", "audio rejected: empty chunk")
+    try:
+        samples = audio_to_float(msg.data, str(msg.encoding), channels)
+    except AudioDecodeError as exc:
+        raise InputError("bad_audio", f"audio rejected: {exc}") from None
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if samples.size == 0:
+        raise InputError("empty_audio", "audio rejected: no samples after decoding")
+    if not np.isfinite(samples).all():
+        raise InputError("bad_audio", f"audio rejected: {int((~np.isfinite(samples)).sum())} non-finite samples")
+    return time_to_seconds(msg.header.stamp), samples, rate
+
+
+@dataclass
+class TranscriptFields:
+    """Keyword arguments of ``UtteranceWindower.add_transcript`` (seconds, sensor time).
+
+    ``start``/``end`` of 0.0 mean unknown (resolved by the windower); ``truncated``
+    says whether the text was cut to :data:`MAX_TRANSCRIPT_CHARS`.
+    """
+
+    text: str
+    start: float
+    end: float
+    is_final: bool
+    stamp: float
+    utterance_id: str = ""
+    dialogue_id: str = ""
+    language: str = ""
+    confidence: float = float("nan")
+    truncated: bool = False
+
+    def windower_kwargs(self) -> dict:
+        """The fields ``add_transcript`` takes (everything but ``truncated``)."""
+        return {"text": self.text, "start": self.start, "end": self.end, "is_final": self.is_final,
+                "stamp": self.stamp, "utterance_id": self.utterance_id, "dialogue_id": self.dialogue_id,
+                "language": self.language, "confidence": self.confidence}
+
+
+def _clip_text(text: str) -> tuple[str, bool]:
+    if len(text) > MAX_TRANSCRIPT_CHARS:
+        return text[:MAX_TRANSCRIPT_CHARS], True
+    return text, False
+
+
+def transcript_msg_to_fields(msg) -> TranscriptFields:
+    """``synctva_ros/Transcript`` -> :class:`TranscriptFields`, times passed through unchanged.
+
+    Unknown bounds (zero ``start``/``end``, msg/Transcript.msg) are resolved by the
+    windower exactly as for a bag read offline (:func:`synctva_ros.bags.reader.windows_from_bag`),
+    so the node adds the same values the bag reader does. Text longer than
+    :data:`MAX_TRANSCRIPT_CHARS` is truncated (``truncated=True``). Raises nothing.
+    """
+    text, truncated = _clip_text(str(msg.text))
+    return TranscriptFields(text=text, start=time_to_seconds(msg.start), end=time_to_seconds(msg.end),
+                            is_final=bool(msg.is_final), stamp=time_to_seconds(msg.header.stamp),
+                            utterance_id=str(msg.utterance_id), dialogue_id=str(msg.dialogue_id),
+                            language=str(msg.language), confidence=float(msg.confidence), truncated=truncated)
+
+
+def string_msg_to_fields(msg, now_s: float) -> TranscriptFields:
+    """``std_msgs/String`` (fallback speech-to-text) -> a final :class:`TranscriptFields`.
+
+    The message has no header: it is stamped on arrival with ``now_s`` (the node
+    clock, so ``use_sim_time`` applies); start and end are 0.0 (unknown), as the bag
+    reader adds them with the bag's receive time. Raises nothing.
+    """
+    text, truncated = _clip_text(str(msg.data))
+    return TranscriptFields(text=text, start=0.0, end=0.0, is_final=True, stamp=float(now_s), truncated=truncated)
+
+
+# ---------------------------------------------------------------- output
+def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = "",
+                  dialogue_id: str = "") -> EmotionState:
+    """:class:`~synctva_ros.emotion.EmotionResult` -> ``synctva_ros/EmotionState``.
+
+    ``header.stamp`` = window end (sensor time); the modality arrays follow
+    :data:`~synctva_ros.windowing.window.MODALITIES` (text, audio, visual); a modality
+    missing from a result's dicts counts as absent/inactive with contribution 0.
+
+    Raises:
+        ValueError: window bounds not expressible as ROS time (negative / NaN), or
+            ``class_names`` and ``probabilities`` of different lengths.
+    """
+    if len(result.class_names) != len(result.probabilities):
+        raise ValueError(f"{len(result.class_names)} class names but {len(result.probabilities)} probabilities")
+    msg = EmotionState()
+    msg.header = Header(stamp=seconds_to_time(result.end), frame_id=frame_id)
+    msg.window_start = seconds_to_time(result.start)
+    msg.window_end = seconds_to_time(result.end)
+    msg.label = str(result.label)
+    msg.label_index = int(result.index)
+    msg.class_names = [str(c) for c in result.class_names]
+    msg.probabilities = [float(p) for p in result.probabilities]
+    msg.confidence = float(result.confidence)
+    msg.valence = float(result.valence)
+    msg.arousal = float(result.arousal)
+    msg.modalities = list(MODALITIES)
+    msg.present = [bool(result.present.get(m, False)) for m in MODALITIES]
+    msg.active = [bool(result.active.get(m, False)) for m in MODALITIES]
+    msg.contributions = [float(result.contributions.get(m, 0.0)) for m in MODALITIES]
+    msg.transcript = str(result.transcript)
+    msg.utterance_id = str(result.utterance_id)
+    msg.dialogue_id = str(dialogue_id)
+    msg.model = str(result.model)
+    msg.backend = str(result.backend)
+    msg.latency = float(max(0.0, latency_s))
+    return msg

@@ -113,3 +113,18 @@ def test_autostart_failure_exits_with_status_1(start_node, tmp_path):
     node = start_node("-p", f"runtime.checkpoint:={tmp_path / 'missing'}")
     assert node.wait(120) == 1
     assert "could not configure" in node.output() and "Traceback" not in node.output()
+
+
+def test_node_accepts_the_shipped_params_file(start_node, run_client):
+    """config/emotion.yaml loads into real rclpy parameters (types must match exactly)."""
+    import yaml
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    params_file = root / "config" / "emotion.yaml"
+    node = start_node("--params-file", str(params_file), "-p", "autostart:=false")
+    data = yaml.safe_load(params_file.read_text())["emotion_node"]["ros__parameters"]
+    flat = {f"{sec}.{k}": v for sec, kv in data.items() for k, v in kv.items()}
+    got = run_client("params", NODE_FQN, *flat)
+    assert node.alive(), node.output()
+    assert {k: got[k]["value"] for k in flat} == flat

@@ -170,12 +170,9 @@ class StreamingFeatureCache:
         """
         if self._smile is None:
             return
-        x = np.asarray(samples)
-        if x.ndim != 1:
-            raise ValueError(f"audio chunk must be mono (S,), got shape {x.shape}")
-        if x.dtype == np.int16:
-            x = x.astype(np.float32) / 32768.0
-        x = x.astype(np.float32, copy=False)
+        from synctva_ros.features.audio import as_float_mono
+
+        x = as_float_mono(samples)
         if x.size == 0:
             return
         with self._lock:

@@ -50,6 +50,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, meld_sample_csv: P
         "training.epochs=3", "training.batch_size=16", "training.progress=false", "training.seed=0",
         "model.hidden=32", "model.heads=2", "model.graph_layers=1",
     ])
-    for split, items in (("train", utts[:36]), ("dev", utts[36:])):
+    cut = (3 * len(utts)) // 4
+    for split, items in (("train", utts[:cut]), ("dev", utts[cut:])):
         build_cache("meld", split, cfg.features, tcfg.cache_dir, utterances=items, progress=False)
     return train(tcfg, cfg)

@@ -53,6 +53,20 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return resample_poly(x, int(sr_out) // g, int(sr_in) // g).astype(np.float32)
 
 
+def as_float_mono(audio: np.ndarray) -> np.ndarray:
+    """``(S,)`` float32 view of mono audio; int16 is scaled by 1/32768.
+
+    Raises:
+        ValueError: not one-dimensional.
+    """
+    x = np.asarray(audio)
+    if x.ndim != 1:
+        raise ValueError(f"audio must be mono (S,), got shape {x.shape}")
+    if x.dtype == np.int16:
+        x = x.astype(np.float32) / 32768.0
+    return x.astype(np.float32, copy=False)
+
+
 class OpenSmileAudio(FeatureExtractor):
     """openSMILE audio nodes.
 
@@ -132,12 +146,7 @@ class OpenSmileAudio(FeatureExtractor):
         Returns:
             :class:`ModalityFeatures` or ``None`` for empty / non-finite audio.
         """
-        x = np.asarray(audio)
-        if x.ndim != 1:
-            raise ValueError(f"audio must be mono (S,), got shape {x.shape}")
-        if x.dtype == np.int16:
-            x = x.astype(np.float32) / 32768.0
-        x = x.astype(np.float32, copy=False)
+        x = as_float_mono(audio)
         if x.size == 0:
             self.skipped["empty"] += 1
             log.debug("empty audio: audio modality absent")

@@ -132,27 +132,17 @@ def finetune(tcfg: TrainingConfig, cfg: SyncTVAConfig, encoder_lr: float = 3e-5,
     from synctva_ros.model.losses import build_loss
     from synctva_ros.model.synctva import SyncTVA
     from synctva_ros.model.text_top import build_text_top, save_text_top_checkpoint
-    from synctva_ros.training.data import UtteranceDataset, class_counts, make_loader
-    from synctva_ros.training.train import _model_dims, evaluate_model, load_split_cache, seed_everything
+    from synctva_ros.training.data import make_loader
+    from synctva_ros.training.train import evaluate_model, seed_everything
 
     tcfg.validate()
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
     seed_everything(tcfg.seed)
     device = torch.device(tcfg.device)
-    train_c = load_split_cache(tcfg, cfg, tcfg.train_split, tcfg.limit)
-    valid_c = load_split_cache(tcfg, cfg, tcfg.valid_split, tcfg.valid_limit)
-    names = list(cfg.model.class_names)
-    identities = train_c.identities
-    active = {m: (m in tcfg.modalities and bool(train_c.dims.get(m)) and identities.get(m) is not None)
-              for m in MODALITIES}
-    if not any(active.values()):
-        raise ValueError("no modality is active (check training.modalities and the cache)")
-    dims = _model_dims(train_c.dims, cfg)
-    k = cfg.model.context_turns
-    train_ds = UtteranceDataset(train_c.items, dims, k, active)
-    valid_ds = UtteranceDataset(valid_c.items, dims, k, active)
-    counts = class_counts(train_c.items, len(names))
+    from synctva_ros.training.train import prepare_data
+
+    train_c, valid_c, names, identities, active, dims, train_ds, valid_ds, counts = prepare_data(tcfg, cfg)
     model = SyncTVA(cfg.model, dims, active)
     top_params: list[torch.nn.Parameter] = []
     if cfg.model.text_top_layers and active["text"]:

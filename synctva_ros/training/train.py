@@ -144,6 +144,34 @@ def _model_dims(cache_dims: dict[str, int], cfg: SyncTVAConfig) -> dict[str, int
     return dims
 
 
+def prepare_data(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> tuple:
+    """Caches, class names, extractor identities, active branches, model dims, datasets and class counts.
+
+    Returns:
+        ``(train_cache, valid_cache, names, identities, active, dims, train_ds, valid_ds, counts)``.
+
+    Raises:
+        FileNotFoundError: missing cache. ValueError: cache classes differ from
+        ``cfg.model.class_names``, or no modality is active.
+    """
+    train_c = load_split_cache(tcfg, cfg, tcfg.train_split, tcfg.limit)
+    valid_c = load_split_cache(tcfg, cfg, tcfg.valid_split, tcfg.valid_limit)
+    names = list(cfg.model.class_names)
+    if train_c.header.get("class_names") and set(train_c.header["class_names"]) != set(names):
+        raise ValueError(f"cache classes {train_c.header['class_names']} != model.class_names {names}")
+    identities = train_c.identities
+    active = {m: (m in tcfg.modalities and bool(train_c.dims.get(m)) and identities.get(m) is not None)
+              for m in MODALITIES}
+    if not any(active.values()):
+        raise ValueError("no modality is active (check training.modalities and the cache)")
+    dims = _model_dims(train_c.dims, cfg)
+    k = cfg.model.context_turns
+    train_ds = UtteranceDataset(train_c.items, dims, k, active)
+    valid_ds = UtteranceDataset(valid_c.items, dims, k, active)
+    counts = class_counts(train_c.items, len(names))
+    return train_c, valid_c, names, identities, active, dims, train_ds, valid_ds, counts
+
+
 def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Path:
     """Train and save a checkpoint; returns its directory (``tcfg.out_dir``).
 
@@ -167,21 +195,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
     out = Path(tcfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    train_c = load_split_cache(tcfg, cfg, tcfg.train_split, tcfg.limit)
-    valid_c = load_split_cache(tcfg, cfg, tcfg.valid_split, tcfg.valid_limit)
-    names = list(cfg.model.class_names)
-    if train_c.header.get("class_names") and set(train_c.header["class_names"]) != set(names):
-        raise ValueError(f"cache classes {train_c.header['class_names']} != model.class_names {names}")
-    identities = train_c.identities
-    active = {m: (m in tcfg.modalities and bool(train_c.dims.get(m)) and identities.get(m) is not None)
-              for m in MODALITIES}
-    if not any(active.values()):
-        raise ValueError("no modality is active (check training.modalities and the cache)")
-    dims = _model_dims(train_c.dims, cfg)
-    k = cfg.model.context_turns
-    train_ds = UtteranceDataset(train_c.items, dims, k, active)
-    valid_ds = UtteranceDataset(valid_c.items, dims, k, active)
-    counts = class_counts(train_c.items, len(names))
+    train_c, valid_c, names, identities, active, dims, train_ds, valid_ds, counts = prepare_data(tcfg, cfg)
 
     model = SyncTVA(cfg.model, dims, active).to(device)
     loss_fn = build_loss(cfg.model, counts).to(device)

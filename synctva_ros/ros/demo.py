@@ -148,11 +148,12 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
             "latency_s": float(msg.latency) if msg else None,
             "model": msg.model if msg else "", "backend": msg.backend if msg else "",
         })
+    t0 = min((r["start"] for r in rows), default=0.0)  # print times relative to the first utterance
     for r in rows:
         if r["pred"] is None:
-            print(f"{r['end']:9.2f}s  DROPPED  truth={r['truth']:<8} {r['transcript'][:60]!r}")
+            print(f"{r['end'] - t0:7.2f}s  DROPPED  truth={r['truth']:<8} {r['transcript'][:60]!r}")
             continue
-        print(f"{r['end']:9.2f}s  {r['pred']:<8} {r['confidence']:.2f}  truth={r['truth']:<8} "
+        print(f"{r['end'] - t0:7.2f}s  {r['pred']:<8} {r['confidence']:.2f}  truth={r['truth']:<8} "
               f"[{'+'.join(r['modalities'])}; used {'+'.join(r['active'])}]  {r['transcript'][:60]!r}")
     first = next(iter(got.values()), None)
     summary = summarise_predictions(rows, class_names=list(first.class_names) if first else None,

@@ -124,7 +124,6 @@ def finetune(tcfg: TrainingConfig, cfg: SyncTVAConfig, encoder_lr: float = 3e-5,
     Raises:
         FileNotFoundError: missing cache; ValueError: no active modality or bad layer counts.
     """
-    from tqdm import tqdm
 
     from synctva_ros.checkpoint import save_checkpoint
     from synctva_ros.evaluation.metrics import classification_metrics
@@ -132,8 +131,7 @@ def finetune(tcfg: TrainingConfig, cfg: SyncTVAConfig, encoder_lr: float = 3e-5,
     from synctva_ros.model.losses import build_loss
     from synctva_ros.model.synctva import SyncTVA
     from synctva_ros.model.text_top import build_text_top, save_text_top_checkpoint
-    from synctva_ros.training.data import make_loader
-    from synctva_ros.training.train import evaluate_model, seed_everything
+    from synctva_ros.training.train import evaluate_model, seed_everything, train_one_epoch
 
     tcfg.validate()
     if tcfg.num_threads:
@@ -163,27 +161,14 @@ def finetune(tcfg: TrainingConfig, cfg: SyncTVAConfig, encoder_lr: float = 3e-5,
     for epoch in range(tcfg.epochs):
         if best_epoch >= 0 and tcfg.patience and epoch - best_epoch > tcfg.patience:
             break
-        model.train()
         t0 = time.perf_counter()
-        total, n = 0.0, 0
-        loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
-        for batch in tqdm(loader, desc=f"epoch {epoch + 1}", disable=not tcfg.progress, leave=False):
-            batch = batch.to(device)
-            logits, _ = model.forward_batch(batch)
-            loss = loss_fn(logits, batch.labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            total += float(loss.detach()) * batch.labels.shape[0]
-            n += batch.labels.shape[0]
+        train_loss = train_one_epoch(model, train_ds, loss_fn, opt, tcfg, epoch, device)
         train_s = time.perf_counter() - t0
         y, p, _ = evaluate_model(model, valid_ds, tcfg.eval_batch_size, device)
         m = classification_metrics(y, p, names)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "train_s": train_s,
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_s": train_s,
                         "valid_accuracy": m["accuracy"], "valid_weighted_f1": m["weighted_f1"]})
-        log.info("epoch %d: loss %.4f acc %.4f wF1 %.4f (%.0f s)", epoch + 1, total / max(n, 1), m["accuracy"],
+        log.info("epoch %d: loss %.4f acc %.4f wF1 %.4f (%.0f s)", epoch + 1, train_loss, m["accuracy"],
                  m["weighted_f1"], train_s)
         if m["weighted_f1"] > best_f1:
             best_f1, best_epoch, best_m = m["weighted_f1"], epoch, m

@@ -172,6 +172,34 @@ def prepare_data(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> tuple:
     return train_c, valid_c, names, identities, active, dims, train_ds, valid_ds, counts
 
 
+def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Module, opt: torch.optim.Optimizer,
+                    tcfg: TrainingConfig, epoch: int, device: torch.device) -> float:
+    """One pass over ``train_ds`` (shuffled with ``seed * 100003 + epoch``); returns the mean training loss.
+
+    Gradients are clipped to ``tcfg.grad_clip`` (0 = off); progress bar when ``tcfg.progress``.
+    """
+    from tqdm import tqdm
+
+    model.train()
+    loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
+    total, n = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", disable=not tcfg.progress,
+               leave=False)
+    for batch in bar:
+        batch = batch.to(device)
+        logits, _ = model.forward_batch(batch)
+        loss = loss_fn(logits, batch.labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tcfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        opt.step()
+        total += float(loss.detach()) * batch.labels.shape[0]
+        n += batch.labels.shape[0]
+        bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
+    return total / max(n, 1)
+
+
 def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Path:
     """Train and save a checkpoint; returns its directory (``tcfg.out_dir``).
 
@@ -180,7 +208,6 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         ValueError: the cache's class names do not match ``cfg.model.class_names``, or no
             modality is active.
     """
-    from tqdm import tqdm
 
     from synctva_ros.checkpoint import save_checkpoint
     from synctva_ros.evaluation.metrics import classification_metrics
@@ -224,27 +251,12 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         if best_epoch >= 0 and tcfg.patience and epoch - best_epoch > tcfg.patience:
             break
         model.train()
-        loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
-        total, n = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", disable=not tcfg.progress,
-                   leave=False)
-        for batch in bar:
-            batch = batch.to(device)
-            logits, _ = model.forward_batch(batch)
-            loss = loss_fn(logits, batch.labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            total += float(loss.detach()) * batch.labels.shape[0]
-            n += batch.labels.shape[0]
-            bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
+        train_loss = train_one_epoch(model, train_ds, loss_fn, opt, tcfg, epoch, device)
         y, p, _ = evaluate_model(model, valid_ds, tcfg.eval_batch_size, device)
         m = classification_metrics(y, p, names)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "valid_accuracy": m["accuracy"],
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_accuracy": m["accuracy"],
                         "valid_weighted_f1": m["weighted_f1"]})
-        log.info("epoch %d: loss %.4f  valid acc %.4f  weighted F1 %.4f", epoch + 1, total / max(n, 1),
+        log.info("epoch %d: loss %.4f  valid acc %.4f  weighted F1 %.4f", epoch + 1, train_loss,
                  m["accuracy"], m["weighted_f1"])
         if m["weighted_f1"] > best_f1:
             best_f1, best_epoch = m["weighted_f1"], epoch

@@ -31,6 +31,15 @@ def _ros_env() -> dict[str, str]:
     return env
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its threads (Linux ``/proc``); ``None`` elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _bin(name: str) -> str:
     cand = Path(sys.executable).with_name(name)
     return str(cand) if cand.exists() else name
@@ -81,6 +90,8 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
     rclpy.init()
     rec = rclpy.create_node("synctva_demo_recorder")
     got: dict[str, Any] = {}
+    cpu0 = cpu1 = None
+    wall0 = wall1 = 0.0
     order: list[str] = []
     lock = threading.Lock()
 
@@ -109,6 +120,7 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
         else:
             raise RuntimeError("emotion node did not come up within 180 s; see " + str(out_dir / "node.log"))
         print(f"[demo] node up; replaying {bag} ({len(truth)} utterances, rate {rate})", flush=True)
+        cpu0, wall0 = _cpu_seconds(node.pid), time.monotonic()
         replay = subprocess.run([_bin("synctva"), "replay", str(bag), "--rate", str(rate),
                                  "--topics", "/audio,/camera/image_raw,/speech", "--wait", "60"],
                                 env=env, stdin=subprocess.DEVNULL)
@@ -122,6 +134,7 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
             if node.poll() is not None:
                 break
             time.sleep(0.2)
+        cpu1, wall1 = _cpu_seconds(node.pid), time.monotonic()
     finally:
         ex.shutdown()
         rec.destroy_node()
@@ -159,6 +172,14 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
     summary = summarise_predictions(rows, class_names=list(first.class_names) if first else None,
                                     out_dir=out_dir, title="synctva demo (node + replay)")
     summary["extra_messages"] = max(0, len(got) - len(truth))
+    if cpu0 is not None and cpu1 is not None:
+        busy = sum(r["latency_s"] or 0.0 for r in rows)  # window processing (inference) wall time
+        wall = wall1 - wall0
+        summary["node_cpu"] = {"cores_total": (cpu1 - cpu0) / wall,
+                               "cores_outside_inference": max(0.0, cpu1 - cpu0 - busy) / wall, "wall_s": wall}
+        print(f"node CPU during replay: {summary['node_cpu']['cores_total']:.2f} cores on average, about "
+              f"{summary['node_cpu']['cores_outside_inference']:.2f} outside inference (CPU time minus the "
+              f"windows' processing time)")
     return summary
 
 

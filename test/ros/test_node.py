@@ -7,6 +7,8 @@ loaded) and queries it from another process through its parameter services
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from synctva_ros.config import SyncTVAConfig, load_config
@@ -106,6 +108,9 @@ def test_configure_failure_leaves_the_node_unconfigured_and_running(start_node, 
     res = run_client("transition", NODE_FQN, "configure")
     assert res == {"success": False, "state": "unconfigured"}
     assert node.alive()
+    deadline = time.monotonic() + 20  # the log line may reach the file after the service reply
+    while "configure failed" not in node.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert "configure failed" in node.output() and str(missing) in node.output()
 
 

@@ -1,0 +1,35 @@
+"""EmotionNode tests that query a node named /emotion_node by name: kept apart from test_node.py, whose
+module-wide node has the same name, so each module runs on its own ROS_DOMAIN_ID (ros_env fixture)."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import NODE_FQN
+
+
+def test_configure_failure_leaves_the_node_unconfigured_and_running(start_node, run_client, tmp_path):
+    missing = tmp_path / "no_checkpoint_here"
+    node = start_node("-p", "autostart:=false", "-p", f"runtime.checkpoint:={missing}")
+    res = run_client("transition", NODE_FQN, "configure")
+    assert res == {"success": False, "state": "unconfigured"}
+    assert node.alive()
+    deadline = time.monotonic() + 20  # the log line may reach the file after the service reply
+    while "configure failed" not in node.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "configure failed" in node.output() and str(missing) in node.output()
+
+
+def test_node_accepts_the_shipped_params_file(start_node, run_client):
+    """config/emotion.yaml loads into real rclpy parameters (types must match exactly)."""
+    import yaml
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    params_file = root / "config" / "emotion.yaml"
+    node = start_node("--params-file", str(params_file), "-p", "autostart:=false")
+    data = yaml.safe_load(params_file.read_text())["emotion_node"]["ros__parameters"]
+    flat = {f"{sec}.{k}": v for sec, kv in data.items() for k, v in kv.items()}
+    got = run_client("params", NODE_FQN, *flat)
+    assert node.alive(), node.output()
+    assert {k: got[k]["value"] for k in flat} == flat

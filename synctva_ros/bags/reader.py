@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.config import TopicsConfig, WindowingConfig
-from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_to_float, image_to_rgb,
+from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_chunk_to_float, image_to_rgb,
                                           stamp_to_seconds)
 from synctva_ros.windowing.window import UtteranceWindow
 from synctva_ros.windowing.windower import UtteranceWindower
@@ -146,7 +146,8 @@ def windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sampl
                                               msg.step, msg.data))
             elif m.topic == t_aud and m.msgtype.endswith("/AudioChunk"):
                 now = stamp_to_seconds(msg.header.stamp)
-                w.add_audio(now, audio_to_float(msg.data, msg.encoding, msg.channels), msg.sample_rate)
+                w.add_audio(now, audio_chunk_to_float(msg.sample_rate, msg.channels, msg.encoding, msg.data),
+                            msg.sample_rate)
             elif m.topic == t_tr and m.msgtype.endswith("/Transcript"):
                 now = stamp_to_seconds(msg.header.stamp)
                 w.add_transcript(msg.text, stamp_to_seconds(msg.start), stamp_to_seconds(msg.end),

@@ -25,8 +25,9 @@ from std_msgs.msg import Header
 
 from synctva_ros.emotion import EmotionResult
 from synctva_ros.msg import EmotionState
-from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_to_float, image_to_rgb,
-                                          seconds_to_stamp, stamp_to_seconds)
+from synctva_ros.windowing.decode import (MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioDecodeError,
+                                          ImageDecodeError, audio_to_float, image_to_rgb, seconds_to_stamp,
+                                          stamp_to_seconds)
 from synctva_ros.windowing.window import MODALITIES
 
 __all__ = [
@@ -47,10 +48,6 @@ __all__ = [
 
 #: Longest transcript kept, in characters; longer ones are truncated (a counted warning).
 MAX_TRANSCRIPT_CHARS = 10_000
-#: AudioChunk.sample_rate bounds in Hz (msg/AudioChunk.msg).
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
-#: AudioChunk.channels upper bound (msg/AudioChunk.msg).
-MAX_CHANNELS = 32
 
 
 class InputError(ValueError):

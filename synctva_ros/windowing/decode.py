@@ -19,6 +19,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "audio_chunk_to_float",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "MAX_CHANNELS",
     "ImageDecodeError",
     "AudioDecodeError",
     "IMAGE_ENCODINGS",
@@ -145,6 +149,27 @@ def image_to_rgb(height: int, width: int, encoding: str, is_bigendian: int | boo
     if order is None:
         return np.ascontiguousarray(np.repeat(px, 3, axis=2))
     return np.ascontiguousarray(px[:, :, list(order)])
+
+
+#: AudioChunk.sample_rate bounds in Hz and channels upper bound (msg/AudioChunk.msg).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
+MAX_CHANNELS = 32
+
+
+def audio_chunk_to_float(sample_rate: int, channels: int, encoding: str, data: Any) -> np.ndarray:
+    """An ``AudioChunk``'s fields -> ``(S,)`` float32 mono, after checking them against msg/AudioChunk.msg.
+
+    Shared by the node and the offline bag reader so both accept and reject the same chunks.
+
+    Raises:
+        AudioDecodeError: ``sample_rate`` outside [8000, 192000] Hz, ``channels`` outside [1, 32],
+            or undecodable ``data`` (see :func:`audio_to_float`).
+    """
+    if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(f"sample_rate {int(sample_rate)} Hz outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+    if not 1 <= int(channels) <= MAX_CHANNELS:
+        raise AudioDecodeError(f"channels {int(channels)} outside [1, {MAX_CHANNELS}]")
+    return audio_to_float(data, encoding, int(channels))
 
 
 def audio_to_float(data: Any, encoding: str, channels: int) -> np.ndarray:

@@ -105,3 +105,13 @@ def test_resample_length_and_tone():
     assert np.argmax(np.abs(np.fft.rfft(y))) == pytest.approx(1000, abs=2)
     with pytest.raises(ValueError):
         resample(y, 0, 16000)
+
+
+def test_audio_chunk_out_of_spec_rate_or_channels_is_rejected():
+    from synctva_ros.windowing.decode import AudioDecodeError, audio_chunk_to_float
+
+    data = np.zeros(64, np.int16).tobytes()
+    assert audio_chunk_to_float(16000, 1, "S16LE", data).shape == (64,)
+    for rate, ch in ((4000, 1), (400_000, 1), (16000, 0), (16000, 33)):
+        with pytest.raises(AudioDecodeError):
+            audio_chunk_to_float(rate, ch, "S16LE", data)

@@ -415,7 +415,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             if hasattr(backend, "wait_ready"):
                 backend.wait_ready(600)
             built[bname] = backend
-            pipe.backend, pipe.backend_name = backend, backend.name
+            pipe.backend = backend  # backend_name follows it
             for mode in ("batch", "streaming"):
                 r = _run_mode(pipe, windows, setup.repeats, mode, cache)
                 lb = {s: (flops[s]["flops"] / (peak * 1e9) if flops.get(s, {}).get("flops") else None)

@@ -81,8 +81,12 @@ class EmotionPipeline:
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
         self.backend = create_backend(cfg.runtime, self.model, self.manifest, ckpt_dir)
-        self.backend_name: str = self.backend.name  # initial; see predict()
         self._history: dict[str, deque[np.ndarray]] = defaultdict(lambda: deque(maxlen=max(self.context_turns, 1)))
+
+    @property
+    def backend_name(self) -> str:
+        """Name of the backend serving now (a TensorRT backend reports onnxruntime until its engine is ready)."""
+        return self.backend.name
 
     @classmethod
     def from_config(cls, cfg: SyncTVAConfig) -> "EmotionPipeline":
@@ -156,7 +160,7 @@ class EmotionPipeline:
             valence=float(valence), arousal=float(arousal),
             contributions={m: float(c) for m, c in zip(MODALITIES, contrib)},
             present=window.present, active=used,
-            transcript=window.transcript or "", model=self.name, backend=self.backend.name,
+            transcript=window.transcript or "", model=self.name, backend=self.backend_name,
             stage_s=stage_s, utterance_id=window.utterance_id,
         )
 

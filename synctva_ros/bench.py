@@ -5,9 +5,10 @@ What is measured (one process, sequential windows; docs/performance.md explains 
 * **End-to-end latency** from window close to :class:`~synctva_ros.emotion.EmotionResult`
   (p50/p95/p99, seconds) for each backend (torch fp32, torch bf16, onnxruntime; torch CUDA and
   tensorrt when available) in two modes: ``batch`` (every extractor runs at close,
-  ``EmotionPipeline.predict``) and ``streaming`` (audio LLDs and frame embeddings computed while
-  the utterance goes on by :class:`~synctva_ros.streaming.StreamingFeatureCache`, untimed; at close
-  only the text encoder, the rest of the audio, the cache look-ups and the fusion run).
+  ``EmotionPipeline.predict`` with its streaming cache detached) and ``streaming`` (the pipeline's
+  :class:`~synctva_ros.streaming.StreamingFeatureCache` is fed the window's audio and frames first,
+  untimed, as the windower feeds it in the node; ``EmotionPipeline.predict`` at close then runs only
+  the text encoder, the rest of the audio, the cache look-ups and the fusion).
 * **Per-stage** medians (text, audio, visual, fusion), **throughput** (utterances/s = windows /
   wall time of the timed loop, sequential), **CPU use** (process CPU time / wall time; > 1 means
   several cores), **peak RSS** (``resource.getrusage``, whole process so far).
@@ -205,6 +206,7 @@ def _backends(cfg: SyncTVAConfig, pipe: Any, unavailable: dict[str, str]) -> lis
            ("torch bf16", make(backend="torch", precision="bf16", device="cpu")),
            ("onnxruntime", make(backend="onnxruntime", precision="fp32", device="cpu"))]
     if torch.cuda.is_available():
+        out.append(("torch cuda fp32", make(backend="torch", precision="fp32", device="cuda")))
         out.append(("torch cuda fp16", make(backend="torch", precision="fp16", device="cuda")))
     else:
         unavailable["cuda"] = "torch sees no CUDA GPU on this machine"
@@ -238,43 +240,38 @@ def _stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032) ->
 
 
 def _run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str, cache: Any) -> dict[str, Any]:
+    """Time ``pipe.predict`` per window: ``batch`` with the streaming cache detached, ``streaming`` with
+    ``cache`` attached and fed the window's audio and frames beforehand (untimed), as the node does."""
     lat: list[float] = []
     stages: dict[str, list[float]] = {}
     how: dict[str, int] = {}
     # one untimed warm-up
     seq = [windows[i % len(windows)] for i in range(repeats + 1)]
     cpu_total = wall_total = 0.0
-    for k, w in enumerate(seq):
-        if mode == "streaming":
-            _stream_into(cache, w)
-        c0, t0 = time.process_time(), time.perf_counter()
-        if mode == "batch":
+    saved = pipe.streaming
+    pipe.streaming = cache if mode == "streaming" else None
+    try:
+        for k, w in enumerate(seq):
+            if mode == "streaming":
+                _stream_into(cache, w)
+                before = dict(cache.stats)
+            c0, t0 = time.process_time(), time.perf_counter()
             res = pipe.predict(w)
-            st = dict(res.stage_s)
-        else:
-            st = {}
-            ts = time.perf_counter()
-            text = pipe.extractors["text"](w) if "text" in pipe.extractors and pipe.active["text"] else None
-            st["text"] = time.perf_counter() - ts
-            feats = cache.features_for(w)
-            feats.text = text
-            feats.sentence = getattr(pipe.extractors.get("text"), "last_sentence", None)
-            st.update(feats.meta["stage_s"])
-            tf = time.perf_counter()
-            pipe.predict_features(feats)
-            st["fusion"] = time.perf_counter() - tf
-            for m, v in feats.meta["streaming"].items():
-                key = f"{m}:{v if not v[0].isdigit() else 'frames ' + v}"
-                how[key] = how.get(key, 0) + 1
-        dt = time.perf_counter() - t0
-        if k == 0:
-            continue
-        cpu_total += time.process_time() - c0
-        wall_total += dt
-        lat.append(dt)
-        for s, v in st.items():
-            stages.setdefault(s, []).append(v)
-    return {"latency_s": _pct(lat), "stages_s": {s: float(np.median(v)) for s, v in stages.items()},
+            dt = time.perf_counter() - t0
+            if k == 0:
+                continue
+            if mode == "streaming":
+                for key, v in cache.stats.items():
+                    if key.startswith(("audio_cache", "audio_batch", "visual_")) and v > before.get(key, 0):
+                        how[key] = how.get(key, 0) + v - before.get(key, 0)
+            cpu_total += time.process_time() - c0
+            wall_total += dt
+            lat.append(dt)
+            for st, v in res.stage_s.items():
+                stages.setdefault(st, []).append(v)
+    finally:
+        pipe.streaming = saved
+    return {"latency_s": _pct(lat), "stages_s": {st: float(np.median(v)) for st, v in stages.items()},
             "throughput_per_s": len(lat) / wall_total, "cpu_util": cpu_total / wall_total,
             "peak_rss_mb": _rss_mb(), "streaming": how or None}
 
@@ -404,7 +401,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         pipe = EmotionPipeline(setup.cfg)
         flops = _flops(pipe, windows[0])
         doc["flops"][setup.name] = flops
-        cache = StreamingFeatureCache(pipe.extractors)
+        cache = pipe.streaming or StreamingFeatureCache(
+            {m: e for m, e in pipe.extractors.items() if pipe.active[m] and m in ("audio", "visual")})
         built: dict[str, Any] = {}
         for bname, make in _backends(setup.cfg, pipe, doc["unavailable"]):
             try:

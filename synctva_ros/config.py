@@ -92,6 +92,9 @@ class WindowingConfig:
                                  "onset is known.", range=(0.05, 600.0))
     max_pending: int = _f(256, "Most windows waiting for late data; older ones are dropped (counted).",
                           range=(1, 100000))
+    audio_grid_s: float = _f(0.01, "Window audio starts on a multiple of this many seconds of sensor time "
+                             "(widened back by less than one step), so streamed openSMILE frames (10 ms hop) "
+                             "line up with the window (0 = start at the window start).", range=(0.0, 1.0))
 
 
 @dataclass
@@ -119,6 +122,13 @@ class FeaturesConfig:
     max_frames: int = _f(8, "Most frames encoded per window.", range=(1, 64))
     face_crop: bool = _f(True, "Crop the largest face (OpenCV Haar cascade) before encoding.")
     image_size: int = _f(224, "Encoder input size in pixels.", range=(32, 1024), read_only=True)
+    streaming: bool = _f(True, "Compute audio low-level descriptors and frame embeddings while the utterance "
+                         "is going on (synctva_ros.streaming); at window close only the text encoder, the "
+                         "audio head/tail and the fusion remain.", read_only=True)
+    streaming_block_s: float = _f(0.5, "Streaming: seconds of new audio per openSMILE call.", range=(0.05, 10.0),
+                                  read_only=True)
+    streaming_oversample: float = _f(2.0, "Streaming: frames encoded per second = visual_fps * this.",
+                                     range=(1.0, 30.0), read_only=True)
 
 
 @dataclass

@@ -11,6 +11,15 @@ offline predictions for the same window are the same by construction:
 A branch is *active* when the checkpoint trained it and its extractor can run here;
 inactive branches are treated as absent and reported so (never run on weights it
 was not trained with; DESIGN.md "Shape of the code").
+
+Streaming (``features.streaming``, default on): the pipeline owns a
+:class:`~synctva_ros.streaming.StreamingFeatureCache` (:attr:`EmotionPipeline.streaming`)
+for the active audio and visual branches. Attach it to the windower
+(``UtteranceWindower(sink=pipeline.streaming)``) and the kept audio and frames are
+processed while the utterance goes on; :meth:`EmotionPipeline.extract` then takes
+audio and visual features from it (equal to the batch extractors' for audio, see
+the cache's docstring for frames) and runs the batch extractors for what it does not
+cover. Without a sink attached it simply falls back to the batch extractors.
 """
 
 from __future__ import annotations
@@ -81,6 +90,15 @@ class EmotionPipeline:
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
         self.backend = create_backend(cfg.runtime, self.model, self.manifest, ckpt_dir)
+        #: Streaming feature cache of the active audio/visual branches (``None`` when off or none active).
+        self.streaming = None
+        streamed = {m: self.extractors[m] for m in ("audio", "visual") if self.active[m]}
+        if cfg.features.streaming and streamed:
+            from .streaming import StreamingFeatureCache
+
+            self.streaming = StreamingFeatureCache(streamed, buffer_s=cfg.windowing.buffer_s,
+                                                   block_s=cfg.features.streaming_block_s,
+                                                   oversample=cfg.features.streaming_oversample)
         self._history: dict[str, deque[np.ndarray]] = defaultdict(lambda: deque(maxlen=max(self.context_turns, 1)))
 
     @property
@@ -97,6 +115,10 @@ class EmotionPipeline:
     def extract(self, window: UtteranceWindow) -> tuple[UtteranceFeatures, dict[str, float]]:
         """Run each active extractor on ``window``.
 
+        Audio and visual features come from :attr:`streaming` when it is on (it runs the
+        batch extractor itself for what it has not cached); ``feats.meta["streaming"]`` then
+        says per modality where they came from.
+
         Returns:
             (features, stage_s): absent or inactive modalities are ``None``;
             stage_s maps modality to seconds spent.
@@ -110,6 +132,10 @@ class EmotionPipeline:
             try:
                 if m == "text":
                     out, feats.sentence = ext.encode_window(window)  # type: ignore[attr-defined]
+                elif self.streaming is not None:
+                    streamed = self.streaming.features_for(window, (m,))
+                    out = getattr(streamed, m)
+                    feats.meta.setdefault("streaming", {}).update(streamed.meta["streaming"])
                 else:
                     out = ext(window)
             except (ValueError, RuntimeError) as exc:  # bad content: modality treated as absent
@@ -168,7 +194,15 @@ class EmotionPipeline:
         """Forget dialogue context (e.g. when time goes backwards)."""
         self._history.clear()
 
+    def close(self) -> None:
+        """Stop the streaming cache's background thread, if it runs (the pipeline still works after)."""
+        if self.streaming is not None:
+            self.streaming.stop()
+
     def describe(self) -> dict[str, Any]:
-        """Name, backend, classes and active branches (for logs and diagnostics)."""
-        return {"model": self.name, "backend": self.backend_name, "classes": self.class_names,
-                "active": dict(self.active)}
+        """Name, backend, classes, active branches and streaming counters (for logs and diagnostics)."""
+        out = {"model": self.name, "backend": self.backend_name, "classes": self.class_names,
+               "active": dict(self.active)}
+        if self.streaming is not None:
+            out["streaming"] = self.streaming.describe()
+        return out

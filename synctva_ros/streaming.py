@@ -24,8 +24,11 @@ come from the cache. Then the frames are pooled into nodes exactly as
 functionals) are computed at close on the window audio.
 
 Equality with the batch extractor: **exact** (same float32 values, tested) when the
-window's audio starts on the segment's 10 ms grid (``(audio_start - segment start) *
-rate`` a multiple of 160 samples at 16 kHz). Otherwise, with ``exact=True`` (default)
+window's audio starts on the segment's 10 ms grid. The grid is anchored to sensor time, not
+to the segment: a segment starts at the first sample at or after a multiple of 10 ms
+(:func:`~synctva_ros.windowing.buffers.first_sample_at`), and the windower starts window audio
+at such a multiple (``windowing.audio_grid_s``), so windows cut from continuous audio line
+up. Otherwise, with ``exact=True`` (default)
 such windows fall back to the batch extractor; with ``exact=False`` the middle frames are
 taken from the nearest grid frame, shifted by less than 5 ms (head, tail, node times and
 node count stay those of the batch run). Measured for 3 s windows shifted by 3-5 ms
@@ -47,9 +50,15 @@ covered by the current segment (gap, reset, sample-rate mismatch, started before
 too short to have a cached middle, or empty/non-finite: the batch extractor runs.
 
 Threading: ``on_audio``/``on_frame`` (sensor callbacks) and ``features_for`` (the processing
-thread) may run in different threads; state is guarded by a lock. Encoding happens in the
-caller's thread, so call ``on_frame`` from a callback group that may take ~60 ms per
-encoded frame (ResNet-50 on a CPU core).
+thread) may run in different threads; state is guarded by a lock. Without :meth:`start`,
+the work is done in the caller's thread (deterministic; what offline evaluation uses). After
+:meth:`start` (what the node does), ``on_audio``/``on_frame`` only queue the data and a
+background thread does the openSMILE calls and the frame encoding (ResNet-50 takes ~0.1-0.4 s
+per frame on a CPU core, which must not stall a ROS callback); audio is processed before
+frames. ``features_for`` first waits (at most ``drain_timeout_s``) for the audio queued so far;
+frames not encoded yet are encoded at close. When the queues are full the oldest item is
+dropped (``stats["queue_dropped"]``): a dropped chunk starts a new audio segment, so later
+windows fall back to the batch extractor rather than use wrong frames.
 """
 
 from __future__ import annotations
@@ -59,12 +68,13 @@ import math
 import threading
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Mapping
 
 import numpy as np
 
 from .features.base import FeatureExtractor, ModalityFeatures, UtteranceFeatures
+from .windowing.buffers import first_sample_at, grid_ceil
 from .windowing.window import UtteranceWindow
 
 __all__ = ["StreamingFeatureCache", "LEFT_CONTEXT_S", "RIGHT_CONTEXT_S"]
@@ -96,6 +106,8 @@ class StreamingFeatureCache:
         left_context_s: audio before each streamed block (and head recomputed at close), seconds.
         gap_tolerance_s: an audio chunk whose stamp differs from the expected continuation by
             more than this starts a new segment.
+        max_queue: background mode: most queued audio chunks and most queued frames (each).
+        drain_timeout_s: background mode: longest wait in ``features_for`` for queued audio.
 
     Shapes:
         ``on_audio(stamp, samples (S,), sample_rate)``; ``on_frame(stamp, image (H, W, 3) uint8 RGB)``;
@@ -109,7 +121,7 @@ class StreamingFeatureCache:
     def __init__(self, extractors: Mapping[str, FeatureExtractor | None], buffer_s: float = 30.0,
                  block_s: float = 0.5, oversample: float = 2.0, exact: bool = True,
                  gap_tolerance_s: float = 0.02, left_context_s: float = LEFT_CONTEXT_S,
-                 exact_visual: bool = False) -> None:
+                 exact_visual: bool = False, max_queue: int = 256, drain_timeout_s: float = 0.5) -> None:
         if block_s <= 0 or oversample < 1:
             raise ValueError(f"block_s must be > 0 and oversample >= 1, got {block_s}, {oversample}")
         self.audio_ext = extractors.get("audio")
@@ -119,9 +131,20 @@ class StreamingFeatureCache:
         self.exact_visual = bool(exact_visual)
         self.gap_tolerance_s = float(gap_tolerance_s)
         self.oversample = float(oversample)
-        #: Counters: "audio_cache", "audio_batch:<reason>", "visual_hit", "visual_near", "visual_miss", "audio_reset".
+        #: Counters: "audio_cache", "audio_batch:<reason>", "visual_hit", "visual_near", "visual_miss",
+        #: "audio_reset", "queue_dropped", "drain_timeout".
         self.stats: Counter[str] = Counter()
         self._lock = threading.RLock()
+        self.max_queue = max(1, int(max_queue))
+        self.drain_timeout_s = float(drain_timeout_s)
+        self._cond = threading.Condition()
+        self._audio_q: deque[tuple[int, float, np.ndarray, int]] = deque()
+        self._frame_q: deque[tuple[int, float, np.ndarray]] = deque()
+        self._gen = 0  # bumped by reset(): queued items of an older generation are ignored
+        self._audio_seq = 0  # audio chunks queued so far
+        self._audio_done = 0  # audio chunks processed (or discarded) so far
+        self._thread: threading.Thread | None = None
+        self._stopping = False
         self._smile = None
         if self.audio_ext is not None and getattr(self.audio_ext, "level", "lld") != "functionals":
             import opensmile
@@ -148,11 +171,96 @@ class StreamingFeatureCache:
         self._frames: dict[int, tuple[np.ndarray, float]] = {}  # k -> (LLD vector, frame duration s)
 
     def reset(self) -> None:
-        """Forget all audio and visual state (e.g. when sensor time jumps back)."""
+        """Forget all audio and visual state, queued data included (e.g. when sensor time jumps back)."""
+        with self._cond:
+            self._gen += 1
+            self._audio_done += len(self._audio_q)
+            self._audio_q.clear()
+            self._frame_q.clear()
+            self._cond.notify_all()
         with self._lock:
             self._reset_audio()
             self._emb.clear()
             self._next_tick = -math.inf
+
+    # ------------------------------------------------------------------ background
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is working (:meth:`start`)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Do the streaming work in a background thread from now on (idempotent)."""
+        if self.running:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="synctva_streaming", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the background thread (queued data is discarded); later calls work in the caller's thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        thread.join(timeout_s)
+        self._thread = None
+        with self._cond:
+            self._audio_done += len(self._audio_q)
+            self._audio_q.clear()
+            self._frame_q.clear()
+            self._cond.notify_all()
+
+    def _enqueue(self, q: deque, item: tuple, is_audio: bool) -> None:
+        with self._cond:
+            if len(q) >= self.max_queue:
+                q.popleft()
+                self.stats["queue_dropped"] += 1
+                if is_audio:
+                    self._audio_done += 1
+            q.append(item)
+            if is_audio:
+                self._audio_seq += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._stopping or self._audio_q or self._frame_q):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                is_audio = bool(self._audio_q)
+                item = self._audio_q.popleft() if is_audio else self._frame_q.popleft()
+                current = item[0] == self._gen
+            try:
+                if current and is_audio:
+                    self._apply_audio(*item[1:], gen=item[0])
+                elif current:
+                    self._apply_frame(*item[1:], gen=item[0])
+            except Exception as exc:  # a feature error must not kill the thread; the batch path still works
+                log.warning("streaming %s at %.3f s failed: %s", "audio" if is_audio else "frame", item[1], exc)
+            finally:
+                if is_audio:
+                    with self._cond:
+                        self._audio_done += 1
+                        self._cond.notify_all()
+
+    def _drain_audio(self) -> None:
+        """Wait until the audio queued before this call has been processed (background mode)."""
+        if not self.running:
+            return
+        deadline = time.monotonic() + self.drain_timeout_s
+        with self._cond:
+            target = self._audio_seq
+            while self._audio_done < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.stats["drain_timeout"] += 1
+                    return
+                self._cond.wait(left)
 
     def _lld(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with warnings.catch_warnings():
@@ -167,15 +275,24 @@ class StreamingFeatureCache:
 
         A chunk at another sample rate than the extractor's, with NaN/inf, or not continuing the
         segment within ``gap_tolerance_s`` starts a new segment (counted in ``stats["audio_reset"]``).
+        After :meth:`start` the chunk is only queued.
         """
         if self._smile is None:
             return
+        if self.running:
+            self._enqueue(self._audio_q, (self._gen, float(stamp), samples, int(sample_rate)), is_audio=True)
+        else:
+            self._apply_audio(float(stamp), samples, int(sample_rate), gen=self._gen)
+
+    def _apply_audio(self, stamp: float, samples: np.ndarray, sample_rate: int, gen: int) -> None:
         from synctva_ros.features.audio import as_float_mono
 
         x = as_float_mono(samples)
         if x.size == 0:
             return
         with self._lock:
+            if gen != self._gen:  # reset() while this chunk waited
+                return
             if int(sample_rate) != self.sr or not np.isfinite(x).all():
                 if self._origin is not None:
                     self.stats["audio_reset"] += 1
@@ -190,7 +307,12 @@ class StreamingFeatureCache:
                     log.debug("audio gap/jump at %.3f s (expected %.3f s): new streaming segment", stamp, expected)
                     self._reset_audio()
             if self._origin is None:
-                self._origin = float(stamp)
+                # anchor the frame grid to sensor time: start at the first sample on a multiple of the hop
+                skip = first_sample_at(grid_ceil(stamp, self.hop / self.sr), stamp, self.sr)
+                if skip >= x.size:
+                    return  # no grid point in this chunk; the next chunk starts the segment
+                x = x[max(skip, 0):]
+                self._origin = stamp + max(skip, 0) / self.sr
             self._buf = np.concatenate([self._buf, x])
             self._total += x.size
             self._process_blocks()
@@ -284,23 +406,40 @@ class StreamingFeatureCache:
 
     # ------------------------------------------------------------------ visual
     def on_frame(self, stamp: float, image: np.ndarray) -> None:
-        """Offer a camera frame (``(H, W, 3)`` uint8 RGB at ``stamp`` s); encoded when an encoding tick is due."""
+        """Offer a camera frame (``(H, W, 3)`` uint8 RGB at ``stamp`` s); encoded when an encoding tick is due.
+
+        After :meth:`start` the frame is only queued (when a tick is due).
+        """
         ext = self.visual_ext
         if ext is None:
             return
-        period = 1.0 / (ext.fps * self.oversample)
+        if not self._tick(float(stamp)):
+            return
+        if self.running:
+            self._enqueue(self._frame_q, (self._gen, float(stamp), image), is_audio=False)
+        else:
+            self._apply_frame(float(stamp), image, gen=self._gen)
+
+    def _tick(self, stamp: float) -> bool:
+        """Whether a frame at ``stamp`` is due for encoding (advances the encoding grid)."""
+        period = 1.0 / (self.visual_ext.fps * self.oversample)
         with self._lock:
             if stamp < self._next_tick - period - self.gap_tolerance_s - 1.0:  # time went back (bag restart)
                 self._emb.clear()
                 self._next_tick = -math.inf
             if stamp < self._next_tick or round(stamp, 6) in self._emb:
-                return
+                return False
             # ticks on a fixed grid, so the encoding rate does not drift below fps * oversample
             self._next_tick = self._next_tick + period if math.isfinite(self._next_tick) else stamp + period
             if self._next_tick <= stamp:
                 self._next_tick = stamp + period
-        emb = ext.encode_images([image])[0]
+            return True
+
+    def _apply_frame(self, stamp: float, image: np.ndarray, gen: int) -> None:
+        emb = self.visual_ext.encode_images([image])[0]
         with self._lock:
+            if gen != self._gen:
+                return
             self._emb[round(stamp, 6)] = emb
             old = [s for s in self._emb if s < stamp - self.buffer_s]
             for s in old:
@@ -360,6 +499,7 @@ class StreamingFeatureCache:
         stage_s: dict[str, float] = {}
         if "audio" in modalities and self.audio_ext is not None:
             t0 = time.perf_counter()
+            self._drain_audio()
             feats.audio, how["audio"] = self._audio_features(window)
             stage_s["audio"] = time.perf_counter() - t0
             self.stats["audio_" + how["audio"]] += 1
@@ -372,6 +512,9 @@ class StreamingFeatureCache:
         return feats
 
     def describe(self) -> dict[str, Any]:
-        """Counters and cache sizes (for diagnostics)."""
+        """Counters, cache sizes and queue lengths (for diagnostics)."""
         with self._lock:
-            return {"stats": dict(self.stats), "audio_frames": len(self._frames), "embeddings": len(self._emb)}
+            out = {"stats": dict(self.stats), "audio_frames": len(self._frames), "embeddings": len(self._emb)}
+        with self._cond:
+            out["queued_audio"], out["queued_frames"] = len(self._audio_q), len(self._frame_q)
+        return out

@@ -57,3 +57,35 @@ def test_checkpoint_with_other_extractor_settings_is_refused(tiny_checkpoint):
     cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint), "features.text_max_tokens": 32})
     with pytest.raises(CheckpointError, match="text"):
         EmotionPipeline(cfg)
+
+
+def test_streaming_through_the_windower_equals_batch(pipe, tiny_checkpoint):
+    """The node's path (windower -> pipeline.streaming sink -> predict) gives the batch probabilities,
+    with the audio features served from the cache; a pipeline with streaming off computes them at close."""
+    from synctva_ros.windowing.windower import UtteranceWindower
+
+    batch = EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint),
+                                                 "features.streaming": False}))
+    assert batch.streaming is None and pipe.streaming is not None
+    assert set(pipe.streaming.describe()) >= {"stats", "audio_frames"} and pipe.streaming.visual_ext is None
+    speech = render_speech("You never listen to anything I say!", speaker="Rachel")
+    t0 = 1_700_000_123.4567
+    lead = np.zeros(16000, np.float32)  # 1 s of silence before the utterance
+    x = np.concatenate([lead, speech, np.zeros(8000, np.float32)])
+    w = UtteranceWindower(pipe.cfg.windowing, 16000, sink=pipe.streaming)
+    windows, said = [], False
+    for i in range(0, x.size, 320):
+        stamp = t0 + i / 16000
+        w.add_audio(stamp, x[i:i + 320], 16000)
+        if not said and i >= lead.size + speech.size:
+            said = True
+            w.add_transcript("You never listen to anything I say!", t0 + 1.0, t0 + 1.0 + speech.size / 16000, True,
+                             stamp=stamp)
+        windows += w.poll(stamp)
+    (win,) = windows
+    before = pipe.streaming.stats["audio_cache"]
+    feats, _ = pipe.extract(win)
+    assert feats.meta["streaming"] == {"audio": "cache"} and pipe.streaming.stats["audio_cache"] == before + 1
+    ref, _ = batch.extract(win)
+    np.testing.assert_array_equal(feats.audio.x, ref.audio.x)
+    assert pipe.predict(win).probabilities == batch.predict(win).probabilities

@@ -147,3 +147,89 @@ def test_visual_cache_exact_and_nearest(visual_ext) -> None:
 def test_no_frames_gives_none(visual_ext) -> None:
     cache = StreamingFeatureCache({"visual": visual_ext})
     assert cache.features_for(UtteranceWindow(start=0.0, end=1.0)).visual is None
+
+
+# ---------------------------------------------------------------- through the windower (as the node)
+def _windower_windows(cache, x: np.ndarray, t0: float, bounds: list[tuple[float, float]], chunk: int = 512):
+    """Feed continuous audio through an UtteranceWindower whose sink is ``cache``; return its windows."""
+    from synctva_ros.config import WindowingConfig
+    from synctva_ros.windowing.windower import UtteranceWindower
+
+    w = UtteranceWindower(WindowingConfig(vad_enabled=False), SR, sink=cache)
+    out = []
+    pending = sorted(bounds, key=lambda b: b[1])
+    for i in range(0, x.size, chunk):
+        stamp = t0 + i / SR
+        w.add_audio(stamp, x[i:i + chunk], SR)
+        while pending and pending[0][1] <= stamp:  # final transcript as soon as the utterance ends
+            s, e = pending.pop(0)
+            w.add_transcript("words", t0 + s, t0 + e, True, stamp=stamp)
+        out.extend(w.poll(stamp + chunk / SR))
+    out.extend(w.flush())
+    return w, out
+
+
+@pytest.mark.parametrize("t0", [1_700_000_000.123_456_7, 37.004_31])
+def test_windower_windows_hit_the_cache_and_equal_batch(audio_ext: OpenSmileAudio, t0: float) -> None:
+    """Arbitrary (epoch-sized, off-grid) stream origins and window bounds: the windower's audio grid and the
+    cache's sensor-time grid line up, so every window is served from the cache with the batch values."""
+    x = _speechlike(9.0, seed=3)
+    cache = StreamingFeatureCache({"audio": audio_ext})
+    w, windows = _windower_windows(cache, x, t0, [(0.537, 3.2113), (3.9, 6.05), (5.001, 8.49)])
+    assert len(windows) == 3
+    for win in windows:
+        # the first window sample is the first at or after a multiple of 10 ms, at or before the start
+        g = np.floor(win.start / 0.01 + 1e-9) * 0.01
+        assert -1e-6 <= win.audio_start - g < 1.0 / SR and win.audio_start <= win.start
+        got = cache.features_for(win)
+        ref = audio_ext(win)
+        assert got.meta["streaming"]["audio"] == "cache"
+        np.testing.assert_array_equal(got.audio.x, ref.x)
+        np.testing.assert_allclose(got.audio.t, ref.t, atol=1e-6)
+    assert cache.stats["audio_cache"] == 3 and cache.stats["audio_reset"] == 0
+
+
+def test_background_thread_gives_the_same_features(audio_ext: OpenSmileAudio) -> None:
+    x = _speechlike(6.0, seed=4)
+    t0 = 250.0
+    sync = StreamingFeatureCache({"audio": audio_ext})
+    bg = StreamingFeatureCache({"audio": audio_ext}, drain_timeout_s=30.0)
+    bg.start()
+    try:
+        assert bg.running
+        _, w_sync = _windower_windows(sync, x, t0, [(1.0, 4.5)])
+        _, w_bg = _windower_windows(bg, x, t0, [(1.0, 4.5)])
+        a, b = sync.features_for(w_sync[0]), bg.features_for(w_bg[0])  # waits for the queued audio
+        assert a.meta["streaming"]["audio"] == b.meta["streaming"]["audio"] == "cache"
+        np.testing.assert_array_equal(a.audio.x, b.audio.x)
+        assert bg.describe()["queued_audio"] == 0
+    finally:
+        bg.stop()
+    assert not bg.running
+
+
+def test_reset_discards_queued_data(audio_ext: OpenSmileAudio) -> None:
+    """A time reset while chunks wait in the queue: none of them reaches the new segment."""
+    x = _speechlike(3.0, seed=5)
+    cache = StreamingFeatureCache({"audio": audio_ext}, max_queue=4)
+    cache.start()
+    try:
+        _stream(cache, x, 10.0)  # 100 chunks into a 4-deep queue: the oldest are dropped (counted)
+        cache.reset()
+        win = _window(x, 10.0, 0, x.size)
+        got = cache.features_for(win)
+        assert got.meta["streaming"]["audio"] == "batch:no_stream"
+        np.testing.assert_array_equal(got.audio.x, audio_ext(win).x)
+    finally:
+        cache.stop()
+    assert cache.stats["queue_dropped"] > 0
+
+
+def test_windower_resets_the_sink_when_time_goes_back(audio_ext: OpenSmileAudio) -> None:
+    x = _speechlike(3.0, seed=6)
+    cache = StreamingFeatureCache({"audio": audio_ext})
+    w, _ = _windower_windows(cache, x, 500.0, [])
+    assert cache.describe()["audio_frames"] > 0
+    w.add_audio(10.0, x[:512], SR)  # a bag restarted: the windower resets and so does its sink
+    assert w.stats["time_resets"] == 1
+    assert cache.describe()["audio_frames"] == 0

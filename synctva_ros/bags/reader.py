@@ -10,6 +10,10 @@ message is converted with :mod:`synctva_ros.windowing.decode` and added to an
 is called with ``now`` = the message's header stamp (for a ``std_msgs/String``
 transcript, which has no header, its log time: the node stamps it on arrival
 under ``/clock``). At the end of the bag ``flush()`` closes what is left.
+Camera frames that the windower's thinning would drop are not decoded (as in the node).
+:func:`iter_windows_from_bag` yields each window as soon as it is polled, so a
+streaming feature cache attached to the windower sees the data up to that moment, as
+in the node.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from typing import Any, Iterator
 
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.config import TopicsConfig, WindowingConfig
-from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_chunk_to_float, image_to_rgb,
-                                          stamp_to_seconds)
+from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_chunk_to_float,
+                                          check_image_layout, image_to_rgb, stamp_to_seconds)
 from synctva_ros.windowing.window import UtteranceWindow
 from synctva_ros.windowing.windower import UtteranceWindower
 
 __all__ = ["BagMessage", "GroundTruth", "read_bag", "ground_truth_from_bag", "windows_from_bag",
-           "GROUND_TRUTH_TOPIC"]
+           "iter_windows_from_bag", "match_label", "GROUND_TRUTH_TOPIC"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,8 @@ def read_bag(path: str | Path, topics: list[str] | None = None) -> Iterator[BagM
         raise FileNotFoundError(f"bag {p} does not exist")
     with AnyReader([p], default_typestore=get_synctva_typestore()) as reader:
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
+        if not conns:  # rosbags reads every connection when given none
+            return
         for conn, ts, raw in reader.messages(connections=conns):
             yield BagMessage(conn.topic, conn.msgtype, ts, reader.deserialize(raw, conn.msgtype))
 
@@ -92,7 +98,15 @@ def _absolute(name: str) -> str:
     return name if name.startswith("/") else "/" + name.lstrip("~/")
 
 
-def _match(window: UtteranceWindow, truth: list[GroundTruth], by_id: dict[str, GroundTruth]) -> str | None:
+def match_label(window: UtteranceWindow, truth: list[GroundTruth],
+                by_id: dict[str, GroundTruth] | None = None) -> str | None:
+    """Ground-truth class of ``window``: by ``utterance_id``, else the utterance overlapping it most, else None.
+
+    Args:
+        by_id: ``{utterance_id: GroundTruth}`` of ``truth`` (built when ``None``).
+    """
+    if by_id is None:
+        by_id = {g.utterance_id: g for g in truth if g.utterance_id}
     if window.utterance_id and window.utterance_id in by_id:
         return by_id[window.utterance_id].label
     best, overlap = None, 0.0
@@ -121,7 +135,25 @@ def windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sampl
     Returns:
         ``[(window, label)]`` in emission order; ``label`` is the ground-truth
         class of the window's ``utterance_id``, else of the ground-truth
-        utterance overlapping it most (VAD windows), else ``None``.
+        utterance overlapping it most (VAD windows), else ``None`` (:func:`match_label`).
+
+    Raises:
+        FileNotFoundError: no such bag. Undecodable messages are logged and counted, not raised.
+    """
+    windows = list(iter_windows_from_bag(path, cfg, sample_rate, topics, windower))
+    truth = ground_truth_from_bag(path, ground_truth_topic)
+    by_id = {g.utterance_id: g for g in truth if g.utterance_id}
+    return [(win, match_label(win, truth, by_id)) for win in windows]
+
+
+def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sample_rate: int = 16000,
+                          topics: TopicsConfig | None = None,
+                          windower: UtteranceWindower | None = None) -> Iterator[UtteranceWindow]:
+    """Yield the windows of a bag in emission order, each as soon as the windower emits it.
+
+    Arguments as :func:`windows_from_bag` (without ground truth). Use this with a windower
+    whose sink is a streaming feature cache and process each window before the next
+    message is read, as the node does.
 
     Raises:
         FileNotFoundError: no such bag. Undecodable messages are logged and counted, not raised.
@@ -130,20 +162,17 @@ def windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sampl
     w = windower if windower is not None else UtteranceWindower(cfg or WindowingConfig(), sample_rate)
     t_img, t_aud = _absolute(topics.image), _absolute(topics.audio)
     t_tr, t_txt = _absolute(topics.transcript), _absolute(topics.text)
-    wanted = [t_img, t_aud, t_tr, t_txt, ground_truth_topic]
-    windows: list[UtteranceWindow] = []
-    truth: list[GroundTruth] = []
+    wanted = [t_img, t_aud, t_tr, t_txt]
     bad = 0
     for m in read_bag(path, wanted):
         msg, now = m.msg, None
         try:
-            if m.topic == ground_truth_topic:
-                truth.append(_ground_truth(msg))
-                continue
             if m.topic == t_img and m.msgtype == "sensor_msgs/msg/Image":
                 now = stamp_to_seconds(msg.header.stamp)
-                w.add_frame(now, image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
-                                              msg.step, msg.data))
+                check_image_layout(msg.height, msg.width, msg.encoding, msg.step, msg.data)
+                if not w.thin_frame(now):  # frames the thinning drops are not decoded (as in the node)
+                    w.add_frame(now, image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
+                                                  msg.step, msg.data))
             elif m.topic == t_aud and m.msgtype.endswith("/AudioChunk"):
                 now = stamp_to_seconds(msg.header.stamp)
                 w.add_audio(now, audio_chunk_to_float(msg.sample_rate, msg.channels, msg.encoding, msg.data),
@@ -164,9 +193,8 @@ def windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sampl
             if bad <= 5:
                 log.warning("%s at %d ns cannot be decoded: %s", m.topic, m.timestamp_ns, e)
             continue
-        windows.extend(w.poll(now))
-    windows.extend(w.flush())
+        yield from w.poll(now)
+    yield from w.flush()
     if bad:
         log.warning("%d messages of %s could not be decoded", bad, path)
-    by_id = {g.utterance_id: g for g in truth if g.utterance_id}
-    return [(win, _match(win, truth, by_id)) for win in windows]
+

@@ -4,7 +4,8 @@ DATA may be
 - a rosbag2 written by ``synctva make-bag`` (or recorded on a robot with a
   ``/ground_truth/emotion`` topic): windowed by the same
   :class:`~synctva_ros.windowing.windower.UtteranceWindower` the node uses
-  (:func:`~synctva_ros.bags.reader.windows_from_bag`), so the predictions equal the
+  (:func:`~synctva_ros.bags.reader.iter_windows_from_bag`), with the pipeline's
+  streaming feature cache fed as the node feeds it, so the predictions equal the
   node's on a replay of the same bag;
 - a MELD CSV or an IEMOCAP JSONL: each utterance becomes a window holding its
   transcript and its espeak-ng rendering (the audio the shipped checkpoints were
@@ -80,12 +81,18 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
 
     pipe = EmotionPipeline(cfg)
     if is_bag(data):
-        from ..bags.reader import ground_truth_from_bag, windows_from_bag
+        from ..bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label
+        from ..windowing.windower import UtteranceWindower
 
-        pairs: Any = windows_from_bag(data, cfg.windowing, sample_rate=cfg.features.audio_sample_rate,
-                                      topics=cfg.topics)
         truth = ground_truth_from_bag(data)
-        total = len(pairs)
+        by_id = {g.utterance_id: g for g in truth if g.utterance_id}
+        # as in the node: the pipeline's streaming cache sees the bag's audio and frames as they come,
+        # and each window is processed as soon as it is emitted (in this thread: deterministic)
+        windower = UtteranceWindower(cfg.windowing, sample_rate=cfg.features.audio_sample_rate, sink=pipe.streaming)
+        windows = iter_windows_from_bag(data, sample_rate=cfg.features.audio_sample_rate, topics=cfg.topics,
+                                        windower=windower)
+        pairs: Any = ((w, match_label(w, truth, by_id)) for w in windows)
+        total = len(truth) or None
     else:
         pairs = dataset_windows(data, cfg.features.audio_sample_rate, limit)
         truth, total = None, None

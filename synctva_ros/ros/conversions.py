@@ -26,8 +26,8 @@ from std_msgs.msg import Header
 from synctva_ros.emotion import EmotionResult
 from synctva_ros.msg import EmotionState
 from synctva_ros.windowing.decode import (MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioDecodeError,
-                                          ImageDecodeError, audio_to_float, image_to_rgb, seconds_to_stamp,
-                                          stamp_to_seconds)
+                                          ImageDecodeError, audio_to_float, check_image_layout, image_to_rgb,
+                                          seconds_to_stamp, stamp_to_seconds)
 from synctva_ros.windowing.window import MODALITIES
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "seconds_to_time",
     "time_to_seconds",
     "image_msg_to_rgb",
+    "image_msg_stamp",
     "audio_msg_to_samples",
     "transcript_msg_to_fields",
     "string_msg_to_fields",
@@ -88,6 +89,22 @@ def seconds_to_time(seconds: float) -> Time:
 
 
 # ----------------------------------------------------------------- input
+def image_msg_stamp(msg) -> float:
+    """Stamp (seconds) of a ``sensor_msgs/Image`` whose layout fields are valid, without decoding pixels.
+
+    For frames the node will not decode (thinned to ``windowing.frame_keep_hz``): a malformed
+    frame is still rejected and counted like one that is decoded.
+
+    Raises:
+        InputError(kind="bad_image"): what :func:`~synctva_ros.windowing.decode.check_image_layout` rejects.
+    """
+    try:
+        check_image_layout(int(msg.height), int(msg.width), str(msg.encoding), int(msg.step), msg.data)
+    except ImageDecodeError as exc:
+        raise InputError("bad_image", f"image rejected: {exc}") from None
+    return time_to_seconds(msg.header.stamp)
+
+
 def image_msg_to_rgb(msg) -> tuple[float, np.ndarray]:
     """``sensor_msgs/Image`` -> ``(stamp_s, (H, W, 3) uint8 RGB)``.
 

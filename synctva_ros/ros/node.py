@@ -35,6 +35,13 @@ reader does); a timer also polls with the node clock, so ``use_sim_time`` with a
 bag's ``/clock`` closes the last window of a replay. Bad input never stops the
 node: it is dropped with a throttled warning and counted (``/diagnostics``:
 ``count.*`` for what the node rejects, ``windower.*`` for the windower's stats).
+
+Streaming (``features.streaming``): the pipeline's
+:class:`~synctva_ros.streaming.StreamingFeatureCache` is the windower's sink and runs in
+its own thread, so openSMILE low-level descriptors and frame embeddings are computed
+while the utterance goes on; ``/diagnostics`` reports where each window's features came
+from (``streaming.audio_cache``, ``streaming.audio_batch:<reason>``, ``streaming.visual_*``).
+Camera frames that ``windowing.frame_keep_hz`` thins away are counted but never decoded.
 """
 
 from __future__ import annotations
@@ -62,7 +69,8 @@ from std_msgs.msg import String
 
 from synctva_ros.config import ConfigError, SyncTVAConfig, load_config
 from synctva_ros.msg import AudioChunk, EmotionState, Transcript
-from synctva_ros.ros.conversions import (InputError, audio_msg_to_samples, image_msg_to_rgb, result_to_msg,
+from synctva_ros.ros.conversions import (InputError, audio_msg_to_samples, image_msg_stamp, image_msg_to_rgb,
+                                         result_to_msg,
                                          string_msg_to_fields, transcript_msg_to_fields)
 
 __all__ = ["EmotionNode", "RclpyLogHandler", "parameter_descriptor", "main"]
@@ -71,6 +79,8 @@ __all__ = ["EmotionNode", "RclpyLogHandler", "parameter_descriptor", "main"]
 _SILENT_WINDOWER_COUNTERS = {
     "out_of_order": "stamp older than the previous message of the stream (inserted in order)",
 }
+#: Windower counters compared before/after each message.
+_WATCHED_WINDOWER_COUNTERS = ("time_resets", *_SILENT_WINDOWER_COUNTERS)
 #: Rate (Hz) at which a timer polls the windower with the node clock.
 POLL_HZ = 20.0
 #: Most windows waiting for the worker; beyond it the oldest is dropped (counted).
@@ -254,7 +264,13 @@ class EmotionNode(LifecycleNode):
                 factory = EmotionPipeline.from_config
             t0 = time.monotonic()
             self._pipeline = factory(self.cfg)
-            self._windower = UtteranceWindower(self.cfg.windowing, sample_rate=self.cfg.features.audio_sample_rate)
+            # the pipeline's streaming cache (features.streaming) gets the kept audio and frames as they come,
+            # and does its openSMILE / encoder work in its own thread (never in a ROS callback)
+            stream = getattr(self._pipeline, "streaming", None)
+            self._windower = UtteranceWindower(self.cfg.windowing, sample_rate=self.cfg.features.audio_sample_rate,
+                                               sink=stream)
+            if stream is not None:
+                stream.start()
         except Exception as exc:  # any load failure leaves the node unconfigured
             log.error(f"configure failed: {type(exc).__name__}: {exc}")
             self._pipeline = self._windower = None
@@ -338,6 +354,8 @@ class EmotionNode(LifecycleNode):
             self.destroy_publisher(self._diag_pub)
         self._my_timers, self._subs = [], []
         self._diag_timer = self._state_pub = self._diag_pub = None
+        if self._pipeline is not None and hasattr(self._pipeline, "close"):
+            self._pipeline.close()
         self._windower = self._pipeline = None
 
     def destroy_node(self) -> None:
@@ -380,25 +398,40 @@ class EmotionNode(LifecycleNode):
         with self._lock:
             if self._windower is None:
                 return
-            before = self._windower.stats
+            w = self._windower
+            before = {key: w.count(key) for key in _WATCHED_WINDOWER_COUNTERS}
             try:
                 add()
             except ValueError as exc:  # the windower does not raise for bad data; be safe anyway
                 self._reject(f"bad_{stream}", f"{stream} rejected by the windower: {exc}")
                 return
             self._count(f"{stream}_in")
-            after = self._windower.stats
-            if after.get("time_resets", 0) > before.get("time_resets", 0):
+            if w.count("time_resets") > before["time_resets"]:
                 self._queue.put(_RESET)  # a new session: forget the dialogue context too
-            for key in _SILENT_WINDOWER_COUNTERS:
-                if after.get(key, 0) > before.get(key, 0):
-                    self._warn_throttled(f"windower.{key}", f"{stream} at {stamp:.3f} s: {_SILENT_WINDOWER_COUNTERS[key]}"
-                                         f" [windower.{key}: {after[key]} so far]")
+            for key, what in _SILENT_WINDOWER_COUNTERS.items():
+                n = w.count(key)
+                if n > before[key]:
+                    self._warn_throttled(f"windower.{key}", f"{stream} at {stamp:.3f} s: {what} [windower.{key}: "
+                                                            f"{n} so far]")
             self._poll_locked(stamp)
 
     def _on_image(self, msg: Image) -> None:
         if not self._active:
             return
+        try:
+            stamp = image_msg_stamp(msg)  # layout checked, pixels not decoded yet
+        except InputError as exc:
+            self._reject(exc.kind, str(exc))
+            return
+        # Frames the windower's thinning (windowing.frame_keep_hz) drops are never decoded: at 30 fps
+        # 640x480 the decode is most of the node's sensor-side CPU time.
+        with self._lock:
+            if self._windower is None:
+                return
+            if self._windower.thin_frame(stamp):  # counted by the windower as thinned_frames
+                self._count("image_in")
+                self._poll_locked(stamp)
+                return
         try:
             stamp, rgb = image_msg_to_rgb(msg)
         except InputError as exc:
@@ -554,6 +587,13 @@ class EmotionNode(LifecycleNode):
         if isinstance(stats, dict):
             for k, v in stats.items():
                 values[f"windower.{k}"] = str(v)
+        stream = getattr(self._pipeline, "streaming", None)
+        if stream is not None:
+            info = stream.describe()
+            for k, v in sorted(info.pop("stats").items()):
+                values[f"streaming.{k}"] = str(v)
+            for k, v in info.items():
+                values[f"streaming.{k}"] = str(v)
         return DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: emotion recognition",
                                 message=message, hardware_id="",
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])

@@ -23,10 +23,38 @@ import numpy as np
 
 from synctva_ros.windowing.window import TimedFrame
 
-__all__ = ["FrameBuffer", "AudioBuffer", "AudioChunk", "AudioRange"]
+__all__ = ["FrameBuffer", "AudioBuffer", "AudioChunk", "AudioRange", "SAMPLE_EPS", "grid_floor", "grid_ceil",
+           "first_sample_at"]
 
 #: Two stamps closer than this (seconds) are the same stamp (duplicates).
 STAMP_EPS = 1e-9
+#: Tolerance in samples when a time is turned into a sample index: float64 sensor times near
+#: 1.8e9 s (epoch) carry ~2.4e-7 s of rounding, 0.004 samples at 16 kHz.
+SAMPLE_EPS = 0.01
+
+
+def grid_floor(t: float, step: float) -> float:
+    """Largest multiple of ``step`` seconds that is ``<= t`` (``t`` when ``step <= 0``)."""
+    if step <= 0:
+        return float(t)
+    return math.floor(t / step + 1e-9) * step
+
+
+def grid_ceil(t: float, step: float) -> float:
+    """Smallest multiple of ``step`` seconds that is ``>= t`` (``t`` when ``step <= 0``)."""
+    if step <= 0:
+        return float(t)
+    return math.ceil(t / step - 1e-9) * step
+
+
+def first_sample_at(t: float, chunk_start: float, sample_rate: int) -> int:
+    """Index of the first sample at or after time ``t`` in a run of samples starting at ``chunk_start``.
+
+    ``chunk_start + i / sample_rate >= t`` up to :data:`SAMPLE_EPS` samples (may be negative
+    when ``t < chunk_start``). The window audio (:meth:`AudioBuffer.query`) and the streaming
+    feature cache (:mod:`synctva_ros.streaming`) both use it, so they pick the same sample.
+    """
+    return int(math.ceil((t - chunk_start) * sample_rate - SAMPLE_EPS))
 
 
 class FrameBuffer:
@@ -236,12 +264,12 @@ class AudioBuffer:
             :class:`AudioRange` (empty samples when no chunk overlaps).
         """
         sr = self.sample_rate
-        eps = 1e-6
+        eps = SAMPLE_EPS
         hits = [c for c in self._chunks if c.end(sr) > start and c.start <= end]
         if not hits or end < start:
             return AudioRange(np.zeros(0, np.float32), float(start), 0, 0)
         first = hits[0]
-        i0 = max(0, math.ceil((start - first.start) * sr - eps))
+        i0 = max(0, first_sample_at(start, first.start, sr))
         t0 = first.start + i0 / sr
         last_time = min(end, max(c.end(sr) - 1.0 / sr for c in hits))
         n = int(math.floor((last_time - t0) * sr + eps)) + 1

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_CHANNELS",
     "ImageDecodeError",
     "AudioDecodeError",
+    "check_image_layout",
     "IMAGE_ENCODINGS",
     "AUDIO_ENCODINGS",
     "image_to_rgb",
@@ -82,6 +83,15 @@ def _as_bytes(data: Any) -> bytes | memoryview | np.ndarray:
         return np.asarray(data, dtype=np.uint8)
 
 
+def _nbytes(data: Any) -> int:
+    if isinstance(data, np.ndarray):
+        return int(data.nbytes)
+    try:
+        return memoryview(data).nbytes  # bytes, bytearray, array.array('B')
+    except TypeError:
+        return len(data)  # a list of ints
+
+
 def _yuv422_to_rgb(pairs: np.ndarray, uyvy: bool) -> np.ndarray:
     """(H, W, 2) uint8 packed 4:2:2 -> (H, W, 3) uint8 RGB (ITU-R BT.601 video range, as OpenCV/cv_bridge)."""
     h, w, _ = pairs.shape
@@ -97,6 +107,43 @@ def _yuv422_to_rgb(pairs: np.ndarray, uyvy: bool) -> np.ndarray:
     g = y - 0.391 * u - 0.813 * v
     b = y + 2.018 * u
     return np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
+
+
+def check_image_layout(height: int, width: int, encoding: str, step: int, data: Any) -> str:
+    """Check a ``sensor_msgs/Image``'s layout fields without touching its pixels (cheap).
+
+    :func:`image_to_rgb` runs the same checks, so a frame that passes here and is then
+    skipped (e.g. thinned) would have decoded.
+
+    Args:
+        height, width: image size in pixels; encoding: the ``encoding`` field;
+        step: bytes per row; data: the payload (only its size in bytes is read).
+
+    Returns:
+        The encoding in lower case (a key of :data:`IMAGE_ENCODINGS`).
+
+    Raises:
+        ImageDecodeError: as :func:`image_to_rgb`.
+    """
+    enc = str(encoding).lower()
+    if enc not in _IMAGE:
+        raise ImageDecodeError(f"unsupported image encoding '{encoding}' (supported: {', '.join(_IMAGE)})")
+    channels, dtype, _ = _IMAGE[enc]
+    height, width, step = int(height), int(width), int(step)
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+    itemsize = np.dtype(dtype).itemsize
+    if channels == 2 and width % 2:
+        raise ImageDecodeError(f"{encoding} needs an even width, got {width}")
+    row = width * channels * itemsize
+    if step < row:
+        raise ImageDecodeError(f"step {step} < {row} bytes per row for {width} px of {encoding}")
+    if step % itemsize:
+        raise ImageDecodeError(f"step {step} is not a multiple of the {itemsize}-byte sample size")
+    nbytes = _nbytes(data)
+    if nbytes < step * height:
+        raise ImageDecodeError(f"image data has {nbytes} bytes, expected step*height = {step * height}")
+    return enc
 
 
 def image_to_rgb(height: int, width: int, encoding: str, is_bigendian: int | bool, step: int,
@@ -121,24 +168,12 @@ def image_to_rgb(height: int, width: int, encoding: str, is_bigendian: int | boo
         ImageDecodeError: unknown encoding, zero size, odd width for yuv422,
             ``step`` smaller than a row, or ``len(data) < step * height``.
     """
-    enc = str(encoding).lower()
-    if enc not in _IMAGE:
-        raise ImageDecodeError(f"unsupported image encoding '{encoding}' (supported: {', '.join(_IMAGE)})")
+    enc = check_image_layout(height, width, encoding, step, data)
     channels, dtype, order = _IMAGE[enc]
     height, width, step = int(height), int(width), int(step)
-    if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"image has no pixels ({width}x{height})")
     itemsize = np.dtype(dtype).itemsize
-    if channels == 2 and width % 2:
-        raise ImageDecodeError(f"{encoding} needs an even width, got {width}")
     row = width * channels * itemsize
-    if step < row:
-        raise ImageDecodeError(f"step {step} < {row} bytes per row for {width} px of {encoding}")
-    if step % itemsize:
-        raise ImageDecodeError(f"step {step} is not a multiple of the {itemsize}-byte sample size")
     buf = np.frombuffer(_as_bytes(data), dtype=np.uint8)
-    if buf.size < step * height:
-        raise ImageDecodeError(f"image data has {buf.size} bytes, expected step*height = {step * height}")
     rows = buf[: step * height].reshape(height, step)[:, :row]
     dt = np.dtype(dtype).newbyteorder(">" if is_bigendian else "<")
     px = np.ascontiguousarray(rows).view(dt).reshape(height, width, channels)

@@ -24,7 +24,11 @@ Rules
    ``min_window_s`` are widened backwards to it (``widened_windows``).
 3. **Emission.** A window is emitted by the first ``poll(now)`` with
    ``end + late_s <= now``; it gathers the frames with stamps in ``[start,
-   end]`` and the audio samples in ``[start, end]`` buffered at that moment.
+   end]`` and the audio samples in ``[g, end]`` buffered at that moment, where
+   ``g`` is ``start`` rounded down to a multiple of ``audio_grid_s`` seconds
+   of sensor time (so that window audio starts on the 10 ms frame grid of the
+   streaming openSMILE cache, :mod:`synctva_ros.streaming`; ``audio_start``
+   gives the time of the first sample).
    ``poll`` returns windows ordered by ``(end, start, utterance_id,
    transcript)``, so the result does not depend on arrival order.
 4. **Late data.** Data older than the end of a window already emitted (the
@@ -55,7 +59,12 @@ Rules
    becomes a window (``closed_by="vad"``, ``transcript=None``,
    ``utterance_id="vad<n>"``). If speech-to-text comes back later both kinds
    may cover the same speech once.
-10. **Bounds on memory.** Frame and audio buffers keep ``buffer_s`` seconds
+10. **Feature streaming.** An optional *sink* (:class:`StreamSink`, e.g.
+    :class:`synctva_ros.streaming.StreamingFeatureCache`) is given every frame
+    and audio chunk the windower keeps (after thinning, duplicate and late
+    checks and resampling, so at the windower's sample rate) and is reset with
+    the windower.
+11. **Bounds on memory.** Frame and audio buffers keep ``buffer_s`` seconds
     (frames also at most ``max_frames``); at most ``max_pending`` windows wait
     (the earliest-ending is dropped beyond that, ``dropped_windows``).
 """
@@ -65,16 +74,17 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from synctva_ros.config import WindowingConfig
-from synctva_ros.windowing.buffers import AudioBuffer, FrameBuffer
+from synctva_ros.windowing.buffers import AudioBuffer, FrameBuffer, grid_floor
 from synctva_ros.windowing.decode import resample
 from synctva_ros.windowing.vad import VAD_SAMPLE_RATES, VoiceActivitySegmenter
 from synctva_ros.windowing.window import TimedFrame, UtteranceWindow
 
-__all__ = ["UtteranceWindower", "STAT_KEYS"]
+__all__ = ["UtteranceWindower", "StreamSink", "STAT_KEYS"]
 
 log = logging.getLogger("synctva_ros.windowing")
 
@@ -86,6 +96,20 @@ STAT_KEYS: tuple[str, ...] = (
     "rejected_frames", "rejected_audio", "rejected_transcripts", "resampled_audio",
     "evicted_frames", "evicted_audio", "unknown_end", "unknown_start", "thinned_frames",
 )
+
+
+class StreamSink(Protocol):
+    """What the windower hands kept sensor data to (rule 10); implemented by
+    :class:`synctva_ros.streaming.StreamingFeatureCache`."""
+
+    def on_audio(self, stamp: float, samples: np.ndarray, sample_rate: int) -> None:
+        """A kept audio chunk: ``(S,)`` float32 mono at ``sample_rate`` Hz, first sample at ``stamp`` s."""
+
+    def on_frame(self, stamp: float, image: np.ndarray) -> None:
+        """A kept camera frame: ``(H, W, 3)`` uint8 RGB at ``stamp`` s."""
+
+    def reset(self) -> None:
+        """The windower was reset (time went back): forget everything."""
 
 
 @dataclass
@@ -117,13 +141,16 @@ class UtteranceWindower:
     Args:
         cfg: windowing section of the configuration.
         sample_rate: rate (Hz) of the window audio; input at other rates is resampled.
+        sink: receives every kept frame and audio chunk (rule 10); see :meth:`set_sink`.
 
     Raises:
         ValueError: ``sample_rate <= 0``, or ``vad_enabled`` with a ``vad_frame_ms``
             that WebRTC VAD does not accept (10, 20, 30).
     """
 
-    def __init__(self, cfg: WindowingConfig | None = None, sample_rate: int = 16000) -> None:
+    def __init__(self, cfg: WindowingConfig | None = None, sample_rate: int = 16000,
+                 sink: StreamSink | None = None) -> None:
+        self.sink = sink
         self.cfg = cfg if cfg is not None else WindowingConfig()
         if int(sample_rate) <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -153,8 +180,24 @@ class UtteranceWindower:
         self._last_kept_frame: float | None = None
         if self._vad is not None:
             self._vad.reset()
+        if self.sink is not None:
+            self.sink.reset()
         if clear_stats:
             self._stats = dict.fromkeys(STAT_KEYS, 0)
+
+    def set_sink(self, sink: StreamSink | None) -> None:
+        """Hand kept frames and audio to ``sink`` from now on (``None``: to nobody); resets the sink."""
+        self.sink = sink
+        if sink is not None:
+            sink.reset()
+
+    def count(self, key: str) -> int:
+        """One counter of :data:`STAT_KEYS` (cheaper than :attr:`stats`, which copies them all)."""
+        if key == "evicted_frames":
+            return self._stats[key] + self._frames.evicted
+        if key == "evicted_audio":
+            return self._stats[key] + self._audio.evicted
+        return self._stats[key]
 
     @property
     def stats(self) -> dict[str, int]:
@@ -212,11 +255,24 @@ class UtteranceWindower:
 
         Frames closer than ``0.95 / cfg.frame_keep_hz`` seconds (5 % tolerance for stamp
         jitter) after the last kept frame are not needed (the visual encoder samples at most a few frames per second), so a
-        caller may skip decoding them; :meth:`add_frame` applies the same rule.
+        caller may skip decoding them (:meth:`thin_frame`); :meth:`add_frame` applies the same rule.
         """
         hz = self.cfg.frame_keep_hz
         last = self._last_kept_frame
         return not (hz > 0 and last is not None and last <= stamp < last + 0.95 / hz)
+
+    def thin_frame(self, stamp: float) -> bool:
+        """Count and skip a frame the thinning would drop, before it is decoded.
+
+        Returns:
+            True when the frame stamped ``stamp`` is not needed (counted in ``thinned_frames``,
+            as :meth:`add_frame` would); False when the caller should decode it and call
+            :meth:`add_frame`.
+        """
+        if _finite(stamp) and not self.wants_frame(float(stamp)):
+            self._stats["thinned_frames"] += 1
+            return True
+        return False
 
     def add_frame(self, stamp: float, image: np.ndarray) -> None:
         """Buffer one camera frame.
@@ -225,8 +281,7 @@ class UtteranceWindower:
             stamp: sensor time in seconds.
             image: ``(H, W, 3)`` uint8 RGB.
         """
-        if _finite(stamp) and not self.wants_frame(float(stamp)):
-            self._stats["thinned_frames"] += 1
+        if self.thin_frame(stamp):
             return
         if not _finite(stamp):
             self._warn("rejected_frames", "frame with non-finite stamp %r dropped", stamp)
@@ -243,7 +298,8 @@ class UtteranceWindower:
             self._warn("late_frames", "frame at %.3f s is older than an emitted window (ends %.3f s): dropped",
                        stamp, self._watermark)
             return
-        res = self._frames.insert(TimedFrame(stamp, np.ascontiguousarray(image)))
+        image = np.ascontiguousarray(image)
+        res = self._frames.insert(TimedFrame(stamp, image))
         if res == "duplicate":
             self._warn("duplicates", "duplicate frame at %.6f s dropped", stamp)
         elif res == "too_old":
@@ -254,6 +310,8 @@ class UtteranceWindower:
                 self._last_kept_frame = stamp
             if res == "inserted":
                 self._stats["out_of_order"] += 1
+            if self.sink is not None:
+                self.sink.on_frame(stamp, image)
 
     def add_audio(self, stamp: float, samples: np.ndarray, sample_rate: int) -> None:
         """Buffer one chunk of microphone audio (and feed the VAD).
@@ -303,6 +361,8 @@ class UtteranceWindower:
         self._stats["audio_chunks"] += 1
         if res == "inserted":
             self._stats["out_of_order"] += 1
+        if self.sink is not None:
+            self.sink.on_audio(stamp, x, self.sample_rate)
         if self._vad is not None:
             v = x if self._vad_rate == self.sample_rate else resample(x, self.sample_rate, self._vad_rate)
             for seg in self._vad.feed(stamp, v):
@@ -381,7 +441,7 @@ class UtteranceWindower:
     # ------------------------------------------------------------------ outputs
     def _build(self, p: _Pending, now: float) -> UtteranceWindow:
         frames = self._frames.query(p.start, p.end)
-        audio = self._audio.query(p.start, p.end)
+        audio = self._audio.query(grid_floor(p.start, self.cfg.audio_grid_s), p.end)
         self._stats["gaps"] += audio.gaps
         self._stats["windows"] += 1
         if p.closed_by == "vad":

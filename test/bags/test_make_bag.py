@@ -102,7 +102,9 @@ def test_windows_from_bag_match_utterances(bag):
         t0 = EPOCH_NS * 1e-9
         assert win.start - t0 == pytest.approx(s, abs=1e-4) and win.end - t0 == pytest.approx(e, abs=1e-4)
         assert win.closed_by == "transcript" and all(win.present.values())
-        assert win.audio.size / 16000 == pytest.approx(win.duration, abs=2 / 16000)
+        # window audio starts on the 10 ms sensor-time grid at or before the window start (audio_grid_s)
+        assert 0.0 <= win.start - win.audio_start < WindowingConfig().audio_grid_s + 1 / 16000
+        assert win.audio.size / 16000 == pytest.approx(win.end - win.audio_start, abs=2 / 16000)
         assert np.abs(win.audio).max() > 0.05
         keep_hz = min(FPS, WindowingConfig().frame_keep_hz)  # the windower thins the camera to frame_keep_hz
         assert len(win.frames) == pytest.approx(win.duration * keep_hz, abs=1.5)

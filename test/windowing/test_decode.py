@@ -115,3 +115,31 @@ def test_audio_chunk_out_of_spec_rate_or_channels_is_rejected():
     for rate, ch in ((4000, 1), (400_000, 1), (16000, 0), (16000, 33)):
         with pytest.raises(AudioDecodeError):
             audio_chunk_to_float(rate, ch, "S16LE", data)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(encoding="bayer_rggb8"), "unsupported"),
+    (dict(step=10), "step"),
+    (dict(data=b"\0" * 40), "bytes"),
+    (dict(data=array.array("B", b"\0" * 47)), "bytes"),
+    (dict(height=0), "no pixels"),
+    (dict(encoding="uyvy", width=3, step=6, data=b"\0" * 24), "even width"),
+])
+def test_layout_check_rejects_what_the_decoder_rejects(kw, msg):
+    """check_image_layout (used for frames that are thinned, never decoded) agrees with image_to_rgb."""
+    from synctva_ros.windowing.decode import check_image_layout
+
+    args = dict(height=4, width=4, encoding="rgb8", is_bigendian=0, step=12, data=b"\0" * 48)
+    args.update(kw)
+    with pytest.raises(ImageDecodeError, match=msg):
+        check_image_layout(args["height"], args["width"], args["encoding"], args["step"], args["data"])
+    with pytest.raises(ImageDecodeError, match=msg):
+        image_to_rgb(**args)
+
+
+def test_layout_check_passes_valid_payloads():
+    from synctva_ros.windowing.decode import check_image_layout
+
+    assert check_image_layout(4, 4, "RGB8", 12, np.zeros(48, np.uint8)) == "rgb8"
+    assert check_image_layout(4, 4, "mono16", 8, np.zeros(16, np.uint16)) == "mono16"  # 32 bytes
+    assert check_image_layout(2, 2, "bgr8", 6, [0] * 12) == "bgr8"

@@ -313,3 +313,61 @@ def test_frames_thinned_to_frame_keep_hz_and_counted():
     assert all(b - a >= 0.95 / 10.0 - 1e-9 for a, b in zip(kept, kept[1:]))
     assert w.stats["thinned_frames"] == len(stamps) - len(kept)
     assert not w.wants_frame(kept[-1] + 0.01) and w.wants_frame(kept[-1] + 0.1)
+
+
+def test_thin_frame_counts_without_an_image():
+    """thin_frame is what the node and the bag reader call before decoding: same rule, same counter."""
+    w = UtteranceWindower(cfg(frame_keep_hz=10.0), SR)
+    assert not w.thin_frame(1.0)  # nothing kept yet: decode it
+    w.add_frame(1.0, img())
+    assert w.thin_frame(1.033) and w.thin_frame(1.066)  # within 0.95 / 10 s of the kept frame
+    assert not w.thin_frame(1.1) and not w.thin_frame(float("nan"))  # due; a bad stamp goes to add_frame
+    assert w.stats["thinned_frames"] == 2 and w.count("thinned_frames") == 2 and w.count("frames") == 1
+
+
+class _Sink:
+    def __init__(self):
+        self.audio, self.frames, self.resets = [], [], 0
+
+    def on_audio(self, stamp, samples, sample_rate):
+        self.audio.append((stamp, samples.size, sample_rate))
+
+    def on_frame(self, stamp, image):
+        self.frames.append(stamp)
+
+    def reset(self):
+        self.resets += 1
+
+
+def test_sink_gets_only_kept_data_at_the_windower_rate_and_is_reset():
+    sink = _Sink()
+    w = UtteranceWindower(cfg(frame_keep_hz=10.0, time_reset_s=0.5), SR, sink=sink)
+    assert sink.resets == 1  # constructed = reset
+    w.add_frame(1.0, img())
+    w.add_frame(1.0, img())  # duplicate
+    w.add_frame(1.03, img())  # thinned
+    w.add_frame(1.1, np.zeros((4, 6), np.uint8))  # rejected (not RGB)
+    w.add_frame(1.1, img())
+    w.add_audio(1.0, np.zeros(480, np.float32), 48000)  # resampled to 16 kHz
+    w.add_audio(1.0, np.zeros(480, np.float32), 48000)  # duplicate
+    w.add_audio(1.01, np.full(160, np.nan, np.float32), SR)  # rejected
+    assert sink.frames == [1.0, 1.1]
+    assert sink.audio == [(1.0, 160, SR)]
+    w.add_audio(0.0, np.zeros(160, np.float32), SR)  # time went back by more than time_reset_s
+    assert w.stats["time_resets"] == 1 and sink.resets == 2 and sink.audio[-1] == (0.0, 160, SR)
+
+
+@pytest.mark.parametrize("grid", [0.0, 0.01, 0.02])
+def test_window_audio_starts_on_the_sensor_time_grid(grid):
+    w = UtteranceWindower(cfg(late_s=0.0, audio_grid_s=grid), SR)
+    t0 = 1_700_000_000.0037  # epoch-sized, off the 10 ms grid
+    feed_audio(w, t0, t0 + 3.0, chunk_s=0.032)
+    start = t0 + 1.2345
+    w.add_transcript("hi", start, t0 + 2.5, is_final=True, stamp=t0 + 2.5)
+    (win,) = w.poll(t0 + 3.0)
+    if grid == 0.0:
+        assert 0.0 <= win.audio_start - start < 1.0 / SR  # first sample at or after the start
+    else:
+        g = math.floor(start / grid) * grid
+        assert 0.0 <= win.audio_start - g < 1.0 / SR + 1e-6 and win.audio_start <= start
+    assert win.audio.size == pytest.approx((win.end - win.audio_start) * SR, abs=1.5)

@@ -12,9 +12,9 @@ from std_msgs.msg import Header, String
 
 from synctva_ros.emotion import EmotionResult
 from synctva_ros.msg import AudioChunk, EmotionState, Transcript
-from synctva_ros.ros.conversions import (MAX_TRANSCRIPT_CHARS, InputError, audio_msg_to_samples, image_msg_to_rgb,
-                                         result_to_msg, seconds_to_time, string_msg_to_fields, time_to_seconds,
-                                         transcript_msg_to_fields)
+from synctva_ros.ros.conversions import (MAX_TRANSCRIPT_CHARS, InputError, audio_msg_to_samples, image_msg_stamp,
+                                         image_msg_to_rgb, result_to_msg, seconds_to_time, string_msg_to_fields,
+                                         time_to_seconds, transcript_msg_to_fields)
 
 
 @pytest.mark.parametrize("t", [0.0, 1e-9, 12.5, 1.999999999, 1_700_000_000.123456789])
@@ -44,12 +44,19 @@ def test_image_with_row_padding_decodes_to_rgb():
     np.testing.assert_array_equal(out, rgb)
 
 
-@pytest.mark.parametrize("encoding, step", [("weird42", 12), ("rgb8", 5)])
-def test_bad_image_raises_input_error(encoding, step):
-    msg = Image(height=2, width=4, encoding=encoding, step=step, data=bytes(2 * 12))
-    with pytest.raises(InputError) as e:
-        image_msg_to_rgb(msg)
-    assert e.value.kind == "bad_image"
+@pytest.mark.parametrize("encoding, step, size", [("weird42", 12, 24), ("rgb8", 5, 24), ("rgb8", 12, 23)])
+def test_bad_image_raises_input_error(encoding, step, size):
+    msg = Image(height=2, width=4, encoding=encoding, step=step, data=bytes(size))
+    for convert in (image_msg_to_rgb, image_msg_stamp):  # the header-only check rejects the same frames
+        with pytest.raises(InputError) as e:
+            convert(msg)
+        assert e.value.kind == "bad_image"
+
+
+def test_image_stamp_without_decoding():
+    msg = Image(header=Header(stamp=Time(sec=7, nanosec=5)), height=480, width=640, encoding="rgb8", step=1920,
+                data=bytes(480 * 1920))
+    assert image_msg_stamp(msg) == 7.000000005
 
 
 def _chunk(samples: np.ndarray, rate: int = 16000, channels: int = 1, encoding: str = "F32LE") -> AudioChunk:

@@ -262,7 +262,7 @@ def _run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str
                 continue
             if mode == "streaming":
                 for key, v in cache.stats.items():
-                    if key.startswith(("audio_cache", "audio_batch", "visual_")) and v > before.get(key, 0):
+                    if key.startswith(("audio_cache", "audio_context", "audio_batch", "visual_")) and v > before.get(key, 0):
                         how[key] = how.get(key, 0) + v - before.get(key, 0)
             cpu_total += time.process_time() - c0
             wall_total += dt

@@ -55,7 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.checkpoint:
         cfg.runtime.checkpoint = str(args.checkpoint)
-    report = evaluate(Path(args.data), cfg, out_dir=Path(args.out), limit=args.limit)
+    report = evaluate(Path(args.data), cfg, out_dir=Path(args.out), limit=args.limit, stream=args.stream)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
         print(f"wrote {args.json}")
@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
     p.add_argument("--out", type=Path, default=Path("out/evaluate"), help="folder for the confusion matrix PNG")
     p.add_argument("--limit", type=int, default=None, help="first N utterances only")
+    p.add_argument("--stream", action="store_true",
+                   help="MELD/IEMOCAP: play the utterances as one microphone stream through the windower and "
+                        "the streaming features, and compare with the batch extractors")
     _add_config_args(p)
     p.set_defaults(func=cmd_evaluate)
 

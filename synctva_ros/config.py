@@ -125,8 +125,13 @@ class FeaturesConfig:
     streaming: bool = _f(True, "Compute audio low-level descriptors and frame embeddings while the utterance "
                          "is going on (synctva_ros.streaming); at window close only the text encoder, the "
                          "audio head/tail and the fusion remain.", read_only=True)
-    streaming_block_s: float = _f(0.5, "Streaming: seconds of new audio per openSMILE call.", range=(0.05, 10.0),
-                                  read_only=True)
+    streaming_audio: str = _f("context", "Streaming audio: 'context' = one live openSMILE run over the "
+                              "microphone stream, pooled per window at close (frames at the window edges see "
+                              "the audio around the window); 'exact' = values identical to the batch "
+                              "extractor (recomputes the window's first 1 s and last ~1.5 s at close).",
+                              read_only=True, choices=("context", "exact"))
+    streaming_block_s: float = _f(0.5, "Streaming 'exact' audio: seconds of new audio per openSMILE call.",
+                                  range=(0.05, 10.0), read_only=True)
     streaming_oversample: float = _f(2.0, "Streaming: frames encoded per second = visual_fps * this.",
                                      range=(1.0, 30.0), read_only=True)
 

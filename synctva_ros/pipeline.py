@@ -98,7 +98,8 @@ class EmotionPipeline:
 
             self.streaming = StreamingFeatureCache(streamed, buffer_s=cfg.windowing.buffer_s,
                                                    block_s=cfg.features.streaming_block_s,
-                                                   oversample=cfg.features.streaming_oversample)
+                                                   oversample=cfg.features.streaming_oversample,
+                                                   audio_mode=cfg.features.streaming_audio)
         self._history: dict[str, deque[np.ndarray]] = defaultdict(lambda: deque(maxlen=max(self.context_turns, 1)))
 
     @property
@@ -195,9 +196,9 @@ class EmotionPipeline:
         self._history.clear()
 
     def close(self) -> None:
-        """Stop the streaming cache's background thread, if it runs (the pipeline still works after)."""
+        """Stop the streaming cache's thread and live openSMILE runs, if any (the pipeline still works after)."""
         if self.streaming is not None:
-            self.streaming.stop()
+            self.streaming.close()
 
     def describe(self) -> dict[str, Any]:
         """Name, backend, classes, active branches and streaming counters (for logs and diagnostics)."""

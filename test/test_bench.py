@@ -41,7 +41,7 @@ def test_tiny_bench_writes_json_and_png(tmp_path, monkeypatch) -> None:
         assert r["throughput_per_s"] > 0 and r["cpu_util"] > 0 and r["peak_rss_mb"] > 0
         assert r["random_weights"] is False
     streaming = [r for r in doc["rows"] if r["mode"] == "streaming"]
-    assert all(r["streaming"] == {"audio_cache": 2} for r in streaming)  # both timed windows from the cache
+    assert all(r["streaming"] == {"audio_context": 2} for r in streaming)  # both timed windows from the cache
     assert doc["flops"]["demo"]["fusion"]["flops"] > 0 and doc["flops"]["demo"]["text"]["flops"] > 0
     assert set(doc["fusion_only"][0]["p50_s"]) == {"torch fp32", "onnxruntime"}
     assert "tensorrt" in doc["unavailable"] or "tensorrt fp16" in backends

@@ -233,3 +233,66 @@ def test_windower_resets_the_sink_when_time_goes_back(audio_ext: OpenSmileAudio)
     w.add_audio(10.0, x[:512], SR)  # a bag restarted: the windower resets and so does its sink
     assert w.stats["time_resets"] == 1
     assert cache.describe()["audio_frames"] == 0
+
+
+# ---------------------------------------------------------------- audio_mode="context" (live openSMILE)
+def _relative_difference(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return np.abs(got - ref) / (np.abs(ref).max(axis=0) + 1e-3)
+
+
+def test_context_mode_pools_live_frames_close_to_batch(audio_ext: OpenSmileAudio) -> None:
+    """Context mode: the window's frames come from one live run over the stream; they differ from the
+    batch run only where the batch run lacks the audio around the window (its edges)."""
+    x = _speechlike(12.0, seed=3)
+    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context")
+    try:
+        _, windows = _windower_windows(cache, x, 1_700_000_000.1234567,
+                                       [(0.537, 3.2113), (3.9, 6.05), (5.001, 8.49), (8.6, 11.5)])
+        assert len(windows) == 4
+        for win in windows:
+            got = cache.features_for(win)
+            ref = audio_ext(win)
+            assert got.meta["streaming"]["audio"] == "context"
+            assert got.audio.x.shape == ref.x.shape  # same frame count and node count as the batch run
+            rel = _relative_difference(got.audio.x, ref.x)
+            assert np.median(rel) < 1e-4 and np.percentile(rel, 95) < 1e-2  # edge nodes only
+            np.testing.assert_allclose(got.audio.t, ref.t, atol=0.01)
+        assert cache.stats["audio_context"] == 4
+    finally:
+        cache.close()
+
+
+def test_context_mode_hands_over_to_a_fresh_run_without_changing_frames(audio_ext: OpenSmileAudio) -> None:
+    """openSMILE's memory grows with a run, so runs are rotated (every rotate_s): the new run starts
+    1 s early and serves frames only once it has that context, so the windows do not change."""
+    x = _speechlike(12.0, seed=7)
+    bounds = [(0.6, 3.3), (3.9, 6.05), (8.6, 11.5)]
+    out = {}
+    for rotate_s in (60.0, 2.0):
+        cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", rotate_s=rotate_s)
+        try:
+            _, windows = _windower_windows(cache, x, 42.0, bounds)
+            out[rotate_s] = [cache.features_for(w) for w in windows]
+            rotations = cache.stats["audio_rotations"]
+        finally:
+            cache.close()
+        assert (rotations > 3) == (rotate_s == 2.0)
+    for a, b in zip(out[60.0], out[2.0]):
+        assert a.meta["streaming"]["audio"] == b.meta["streaming"]["audio"] == "context"
+        np.testing.assert_array_equal(a.audio.x, b.audio.x)
+
+
+def test_context_mode_falls_back_where_the_stream_does_not_cover_the_window(audio_ext: OpenSmileAudio) -> None:
+    x = _speechlike(3.0, seed=8)
+    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", drain_timeout_s=2.0)
+    try:
+        win = _window(x, 7.0, 0, x.size)
+        assert cache.features_for(win).meta["streaming"]["audio"] == "batch:no_stream"
+        _stream(cache, x[16000:], 8.0)  # the stream starts 1 s into the window
+        got = cache.features_for(win)
+        assert got.meta["streaming"]["audio"] == "batch:not_covered"
+        np.testing.assert_array_equal(got.audio.x, audio_ext(win).x)
+        short = _window(x, 7.0, 16000, 16400)  # 25 ms: too few frames to pool, the batch extractor pads it
+        assert cache.features_for(short).meta["streaming"]["audio"] == "batch:short"
+    finally:
+        cache.close()

@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 from tqdm import tqdm
 
 from ..config import SyncTVAConfig
@@ -60,7 +61,7 @@ def dataset_windows(path: Path, sample_rate: int = 16000,
 
 
 def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit: int | None = None,
-             verbose: bool = True) -> dict[str, Any]:
+             verbose: bool = True, stream: bool = False) -> dict[str, Any]:
     """Run the pipeline of ``cfg`` on every utterance of ``data`` and score it.
 
     Args:
@@ -69,6 +70,10 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
         out_dir: where to write ``report.json``, ``report.txt`` and ``report_confusion.png``.
         limit: first N utterances only.
         verbose: print the per-class table and the summary line.
+        stream: MELD CSV / IEMOCAP JSONL only: play the utterances as one continuous microphone
+            stream through the windower and the streaming cache (:mod:`synctva_ros.evaluation.stream`),
+            as the node would hear them, and also run the batch extractors on every window: the report
+            gets ``streaming_vs_batch`` (label agreement, probability differences, both scores).
 
     Returns:
         The report: accuracy, weighted F1, per-class F1, confusion matrix, latency percentiles
@@ -96,12 +101,27 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
     else:
         pairs = dataset_windows(data, cfg.features.audio_sample_rate, limit)
         truth, total = None, None
-    rows = []
+    batch = None
+    if stream and not is_bag(data):
+        import copy
+
+        from .stream import stream_windows
+
+        pairs = stream_windows(pairs, cfg.windowing, cfg.features.audio_sample_rate, pipe.streaming)
+        batch_cfg = copy.deepcopy(cfg)
+        batch_cfg.features.streaming = False
+        batch = EmotionPipeline(batch_cfg)
+    rows, batch_rows = [], []
     seen: set[str] = set()
     for i, (window, label) in enumerate(tqdm(pairs, total=total, desc="evaluate", disable=not verbose)):
         if limit and i >= limit:
             break
         res = pipe.predict(window)
+        if batch is not None:
+            ref = batch.predict(window)
+            batch_rows.append({"utterance_id": window.utterance_id, "truth": label, "pred": ref.label,
+                               "probabilities": ref.probabilities, "latency_s": sum(ref.stage_s.values()),
+                               "dprob": float(np.abs(np.subtract(res.probabilities, ref.probabilities)).max())})
         seen.add(window.utterance_id)
         rows.append({"utterance_id": window.utterance_id, "truth": label, "pred": res.label,
                      "confidence": res.confidence, "probabilities": res.probabilities,
@@ -117,4 +137,26 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
     report = summarise_predictions(rows, class_names=pipe.class_names, out_dir=out_dir,
                                    title=f"{pipe.name} on {data.name} ({pipe.backend_name})", verbose=verbose)
     report["model"] = pipe.describe()
+    if batch is not None:
+        report["streaming_vs_batch"] = _agreement(rows, batch_rows, pipe, verbose)
     return report
+
+
+def _agreement(rows: list[dict[str, Any]], batch_rows: list[dict[str, Any]], pipe: Any,
+               verbose: bool) -> dict[str, Any]:
+    """Streaming vs batch predictions of the same windows (``synctva evaluate --stream``)."""
+    ref = summarise_predictions(batch_rows, class_names=pipe.class_names, out_dir=None, title="batch",
+                                verbose=False)
+    dp = np.array([r["dprob"] for r in batch_rows]) if batch_rows else np.zeros(1)
+    agree = float(np.mean([a["pred"] == b["pred"] for a, b in zip(rows, batch_rows)])) if batch_rows else float("nan")
+    out = {"windows": len(batch_rows), "audio_mode": getattr(pipe.streaming, "audio_mode", None),
+           "label_agreement": agree, "max_abs_dprob": float(dp.max()), "mean_abs_dprob": float(dp.mean()),
+           "p95_abs_dprob": float(np.percentile(dp, 95)),
+           "batch_accuracy": ref["metrics"].get("accuracy"), "batch_weighted_f1": ref["metrics"].get("weighted_f1"),
+           "batch_latency_s": ref.get("latency_s"),
+           "streaming": pipe.streaming.describe()["stats"] if pipe.streaming is not None else None}
+    if verbose:
+        print(f"streaming ({out['audio_mode']}) vs batch on {out['windows']} windows: labels agree "
+              f"{100 * agree:.1f} %, max |dp| {out['max_abs_dprob']:.4f} (mean {out['mean_abs_dprob']:.5f}); "
+              f"batch wF1 {100 * (out['batch_weighted_f1'] or 0):.1f}")
+    return out

@@ -93,12 +93,12 @@ def test_bad_inputs_are_logged_as_warnings(scenario):
 
 
 def test_streaming_cache_serves_the_window_audio(scenario):
-    """The pipeline's streaming cache is the windower's sink in the node: utterance audio on the 10 ms
-    grid is served from it (counters in /diagnostics), and no close had to give up waiting for it."""
+    """The pipeline's streaming cache is the windower's sink in the node: window audio is served from
+    its live openSMILE run (counters in /diagnostics), and no close had to give up waiting for it."""
     records, log, _, _ = scenario
     diag = records[CASES[-1]]["diag"]
     served = {k: int(v) for k, v in diag.items() if k.startswith("streaming.audio_")}
-    assert served.get("streaming.audio_cache", 0) >= 1, (served, log[-3000:])
+    assert served.get("streaming.audio_context", 0) >= 1, (served, log[-3000:])  # the default audio_mode
     assert int(diag.get("streaming.drain_timeout", "0")) == 0
     assert diag["streaming.queued_audio"] == "0"
 

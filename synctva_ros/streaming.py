@@ -455,8 +455,16 @@ class StreamingFeatureCache:
 
     def _write_live(self, x: np.ndarray) -> None:
         """Context mode: write the new samples (already appended to the buffer) to the live run(s)."""
-        if not self._runs:
+        before = self._total - x.size  # samples of the segment before this chunk
+        if not self._runs and before <= 0:
             self._start_run(offset=0, lo=0)
+        elif not self._runs:
+            # the run was ended at a window close (no audio after the window then) and the segment goes
+            # on: a new run, primed with left_context_s of audio, serves the frames from here
+            p0 = max(0, ((before - self.left) // self.hop) * self.hop)
+            run = self._start_run(offset=p0 // self.hop, lo=-(-before // self.hop))
+            run.live.write(self._buf[p0 - self._buf_at: before - self._buf_at])
+            self.stats["audio_resumed"] += 1
         for run in list(self._runs):
             run.live.write(x)
         cur = self._runs[-1]
@@ -496,6 +504,15 @@ class StreamingFeatureCache:
             if k_base < 0 or int(round(d_exact)) + S > self._total:
                 return ext(window), "batch:not_covered"
             seg = self._seg
+            if self._total < (k_base + n) * self.hop + self.right and self._runs:
+                # No audio after the window (a microphone that publishes only during speech, or the end
+                # of a bag): openSMILE holds back the last frames until it sees more audio or the end
+                # of the input, so end the runs now (it flushes them; a few ms); audio that continues
+                # the segment later resumes it in a new run.
+                runs, self._runs = self._runs, []
+                for run in runs:
+                    run.live.close()
+                self.stats["audio_ended_runs"] += 1
         want = range(k_base, k_base + n)
         deadline = time.monotonic() + self.drain_timeout_s
         with self._fcond:

@@ -296,3 +296,23 @@ def test_context_mode_falls_back_where_the_stream_does_not_cover_the_window(audi
         assert cache.features_for(short).meta["streaming"]["audio"] == "batch:short"
     finally:
         cache.close()
+
+
+def test_context_mode_when_the_audio_stops_at_the_window_end(audio_ext: OpenSmileAudio) -> None:
+    """A microphone that publishes only during speech: no audio after the window, so the live run is
+    ended at close to get its last frames; audio continuing the segment afterwards resumes it."""
+    x = _speechlike(6.0, seed=9)
+    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", drain_timeout_s=5.0)
+    try:
+        _stream(cache, x[:3 * SR], 20.0)
+        win = _window(x, 20.0, SR // 2, 3 * SR)  # ends where the stream (so far) ends
+        got = cache.features_for(win)
+        assert got.meta["streaming"]["audio"] == "context" and cache.stats["audio_ended_runs"] == 1
+        ref = audio_ext(win)
+        assert got.audio.x.shape == ref.x.shape and np.median(_relative_difference(got.audio.x, ref.x)) < 1e-4
+        _stream(cache, x[3 * SR:], 23.0)  # the same segment goes on
+        later = _window(x, 20.0, 3 * SR + 8000, 6 * SR - 8000)
+        assert cache.features_for(later).meta["streaming"]["audio"] == "context"
+        assert cache.stats["audio_resumed"] == 1 and cache.stats["audio_reset"] == 0
+    finally:
+        cache.close()

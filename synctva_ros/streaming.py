@@ -143,7 +143,10 @@ class StreamingFeatureCache:
             openSMILE run; falls back to ``"exact"`` with a warning where the installed opensmile
             package cannot stream). See the module docstring.
         rotate_s: context mode: seconds of audio after which a live run is handed over to a fresh one.
-        max_queue: background mode: most queued audio chunks and most queued frames (each).
+        max_queue: background mode: most queued audio chunks.
+        max_frame_queue: background mode: most queued camera frames (a 640x480 frame is 0.9 MB; an
+            encoder slower than ``visual_fps * oversample`` frames per second drops the oldest, and
+            the frames a window needs are then encoded at close).
         drain_timeout_s: background mode: longest wait in ``features_for`` for queued audio.
 
     Shapes:
@@ -159,6 +162,7 @@ class StreamingFeatureCache:
                  block_s: float = 0.5, oversample: float = 2.0, exact: bool = True,
                  gap_tolerance_s: float = 0.02, left_context_s: float = LEFT_CONTEXT_S,
                  exact_visual: bool = False, max_queue: int = 256, drain_timeout_s: float = 0.5,
+                 max_frame_queue: int = 8,
                  audio_mode: str = "exact", rotate_s: float = 60.0) -> None:
         if block_s <= 0 or oversample < 1:
             raise ValueError(f"block_s must be > 0 and oversample >= 1, got {block_s}, {oversample}")
@@ -178,6 +182,7 @@ class StreamingFeatureCache:
         self.stats: Counter[str] = Counter()
         self._lock = threading.RLock()
         self.max_queue = max(1, int(max_queue))
+        self.max_frame_queue = max(1, int(max_frame_queue))
         self.drain_timeout_s = float(drain_timeout_s)
         self._cond = threading.Condition()
         self._audio_q: deque[tuple[int, float, np.ndarray, int]] = deque()
@@ -292,7 +297,7 @@ class StreamingFeatureCache:
 
     def _enqueue(self, q: deque, item: tuple, is_audio: bool) -> None:
         with self._cond:
-            if len(q) >= self.max_queue:
+            if len(q) >= (self.max_queue if is_audio else self.max_frame_queue):
                 q.popleft()
                 self.stats["queue_dropped"] += 1
                 if is_audio:
@@ -514,15 +519,9 @@ class StreamingFeatureCache:
                     run.live.close()
                 self.stats["audio_ended_runs"] += 1
         want = range(k_base, k_base + n)
-        deadline = time.monotonic() + self.drain_timeout_s
+        if not self._wait_live(want, seg, self.drain_timeout_s):
+            self.stats["drain_timeout"] += 1
         with self._fcond:
-            # all of them: after a hand-over the old run may still be flushing frames before the switch
-            while not (seg != self._seg or all(k in self._lframes for k in want)):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.stats["drain_timeout"] += 1
-                    break
-                self._fcond.wait(left)
             got = [self._lframes.get(k) for k in want] if seg == self._seg else [None]
         if any(g is None for g in got):
             return ext(window), "batch:not_cached"
@@ -530,6 +529,42 @@ class StreamingFeatureCache:
         durs = np.array([g[1] for g in got])
         shifted = abs(d_exact - k_base * self.hop) > 0.5
         return self._pool(window, x, frames, durs), "context:shifted" if shifted else "context"
+
+    def _wait_live(self, want: range, seg: int, timeout_s: float) -> bool:
+        """Wait until live frames ``want`` of segment ``seg`` are all there (False: timed out)."""
+        deadline = time.monotonic() + timeout_s
+        with self._fcond:
+            # all of them: after a hand-over the old run may still be flushing frames before the switch
+            while not (seg != self._seg or all(k in self._lframes for k in want)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._fcond.wait(left)
+        return True
+
+    def wait_ready(self, window: UtteranceWindow, timeout_s: float = 10.0) -> bool:
+        """Wait until the streaming work the window needs is done (queued audio processed; context mode:
+        its live frames arrived), as it is in a live stream by the time the window closes.
+
+        For benchmarks that feed a window's data faster than real time (``synctva bench``).
+        Returns False when ``timeout_s`` passed first.
+        """
+        saved, self.drain_timeout_s = self.drain_timeout_s, timeout_s
+        try:
+            self._drain_audio()
+        finally:
+            self.drain_timeout_s = saved
+        if self.audio_mode != "context" or self._smile is None:
+            return True
+        with self._lock:
+            if self._origin is None:
+                return True
+            k_base = int(round((window.audio_start - self._origin) * self.sr / self.hop))
+            n = np.asarray(window.audio).size // self.hop - self._tail_frames
+            if k_base < 0 or n < 5 or self._total < (k_base + n) * self.hop + self.right:
+                return True  # features_for will not wait for the live run here
+            seg = self._seg
+        return self._wait_live(range(k_base, k_base + n), seg, timeout_s)
 
     def _pool(self, window: UtteranceWindow, x: np.ndarray, frames: np.ndarray, durs: np.ndarray) -> ModalityFeatures:
         """LLD frames ``(T, F)`` -> audio nodes exactly as :class:`~synctva_ros.features.audio.OpenSmileAudio`."""

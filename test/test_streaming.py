@@ -316,3 +316,23 @@ def test_context_mode_when_the_audio_stops_at_the_window_end(audio_ext: OpenSmil
         assert cache.stats["audio_resumed"] == 1 and cache.stats["audio_reset"] == 0
     finally:
         cache.close()
+
+
+def test_background_frames_queue_is_bounded_and_missing_frames_are_encoded_at_close(visual_ext) -> None:
+    """An encoder slower than the camera: the frame queue drops its oldest (counted, bounded memory) and
+    the window still gets every picked frame, the missing ones encoded at close with the exact frame."""
+    frames = _frames(30.0, 3.0, fps=30.0)
+    win = UtteranceWindow(start=30.0, end=32.9, frames=frames)
+    cache = StreamingFeatureCache({"visual": visual_ext}, exact_visual=True, oversample=15.0, max_frame_queue=2)
+    cache.start()
+    try:
+        for f in frames:  # 90 frames at once, all due (2 fps x 15 = 30 per second)
+            cache.on_frame(f.stamp, f.image)
+        assert cache.describe()["queued_frames"] <= 2
+        got = cache.features_for(win)
+    finally:
+        cache.close()
+    assert cache.stats["queue_dropped"] > 0
+    ref = visual_ext(win)
+    np.testing.assert_allclose(got.visual.x, ref.x, rtol=1e-4, atol=1e-4)
+    assert cache.stats["visual_hit"] + cache.stats["visual_miss"] == ref.x.shape[0]

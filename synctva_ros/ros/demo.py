@@ -70,6 +70,8 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
     from synctva_ros.bags.reader import ground_truth_from_bag
     from synctva_ros.config import resolve_path
     from synctva_ros.evaluation.summary import summarise_predictions
+    from diagnostic_msgs.msg import DiagnosticArray
+
     from synctva_ros.msg import EmotionState
 
     env = _ros_env()
@@ -102,8 +104,18 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
                 order.append(key)
             got[key] = msg
 
+    diag: dict[str, str] = {}
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if "emotion" in st.name:
+                with lock:
+                    diag.clear()
+                    diag.update({kv.key: kv.value for kv in st.values})
+
     rec.create_subscription(EmotionState, "/emotion_state", on_state,
                             QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    rec.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     ex = SingleThreadedExecutor()
     ex.add_node(rec)
     spin = threading.Thread(target=ex.spin, daemon=True)
@@ -135,6 +147,7 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
                 break
             time.sleep(0.2)
         cpu1, wall1 = _cpu_seconds(node.pid), time.monotonic()
+        time.sleep(1.5)  # one more /diagnostics (1 Hz) after the last window
     finally:
         ex.shutdown()
         rec.destroy_node()
@@ -180,6 +193,13 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
         print(f"node CPU during replay: {summary['node_cpu']['cores_total']:.2f} cores on average, about "
               f"{summary['node_cpu']['cores_outside_inference']:.2f} outside inference (CPU time minus the "
               f"windows' processing time)")
+    if diag:
+        summary["diagnostics"] = dict(diag)
+        keys = ("windower.frames", "windower.thinned_frames", "streaming.audio_context", "streaming.audio_cache")
+        shown = {k: diag[k] for k in keys if k in diag}
+        fallbacks = {k: v for k, v in diag.items() if k.startswith("streaming.audio_batch")}
+        print("node diagnostics: " + ", ".join(f"{k} {v}" for k, v in shown.items())
+              + (f"; batch fallbacks {fallbacks}" if fallbacks else "; no batch fallback"))
     return summary
 
 

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--params-file", type=Path, default=None)
+    p.add_argument("--sensor-qos", choices=("reliable", "sensor_data"), default="reliable",
+                   help="the node's camera/microphone QoS (default reliable: the replay publishes reliably, and "
+                        "best effort loses most 0.9 MB frames over UDP)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="latency benchmark of every available backend (JSON + PNG)")

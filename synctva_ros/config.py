@@ -132,6 +132,9 @@ class FeaturesConfig:
                               read_only=True, choices=("context", "exact"))
     streaming_block_s: float = _f(0.5, "Streaming 'exact' audio: seconds of new audio per openSMILE call.",
                                   range=(0.05, 10.0), read_only=True)
+    streaming_wait_s: float = _f(0.5, "Streaming: longest wait at window close for features still being "
+                                 "computed (audio queued or in openSMILE) before the batch extractor takes over.",
+                                 range=(0.0, 60.0), read_only=True)
     streaming_oversample: float = _f(2.0, "Streaming: frames encoded per second = visual_fps * this.",
                                      range=(1.0, 30.0), read_only=True)
 

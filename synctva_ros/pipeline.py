@@ -99,7 +99,8 @@ class EmotionPipeline:
             self.streaming = StreamingFeatureCache(streamed, buffer_s=cfg.windowing.buffer_s,
                                                    block_s=cfg.features.streaming_block_s,
                                                    oversample=cfg.features.streaming_oversample,
-                                                   audio_mode=cfg.features.streaming_audio)
+                                                   audio_mode=cfg.features.streaming_audio,
+                                                   drain_timeout_s=cfg.features.streaming_wait_s)
         self._history: dict[str, deque[np.ndarray]] = defaultdict(lambda: deque(maxlen=max(self.context_turns, 1)))
 
     @property

@@ -244,7 +244,7 @@ def test_context_mode_pools_live_frames_close_to_batch(audio_ext: OpenSmileAudio
     """Context mode: the window's frames come from one live run over the stream; they differ from the
     batch run only where the batch run lacks the audio around the window (its edges)."""
     x = _speechlike(12.0, seed=3)
-    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context")
+    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", drain_timeout_s=30.0)
     try:
         _, windows = _windower_windows(cache, x, 1_700_000_000.1234567,
                                        [(0.537, 3.2113), (3.9, 6.05), (5.001, 8.49), (8.6, 11.5)])
@@ -269,7 +269,8 @@ def test_context_mode_hands_over_to_a_fresh_run_without_changing_frames(audio_ex
     bounds = [(0.6, 3.3), (3.9, 6.05), (8.6, 11.5)]
     out = {}
     for rotate_s in (60.0, 2.0):
-        cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", rotate_s=rotate_s)
+        cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", rotate_s=rotate_s,
+                                      drain_timeout_s=30.0)
         try:
             _, windows = _windower_windows(cache, x, 42.0, bounds)
             out[rotate_s] = [cache.features_for(w) for w in windows]
@@ -284,7 +285,7 @@ def test_context_mode_hands_over_to_a_fresh_run_without_changing_frames(audio_ex
 
 def test_context_mode_falls_back_where_the_stream_does_not_cover_the_window(audio_ext: OpenSmileAudio) -> None:
     x = _speechlike(3.0, seed=8)
-    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", drain_timeout_s=2.0)
+    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", drain_timeout_s=30.0)
     try:
         win = _window(x, 7.0, 0, x.size)
         assert cache.features_for(win).meta["streaming"]["audio"] == "batch:no_stream"
@@ -302,7 +303,7 @@ def test_context_mode_when_the_audio_stops_at_the_window_end(audio_ext: OpenSmil
     """A microphone that publishes only during speech: no audio after the window, so the live run is
     ended at close to get its last frames; audio continuing the segment afterwards resumes it."""
     x = _speechlike(6.0, seed=9)
-    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", drain_timeout_s=5.0)
+    cache = StreamingFeatureCache({"audio": audio_ext}, audio_mode="context", drain_timeout_s=30.0)
     try:
         _stream(cache, x[:3 * SR], 20.0)
         win = _window(x, 20.0, SR // 2, 3 * SR)  # ends where the stream (so far) ends

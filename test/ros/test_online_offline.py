@@ -18,15 +18,19 @@ def test_node_on_replayed_bag_agrees_with_offline_evaluation(tmp_path, tiny_chec
 
     bag = tmp_path / "bag"
     make_bag(meld_sample_csv, bag, max_utterances=5, size=(64, 48), fps=15)
-    cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint)})
+    # both sides stream the audio (the node in its background threads, offline in this one); a generous
+    # wait keeps a loaded machine from falling back to the batch extractor on one side only
+    cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint), "features.streaming_wait_s": 30.0})
     offline = evaluate(bag, cfg, verbose=False)
 
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     assert os.environ.get("ROS_DOMAIN_ID")  # set per run by test/conftest.py
     online = run_demo(bag, rate=2.0, timeout_s=120, out_dir=tmp_path / "online",
-                      extra_params=[f"runtime.checkpoint:={tiny_checkpoint}"])
+                      extra_params=[f"runtime.checkpoint:={tiny_checkpoint}", "features.streaming_wait_s:=30.0"])
 
     assert online["dropped_windows"] == 0 and online["predicted"] == offline["predicted"] == 5
+    assert offline["model"]["streaming"]["stats"] == {"audio_context": 5}
+    assert online["diagnostics"]["streaming.audio_context"] == "5"
     off = {r["utterance_id"]: r for r in offline["rows"]}
     for r in online["rows"]:
         o = off[r["utterance_id"]]

@@ -111,7 +111,30 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
         batch_cfg = copy.deepcopy(cfg)
         batch_cfg.features.streaming = False
         batch = EmotionPipeline(batch_cfg)
-    rows, batch_rows = [], []
+    try:
+        rows, batch_rows, seen = _predict_all(pipe, batch, pairs, total, limit, verbose)
+    finally:  # ends the streaming cache's live openSMILE runs
+        pipe.close()
+        if batch is not None:
+            batch.close()
+    if truth is not None and not limit:
+        for t in truth:  # ground-truth utterances that produced no window count as dropped
+            if t.utterance_id not in seen:
+                rows.append({"utterance_id": t.utterance_id, "truth": t.label, "pred": None, "latency_s": None,
+                             "start": t.start, "end": t.end})
+    report = summarise_predictions(rows, class_names=pipe.class_names, out_dir=out_dir,
+                                   title=f"{pipe.name} on {data.name} ({pipe.backend_name})", verbose=verbose)
+    report["model"] = pipe.describe()
+    if batch is not None:
+        report["streaming_vs_batch"] = _agreement(rows, batch_rows, pipe, verbose)
+    return report
+
+
+def _predict_all(pipe: Any, batch: Any, pairs: Any, total: int | None, limit: int | None,
+                 verbose: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    """Predict every window of ``pairs`` (and with ``batch`` too, when given)."""
+    rows: list[dict[str, Any]] = []
+    batch_rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, (window, label) in enumerate(tqdm(pairs, total=total, desc="evaluate", disable=not verbose)):
         if limit and i >= limit:
@@ -129,17 +152,7 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
                      "modalities": [m for m, p in res.present.items() if p],
                      "active": [m for m, a in res.active.items() if a],
                      "latency_s": sum(res.stage_s.values())})
-    if truth is not None and not limit:
-        for t in truth:  # ground-truth utterances that produced no window count as dropped
-            if t.utterance_id not in seen:
-                rows.append({"utterance_id": t.utterance_id, "truth": t.label, "pred": None, "latency_s": None,
-                             "start": t.start, "end": t.end})
-    report = summarise_predictions(rows, class_names=pipe.class_names, out_dir=out_dir,
-                                   title=f"{pipe.name} on {data.name} ({pipe.backend_name})", verbose=verbose)
-    report["model"] = pipe.describe()
-    if batch is not None:
-        report["streaming_vs_batch"] = _agreement(rows, batch_rows, pipe, verbose)
-    return report
+    return rows, batch_rows, seen
 
 
 def _agreement(rows: list[dict[str, Any]], batch_rows: list[dict[str, Any]], pipe: Any,

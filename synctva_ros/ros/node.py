@@ -47,6 +47,7 @@ Camera frames that ``windowing.frame_keep_hz`` thins away are counted but never 
 from __future__ import annotations
 
 import copy
+import faulthandler
 import logging
 import math
 import queue
@@ -618,7 +619,13 @@ def main(args: list[str] | None = None) -> int:
     # windows are flushed and published. SIGINT raises KeyboardInterrupt; SIGTERM (launch's
     # escalation) does the same.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # Explicitly, as rclpy's own handlers would: a parent that ignores SIGINT (a shell's background job
+    # without job control) passes SIG_IGN on, and Python then installs no KeyboardInterrupt handler, so
+    # `ros2 launch`'s or a test's SIGINT would be ignored and the node killed without flushing.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's Python stack to stderr (a hang)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     node: EmotionNode | None = None
     status = 0
     try:
@@ -644,6 +651,7 @@ def main(args: list[str] | None = None) -> int:
                 rclpy.logging.get_logger("emotion_node").error(f"shutdown: {exc}")
         rclpy.try_shutdown()
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
     return status
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,10 +28,13 @@ NODE_FQN = "/emotion_node"
 class NodeProcess:
     """The emotion node (``python -m synctva_ros.ros.node``, what the console entry runs)."""
 
-    def __init__(self, env: dict[str, str], ros_args: list[str]) -> None:
+    def __init__(self, env: dict[str, str], ros_args: list[str], ignore_sigint: bool = False) -> None:
         self.log = tempfile.NamedTemporaryFile("w+", prefix="emotion_node_", suffix=".log", delete=False)
         self.cmd = [sys.executable, "-m", "synctva_ros.ros.node", "--ros-args", *ros_args]
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        # ignore_sigint: start it as a shell's background job would (SIGINT inherited as ignored)
+        pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=pre)
 
     def output(self) -> str:
         if not self.log.closed:
@@ -50,6 +54,8 @@ class NodeProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)  # the node dumps its threads' stacks into its log
+                time.sleep(1.0)
                 self.proc.kill()
                 self.proc.wait(10)
         self.log.close()
@@ -75,8 +81,8 @@ def start_node(ros_env) -> Iterator[Any]:
     """Factory ``start_node(*ros_args) -> NodeProcess``; every node is stopped at teardown."""
     started: list[NodeProcess] = []
 
-    def start(*ros_args: str) -> NodeProcess:
-        node = NodeProcess(ros_env, list(ros_args))
+    def start(*ros_args: str, ignore_sigint: bool = False) -> NodeProcess:
+        node = NodeProcess(ros_env, list(ros_args), ignore_sigint=ignore_sigint)
         started.append(node)
         return node
 

@@ -33,3 +33,13 @@ def test_node_accepts_the_shipped_params_file(start_node, run_client):
     got = run_client("params", NODE_FQN, *flat)
     assert node.alive(), node.output()
     assert {k: got[k]["value"] for k in flat} == flat
+
+
+def test_sigint_stops_the_node_even_when_inherited_as_ignored(start_node, run_client):
+    """A parent that ignores SIGINT (a background job of a script) passes SIG_IGN on; the node must still
+    stop cleanly on SIGINT, as ros2 launch sends it (it installs its handler explicitly)."""
+    node = start_node("-p", "autostart:=false", ignore_sigint=True)
+    run_client("params", NODE_FQN, "runtime.profile")  # up and answering
+    assert node.alive()
+    status = node.stop(timeout=20)
+    assert status == 0, node.output()[-3000:]

@@ -32,11 +32,9 @@ Jazzy and newer write) by default; pass ``version=8`` for ROS 2 Humble.
 
 from __future__ import annotations
 
-import csv
 import heapq
 import logging
 import math
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ import numpy as np
 from synctva_ros.bags.speech import render_speech
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.config import ModelConfig
+from synctva_ros.datasets.meld import parse_srt_time, read_meld
 
 __all__ = [
     "EPOCH_NS", "TOPIC_AUDIO", "TOPIC_IMAGE", "TOPIC_TRANSCRIPT", "TOPIC_GROUND_TRUTH",
@@ -64,7 +63,6 @@ TOPIC_GROUND_TRUTH = "/ground_truth/emotion"
 #: MELD's seven emotions in the project's class order.
 MELD_CLASS_NAMES: tuple[str, ...] = tuple(ModelConfig().class_names)
 
-_TIME_RE = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})[,.](\d{1,3})\s*$")
 
 
 @dataclass(frozen=True)
@@ -86,17 +84,21 @@ class MeldRow:
 
 
 def parse_meld_time(text: str) -> float | None:
-    """``"HH:MM:SS,mmm"`` -> seconds; ``None`` when malformed (MELD has a few)."""
-    m = _TIME_RE.match(text or "")
-    if not m:
+    """``"HH:MM:SS,mmm"`` -> seconds; ``None`` when malformed (MELD has a few).
+
+    Lenient form of :func:`synctva_ros.datasets.meld.parse_srt_time`.
+    """
+    try:
+        return parse_srt_time(text)
+    except (ValueError, TypeError):
         return None
-    h, mi, s, ms = m.groups()
-    return int(h) * 3600 + int(mi) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000.0
 
 
 def read_meld_csv(csv_path: str | Path, dialogues: Sequence[int] | None = None,
                   max_utterances: int | None = None) -> list[MeldRow]:
     """Rows of a MELD CSV (``Sr No., Utterance, Speaker, Emotion, ..., StartTime, EndTime``), file order.
+
+    Read by :func:`synctva_ros.datasets.meld.read_meld` (malformed times become ``None``).
 
     Args:
         csv_path: the CSV file (UTF-8).
@@ -109,23 +111,14 @@ def read_meld_csv(csv_path: str | Path, dialogues: Sequence[int] | None = None,
     """
     keep = None if dialogues is None else {int(d) for d in dialogues}
     rows: list[MeldRow] = []
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        need = {"Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID", "StartTime", "EndTime"}
-        missing = need - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{csv_path}: missing MELD columns {sorted(missing)}")
-        for r in reader:
-            d = int(r["Dialogue_ID"])
-            if keep is not None and d not in keep:
-                continue
-            emo = r["Emotion"].strip().lower()
-            if emo not in MELD_CLASS_NAMES:
-                raise ValueError(f"{csv_path}: emotion '{emo}' is not a MELD class {MELD_CLASS_NAMES}")
-            rows.append(MeldRow(r["Utterance"], r["Speaker"], emo, d, int(r["Utterance_ID"]),
-                                parse_meld_time(r["StartTime"]), parse_meld_time(r["EndTime"])))
-            if max_utterances is not None and len(rows) >= max_utterances:
-                break
+    for u in read_meld(csv_path, strict_times=False):
+        d = int(u.dialogue_id)
+        if keep is not None and d not in keep:
+            continue
+        rows.append(MeldRow(u.text, u.speaker, u.label, d, u.utterance_index,
+                            None if math.isnan(u.start_s) else u.start_s, None if math.isnan(u.end_s) else u.end_s))
+        if max_utterances is not None and len(rows) >= max_utterances:
+            break
     return rows
 
 

@@ -34,7 +34,7 @@ def parse_srt_time(value: str) -> float:
     Raises:
         ValueError: the string is not in that format.
     """
-    m = _TIME.match(value)
+    m = _TIME.match(value or "")
     if not m:
         raise ValueError(f"time {value!r} is not HH:MM:SS,mmm")
     h, mi, s, ms = m.groups()
@@ -52,17 +52,22 @@ def meld_path(data_dir: str | os.PathLike[str], split: str) -> Path:
     return Path(data_dir) / MELD_SPLIT_FILES[split]
 
 
-def read_meld(path: str | os.PathLike[str], split: str | None = None) -> list[Utterance]:
+def read_meld(path: str | os.PathLike[str], split: str | None = None, strict_times: bool = True) -> list[Utterance]:
     """Read a MELD ``*_sent_emo.csv`` into utterances, in file order.
+
+    The one MELD CSV reader: ``synctva make-bag`` (:func:`synctva_ros.bags.make_bag.read_meld_csv`)
+    uses it too, with ``strict_times=False``.
 
     Args:
         path: CSV file.
         split: split name stored in the records (default: guessed from the file name).
+        strict_times: a malformed ``StartTime``/``EndTime`` is an error; with False it becomes ``nan``
+            (MELD's published CSVs contain a few).
 
     Raises:
         FileNotFoundError: missing file.
         ValueError: a required column is missing, an emotion is not a MELD class, a time is
-            malformed, or an id is not an integer (the message names the row).
+            malformed (``strict_times``), or an id is not an integer (the message names the row).
     """
     path = Path(path)
     if split is None:
@@ -79,7 +84,15 @@ def read_meld(path: str | os.PathLike[str], split: str | None = None) -> list[Ut
                 if label not in MELD_CLASSES:
                     raise ValueError(f"unknown emotion {row['Emotion']!r}")
                 did, uid = str(int(row["Dialogue_ID"])), int(row["Utterance_ID"])
-                start, end = parse_srt_time(row["StartTime"]), parse_srt_time(row["EndTime"])
+                times = []
+                for col in ("StartTime", "EndTime"):
+                    try:
+                        times.append(parse_srt_time(row[col]))
+                    except (ValueError, TypeError):
+                        if strict_times:
+                            raise
+                        times.append(float("nan"))
+                start, end = times
             except (ValueError, TypeError, AttributeError) as exc:
                 raise ValueError(f"{path}:{row_no}: {exc}") from None
             meta = {k: row[k] for k in ("Sr No.", "Sentiment", "Season", "Episode") if k in row}

@@ -426,6 +426,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         fo = _fusion_only(pipe, windows[0], {k: v for k, v in built.items() if k in ("torch fp32", "onnxruntime")},
                           repeats)
         doc["fusion_only"].append({"config": setup.name, "p50_s": fo})
+        cache.close()
+        pipe.close()  # its live openSMILE runs and threads
     (out_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
     plot(doc, out_dir / "bench.png")
     return doc

@@ -92,6 +92,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .features.audio import as_float_mono
 from .features.base import FeatureExtractor, ModalityFeatures, UtteranceFeatures
 from .features.opensmile_live import LiveOpenSmile, LiveOpenSmileError
 from .windowing.buffers import first_sample_at, grid_ceil
@@ -109,6 +110,19 @@ LEFT_CONTEXT_S = 1.0
 RIGHT_CONTEXT_S = 0.15
 #: ``audio_mode`` values (module docstring).
 AUDIO_MODES = ("exact", "context")
+
+
+def _drop_below(frames: dict[int, Any], oldest: int) -> None:
+    """Delete keys ``< oldest`` from a dict filled in (mostly) increasing key order, from its front.
+
+    O(deleted) per call instead of a scan of every key per audio chunk; a key inserted out of order
+    (an old run's last frames after a hand-over) is dropped once the keys before it are.
+    """
+    while frames:
+        k = next(iter(frames))
+        if k >= oldest:
+            return
+        del frames[k]
 
 
 @dataclass
@@ -204,6 +218,9 @@ class StreamingFeatureCache:
             self.left = int(round(left_context_s * self.sr / self.hop)) * self.hop
             self.right = int(math.ceil(RIGHT_CONTEXT_S * self.sr))
             self.block = max(1, int(round(block_s * self.sr / self.hop))) * self.hop
+            # audio kept: the left context + block + right context of the next block (exact) or the left
+            # context a resumed / handed-over run is primed with (context), one block of margin
+            self._keep = self.left + 2 * self.block + self.right
             if audio_mode == "context":
                 try:  # fail early, with the reason, where this opensmile package cannot stream
                     LiveOpenSmile(self.audio_ext.feature_set, self.sr, lambda *a: None).close()
@@ -242,10 +259,7 @@ class StreamingFeatureCache:
         """Forget all audio and visual state, queued data included (e.g. when sensor time jumps back)."""
         with self._cond:
             self._gen += 1
-            self._audio_done += len(self._audio_q)
-            self._audio_q.clear()
-            self._frame_q.clear()
-            self._cond.notify_all()
+            self._discard_queued()
         with self._lock:
             self._reset_audio()
             self._emb.clear()
@@ -290,10 +304,14 @@ class StreamingFeatureCache:
         thread.join(timeout_s)
         self._thread = None
         with self._cond:
-            self._audio_done += len(self._audio_q)
-            self._audio_q.clear()
-            self._frame_q.clear()
-            self._cond.notify_all()
+            self._discard_queued()
+
+    def _discard_queued(self) -> None:
+        """Drop the queued audio and frames (caller holds ``_cond``); queued audio counts as done."""
+        self._audio_done += len(self._audio_q)
+        self._audio_q.clear()
+        self._frame_q.clear()
+        self._cond.notify_all()
 
     def _enqueue(self, q: deque, item: tuple, is_audio: bool) -> None:
         with self._cond:
@@ -330,11 +348,11 @@ class StreamingFeatureCache:
                         self._audio_done += 1
                         self._cond.notify_all()
 
-    def _drain_audio(self) -> None:
+    def _drain_audio(self, timeout_s: float) -> None:
         """Wait until the audio queued before this call has been processed (background mode)."""
         if not self.running:
             return
-        deadline = time.monotonic() + self.drain_timeout_s
+        deadline = time.monotonic() + timeout_s
         with self._cond:
             target = self._audio_seq
             while self._audio_done < target:
@@ -367,8 +385,6 @@ class StreamingFeatureCache:
             self._apply_audio(float(stamp), samples, int(sample_rate), gen=self._gen)
 
     def _apply_audio(self, stamp: float, samples: np.ndarray, sample_rate: int, gen: int) -> None:
-        from synctva_ros.features.audio import as_float_mono
-
         x = as_float_mono(samples)
         if x.size == 0:
             return
@@ -418,7 +434,7 @@ class StreamingFeatureCache:
                 return
             a = max(0, s0 - self.left)
             lo = a - self._buf_at
-            if lo < 0:  # context trimmed away (cannot happen with buffer_s >> block_s); restart grid there
+            if lo < 0:  # context trimmed away (cannot happen: _keep covers it); restart grid there
                 self._next_frame = int(math.ceil((self._buf_at + self.left) / self.hop))
                 continue
             feats, durs = self._lld(self._buf[lo: s1 + self.right - self._buf_at])
@@ -430,15 +446,18 @@ class StreamingFeatureCache:
             self._next_frame = k0 + self.block // self.hop
 
     def _trim_audio(self) -> None:
-        keep = int(self.buffer_s * self.sr)
-        excess = self._buf.size - keep
+        """Keep the audio the next block or run hand-over reads, and ``buffer_s`` seconds of frames."""
+        excess = self._buf.size - self._keep
         if excess > 0:
             excess = (excess // self.hop) * self.hop
             self._buf = self._buf[excess:]
             self._buf_at += excess
-        oldest = (self._buf_at - self.left) // self.hop
-        for k in [k for k in self._frames if k < oldest]:
-            del self._frames[k]
+        oldest = (self._total - int(self.buffer_s * self.sr) - self.left) // self.hop
+        if self.audio_mode == "context":
+            with self._fcond:
+                _drop_below(self._lframes, oldest)
+        else:
+            _drop_below(self._frames, oldest)
 
     # ------------------------------------------------------------------ audio, context mode
     def _start_run(self, offset: int, lo: int) -> "_LiveRun":
@@ -489,21 +508,15 @@ class StreamingFeatureCache:
             with self._fcond:
                 self._runs.remove(old)
             self._close_run(old)
-        oldest = (self._total - int(self.buffer_s * self.sr)) // self.hop
-        with self._fcond:
-            for k in [k for k in self._lframes if k < oldest]:
-                del self._lframes[k]
 
     def _context_audio_features(self, window: UtteranceWindow, x: np.ndarray) -> tuple[ModalityFeatures | None, str]:
         """Context mode: pool the live frames of the window's span (at close: pooling only)."""
         ext = self.audio_ext
         S = x.size
-        n = S // self.hop - self._tail_frames  # as many frames as a batch run over the window audio
         with self._lock:
             if self._origin is None:
                 return ext(window), "batch:no_stream"
-            d_exact = (window.audio_start - self._origin) * self.sr
-            k_base = int(round(d_exact / self.hop))
+            d_exact, k_base, n = self._context_span(window.audio_start, S)
             if n < 5:
                 return ext(window), "batch:short"
             if k_base < 0 or int(round(d_exact)) + S > self._total:
@@ -530,6 +543,13 @@ class StreamingFeatureCache:
         shifted = abs(d_exact - k_base * self.hop) > 0.5
         return self._pool(window, x, frames, durs), "context:shifted" if shifted else "context"
 
+    def _context_span(self, audio_start: float, n_samples: int) -> tuple[float, int, int]:
+        """Window audio starting at ``audio_start`` s, ``n_samples`` long -> (its first sample's offset in the
+        segment in samples, its first live frame, its frame count = a batch run's over the same audio).
+        Caller holds ``_lock`` and the segment has an origin."""
+        d_exact = (audio_start - self._origin) * self.sr
+        return d_exact, int(round(d_exact / self.hop)), n_samples // self.hop - self._tail_frames
+
     def _wait_live(self, want: range, seg: int, timeout_s: float) -> bool:
         """Wait until live frames ``want`` of segment ``seg`` are all there (False: timed out)."""
         deadline = time.monotonic() + timeout_s
@@ -549,18 +569,13 @@ class StreamingFeatureCache:
         For benchmarks that feed a window's data faster than real time (``synctva bench``).
         Returns False when ``timeout_s`` passed first.
         """
-        saved, self.drain_timeout_s = self.drain_timeout_s, timeout_s
-        try:
-            self._drain_audio()
-        finally:
-            self.drain_timeout_s = saved
+        self._drain_audio(timeout_s)
         if self.audio_mode != "context" or self._smile is None:
             return True
         with self._lock:
             if self._origin is None:
                 return True
-            k_base = int(round((window.audio_start - self._origin) * self.sr / self.hop))
-            n = np.asarray(window.audio).size // self.hop - self._tail_frames
+            _, k_base, n = self._context_span(window.audio_start, np.asarray(window.audio).size)
             if k_base < 0 or n < 5 or self._total < (k_base + n) * self.hop + self.right:
                 return True  # features_for will not wait for the live run here
             seg = self._seg
@@ -592,11 +607,11 @@ class StreamingFeatureCache:
         if self._smile is None:
             return ext(window), "batch:functionals_only"
         x = np.asarray(window.audio)
-        if x.dtype == np.int16:
-            x = x.astype(np.float32) / 32768.0
-        x = x.astype(np.float32, copy=False)
+        if x.size == 0 or x.ndim != 1:
+            return ext(window), "batch:bad_audio"
+        x = as_float_mono(x)
         S = x.size
-        if S == 0 or x.ndim != 1 or not np.isfinite(x).all():
+        if not np.isfinite(x).all():
             return ext(window), "batch:bad_audio"
         if int(window.sample_rate) != self.sr:
             return ext(window), "batch:sample_rate"
@@ -724,7 +739,7 @@ class StreamingFeatureCache:
         stage_s: dict[str, float] = {}
         if "audio" in modalities and self.audio_ext is not None:
             t0 = time.perf_counter()
-            self._drain_audio()
+            self._drain_audio(self.drain_timeout_s)
             feats.audio, how["audio"] = self._audio_features(window)
             stage_s["audio"] = time.perf_counter() - t0
             self.stats["audio_" + how["audio"]] += 1

@@ -51,23 +51,24 @@ def stream_windows(windows: Iterable[tuple[UtteranceWindow, Any]], cfg: Windowin
     labels: dict[str, Any] = {}
     n = max(1, int(round(chunk_s * sample_rate)))
     cursor = 0  # samples since t0
+
+    def feed(x: np.ndarray) -> Iterator[tuple[UtteranceWindow, Any]]:
+        """Microphone chunks of ``x`` from ``cursor`` on, polling after each (as the node does)."""
+        for i in range(0, x.size, n):
+            stamp = t0 + (cursor + i) / sample_rate
+            w.add_audio(stamp, x[i:i + n], sample_rate)
+            yield from ((o, labels.get(o.utterance_id)) for o in w.poll(stamp))
+
     for win, label in windows:
         speech = np.asarray(win.audio, dtype=np.float32)
         gap = int(rng.uniform(*gap_s) * sample_rate)
         x = np.concatenate([rng.normal(0.0, NOISE_FLOOR, gap).astype(np.float32), speech])
         start, end = cursor + gap, cursor + gap + speech.size
         labels[win.utterance_id] = label
-        for i in range(0, x.size, n):
-            stamp = t0 + (cursor + i) / sample_rate
-            w.add_audio(stamp, x[i:i + n], sample_rate)
-            yield from ((o, labels.get(o.utterance_id)) for o in w.poll(stamp))
+        yield from feed(x)
         cursor += x.size
         now = t0 + cursor / sample_rate
         w.add_transcript(win.transcript or "", t0 + start / sample_rate, t0 + end / sample_rate, True, stamp=now,
                          utterance_id=win.utterance_id, dialogue_id=win.dialogue_id)
-    tail = rng.normal(0.0, NOISE_FLOOR, int((cfg.late_s + 0.5) * sample_rate)).astype(np.float32)
-    for i in range(0, tail.size, n):
-        stamp = t0 + (cursor + i) / sample_rate
-        w.add_audio(stamp, tail[i:i + n], sample_rate)
-        yield from ((o, labels.get(o.utterance_id)) for o in w.poll(stamp))
+    yield from feed(rng.normal(0.0, NOISE_FLOOR, int((cfg.late_s + 0.5) * sample_rate)).astype(np.float32))
     yield from ((o, labels.get(o.utterance_id)) for o in w.flush())

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from synctva_ros.features.base import FeatureExtractor, ModalityFeatures
+from synctva_ros.windowing.decode import resample
 
-__all__ = ["OpenSmileAudio", "AUDIO_LEVELS", "MIN_DURATION_S", "resample"]
+__all__ = ["OpenSmileAudio", "AUDIO_LEVELS", "MIN_DURATION_S", "as_float_mono"]
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,6 @@ log = logging.getLogger(__name__)
 AUDIO_LEVELS = ("lld", "lld+functionals", "functionals")
 #: Shortest audio fed to openSMILE; shorter non-empty audio is zero-padded (seconds).
 MIN_DURATION_S = 0.1
-
-
-def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Polyphase resampling (scipy ``resample_poly``) of ``(S,)`` float audio from ``sr_in`` to ``sr_out`` Hz."""
-    if sr_in == sr_out or x.size == 0:
-        return x.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(sr_in), int(sr_out))
-    return resample_poly(x, int(sr_out) // g, int(sr_in) // g).astype(np.float32)
 
 
 def as_float_mono(audio: np.ndarray) -> np.ndarray:

@@ -234,22 +234,20 @@ class AudioBuffer:
 
     def _evict(self) -> None:
         horizon = self.horizon()
-        keep_s: list[float] = []
-        keep_c: list[AudioChunk] = []
-        for s, c in zip(self._starts, self._chunks):
-            if c.end(self.sample_rate) < horizon:
-                self.evicted += 1
-            else:
-                keep_s.append(s)
-                keep_c.append(c)
+        # only chunks starting before the horizon can end before it: O(evicted), not O(buffered), per insert
+        k = bisect.bisect_left(self._starts, horizon)
+        keep = [i for i in range(k) if self._chunks[i].end(self.sample_rate) >= horizon]
+        if len(keep) < k:
+            self.evicted += k - len(keep)
+            self._starts[:k] = [self._starts[i] for i in keep]
+            self._chunks[:k] = [self._chunks[i] for i in keep]
         # a chunk longer than buffer_s is trimmed to its last buffer_s seconds
-        if keep_c and keep_c[0].start < horizon:
-            c = keep_c[0]
+        if self._chunks and self._chunks[0].start < horizon:
+            c = self._chunks[0]
             drop = int(math.floor((horizon - c.start) * self.sample_rate))
             if drop > 0:
-                keep_c[0] = AudioChunk(c.start + drop / self.sample_rate, c.samples[drop:])
-                keep_s[0] = keep_c[0].start
-        self._starts, self._chunks = keep_s, keep_c
+                self._chunks[0] = AudioChunk(c.start + drop / self.sample_rate, c.samples[drop:])
+                self._starts[0] = self._chunks[0].start
 
     def query(self, start: float, end: float) -> AudioRange:
         """Samples whose times lie in ``[start, end]``.

@@ -202,10 +202,7 @@ class UtteranceWindower:
     @property
     def stats(self) -> dict[str, int]:
         """Counters (see :data:`STAT_KEYS`), a copy."""
-        s = dict(self._stats)
-        s["evicted_frames"] = self._stats["evicted_frames"] + self._frames.evicted
-        s["evicted_audio"] = self._stats["evicted_audio"] + self._audio.evicted
-        return s
+        return {k: self.count(k) for k in STAT_KEYS}
 
     @property
     def latest_stamp(self) -> float | None:

@@ -5,7 +5,8 @@ import logging
 import numpy as np
 import pytest
 
-from synctva_ros.features.audio import MIN_DURATION_S, OpenSmileAudio, resample
+from synctva_ros.features.audio import MIN_DURATION_S, OpenSmileAudio
+from synctva_ros.windowing.decode import resample
 from synctva_ros.windowing.window import UtteranceWindow
 
 

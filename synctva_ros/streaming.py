@@ -85,14 +85,13 @@ import logging
 import math
 import threading
 import time
-import warnings
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from .features.audio import as_float_mono
+from .features.audio import as_float_mono, lld_frames
 from .features.base import FeatureExtractor, ModalityFeatures, UtteranceFeatures
 from .features.opensmile_live import LiveOpenSmile, LiveOpenSmileError
 from .windowing.buffers import first_sample_at, grid_ceil
@@ -207,7 +206,7 @@ class StreamingFeatureCache:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._smile = None
-        if self.audio_ext is not None and getattr(self.audio_ext, "level", "lld") != "functionals":
+        if self.audio_ext is not None and self.audio_ext.level != "functionals":
             import opensmile
 
             # Own Smile instance: never shares openSMILE state with the batch extractor's thread.
@@ -363,12 +362,8 @@ class StreamingFeatureCache:
                 self._cond.wait(left)
 
     def _lld(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            df = self._smile.process_signal(x, self.sr)
-        starts = df.index.get_level_values("start").total_seconds().to_numpy()
-        ends = df.index.get_level_values("end").total_seconds().to_numpy()
-        return np.nan_to_num(df.to_numpy(np.float32)), ends - starts
+        frames, starts, ends = lld_frames(self._smile, x, self.sr)
+        return frames, ends - starts
 
     def on_audio(self, stamp: float, samples: np.ndarray, sample_rate: int) -> None:
         """Add an audio chunk (``(S,)`` float in [-1, 1] or int16) whose first sample is at ``stamp`` seconds.
@@ -582,25 +577,13 @@ class StreamingFeatureCache:
         return self._wait_live(range(k_base, k_base + n), seg, timeout_s)
 
     def _pool(self, window: UtteranceWindow, x: np.ndarray, frames: np.ndarray, durs: np.ndarray) -> ModalityFeatures:
-        """LLD frames ``(T, F)`` -> audio nodes exactly as :class:`~synctva_ros.features.audio.OpenSmileAudio`."""
+        """LLD frames ``(T, F)`` on the 10 ms grid from the window's first sample -> audio nodes, by the
+        batch extractor's own pooling (:meth:`~synctva_ros.features.audio.OpenSmileAudio.nodes`)."""
         ext = self.audio_ext
-        S = x.size
-        starts = np.arange(frames.shape[0]) * (self.hop / self.sr)
-        centres = starts + durs / 2.0
-        n = min(ext.max_nodes, frames.shape[0])
-        groups = np.array_split(np.arange(frames.shape[0]), n)
-        xs = np.stack([frames[g].mean(0) for g in groups]).astype(np.float32)
-        ts = np.array([centres[g].mean() for g in groups], dtype=np.float64)
+        centres = np.arange(frames.shape[0]) * (self.hop / self.sr) + durs / 2.0
         dur = window.end - window.start
-        offset = window.audio_start - window.start
-        win = dur if dur > 0 else S / self.sr
-        ts = np.clip((offset + ts) / win, 0.0, 1.0).astype(np.float32)
-        if getattr(ext, "_func", None) is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                func = np.nan_to_num(ext._func.process_signal(x, self.sr).to_numpy(np.float32)[0])
-            xs = np.concatenate([xs, np.repeat(func[None, :], xs.shape[0], 0)], axis=1)
-        return ModalityFeatures(xs, ts)
+        win = dur if dur > 0 else x.size / self.sr
+        return ext.nodes(frames, centres, window.audio_start - window.start, win, ext.functionals(x))
 
     def _audio_features(self, window: UtteranceWindow) -> tuple[ModalityFeatures | None, str]:
         ext = self.audio_ext

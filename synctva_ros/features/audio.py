@@ -34,7 +34,7 @@ import numpy as np
 from synctva_ros.features.base import FeatureExtractor, ModalityFeatures
 from synctva_ros.windowing.decode import resample
 
-__all__ = ["OpenSmileAudio", "AUDIO_LEVELS", "MIN_DURATION_S", "as_float_mono"]
+__all__ = ["OpenSmileAudio", "AUDIO_LEVELS", "MIN_DURATION_S", "as_float_mono", "lld_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,21 @@ def as_float_mono(audio: np.ndarray) -> np.ndarray:
     if x.dtype == np.int16:
         x = x.astype(np.float32) / 32768.0
     return x.astype(np.float32, copy=False)
+
+
+def lld_frames(smile: Any, x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """openSMILE low-level descriptors of ``(S,)`` float32 audio (``opensmile.Smile.process_signal``).
+
+    Returns:
+        ``frames`` ``(T, F)`` float32 (openSMILE's NaN -> 0), ``starts`` and ``ends`` ``(T,)`` in seconds
+        from the first sample.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        df = smile.process_signal(x, sample_rate)
+    starts = df.index.get_level_values("start").total_seconds().to_numpy()
+    ends = df.index.get_level_values("end").total_seconds().to_numpy()
+    return np.nan_to_num(df.to_numpy(np.float32)), starts, ends
 
 
 class OpenSmileAudio(FeatureExtractor):
@@ -153,26 +168,41 @@ class OpenSmileAudio(FeatureExtractor):
         if x.size < need:
             self.padded += 1
             x = np.concatenate([x, np.zeros(need - x.size, np.float32)])
-        func = None
-        if self._func is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                func = np.nan_to_num(self._func.process_signal(x, self.sample_rate).to_numpy(np.float32)[0])
+        func = self.functionals(x)
         if self._lld is None:
             return ModalityFeatures(func[None, :].astype(np.float32),
                                     np.array([min(max((offset_s + real_s / 2) / win, 0.0), 1.0)], np.float32))
+        frames, starts, ends = lld_frames(self._lld, x, self.sample_rate)
+        return self.nodes(frames, (starts + ends) / 2.0, offset_s, win, func)
+
+    def functionals(self, x: np.ndarray) -> np.ndarray | None:
+        """Utterance-level functionals ``(F_f,)`` float32 of ``(S,)`` float32 audio at :attr:`sample_rate`
+        (NaN -> 0), or ``None`` when ``level`` has none (``"lld"``)."""
+        if self._func is None:
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            df = self._lld.process_signal(x, self.sample_rate)
-        frames = np.nan_to_num(df.to_numpy(np.float32))
-        starts = df.index.get_level_values("start").total_seconds().to_numpy()
-        ends = df.index.get_level_values("end").total_seconds().to_numpy()
-        centres = (starts + ends) / 2.0
+            return np.nan_to_num(self._func.process_signal(x, self.sample_rate).to_numpy(np.float32)[0])
+
+    def nodes(self, frames: np.ndarray, centres_s: np.ndarray, offset_s: float, window_s: float,
+              func: np.ndarray | None = None) -> ModalityFeatures:
+        """Pool LLD frames into audio nodes (the module docstring's rule); shared with the streaming cache.
+
+        Args:
+            frames: ``(T, F_lld)`` LLD frames; centres_s: ``(T,)`` frame centres in seconds from the
+                first sample; offset_s: seconds from the window start to the first sample;
+            window_s: window length in seconds (node times are normalised by it);
+            func: ``(F_f,)`` functionals appended to every node, or ``None``.
+
+        Returns:
+            ``x`` ``(N, F_lld [+ F_f])`` float32 with ``N = min(max_nodes, T)`` (``np.array_split`` of the
+            frames, mean per segment) and ``t`` ``(N,)`` segment-centre times in [0, 1].
+        """
         n = min(self.max_nodes, frames.shape[0])
         groups = np.array_split(np.arange(frames.shape[0]), n)
         xs = np.stack([frames[g].mean(0) for g in groups]).astype(np.float32)
-        ts = np.array([centres[g].mean() for g in groups], dtype=np.float64)
-        ts = np.clip((offset_s + ts) / win, 0.0, 1.0).astype(np.float32)
+        ts = np.array([centres_s[g].mean() for g in groups], dtype=np.float64)
+        ts = np.clip((offset_s + ts) / window_s, 0.0, 1.0).astype(np.float32)
         if func is not None:
             xs = np.concatenate([xs, np.repeat(func[None, :], xs.shape[0], 0)], axis=1)
         return ModalityFeatures(xs, ts)

@@ -38,6 +38,7 @@ import os
 import platform
 import resource
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +46,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .checkpoint import MANIFEST_FILE
 from .config import SyncTVAConfig, load_config
 from .windowing.window import TimedFrame, UtteranceWindow
 
@@ -198,7 +200,7 @@ def _backends(cfg: SyncTVAConfig, pipe: Any, unavailable: dict[str, str]) -> lis
 
     def make(**kw: Any) -> Callable[[], Any]:
         def f() -> Any:
-            rt = type(cfg.runtime)(**{**cfg.runtime.__dict__, **kw})
+            rt = dataclasses.replace(cfg.runtime, **kw)
             return create_backend(rt, pipe.model, pipe.manifest, None)
         return f
 
@@ -337,7 +339,7 @@ def _setups(args: argparse.Namespace, work: Path, repeats: int) -> list[_Setup]:
             try:
                 ckpt = resolve_path(cfg.runtime.checkpoint)
                 label = "shipped"
-                if not (Path(ckpt) / "manifest.json").is_file():
+                if not (Path(ckpt) / MANIFEST_FILE).is_file():
                     raise FileNotFoundError(f"{ckpt} has no manifest.json yet")
             except FileNotFoundError as exc:
                 from .features.registry import build_extractors
@@ -346,7 +348,7 @@ def _setups(args: argparse.Namespace, work: Path, repeats: int) -> list[_Setup]:
                             "features (latency only)", exc)
 
                 ckpt = work / "dev_demo_checkpoint"
-                if not (ckpt / "manifest.json").is_file():
+                if not (ckpt / MANIFEST_FILE).is_file():
                     _dev_checkpoint(ckpt, cfg, build_extractors(cfg.features))
                 label = "dev"
         cfg.runtime.checkpoint = str(ckpt)
@@ -358,7 +360,7 @@ def _setups(args: argparse.Namespace, work: Path, repeats: int) -> list[_Setup]:
         from .features.registry import build_extractors
 
         ckpt = work / "paper_random_checkpoint"
-        if not (ckpt / "manifest.json").is_file():
+        if not (ckpt / MANIFEST_FILE).is_file():
             _dev_checkpoint(ckpt, cfg, build_extractors(cfg.features), steps=1)
         cfg.runtime.checkpoint = str(ckpt)
         out.append(_Setup("paper_random (RoBERTa-base + ResNet-50, random weights: latency only)", cfg,

@@ -17,7 +17,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -30,6 +30,7 @@ __all__ = [
     "RuntimeConfig",
     "SyncTVAConfig",
     "load_config",
+    "parse_overrides",
     "resolve_path",
     "package_root",
     "PROFILES_DIR",
@@ -51,7 +52,7 @@ def _f(default: Any, description: str, *, range: tuple[float, float] | None = No
 
 @dataclass
 class TopicsConfig:
-    """Topic names (REP-144 relative names, so a launch namespace applies) and QoS."""
+    """Topic names (relative names, so a launch namespace applies: design.ros2.org "Topic and Service name mapping to DDS") and QoS."""
 
     image: str = _f("camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True)
     audio: str = _f("audio", "Microphone topic (synctva_ros/AudioChunk).", read_only=True)
@@ -370,14 +371,23 @@ def load_config(profile: str | os.PathLike[str] | None = "demo",
         if cfg.runtime.profile != str(profile) and p.stem == str(profile):
             cfg.runtime.profile = str(profile)
     if overrides:
-        if isinstance(overrides, Mapping):
-            cfg.update(overrides)
-        else:
-            parsed: dict[str, Any] = {}
-            for item in overrides:
-                key, sep, raw = item.partition("=")
-                if not sep:
-                    raise ConfigError(f"override '{item}' is not key=value")
-                parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-            cfg.update(parsed)
+        cfg.update(overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))
     return cfg
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["section.key=value", ...]`` (the command line's ``--set``) -> ``{"section.key": value}``.
+
+    Values are parsed as YAML (``0.3`` -> float, ``[a, b]`` -> list, empty -> ``""``); a key given
+    twice keeps its last value.
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = str(item).partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}' is not key=value")
+        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return parsed

@@ -64,9 +64,7 @@ def manifest_sha256(manifest: Mapping[str, Any] | None) -> str:
     """sha256 of a checkpoint manifest without its volatile/private keys (``created``, ``_*``)."""
     if not manifest:
         return "none"
-    clean = {k: v for k, v in manifest.items() if not str(k).startswith("_") and k != "created"}
-    blob = json.dumps(clean, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return cache_key({k: v for k, v in manifest.items() if not str(k).startswith("_") and k != "created"})
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:

@@ -134,8 +134,6 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[
                 torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
                                   dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False,
                                   do_constant_folding=True)
-    except ExportError:
-        raise
     except Exception as exc:  # the exporters raise many unrelated types
         raise ExportError(f"ONNX export ({exporter}, opset {opset}) of {type(module).__name__} failed: {exc}") from exc
     log.info("exported %s to ONNX (%s, opset %d) in %.1f s", type(module).__name__, exporter, opset,

@@ -21,7 +21,6 @@ SwitchingBackend`) are tested without TensorRT.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..features.base import Batch
+from ..features.base import Batch, file_sha256
 from .base import Backend, BackendUnavailable
 from .engine_cache import CachedArtifact, cache_root, cached_build
 
@@ -101,18 +100,10 @@ def profile_shapes(input_names: list[str], dims: Mapping[str, int], max_nodes: M
     return out
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def engine_parts(onnx_path: str | Path, trt_version: str, gpu_name: str, compute_capability: str,
                  precision: str, shapes: Mapping[str, Any]) -> dict[str, Any]:
     """Cache-key parts of an engine: ONNX model hash, TensorRT version, GPU, precision, profile shapes."""
-    return {"kind": "tensorrt_engine", "onnx_sha256": _file_sha256(Path(onnx_path)), "tensorrt": str(trt_version),
+    return {"kind": "tensorrt_engine", "onnx_sha256": file_sha256(onnx_path), "tensorrt": str(trt_version),
             "gpu": str(gpu_name), "compute_capability": str(compute_capability), "precision": str(precision),
             "profile": {k: [list(s) for s in v] for k, v in sorted(shapes.items())}}
 

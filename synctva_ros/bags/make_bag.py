@@ -44,8 +44,7 @@ import numpy as np
 
 from synctva_ros.bags.speech import render_speech
 from synctva_ros.bags.types import get_synctva_typestore
-from synctva_ros.config import ModelConfig
-from synctva_ros.datasets.meld import parse_srt_time, read_meld
+from synctva_ros.datasets.meld import MELD_CLASSES, parse_srt_time, read_meld
 
 __all__ = [
     "EPOCH_NS", "TOPIC_AUDIO", "TOPIC_IMAGE", "TOPIC_TRANSCRIPT", "TOPIC_GROUND_TRUTH",
@@ -61,7 +60,7 @@ TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_TRANSCRIPT = "/speech"
 TOPIC_GROUND_TRUTH = "/ground_truth/emotion"
 #: MELD's seven emotions in the project's class order.
-MELD_CLASS_NAMES: tuple[str, ...] = tuple(ModelConfig().class_names)
+MELD_CLASS_NAMES: tuple[str, ...] = MELD_CLASSES
 
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from synctva_ros.config import FeaturesConfig
 from synctva_ros.datasets.utterance import Utterance

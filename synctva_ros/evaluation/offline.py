@@ -85,7 +85,8 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
     from ..pipeline import EmotionPipeline
 
     pipe = EmotionPipeline(cfg)
-    if is_bag(data):
+    bag = is_bag(data)
+    if bag:
         from ..bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label
         from ..windowing.windower import UtteranceWindower
 
@@ -102,7 +103,7 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
         pairs = dataset_windows(data, cfg.features.audio_sample_rate, limit)
         truth, total = None, None
     batch = None
-    if stream and not is_bag(data):
+    if stream and not bag:
         import copy
 
         from .stream import stream_windows

@@ -13,7 +13,7 @@ Data (our construction, for testing fusion, not a claim about real emotions):
   a third of the nodes ("cue nodes") add the prototype of the modality's bit value,
   scaled by ``signal``. With probability ``p_missing`` a row loses its visual modality.
 
-Models (all trained with weighted cross-entropy, Adam, same epochs): (a) Sync-TVA,
+Models (all trained with weighted cross-entropy, AdamW, same epochs): (a) Sync-TVA,
 (b) Sync-TVA with a single active branch for each modality, (c) concatenation of the
 masked-mean-pooled modalities followed by an MLP. Score: weighted F1 (scikit-learn) and
 accuracy on a held-out split.

@@ -28,12 +28,12 @@ def build_extractor(modality: str, cfg: FeaturesConfig, device: str = "cpu") -> 
         from synctva_ros.features.text import TextEncoder
 
         return TextEncoder(cfg.text_encoder, max_tokens=cfg.text_max_tokens,
-                           layer=getattr(cfg, "text_layer", -1), device=device)
+                           layer=cfg.text_layer, device=device)
     if modality == "audio":
         from synctva_ros.features.audio import OpenSmileAudio
 
         return OpenSmileAudio(cfg.audio_feature_set, sample_rate=cfg.audio_sample_rate,
-                              max_nodes=cfg.audio_max_nodes, level=getattr(cfg, "audio_level", "lld"))
+                              max_nodes=cfg.audio_max_nodes, level=cfg.audio_level)
     if modality == "visual":
         from synctva_ros.features.visual import ResNetVisual, visual_weights_available
 

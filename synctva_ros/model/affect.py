@@ -75,8 +75,7 @@ def expected_affect(probabilities: Sequence[float] | np.ndarray, class_names: Se
     """Expected (valence, arousal) in [-1, 1] under a class distribution.
 
     Args:
-        probabilities: ``(C,)`` non-negative, summing to 1 (renormalised if not; a tolerance of
-            1e-3 is accepted silently).
+        probabilities: ``(C,)`` non-negative; always renormalised to sum to 1.
         class_names: ``C`` class names in the same order.
 
     Raises:

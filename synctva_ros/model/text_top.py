@@ -36,7 +36,6 @@ Supported encoders: BERT-style layer naming (BERT, RoBERTa, MiniLM, XLM-R:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from pathlib import Path
@@ -50,7 +49,6 @@ __all__ = ["TextTopLayer", "TextTopLayers", "load_base_layers", "special_token_s
            "text_top_deltas", "save_text_top_checkpoint", "restore_text_top", "load_text_top_checkpoint",
            "MANIFEST_KEY", "CALIBRATION_TEXTS"]
 
-log = logging.getLogger(__name__)
 
 #: Manifest key holding the layer spec and the base encoder identity.
 MANIFEST_KEY = "text_top"
@@ -400,7 +398,7 @@ def text_top_deltas(model: nn.Module, dtype: torch.dtype = torch.float32,
     if top is None or top.base is None:
         raise RuntimeError("the model has no text top layers initialised from a base encoder")
     if base_state is None:
-        spec, ident, base_state = load_base_layers(base if base is not None else top.base["name"],
+        _, ident, base_state = load_base_layers(base if base is not None else top.base["name"],
                                                    top.spec["text_layer"], len(top.spec["layers"]))
         if ident["weights_sha256"] != top.base["weights_sha256"]:
             raise ValueError(f"base encoder hash {ident['weights_sha256']} differs from the one the layers were "

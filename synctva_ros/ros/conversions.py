@@ -26,7 +26,7 @@ from std_msgs.msg import Header
 from synctva_ros.emotion import EmotionResult
 from synctva_ros.msg import EmotionState
 from synctva_ros.windowing.decode import (MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioDecodeError,
-                                          ImageDecodeError, audio_to_float, check_image_layout, image_to_rgb,
+                                          ImageDecodeError, audio_chunk_to_float, check_image_layout, image_to_rgb,
                                           seconds_to_stamp, stamp_to_seconds)
 from synctva_ros.windowing.window import MODALITIES
 
@@ -129,21 +129,13 @@ def audio_msg_to_samples(msg) -> tuple[float, np.ndarray, int]:
             of frames), or NaN samples (F32LE infinities are clipped to ±1 by the decoder).
         InputError(kind="empty_audio"): a chunk without samples.
     """
-    rate, channels = int(msg.sample_rate), int(msg.channels)
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise InputError("bad_audio", f"audio rejected: sample_rate {rate} Hz outside "
-                                      f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
-    if not 1 <= channels <= MAX_CHANNELS:
-        raise InputError("bad_audio", f"audio rejected: channels {channels} outside [1, {MAX_CHANNELS}]")
-    if len(msg.data) == 0:
-        raise InputError("empty_audio", "audio rejected: empty chunk")
-    try:
-        samples = audio_to_float(msg.data, str(msg.encoding), channels)
+    rate = int(msg.sample_rate)
+    try:  # the offline bag reader's check and decoder: both accept and reject the same chunks
+        samples = audio_chunk_to_float(rate, int(msg.channels), str(msg.encoding), msg.data)
     except AudioDecodeError as exc:
         raise InputError("bad_audio", f"audio rejected: {exc}") from None
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     if samples.size == 0:
-        raise InputError("empty_audio", "audio rejected: no samples after decoding")
+        raise InputError("empty_audio", "audio rejected: empty chunk")
     if not np.isfinite(samples).all():
         raise InputError("bad_audio", f"audio rejected: {int((~np.isfinite(samples)).sum())} non-finite samples")
     return time_to_seconds(msg.header.stamp), samples, rate

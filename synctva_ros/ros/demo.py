@@ -95,15 +95,11 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
     got: dict[str, Any] = {}
     cpu0 = cpu1 = None
     wall0 = wall1 = 0.0
-    order: list[str] = []
     lock = threading.Lock()
 
     def on_state(msg: EmotionState) -> None:
         with lock:
-            key = msg.utterance_id or f"{msg.window_end.sec}.{msg.window_end.nanosec:09d}"
-            if key not in got:
-                order.append(key)
-            got[key] = msg
+            got[msg.utterance_id or f"{msg.window_end.sec}.{msg.window_end.nanosec:09d}"] = msg
 
     diag: dict[str, str] = {}
 

@@ -6,7 +6,7 @@ utterance window to one worker thread that runs
 :class:`~synctva_ros.pipeline.EmotionPipeline`, and publishes
 ``synctva_ros/EmotionState``. The executor never blocks on inference.
 
-Lifecycle (REP-2002 managed node, after ros2/demos ``lifecycle_py``):
+Lifecycle (managed node, design.ros2.org "Managed nodes"; after ros2/demos ``lifecycle_py``):
 ``on_configure`` loads the checkpoint and creates the windower, subscriptions,
 publishers, timers and worker; ``on_activate`` starts accepting input;
 ``on_deactivate`` stops it; ``on_cleanup``/``on_shutdown`` flush the pending
@@ -117,7 +117,7 @@ class RclpyLogHandler(logging.Handler):
 
 
 def parameter_descriptor(name: str, meta: dict[str, Any], value: Any) -> ParameterDescriptor:
-    """ROS parameter descriptor for one config key (REP-2014 style: description, range, read-only).
+    """ROS parameter descriptor for one config key (``rcl_interfaces/msg/ParameterDescriptor``: description, range, read-only).
 
     Args:
         name: ``section.key``.
@@ -581,12 +581,8 @@ class EmotionNode(LifecycleNode):
         values["queue"] = str(self._queue.qsize())
         values["model"] = str(getattr(self._pipeline, "name", ""))
         values["backend"] = str(getattr(self._pipeline, "backend_name", ""))
-        windower = self._windower
-        stats = getattr(windower, "stats", None)
-        if callable(stats):
-            stats = stats()
-        if isinstance(stats, dict):
-            for k, v in stats.items():
+        if self._windower is not None:
+            for k, v in self._windower.stats.items():
                 values[f"windower.{k}"] = str(v)
         stream = getattr(self._pipeline, "streaming", None)
         if stream is not None:

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from synctva_ros.config import ConfigError, SyncTVAConfig, _coerce, load_config
+from synctva_ros.config import ConfigError, SyncTVAConfig, _coerce, load_config, parse_overrides
 
 __all__ = ["TrainingConfig", "load_training_config"]
 
@@ -51,7 +51,7 @@ class TrainingConfig:
         epochs: most epochs; patience: epochs without weighted-F1 improvement before stopping.
         lr, weight_decay: AdamW settings; grad_clip: max gradient norm (0 = off).
         batch_size: utterances per step; eval_batch_size: for validation.
-        seed: seeds python, numpy and torch; shuffling is derived from ``seed + epoch``.
+        seed: seeds python, numpy and torch; shuffling is derived from ``seed * 100003 + epoch``.
         modalities: branches trained (absent or uncached ones are inactive).
         device: torch device.
         num_threads: torch CPU threads (0 = library default).
@@ -136,16 +136,8 @@ def load_training_config(path: str | os.PathLike[str] | None = None,
     profile = data.pop("profile", "demo")
     flat: dict[str, Any] = {}
     if overrides:
-        items = overrides.items() if isinstance(overrides, Mapping) else []
-        if not isinstance(overrides, Mapping):
-            parsed = []
-            for item in overrides:
-                k, sep, raw = str(item).partition("=")
-                if not sep:
-                    raise ConfigError(f"override '{item}' is not key=value")
-                parsed.append((k.strip(), yaml.safe_load(raw) if raw.strip() else ""))
-            items = parsed
-        for k, v in items:
+        items = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+        for k, v in items.items():
             if k.startswith("training."):
                 tsec[k[len("training."):]] = v
             elif k == "profile":

@@ -17,7 +17,7 @@ model selection by weighted F1 on the validation split).
    is written after each epoch, so ``resume=True`` continues an interrupted run and ends with
    the same result as an uninterrupted one.
 
-Shuffling uses a generator seeded with ``seed + epoch``, so the order does not depend on
+Shuffling uses a generator seeded with ``seed * 100003 + epoch``, so the order does not depend on
 how many epochs ran in this process.
 """
 

@@ -228,8 +228,8 @@ def audio_to_float(data: Any, encoding: str, channels: int) -> np.ndarray:
     if enc not in _AUDIO:
         raise AudioDecodeError(f"unsupported audio encoding '{encoding}' (supported: {', '.join(_AUDIO)})")
     channels = int(channels)
-    if not 1 <= channels <= 32:
-        raise AudioDecodeError(f"channels must be in 1..32, got {channels}")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioDecodeError(f"channels must be in 1..{MAX_CHANNELS}, got {channels}")
     dtype, scale = _AUDIO[enc]
     buf = np.frombuffer(_as_bytes(data), dtype=np.uint8)
     frame = np.dtype(dtype).itemsize * channels

@@ -90,5 +90,5 @@ def test_wrong_format_and_missing_tensors(saved, tmp_path):
 
 def test_extra_tensor_prefix_enforced(tmp_path):
     model = SyncTVA(CFG, DIMS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="text_encoder."):
         save_checkpoint(tmp_path / "x", model, {}, {"other.w": torch.zeros(1)})

@@ -139,3 +139,4 @@ def test_tensorrt_engine_matches_torch(tmp_path, make_model) -> None:
     assert sw.name == "tensorrt"
     p = lambda x: np.exp(x) / np.exp(x).sum(1, keepdims=True)  # noqa: E731
     assert np.abs(p(lg) - p(lt)).max() < sw.tolerance
+    assert np.abs(np.asarray(cg) - np.asarray(ct)).max() < sw.tolerance  # modality contributions too

@@ -54,6 +54,7 @@ def test_latency_stats(caplog):
     assert s["n"] == 100 and s["p50"] == pytest.approx(np.percentile(x, 50)) and s["max"] == pytest.approx(0.1)
     assert s["p99"] > s["p90"] > s["p50"]
     assert latency_stats([]) == {"n": 0}
+    assert any("1 non-finite latency" in r.message for r in caplog.records)  # the NaN was reported
 
 
 def test_report_table_and_files(tmp_path):

@@ -22,6 +22,8 @@ def test_time_round_trip_to_the_nanosecond(t):
     msg = seconds_to_time(t)
     assert 0 <= msg.nanosec < 1_000_000_000
     assert abs(time_to_seconds(msg) - t) <= 1e-9 * max(1.0, abs(t)) * 4
+    # to the nanosecond, up to float64's own spacing at t (238 ns near 1.7e9 s)
+    assert msg.sec == int(t) and abs(time_to_seconds(msg) - t) <= max(1e-9, 2 * np.spacing(t))
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), 3e9])

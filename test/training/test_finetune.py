@@ -52,5 +52,6 @@ def test_finetune_trains_top_layers_and_saves_deltas(tiny_cache, tmp_path):
     from synctva_ros.training.data import UtteranceDataset
     from synctva_ros.training.train import evaluate_model
 
-    _, pred, _ = evaluate_model(model, UtteranceDataset(c.items, model.dims, 0, model.active))
+    _, pred, probs = evaluate_model(model, UtteranceDataset(c.items, model.dims, 0, model.active))
     assert pred.shape == (len(c.items),) and torch.isfinite(torch.as_tensor(pred)).all()
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1.0, atol=1e-5)  # the restored model runs

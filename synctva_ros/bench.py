@@ -48,7 +48,7 @@ import torch
 
 from .checkpoint import MANIFEST_FILE
 from .config import SyncTVAConfig, load_config
-from .windowing.window import TimedFrame, UtteranceWindow
+from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
 __all__ = ["main", "run_bench", "realistic_windows", "measure_peak_gflops", "BENCH_SCHEMA_KEYS"]
 
@@ -120,7 +120,7 @@ def _rss_mb() -> float:
 def _dev_checkpoint(directory: Path, cfg: SyncTVAConfig, extractors: dict, steps: int = 30) -> Path:
     """A checkpoint trained for a few seconds on random features (development stand-in, not a model)."""
     from .checkpoint import save_checkpoint
-    from .features.base import ModalityFeatures, UtteranceFeatures, collate
+    from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
     from .model.synctva import SyncTVA
 
     dims = {m: (extractors[m].dim if extractors.get(m) is not None else 8) for m in ("text", "audio", "visual")}
@@ -282,7 +282,7 @@ def _run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str
 def _flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .features.base import collate
+    from synctva_ros.core.batch import collate
 
     out: dict[str, Any] = {}
     feats, _ = pipe.extract(window)
@@ -309,7 +309,7 @@ def _flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
 
 
 def _fusion_only(pipe: Any, window: UtteranceWindow, backends: dict[str, Any], repeats: int) -> dict[str, float]:
-    from .features.base import collate
+    from synctva_ros.core.batch import collate
 
     feats, _ = pipe.extract(window)
     batch = collate([feats], pipe.dims, context_turns=pipe.context_turns,

@@ -42,7 +42,7 @@ from safetensors.torch import load_file, save_file
 
 from synctva_ros.config import ModelConfig
 from synctva_ros.model.synctva import SyncTVA
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["FORMAT", "WEIGHTS_FILE", "MANIFEST_FILE", "EXTRA_PREFIX", "CheckpointError", "save_checkpoint",
            "load_checkpoint", "read_manifest"]

@@ -10,7 +10,7 @@ offline predictions for the same window are the same by construction:
 
 A branch is *active* when the checkpoint trained it and its extractor can run here;
 inactive branches are treated as absent and reported so (never run on weights it
-was not trained with; DESIGN.md "Shape of the code").
+was not trained with: a random branch would only add noise).
 
 Streaming (``features.streaming``, default on): the pipeline owns a
 :class:`~synctva_ros.streaming.StreamingFeatureCache` (:attr:`EmotionPipeline.streaming`)
@@ -35,8 +35,10 @@ import torch
 
 from .config import SyncTVAConfig, resolve_path
 from .emotion import EmotionResult
-from .features.base import FeatureExtractor, UtteranceFeatures, collate
-from .windowing.window import MODALITIES, UtteranceWindow
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.core.batch import UtteranceFeatures, collate
+from synctva_ros.core.modalities import MODALITIES
+from synctva_ros.core.window import UtteranceWindow
 
 __all__ = ["EmotionPipeline"]
 

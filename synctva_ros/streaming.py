@@ -92,10 +92,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from .features.audio import as_float_mono, lld_frames
-from .features.base import FeatureExtractor, ModalityFeatures, UtteranceFeatures
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures
 from .features.opensmile_live import LiveOpenSmile, LiveOpenSmileError
 from .windowing.buffers import first_sample_at, grid_ceil
-from .windowing.window import UtteranceWindow
+from synctva_ros.core.window import UtteranceWindow
 
 __all__ = ["StreamingFeatureCache", "LEFT_CONTEXT_S", "RIGHT_CONTEXT_S", "AUDIO_MODES"]
 

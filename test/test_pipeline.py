@@ -11,7 +11,7 @@ from synctva_ros.bags.speech import render_speech
 from synctva_ros.checkpoint import CheckpointError
 from synctva_ros.config import load_config
 from synctva_ros.pipeline import EmotionPipeline
-from synctva_ros.windowing.window import TimedFrame, UtteranceWindow
+from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from synctva_ros.features.audio import OpenSmileAudio
 from synctva_ros.streaming import StreamingFeatureCache
-from synctva_ros.windowing.window import TimedFrame, UtteranceWindow
+from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
 SR = 16000
 

@@ -12,7 +12,7 @@ import abc
 
 import numpy as np
 
-from ..features.base import Batch
+from synctva_ros.core.batch import Batch
 
 __all__ = ["Backend", "BackendUnavailable", "MODEL_INPUTS"]
 

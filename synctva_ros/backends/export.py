@@ -1,7 +1,7 @@
 """ONNX export of the Sync-TVA fusion model and of the text and visual encoders.
 
 Exporter: ``torch.onnx.export`` at opset :data:`DEFAULT_OPSET` (>= 18; at opset 16/17 the
-graph exports but does not load, ENVIRONMENT.md). Two exporters are supported:
+graph exports but onnxruntime cannot load it, measured with the legacy exporter). Two exporters are supported:
 
 * ``"torchscript"`` (default): the tracing exporter. Exports the fusion model in about a
   second; the model's forward has no data-dependent Python control flow (masks are
@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..features.base import Batch
+from synctva_ros.core.batch import Batch
 from .base import MODEL_INPUTS
 from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha256, state_dict_sha256
 
@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "fusion_input_names",
 
 log = logging.getLogger(__name__)
 
-#: Lowest opset that exports *and* loads the graph-attention layers (ENVIRONMENT.md).
+#: Lowest opset that exports *and* loads the graph-attention layers (opset 16/17 exports but does not load).
 DEFAULT_OPSET = 18
 EXPORTERS = ("torchscript", "dynamo")
 FUSION_OUTPUTS = ("logits", "contributions")

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..features.base import Batch
+from synctva_ros.core.batch import Batch
 from .base import Backend, BackendUnavailable
 from .export import batch_to_feeds
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..features.base import Batch
+from synctva_ros.core.batch import Batch
 from .base import Backend
 
 __all__ = ["SwitchingBackend"]

@@ -29,7 +29,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..features.base import Batch, file_sha256
+from synctva_ros.core.batch import Batch
+from synctva_ros.core.hashing import file_sha256
 from .base import Backend, BackendUnavailable
 from .engine_cache import CachedArtifact, cache_root, cached_build
 

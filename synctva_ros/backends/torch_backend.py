@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..features.base import Batch
+from synctva_ros.core.batch import Batch
 from .base import Backend, BackendUnavailable
 
 __all__ = ["TorchBackend"]

@@ -5,7 +5,7 @@ in log-time order; custom types from the bag's own message definitions, falling
 back to :func:`synctva_ros.bags.types.get_synctva_typestore`).
 
 :func:`windows_from_bag` follows the node's procedure message by message: the
-message is converted with :mod:`synctva_ros.windowing.decode` and added to an
+message is converted with :mod:`synctva_ros.core.codecs` and added to an
 :class:`~synctva_ros.windowing.windower.UtteranceWindower`, then ``poll(now)``
 is called with ``now`` = the message's header stamp (for a ``std_msgs/String``
 transcript, which has no header, its log time: the node stamps it on arrival
@@ -25,9 +25,15 @@ from typing import Any, Iterator
 
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.config import TopicsConfig, WindowingConfig
-from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_chunk_to_float,
-                                          check_image_layout, image_to_rgb, stamp_to_seconds)
-from synctva_ros.windowing.window import UtteranceWindow
+from synctva_ros.core.codecs import (
+    AudioDecodeError,
+    ImageDecodeError,
+    audio_chunk_to_float,
+    check_image_layout,
+    image_to_rgb,
+    stamp_to_seconds,
+)
+from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.windowing.windower import UtteranceWindower
 
 __all__ = ["BagMessage", "GroundTruth", "read_bag", "ground_truth_from_bag", "windows_from_bag",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synctva_ros.windowing.decode import resample
+from synctva_ros.core.codecs import resample
 
 __all__ = ["EspeakNotFoundError", "espeak_binary", "voice_for", "render_speech"]
 

@@ -35,8 +35,9 @@ import numpy as np
 
 from synctva_ros.config import FeaturesConfig
 from synctva_ros.datasets.utterance import Utterance
-from synctva_ros.features.base import FeatureExtractor, ModalityFeatures, UtteranceFeatures
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["CACHE_FORMAT", "DEFAULT_DATA_DIR", "load_utterances", "dataset_classes", "cache_key",
            "cache_stem", "build_cache", "load_cache", "CachedSplit", "render_utterance", "speech_identity",

@@ -42,7 +42,7 @@ import numpy as np
 
 from synctva_ros.datasets.iemocap import IEMOCAP_CLASSES
 from synctva_ros.datasets.meld import MELD_CLASSES
-from synctva_ros.features.base import ModalityFeatures, UtteranceFeatures
+from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures
 
 __all__ = ["UnsafePickleError", "RestrictedUnpickler", "safe_load_pickle", "LAYOUTS", "PICKLE_LABELS",
            "read_feature_pickle", "detect_layout"]

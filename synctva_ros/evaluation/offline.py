@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import SyncTVAConfig
-from ..windowing.window import UtteranceWindow
+from synctva_ros.core.window import UtteranceWindow
 from .summary import summarise_predictions
 
 __all__ = ["evaluate", "dataset_windows", "is_bag"]

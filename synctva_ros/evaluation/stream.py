@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..config import WindowingConfig
-from ..windowing.window import UtteranceWindow
+from synctva_ros.core.window import UtteranceWindow
 from ..windowing.windower import StreamSink, UtteranceWindower
 
 __all__ = ["stream_windows", "NOISE_FLOOR"]

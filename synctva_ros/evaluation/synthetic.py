@@ -32,11 +32,11 @@ from sklearn.metrics import accuracy_score, f1_score
 from torch import Tensor, nn
 
 from synctva_ros.config import ModelConfig
-from synctva_ros.features.base import Batch, ModalityFeatures, UtteranceFeatures, collate
+from synctva_ros.core.batch import Batch, ModalityFeatures, UtteranceFeatures, collate
 from synctva_ros.model.attention import masked_mean
 from synctva_ros.model.losses import class_weights
 from synctva_ros.model.synctva import SyncTVA
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["MELD_TRAIN_COUNTS", "make_synthetic", "ConcatBaseline", "run_synthetic_benchmark"]
 

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from synctva_ros.features.base import FeatureExtractor, ModalityFeatures
-from synctva_ros.windowing.decode import resample
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.core.batch import ModalityFeatures
+from synctva_ros.core.codecs import resample
 
 __all__ = ["OpenSmileAudio", "AUDIO_LEVELS", "MIN_DURATION_S", "as_float_mono", "lld_frames"]
 
@@ -208,7 +209,7 @@ class OpenSmileAudio(FeatureExtractor):
         return ModalityFeatures(xs, ts)
 
     def __call__(self, window: Any) -> ModalityFeatures | None:
-        """Audio nodes of an :class:`~synctva_ros.windowing.window.UtteranceWindow`.
+        """Audio nodes of an :class:`~synctva_ros.core.window.UtteranceWindow`.
 
         Node times are relative to ``[window.start, window.end]`` (the audio may start at
         ``window.audio_start`` != ``window.start``).

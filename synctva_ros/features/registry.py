@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from synctva_ros.config import FeaturesConfig
 from synctva_ros.features.base import FeatureExtractor
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["build_extractors", "extractor_identities", "build_extractor"]
 

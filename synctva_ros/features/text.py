@@ -30,7 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from synctva_ros.features.base import FeatureExtractor, ModalityFeatures, file_sha256
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.core.batch import ModalityFeatures
+from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 
 __all__ = ["TextEncoder", "resolve_text_encoder", "MINILM_ALIASES"]
@@ -228,5 +230,5 @@ class TextEncoder(FeatureExtractor):
         return ModalityFeatures(tokens, self.token_times(tokens.shape[0])), sentence
 
     def __call__(self, window: Any) -> ModalityFeatures | None:
-        """Text nodes of an :class:`~synctva_ros.windowing.window.UtteranceWindow` (``None`` without transcript)."""
+        """Text nodes of an :class:`~synctva_ros.core.window.UtteranceWindow` (``None`` without transcript)."""
         return self.encode_window(window)[0]

@@ -25,7 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from synctva_ros.features.base import FeatureExtractor, ModalityFeatures, file_sha256
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.core.batch import ModalityFeatures
+from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 
 __all__ = ["ResNetVisual", "VisualWeightsUnavailable", "visual_weights_available", "sample_frames",
@@ -227,7 +229,7 @@ class ResNetVisual(FeatureExtractor):
         return self.model(x).float().cpu().numpy()
 
     def __call__(self, window: Any) -> ModalityFeatures | None:
-        """Visual nodes of an :class:`~synctva_ros.windowing.window.UtteranceWindow` (``None`` without frames)."""
+        """Visual nodes of an :class:`~synctva_ros.core.window.UtteranceWindow` (``None`` without frames)."""
         frames = list(window.frames)
         if not frames:
             return None

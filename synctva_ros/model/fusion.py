@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from synctva_ros.model.attention import MaskedMultiheadAttention, masked_softmax
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["GRAPHS", "SyncTVAFusion"]
 

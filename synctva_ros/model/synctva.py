@@ -36,11 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from synctva_ros.config import ModelConfig
-from synctva_ros.features.base import Batch
+from synctva_ros.core.batch import Batch
 from synctva_ros.model.fusion import GRAPHS, SyncTVAFusion
 from synctva_ros.model.graphs import CrossModalGraph
 from synctva_ros.model.msde import MSDE
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["SyncTVA"]
 

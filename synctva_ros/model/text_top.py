@@ -216,7 +216,7 @@ def _base_info(base: Any) -> tuple[dict[str, Any], str, Any]:
     if hasattr(base, "model") and hasattr(base, "identity"):  # a features.text.TextEncoder
         ident = base.identity()
         return base.model.config.to_dict(), str(ident["weights_sha256"]), base
-    from synctva_ros.features.base import file_sha256
+    from synctva_ros.core.hashing import file_sha256
     from synctva_ros.features.text import _weights_file, resolve_text_encoder
 
     resolved = resolve_text_encoder(str(base))

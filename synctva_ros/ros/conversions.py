@@ -1,7 +1,7 @@
 """Message <-> core conversions for the node (the only place that knows both sides).
 
 Decoding of pixels and samples is done by the ROS-free, pure functions of
-:mod:`synctva_ros.windowing.decode` (which honour ``step``, ``encoding`` and
+:mod:`synctva_ros.core.codecs` (which honour ``step``, ``encoding`` and
 ``is_bigendian``); this module only takes the fields out of the messages, checks
 what the message definitions promise (``msg/*.msg``), and builds the outgoing
 ``synctva_ros/EmotionState`` from an :class:`~synctva_ros.emotion.EmotionResult`.
@@ -25,10 +25,19 @@ from std_msgs.msg import Header
 
 from synctva_ros.emotion import EmotionResult
 from synctva_ros.msg import EmotionState
-from synctva_ros.windowing.decode import (MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioDecodeError,
-                                          ImageDecodeError, audio_chunk_to_float, check_image_layout, image_to_rgb,
-                                          seconds_to_stamp, stamp_to_seconds)
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.codecs import (
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AudioDecodeError,
+    ImageDecodeError,
+    audio_chunk_to_float,
+    check_image_layout,
+    image_to_rgb,
+    seconds_to_stamp,
+    stamp_to_seconds,
+)
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = [
     "InputError",
@@ -67,7 +76,7 @@ class InputError(ValueError):
 def time_to_seconds(stamp: Time) -> float:
     """``builtin_interfaces/Time`` -> float seconds (REP-103).
 
-    Delegates to :func:`synctva_ros.windowing.decode.stamp_to_seconds` so the node
+    Delegates to :func:`synctva_ros.core.codecs.stamp_to_seconds` so the node
     and the offline bag reader turn stamps into the same floats.
     """
     return float(stamp_to_seconds(stamp))
@@ -96,7 +105,7 @@ def image_msg_stamp(msg) -> float:
     frame is still rejected and counted like one that is decoded.
 
     Raises:
-        InputError(kind="bad_image"): what :func:`~synctva_ros.windowing.decode.check_image_layout` rejects.
+        InputError(kind="bad_image"): what :func:`~synctva_ros.core.codecs.check_image_layout` rejects.
     """
     try:
         check_image_layout(int(msg.height), int(msg.width), str(msg.encoding), int(msg.step), msg.data)
@@ -110,7 +119,7 @@ def image_msg_to_rgb(msg) -> tuple[float, np.ndarray]:
 
     Raises:
         InputError(kind="bad_image"): unknown encoding, wrong ``step``, size mismatch
-            (anything :func:`~synctva_ros.windowing.decode.image_to_rgb` rejects).
+            (anything :func:`~synctva_ros.core.codecs.image_to_rgb` rejects).
     """
     try:
         rgb = image_to_rgb(int(msg.height), int(msg.width), str(msg.encoding), bool(msg.is_bigendian),
@@ -205,7 +214,7 @@ def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = ""
     """:class:`~synctva_ros.emotion.EmotionResult` -> ``synctva_ros/EmotionState``.
 
     ``header.stamp`` = window end (sensor time); the modality arrays follow
-    :data:`~synctva_ros.windowing.window.MODALITIES` (text, audio, visual); a modality
+    :data:`~synctva_ros.core.modalities.MODALITIES` (text, audio, visual); a modality
     missing from a result's dicts counts as absent/inactive with contribution 0.
 
     Raises:

@@ -1,6 +1,6 @@
 """Replay a rosbag2 bag onto live ROS 2 topics with its original timing (no ``ros2 bag`` needed).
 
-``rosbag2_py`` and ``ros2 bag`` cannot be installed here (see ENVIRONMENT.md);
+``rosbag2_py`` and ``ros2 bag`` cannot be installed from PyPI (they come only with a ROS 2 install);
 this player reads the bag with rosbags 0.11 and publishes each message's raw
 CDR bytes (``Publisher.publish(bytes)``) on its topic, so nothing is decoded
 and the message arrives byte-for-byte as recorded. Timing follows the bag's

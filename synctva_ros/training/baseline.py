@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from synctva_ros.features.base import UtteranceFeatures
+from synctva_ros.core.batch import UtteranceFeatures
 
 __all__ = ["sentence_matrix", "logreg_baseline", "run_baselines", "baseline_report"]
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from synctva_ros.features.base import Batch, UtteranceFeatures, collate
+from synctva_ros.core.batch import Batch, UtteranceFeatures, collate
 
 __all__ = ["dialogue_contexts", "UtteranceDataset", "make_loader", "class_counts"]
 

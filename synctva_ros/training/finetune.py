@@ -32,7 +32,7 @@ import torch
 
 from synctva_ros.config import FeaturesConfig, SyncTVAConfig
 from synctva_ros.training.config import TrainingConfig
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["build_text_layer_cache", "finetune"]
 

@@ -40,7 +40,7 @@ import torch
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.training.config import TrainingConfig, load_training_config
 from synctva_ros.training.data import UtteranceDataset, class_counts, make_loader
-from synctva_ros.windowing.window import MODALITIES
+from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["train", "seed_everything", "evaluate_model", "load_split_cache", "RESUME_FILE", "main"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synctva_ros.windowing.window import TimedFrame
+from synctva_ros.core.window import TimedFrame
 
 __all__ = ["FrameBuffer", "AudioBuffer", "AudioChunk", "AudioRange", "SAMPLE_EPS", "grid_floor", "grid_ceil",
            "first_sample_at"]

@@ -52,7 +52,7 @@ Rules
    ``synctva_ros.windowing``.
 8. **Sample rate.** Audio at another rate than the windower's is resampled
    with ``scipy.signal.resample_poly`` (``resampled_audio``), see
-   :func:`synctva_ros.windowing.decode.resample`.
+   :func:`synctva_ros.core.codecs.resample`.
 9. **Voice activity.** With ``vad_enabled``, all audio also feeds a WebRTC VAD
    (:mod:`synctva_ros.windowing.vad`). When no transcript has been seen for
    ``stt_timeout_s`` (or ever) at the end of a speech segment, the segment
@@ -80,9 +80,9 @@ import numpy as np
 
 from synctva_ros.config import WindowingConfig
 from synctva_ros.windowing.buffers import AudioBuffer, FrameBuffer, grid_floor
-from synctva_ros.windowing.decode import resample
+from synctva_ros.core.codecs import resample
 from synctva_ros.windowing.vad import VAD_SAMPLE_RATES, VoiceActivitySegmenter
-from synctva_ros.windowing.window import TimedFrame, UtteranceWindow
+from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
 __all__ = ["UtteranceWindower", "StreamSink", "STAT_KEYS"]
 

@@ -7,7 +7,7 @@ import pytest
 
 from synctva_ros.backends import BackendUnavailable, create_backend
 from synctva_ros.config import RuntimeConfig
-from synctva_ros.features.base import ModalityFeatures, UtteranceFeatures, collate
+from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
 
 
 def _utt(rng: np.random.Generator, dims: dict, present: tuple[str, ...]) -> UtteranceFeatures:

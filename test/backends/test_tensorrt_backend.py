@@ -15,7 +15,7 @@ from synctva_ros.backends.switching import SwitchingBackend
 from synctva_ros.backends.tensorrt_backend import engine_parts, profile_shapes, tensorrt_available
 from synctva_ros.backends.torch_backend import TorchBackend
 from synctva_ros.config import RuntimeConfig
-from synctva_ros.features.base import Batch
+from synctva_ros.core.batch import Batch
 
 
 def _batch(model, b: int = 2) -> Batch:

@@ -14,7 +14,7 @@ from synctva_ros.bags.make_bag import (EPOCH_NS, MELD_CLASS_NAMES, TOPIC_AUDIO, 
                                        TOPIC_TRANSCRIPT, make_bag, parse_meld_time, read_meld_csv)
 from synctva_ros.bags.reader import ground_truth_from_bag, read_bag, windows_from_bag
 from synctva_ros.config import WindowingConfig
-from synctva_ros.windowing.decode import audio_to_float, image_to_rgb, stamp_to_seconds
+from synctva_ros.core.codecs import audio_to_float, image_to_rgb, stamp_to_seconds
 from synctva_ros.windowing.windower import UtteranceWindower
 
 _SHARED_DEV = Path(os.environ.get("SYNCTVA_DATA", "/work/shared/data")) / "meld" / "dev_sent_emo.csv"

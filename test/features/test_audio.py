@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from synctva_ros.features.audio import MIN_DURATION_S, OpenSmileAudio
-from synctva_ros.windowing.decode import resample
-from synctva_ros.windowing.window import UtteranceWindow
+from synctva_ros.core.codecs import resample
+from synctva_ros.core.window import UtteranceWindow
 
 
 def _tone(seconds: float, sr: int = 16000, f0: float = 180.0) -> np.ndarray:

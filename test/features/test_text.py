@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from synctva_ros.features.text import TextEncoder, resolve_text_encoder
-from synctva_ros.windowing.window import UtteranceWindow
+from synctva_ros.core.window import UtteranceWindow
 
 
 def test_tiny_encoder_nodes_exclude_special_tokens(tiny_bert):

@@ -7,7 +7,7 @@ import torch
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 from synctva_ros.features.visual import (FaceCropper, ResNetVisual, VisualWeightsUnavailable, sample_frames,
                                          visual_weights_available)
-from synctva_ros.windowing.window import TimedFrame, UtteranceWindow
+from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
 
 @pytest.fixture(scope="module")

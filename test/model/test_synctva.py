@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from synctva_ros.config import ModelConfig
-from synctva_ros.features.base import ModalityFeatures, UtteranceFeatures, collate
+from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
 from synctva_ros.model.synctva import SyncTVA
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from synctva_ros.datasets.cache import find_cache, load_cache
-from synctva_ros.features.base import UtteranceFeatures
+from synctva_ros.core.batch import UtteranceFeatures
 from synctva_ros.training.baseline import logreg_baseline, run_baselines, sentence_matrix
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synctva_ros.features.base import ModalityFeatures, UtteranceFeatures
+from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures
 from synctva_ros.training.data import UtteranceDataset, class_counts, dialogue_contexts
 
 

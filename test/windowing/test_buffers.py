@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synctva_ros.windowing.buffers import AudioBuffer, FrameBuffer
-from synctva_ros.windowing.window import TimedFrame
+from synctva_ros.core.window import TimedFrame
 
 IMG = np.zeros((2, 2, 3), np.uint8)
 

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from synctva_ros.windowing.decode import (AudioDecodeError, ImageDecodeError, audio_to_float, image_to_rgb,
-                                          resample, seconds_to_stamp, stamp_to_seconds)
+from synctva_ros.core.codecs import (
+    AudioDecodeError,
+    ImageDecodeError,
+    audio_to_float,
+    image_to_rgb,
+    resample,
+    seconds_to_stamp,
+    stamp_to_seconds,
+)
 
 RGB = np.ascontiguousarray(astronaut()[::8, ::8])  # (64, 64, 3) real photograph
 
@@ -108,7 +115,7 @@ def test_resample_length_and_tone():
 
 
 def test_audio_chunk_out_of_spec_rate_or_channels_is_rejected():
-    from synctva_ros.windowing.decode import AudioDecodeError, audio_chunk_to_float
+    from synctva_ros.core.codecs import AudioDecodeError, audio_chunk_to_float
 
     data = np.zeros(64, np.int16).tobytes()
     assert audio_chunk_to_float(16000, 1, "S16LE", data).shape == (64,)
@@ -127,7 +134,7 @@ def test_audio_chunk_out_of_spec_rate_or_channels_is_rejected():
 ])
 def test_layout_check_rejects_what_the_decoder_rejects(kw, msg):
     """check_image_layout (used for frames that are thinned, never decoded) agrees with image_to_rgb."""
-    from synctva_ros.windowing.decode import check_image_layout
+    from synctva_ros.core.codecs import check_image_layout
 
     args = dict(height=4, width=4, encoding="rgb8", is_bigendian=0, step=12, data=b"\0" * 48)
     args.update(kw)
@@ -138,7 +145,7 @@ def test_layout_check_rejects_what_the_decoder_rejects(kw, msg):
 
 
 def test_layout_check_passes_valid_payloads():
-    from synctva_ros.windowing.decode import check_image_layout
+    from synctva_ros.core.codecs import check_image_layout
 
     assert check_image_layout(4, 4, "RGB8", 12, np.zeros(48, np.uint8)) == "rgb8"
     assert check_image_layout(4, 4, "mono16", 8, np.zeros(16, np.uint16)) == "mono16"  # 32 bytes

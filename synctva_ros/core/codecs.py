@@ -2,7 +2,7 @@
 
 Pure functions over plain attributes, so they work on rclpy messages and on
 ``rosbags`` dataclasses alike (both use the ROS field names). They replace
-``cv_bridge`` (not installable here, see ENVIRONMENT.md) for the encodings a
+``cv_bridge`` (not installable on every target) for the encodings a
 camera driver publishes, honouring ``step`` (row padding) and ``is_bigendian``
 as ``sensor_msgs/Image`` specifies (REP-118 / sensor_msgs image_encodings.hpp).
 

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TimedFrame", "UtteranceWindow", "MODALITIES"]
-
-#: Modality order used everywhere (masks, contributions, EmotionState arrays).
-MODALITIES: tuple[str, str, str] = ("text", "audio", "visual")
+__all__ = ["TimedFrame", "UtteranceWindow"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class UtteranceWindow:
 
     @property
     def present(self) -> dict[str, bool]:
-        """Which modalities carry data, keyed by :data:`MODALITIES`."""
+        """Which modalities carry data, keyed by :data:`~synctva_ros.core.modalities.MODALITIES`."""
         return {
             "text": bool(self.transcript and self.transcript.strip()),
             "audio": self.audio.size > 0,

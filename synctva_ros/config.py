@@ -52,7 +52,8 @@ def _f(default: Any, description: str, *, range: tuple[float, float] | None = No
 
 @dataclass
 class TopicsConfig:
-    """Topic names (relative names, so a launch namespace applies: design.ros2.org "Topic and Service name mapping to DDS") and QoS."""
+    """Topic names and QoS; names are relative, so a launch namespace applies (design.ros2.org,
+    "Topic and Service name mapping to DDS")."""
 
     image: str = _f("camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True)
     audio: str = _f("audio", "Microphone topic (synctva_ros/AudioChunk).", read_only=True)
@@ -303,12 +304,13 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
 
 # --------------------------------------------------------------------- paths
 def package_root() -> Path:
-    """Directory that holds ``config/`` and ``models/``.
+    """Directory that holds ``config/`` and ``models/``, searched in this order.
 
-    Searched in order: ``$SYNCTVA_HOME``; the ament share directory
-    (``<prefix>/share/synctva_ros``, where colcon installs config/models); the
-    source checkout (parent of this package). Raises nothing: returns the
-    checkout path as the last resort.
+    ``$SYNCTVA_HOME`` when set and non-empty (returned as given, unchecked); the parent of this
+    package's directory (the source checkout) if it has ``config/profiles/``;
+    ``<sys.prefix>/share/synctva_ros`` if it has ``config/profiles/``; ``<prefix>/share/synctva_ros``
+    (where colcon installs config/models) for each ``<prefix>`` of ``$AMENT_PREFIX_PATH`` if it has
+    ``config/``. Raises nothing: the parent of this package's directory is the last resort.
     """
     env = os.environ.get("SYNCTVA_HOME")
     if env:

@@ -82,7 +82,7 @@ class EmotionPipeline:
                     if trained[m]}
         self.model, self.manifest = load_checkpoint(ckpt_dir, expected_extractors=expected)
         if getattr(self.model, "text_top_layers", 0) and "text" in self.extractors:
-            from .model.text_top import restore_text_top  # fine-tuned top layers = base encoder + deltas
+            from .checkpoint import restore_text_top  # fine-tuned top layers = base encoder + deltas
 
             restore_text_top(self.model, self.manifest, self.extractors["text"])
         self.model.eval()
@@ -91,7 +91,7 @@ class EmotionPipeline:
         self.dims: dict[str, int] = dict(self.manifest["dims"])
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
-        self.backend = create_backend(cfg.runtime, self.model, self.manifest, ckpt_dir)
+        self.backend = create_backend(cfg.runtime, self.model, self.manifest)
         #: Streaming feature cache of the active audio/visual branches (``None`` when off or none active).
         self.streaming = None
         streamed = {m: self.extractors[m] for m in ("audio", "visual") if self.active[m]}

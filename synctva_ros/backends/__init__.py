@@ -11,10 +11,14 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from .base import MODEL_INPUTS, Backend, BackendUnavailable
+from .export import cached_fusion_onnx, fusion_input_names
+from .onnx_backend import OnnxRuntimeBackend
+from .switching import SwitchingBackend
+from .tensorrt_backend import TensorRTBackend, profile_shapes, require_tensorrt
+from .torch_backend import TorchBackend
 
 __all__ = ["Backend", "BackendUnavailable", "MODEL_INPUTS", "create_backend", "BACKENDS"]
 
@@ -33,7 +37,7 @@ def _max_nodes(manifest: dict) -> dict[str, int]:
     return {"text": int(text), "audio": int(audio), "visual": int(visual)}
 
 
-def create_backend(runtime: Any, model: Any, manifest: dict, checkpoint_dir: Path | None = None) -> Backend:
+def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
     """Backend named by ``runtime.backend`` for a loaded model.
 
     Args:
@@ -41,7 +45,6 @@ def create_backend(runtime: Any, model: Any, manifest: dict, checkpoint_dir: Pat
         model: the loaded ``SyncTVA`` (torch backend, and the source of ONNX export).
         manifest: the checkpoint manifest (part of the export/engine cache keys; its extractor
             identities give the TensorRT profile's max node counts).
-        checkpoint_dir: checkpoint directory (unused by the current backends; kept for the interface).
 
     Raises:
         BackendUnavailable: the backend cannot start; the message says why and names an alternative
@@ -49,31 +52,19 @@ def create_backend(runtime: Any, model: Any, manifest: dict, checkpoint_dir: Pat
     """
     name = runtime.backend
     if name == "torch":
-        from .torch_backend import TorchBackend
-
         return TorchBackend(model, device=runtime.device, precision=runtime.precision)
     if name == "onnxruntime":
-        from .onnx_backend import OnnxRuntimeBackend
-
         return OnnxRuntimeBackend.from_model(model, manifest, runtime)
     if name == "tensorrt":
-        from .export import cached_fusion_onnx, fusion_input_names
-        from .switching import SwitchingBackend
-        from .tensorrt_backend import TensorRTBackend, profile_shapes, require_tensorrt
-
         require_tensorrt()  # raises BackendUnavailable with the alternative
         precision = runtime.precision
         onnx_path = cached_fusion_onnx(model, manifest, cache_dir=runtime.cache_dir or None)
         shapes = profile_shapes(fusion_input_names(model), model.dims, _max_nodes(manifest),
                                 int(model.cfg.context_turns))
         try:
-            from .onnx_backend import OnnxRuntimeBackend
-
             fallback: Backend = OnnxRuntimeBackend(onnx_path, device=runtime.device, threads=runtime.threads)
         except BackendUnavailable as exc:
             log.warning("onnxruntime unavailable as the TensorRT warm-up fallback (%s); using torch", exc)
-            from .torch_backend import TorchBackend
-
             fallback = TorchBackend(model, device=runtime.device, precision="fp32")
         device = runtime.device if str(runtime.device).startswith("cuda") else "cuda"
         return SwitchingBackend(

@@ -1,6 +1,6 @@
 """The inference-backend interface: runs the Sync-TVA fusion model on a padded batch.
 
-Every backend (torch, onnxruntime, tensorrt) takes a :class:`~synctva_ros.features.base.Batch`
+Every backend (torch, onnxruntime, tensorrt) takes a :class:`~synctva_ros.core.batch.Batch`
 and returns logits ``(B, C)`` and modality contributions ``(B, 3)`` as numpy arrays.
 A backend must not change predictions beyond the tolerance it states in ``tolerance``
 (max absolute difference of probabilities against torch fp32).

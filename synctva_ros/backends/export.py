@@ -16,7 +16,7 @@ counts N_m), ``n_context`` (K), ``tokens`` (text-encoder sequence length) and ``
 (the context inputs only when the model has ``context_turns > 0``); outputs are
 ``logits`` ``(B, C)`` and ``contributions`` ``(B, 3)``.
 
-Exported files are cached (:mod:`~synctva_ros.backends.engine_cache`) under a key of the
+The exported fusion graph is cached (:mod:`~synctva_ros.backends.engine_cache`) under a key of the
 weights hash, the checkpoint manifest, the exporter, the opset and the torch version.
 """
 
@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from torch.export import Dim
 
 from synctva_ros.core.batch import Batch
 from .base import MODEL_INPUTS
@@ -37,7 +38,7 @@ from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha
 
 __all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "fusion_input_names", "example_fusion_inputs",
            "batch_to_feeds", "export_fusion", "export_text_encoder", "export_visual_encoder",
-           "cached_fusion_onnx", "cached_text_encoder_onnx", "cached_visual_encoder_onnx", "ExportError"]
+           "cached_fusion_onnx", "ExportError"]
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
             if exporter == "dynamo":
-                from torch.export import Dim
-
                 dims: dict[str, Any] = {}
                 shapes: dict[str, dict[int, Any]] = {}
                 for name, axes in dynamic_axes.items():
@@ -246,22 +245,4 @@ def cached_fusion_onnx(model: torch.nn.Module, manifest: Mapping[str, Any] | Non
                    inputs=fusion_input_names(model))
     art = CachedArtifact(cache_root(cache_dir), "onnx", "fusion", "onnx", parts)
     path, _ = cached_build(art, lambda p: export_fusion(model, p, opset, exporter))
-    return path
-
-
-def cached_text_encoder_onnx(hf_model: torch.nn.Module, cache_dir: str | Path | None = None,
-                             opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
-    """Cached :func:`export_text_encoder` (key: weights hash, architecture class, exporter, opset, torch)."""
-    parts = _parts("text_encoder", hf_model, opset, exporter, architecture=type(hf_model).__name__)
-    art = CachedArtifact(cache_root(cache_dir), "onnx", "text_encoder", "onnx", parts)
-    path, _ = cached_build(art, lambda p: export_text_encoder(hf_model, p, opset, exporter))
-    return path
-
-
-def cached_visual_encoder_onnx(trunk: torch.nn.Module, image_size: int = 224, cache_dir: str | Path | None = None,
-                               opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
-    """Cached :func:`export_visual_encoder` (key: weights hash, image size, exporter, opset, torch)."""
-    parts = _parts("visual_encoder", trunk, opset, exporter, image_size=int(image_size))
-    art = CachedArtifact(cache_root(cache_dir), "onnx", "visual_encoder", "onnx", parts)
-    path, _ = cached_build(art, lambda p: export_visual_encoder(trunk, p, image_size, opset, exporter))
     return path

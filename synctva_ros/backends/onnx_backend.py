@@ -19,7 +19,7 @@ import numpy as np
 
 from synctva_ros.core.batch import Batch
 from .base import Backend, BackendUnavailable
-from .export import batch_to_feeds
+from .export import ExportError, batch_to_feeds, cached_fusion_onnx
 
 __all__ = ["OnnxRuntimeBackend", "ort_session", "ort_providers"]
 
@@ -33,7 +33,7 @@ def ort_providers(device: str = "cpu") -> list[Any]:
         BackendUnavailable: onnxruntime is not installed.
     """
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred: optional dependency, ~0.5 s to import; missing -> BackendUnavailable
     except ImportError as exc:
         raise BackendUnavailable("onnxruntime not installed: pip install onnxruntime, or use backend torch") from exc
     if device.startswith("cuda"):
@@ -52,7 +52,7 @@ def ort_session(path: str | Path, device: str = "cpu", threads: int = 0) -> Any:
         BackendUnavailable: onnxruntime missing, or the file cannot be loaded (the message says why).
     """
     providers = ort_providers(device)
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: optional dependency (ort_providers has checked it imports)
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -107,8 +107,6 @@ class OnnxRuntimeBackend(Backend):
             BackendUnavailable: onnxruntime missing, export failed, or the file does not load.
         """
         ort_providers("cpu")  # fail early, with the install hint, when onnxruntime is missing
-        from .export import ExportError, cached_fusion_onnx
-
         try:
             path = cached_fusion_onnx(model, manifest, cache_dir=runtime.cache_dir or None)
         except ExportError as exc:

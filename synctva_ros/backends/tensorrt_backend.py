@@ -46,7 +46,7 @@ _WORKSPACE_BYTES = 1 << 30
 def tensorrt_available() -> tuple[bool, str]:
     """``(True, version)`` when ``tensorrt`` imports and a CUDA GPU is visible, else ``(False, reason)``."""
     try:
-        import tensorrt as trt  # noqa: F401
+        import tensorrt as trt  # noqa: F401  (deferred: optional, CUDA-only; absent on most machines)
     except ImportError as exc:
         return False, f"tensorrt not installed ({exc.__class__.__name__}: {exc})"
     if not torch.cuda.is_available():
@@ -64,7 +64,7 @@ def require_tensorrt() -> Any:
     ok, why = tensorrt_available()
     if not ok:
         raise BackendUnavailable(f"{why}: use backend onnxruntime or torch")
-    import tensorrt as trt
+    import tensorrt as trt  # deferred: optional, CUDA-only (tensorrt_available has checked it imports)
 
     return trt
 

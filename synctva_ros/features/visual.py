@@ -92,7 +92,7 @@ class FaceCropper:
     """
 
     def __init__(self, margin: float = 0.25, min_size: int = 24) -> None:
-        import cv2
+        import cv2  # deferred: OpenCV is needed only with features.face_crop and a visual branch (~0.5 s to import)
 
         if not hasattr(cv2, "CascadeClassifier"):
             raise RuntimeError(f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved the Haar "
@@ -108,7 +108,7 @@ class FaceCropper:
 
     def box(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
         """``(x0, y0, x1, y1)`` pixel box of the largest face plus margin, clipped to the image, or None."""
-        import cv2
+        import cv2  # deferred: see __init__ (already imported there, so free here)
 
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         faces = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
@@ -130,7 +130,7 @@ class FaceCropper:
 
 def _to_input(image: np.ndarray, size: int) -> np.ndarray:
     """Resize the shorter side to ``size``, centre-crop ``size``², ImageNet-normalise -> ``(3, size, size)``."""
-    import cv2
+    import cv2  # deferred: OpenCV is needed only when a visual branch runs (~0.5 s to import)
 
     h, w = image.shape[:2]
     s = size / min(h, w)
@@ -176,7 +176,7 @@ class ResNetVisual(FeatureExtractor):
         if not encoder.startswith("resnet") and not encoder.startswith("wide_resnet"):
             raise ValueError(f"visual encoder must be a torchvision ResNet, got '{encoder}'")
         ensure_torchvision()
-        import torchvision
+        import torchvision  # deferred: must follow ensure_torchvision() (CPU torch next to a CUDA torchvision)
 
         factory = getattr(torchvision.models, encoder, None)
         if factory is None:

@@ -21,7 +21,8 @@ Robot-specific additions (documented choices, not in the paper):
   nodes are the encoder's layer-``features.text_layer`` states and the model runs the encoder's
   next K layers on them (:mod:`~synctva_ros.model.text_top`) before MSDE. The layers are
   attached with :meth:`SyncTVA.attach_text_top` (from the pretrained encoder for training, from
-  checkpoint deltas for inference); until then ``forward`` refuses to run the text branch.
+  checkpoint deltas for inference: both in :mod:`synctva_ros.checkpoint`, the model reads no
+  weights); until then ``forward`` refuses to run the text branch.
 
 ``forward`` takes positional tensors so that it exports to ONNX (opset >= 18) with
 dynamic batch and node axes.
@@ -146,7 +147,7 @@ class SyncTVA(nn.Module):
             if self.text_top is None:
                 raise RuntimeError(
                     f"this model fine-tunes the text encoder's top {self.text_top_layers} layers but none are "
-                    "attached: load them with synctva_ros.model.text_top.restore_text_top (checkpoint deltas + "
+                    "attached: load them with synctva_ros.checkpoint.restore_text_top (checkpoint deltas + "
                     "base encoder) or build_text_top (training)")
             text = self.text_top(text, text_mask)
         xs = {"text": text, "audio": audio, "visual": visual}
@@ -176,6 +177,6 @@ class SyncTVA(nn.Module):
         return logits, contributions
 
     def forward_batch(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """:meth:`forward` on a :class:`~synctva_ros.features.base.Batch` (context used when present)."""
+        """:meth:`forward` on a :class:`~synctva_ros.core.batch.Batch` (context used when present)."""
         return self(batch.text, batch.text_mask, batch.text_time, batch.audio, batch.audio_mask, batch.audio_time,
                     batch.visual, batch.visual_mask, batch.visual_time, batch.context, batch.context_mask)

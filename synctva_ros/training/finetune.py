@@ -10,9 +10,9 @@ Two steps:
    finds it for the configured extractors.
 2. :func:`finetune`: the training loop of :func:`~synctva_ros.training.train.train` (same
    seeding, loss, metrics, model selection by validation weighted F1) with the top layers built
-   from the pretrained encoder (:func:`~synctva_ros.model.text_top.build_text_top`) and trained
+   from the pretrained encoder (:func:`~synctva_ros.checkpoint.text_top_base.build_text_top`) and trained
    with their own, lower learning rate; the checkpoint stores them as deltas
-   (:func:`~synctva_ros.model.text_top.save_text_top_checkpoint`). With ``text_top_layers = 0``
+   (:func:`~synctva_ros.checkpoint.text_top_deltas.save_text_top_checkpoint`). With ``text_top_layers = 0``
    it trains the frozen-encoder model the same way (for comparisons).
 """
 
@@ -130,7 +130,7 @@ def finetune(tcfg: TrainingConfig, cfg: SyncTVAConfig, encoder_lr: float = 3e-5,
     from synctva_ros.features.text import TextEncoder
     from synctva_ros.model.losses import build_loss
     from synctva_ros.model.synctva import SyncTVA
-    from synctva_ros.model.text_top import build_text_top, save_text_top_checkpoint
+    from synctva_ros.checkpoint import build_text_top, save_text_top_checkpoint
     from synctva_ros.training.train import evaluate_model, seed_everything, train_one_epoch
 
     tcfg.validate()

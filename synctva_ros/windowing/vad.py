@@ -61,7 +61,7 @@ class VoiceActivitySegmenter:
             raise ValueError(f"WebRTC VAD needs frame_ms in {VAD_FRAME_MS}, got {frame_ms}")
         if not 0 <= int(aggressiveness) <= 3:
             raise ValueError(f"aggressiveness must be 0..3, got {aggressiveness}")
-        import webrtcvad
+        import webrtcvad  # deferred: optional C extension (webrtcvad-wheels), needed only when the VAD runs
 
         self.sample_rate = int(sample_rate)
         self.frame_ms = int(frame_ms)

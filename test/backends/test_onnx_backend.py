@@ -28,8 +28,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def test_onnxruntime_backend_matches_torch(tmp_path, make_model, context_turns: int) -> None:
     model = make_model(context_turns)
     rt = RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=1)
-    ort_b = create_backend(rt, model, {"name": "t"}, tmp_path)
-    torch_b = create_backend(RuntimeConfig(backend="torch"), model, {"name": "t"}, tmp_path)
+    ort_b = create_backend(rt, model, {"name": "t"})
+    torch_b = create_backend(RuntimeConfig(backend="torch"), model, {"name": "t"})
     assert ort_b.name == "onnxruntime" and ort_b.tolerance == 1e-4
     rng = np.random.default_rng(0)
     items = [_utt(rng, model.dims, p) for p in [("text", "audio", "visual"), ("audio",), (), ("text", "visual")]]
@@ -43,11 +43,11 @@ def test_onnxruntime_backend_matches_torch(tmp_path, make_model, context_turns: 
     assert np.all(co[2] == 0)  # the row with no modality
 
 
-def test_unknown_backend_and_cuda_without_gpu(tmp_path, make_model) -> None:
+def test_unknown_backend_and_cuda_without_gpu(make_model) -> None:
     import torch
 
     with pytest.raises(BackendUnavailable, match="use one of"):
-        create_backend(type("R", (), {"backend": "nope"})(), make_model(), {}, tmp_path)
+        create_backend(type("R", (), {"backend": "nope"})(), make_model(), {})
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailable, match="cpu"):
-            create_backend(RuntimeConfig(backend="torch", device="cuda"), make_model(), {}, tmp_path)
+            create_backend(RuntimeConfig(backend="torch", device="cuda"), make_model(), {})

@@ -1,21 +1,23 @@
-"""Fine-tuned text-encoder top layers: equivalence with the real encoder, checkpoint deltas, refusal, export."""
+"""Text-encoder top layers (model/text_top.py): equivalence with the real encoder, gradients, attaching, export.
+
+The layers get their pretrained weights from the checkpoint package (``build_text_top``), as in training;
+saving and restoring fine-tuned deltas is tested in ``test/checkpoint/test_text_top_deltas.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from synctva_ros.checkpoint import CheckpointError, load_checkpoint
+from synctva_ros.checkpoint import build_text_top
 from synctva_ros.config import ModelConfig
 from synctva_ros.model.synctva import SyncTVA
-from synctva_ros.model.text_top import (TextTopLayers, build_text_top, load_text_top_checkpoint,
-                                        restore_text_top, save_text_top_checkpoint)
+from synctva_ros.model.text_top import TextTopLayers
 
 TEXTS = ["Oh my god, I can't believe you did that!", "You must've had your hands full.", "Okay."]
 
@@ -94,58 +96,6 @@ def _finetuned_model(bert: Path) -> SyncTVA:
     return model.eval()
 
 
-@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.float16, 1e-3)])
-def test_delta_round_trip_reproduces_outputs(bert, tmp_path, dtype, atol):
-    from safetensors import safe_open
-
-    model = _finetuned_model(bert)
-    inp = _inputs()
-    with torch.no_grad():
-        ref = model(*inp)
-    d = save_text_top_checkpoint(tmp_path / "ck", model, {"name": "t"}, dtype=dtype)
-    assert model.text_top is not None  # re-attached after saving
-    with safe_open(str(d / "model.safetensors"), "pt") as fh:
-        keys = list(fh.keys())
-        delta = fh.get_tensor("text_encoder.encoder.layer.2.output.dense.weight")
-    assert not any(k.startswith("text_top.") for k in keys)
-    assert "text_encoder.top.special" in keys and delta.dtype == dtype
-    loaded, man = load_text_top_checkpoint(d, base=str(bert))
-    assert man["text_top"]["base"]["weights_sha256"] == model.text_top.base["weights_sha256"]
-    with torch.no_grad():
-        got = loaded(*inp)
-    for g, r in zip(got, ref):
-        assert torch.allclose(g, r, atol=atol)
-    base_w = build_text_top(str(bert), 1, 2).hf_state()["encoder.layer.2.output.dense.weight"]
-    assert not torch.allclose(loaded.text_top.hf_state()["encoder.layer.2.output.dense.weight"], base_w)
-
-
-def test_model_without_restored_layers_refuses_to_run(bert, tmp_path):
-    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
-    model, _ = load_checkpoint(d)
-    with pytest.raises(RuntimeError, match="restore_text_top"):
-        model(*_inputs())
-    # without the text branch the top layers are not needed
-    cfg_off = SyncTVA(CFG, DIMS, {"text": False}).eval()
-    assert torch.isfinite(cfg_off(*_inputs())[0]).all()
-
-
-def test_refuses_a_base_encoder_with_another_hash(bert, tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
-    other = tmp_path / "other_bert"
-    shutil.copytree(bert, other)
-    w = load_file(str(other / "model.safetensors"))
-    w["encoder.layer.2.output.dense.weight"] = w["encoder.layer.2.output.dense.weight"] + 0.01
-    save_file(w, str(other / "model.safetensors"), metadata={"format": "pt"})
-    model, man = load_checkpoint(d)
-    with pytest.raises(CheckpointError, match="sha256"):
-        restore_text_top(model, man, str(other))
-    man.pop("text_top")
-    with pytest.raises(CheckpointError, match="text_top"):
-        restore_text_top(model, man, str(bert))
-
-
 def test_gradient_reaches_the_top_layers(bert):
     model = _finetuned_model(bert).train()
     logits, _ = model(*_inputs())
@@ -160,8 +110,6 @@ def test_attach_checks_the_layer_stack(bert):
         SyncTVA(dataclasses.replace(CFG, text_top_layers=0), DIMS).attach_text_top(top)
     with pytest.raises(ValueError):
         SyncTVA(dataclasses.replace(CFG, text_top_layers=1), DIMS).attach_text_top(top)
-    with pytest.raises(ValueError, match="exceeds"):
-        build_text_top(str(bert), 2, 2)
 
 
 def test_onnx_export_with_top_layers(bert, tmp_path):

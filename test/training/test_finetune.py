@@ -32,7 +32,7 @@ def test_text_layer_cache_reencodes_text_and_keeps_audio(tiny_cache, tmp_path):
 
 
 def test_finetune_trains_top_layers_and_saves_deltas(tiny_cache, tmp_path):
-    from synctva_ros.model.text_top import load_text_top_checkpoint
+    from synctva_ros.checkpoint import load_text_top_checkpoint
 
     cfg_f = FeaturesConfig(text_max_tokens=16, audio_max_nodes=8, text_layer=4)
     for split in ("train", "dev"):

@@ -18,10 +18,10 @@ Rules:
   predictions.
 * A branch that is inactive is never run: :class:`~synctva_ros.model.synctva.SyncTVA` masks it,
   and its MSDE weights are not even written (they would be untrained).
-* Extra tensors whose names start with ``"text_encoder."`` (e.g. fine-tuned text-encoder
-  weights or deltas) may be stored next to the model; :func:`load_checkpoint` returns them in
-  ``manifest["_extra_tensors"]`` (a ``{name: Tensor}`` dict, empty when there are none).
-  Any other unknown tensor is an error.
+* Extra tensors whose names start with ``"text_encoder."`` (e.g. the fine-tuned text-encoder
+  deltas of :mod:`synctva_ros.checkpoint.text_top_deltas`) may be stored next to the model;
+  :func:`load_checkpoint` returns them in ``manifest["_extra_tensors"]`` (a ``{name: Tensor}``
+  dict, empty when there are none). Any other unknown tensor is an error.
 
 Weights are written with the ``safetensors`` library (no pickle: loading cannot run code).
 """
@@ -40,9 +40,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from synctva_ros import __version__
 from synctva_ros.config import ModelConfig
-from synctva_ros.model.synctva import SyncTVA
 from synctva_ros.core.modalities import MODALITIES
+from synctva_ros.model.synctva import SyncTVA
 
 __all__ = ["FORMAT", "WEIGHTS_FILE", "MANIFEST_FILE", "EXTRA_PREFIX", "CheckpointError", "save_checkpoint",
            "load_checkpoint", "read_manifest"]
@@ -61,8 +62,6 @@ class CheckpointError(RuntimeError):
 
 
 def _code_version() -> str:
-    from synctva_ros import __version__
-
     return str(__version__)
 
 

@@ -1,0 +1,91 @@
+"""Fine-tuned text-encoder top layers as checkpoint deltas: round trip, refusal without them, another base hash."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from synctva_ros.checkpoint import (CheckpointError, build_text_top, load_checkpoint, load_text_top_checkpoint,
+                                    restore_text_top, save_text_top_checkpoint)
+from synctva_ros.config import ModelConfig
+from synctva_ros.model.synctva import SyncTVA
+
+CFG = ModelConfig(hidden=16, heads=2, graph_layers=1, dropout=0.0, modality_dropout=0.0, text_top_layers=2)
+DIMS = {"text": 32, "audio": 7, "visual": 9}
+
+
+def _inputs(b: int = 3, nt: int = 6, na: int = 5, nv: int = 3, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n, d in ((nt, DIMS["text"]), (na, DIMS["audio"]), (nv, DIMS["visual"])):
+        mask = torch.ones(b, n, dtype=torch.bool)
+        mask[1, n // 2:] = False
+        out += [torch.randn(b, n, d, generator=g), mask, torch.sort(torch.rand(b, n, generator=g), 1).values]
+    if b > 2:
+        out[7][2] = False
+    return out
+
+
+def _finetuned_model(bert: Path) -> SyncTVA:
+    torch.manual_seed(0)
+    model = SyncTVA(CFG, DIMS)
+    model.attach_text_top(build_text_top(str(bert), 1, 2))
+    with torch.no_grad():  # stand-in for fine-tuning: move every top-layer weight away from the base
+        for p in model.text_top.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.float16, 1e-3)])
+def test_delta_round_trip_reproduces_outputs(bert, tmp_path, dtype, atol):
+    from safetensors import safe_open
+
+    model = _finetuned_model(bert)
+    inp = _inputs()
+    with torch.no_grad():
+        ref = model(*inp)
+    d = save_text_top_checkpoint(tmp_path / "ck", model, {"name": "t"}, dtype=dtype)
+    assert model.text_top is not None  # re-attached after saving
+    with safe_open(str(d / "model.safetensors"), "pt") as fh:
+        keys = list(fh.keys())
+        delta = fh.get_tensor("text_encoder.encoder.layer.2.output.dense.weight")
+    assert not any(k.startswith("text_top.") for k in keys)
+    assert "text_encoder.top.special" in keys and delta.dtype == dtype
+    loaded, man = load_text_top_checkpoint(d, base=str(bert))
+    assert man["text_top"]["base"]["weights_sha256"] == model.text_top.base["weights_sha256"]
+    with torch.no_grad():
+        got = loaded(*inp)
+    for g, r in zip(got, ref):
+        assert torch.allclose(g, r, atol=atol)
+    base_w = build_text_top(str(bert), 1, 2).hf_state()["encoder.layer.2.output.dense.weight"]
+    assert not torch.allclose(loaded.text_top.hf_state()["encoder.layer.2.output.dense.weight"], base_w)
+
+
+def test_model_without_restored_layers_refuses_to_run(bert, tmp_path):
+    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
+    model, _ = load_checkpoint(d)
+    with pytest.raises(RuntimeError, match="restore_text_top"):
+        model(*_inputs())
+    # without the text branch the top layers are not needed
+    cfg_off = SyncTVA(CFG, DIMS, {"text": False}).eval()
+    assert torch.isfinite(cfg_off(*_inputs())[0]).all()
+
+
+def test_refuses_a_base_encoder_with_another_hash(bert, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
+    other = tmp_path / "other_bert"
+    shutil.copytree(bert, other)
+    w = load_file(str(other / "model.safetensors"))
+    w["encoder.layer.2.output.dense.weight"] = w["encoder.layer.2.output.dense.weight"] + 0.01
+    save_file(w, str(other / "model.safetensors"), metadata={"format": "pt"})
+    model, man = load_checkpoint(d)
+    with pytest.raises(CheckpointError, match="sha256"):
+        restore_text_top(model, man, str(other))
+    man.pop("text_top")
+    with pytest.raises(CheckpointError, match="text_top"):
+        restore_text_top(model, man, str(bert))

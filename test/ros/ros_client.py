@@ -27,7 +27,8 @@ import rclpy
 import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from lifecycle_msgs.srv import GetState
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.node import Node
@@ -247,7 +248,9 @@ def run_pending(timeout: float) -> dict[str, Any]:
     c.set_clock(T0 - 10.0)
     c.wait_matched()
     c.utterance(T0, "u-pending")
-    c.spin_until(lambda: False, 1.0)  # let the transcript arrive; clock stays < end + late_s
+    # let the transcript arrive (counted in the node's /diagnostics: a loaded machine may take
+    # seconds to work through the frames and audio before it); clock stays < end + late_s
+    c.spin_until(lambda: c.counter("transcript_in") >= 1, timeout)
     early = [s.utterance_id for s in c.states]
     print("READY", file=sys.stderr, flush=True)
     c.spin_until(lambda: any(s.utterance_id == "u-pending" for s in c.states), timeout)
@@ -301,14 +304,12 @@ def run_set(node_fqn: str, key: str, raw: str) -> dict[str, Any]:
     return {"successful": bool(r.successful), "reason": r.reason}
 
 
-def run_transition(node_fqn: str, transition: str) -> dict[str, Any]:
+def run_transition(node_fqn: str, transition: str, timeout: float = 30.0) -> dict[str, Any]:
     """Request a lifecycle transition by label (configure, activate, ...) and read the state after."""
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-
     n = Node("synctva_lifecycle_client")
     tid = getattr(Transition, f"TRANSITION_{transition.upper()}")
-    res = _call(n, ChangeState, f"{node_fqn}/change_state", ChangeState.Request(transition=Transition(id=tid)))
+    res = _call(n, ChangeState, f"{node_fqn}/change_state", ChangeState.Request(transition=Transition(id=tid)),
+                timeout=timeout)
     state = _call(n, GetState, f"{node_fqn}/get_state", GetState.Request())
     n.destroy_node()
     return {"success": bool(res.success), "state": state.current_state.label}
@@ -334,7 +335,7 @@ def main() -> int:
         elif a.command == "set":
             out = run_set(a.args[0], a.args[1], a.args[2])
         elif a.command == "transition":
-            out = run_transition(a.args[0], a.args[1])
+            out = run_transition(a.args[0], a.args[1], a.timeout)
         elif a.command == "state":
             out = run_state(a.args[0])
         elif a.command == "pending":

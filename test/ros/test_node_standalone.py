@@ -4,7 +4,9 @@ module-wide node has the same name, so each module runs on its own ROS_DOMAIN_ID
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import yaml
 from conftest import NODE_FQN
 
 
@@ -22,9 +24,6 @@ def test_configure_failure_leaves_the_node_unconfigured_and_running(start_node, 
 
 def test_node_accepts_the_shipped_params_file(start_node, run_client):
     """config/emotion.yaml loads into real rclpy parameters (types must match exactly)."""
-    import yaml
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     params_file = root / "config" / "emotion.yaml"
     node = start_node("--params-file", str(params_file), "-p", "autostart:=false")
@@ -43,3 +42,20 @@ def test_sigint_stops_the_node_even_when_inherited_as_ignored(start_node, run_cl
     assert node.alive()
     status = node.stop(timeout=20)
     assert status == 0, node.output()[-3000:]
+
+
+def test_lifecycle_round_trip(start_node, run_client, tiny_checkpoint):
+    """configure -> activate -> deactivate -> cleanup twice: each transition undoes what the one before it
+    created, so the second configure builds the model, worker, publishers and subscriptions again."""
+    node = start_node("-p", "autostart:=false", "-p", f"runtime.checkpoint:={tiny_checkpoint}",
+                      "-p", "runtime.threads:=1")
+    steps = [("configure", "inactive"), ("activate", "active"), ("deactivate", "inactive"),
+             ("cleanup", "unconfigured")] * 2
+    for transition, state in steps:
+        res = run_client("transition", NODE_FQN, transition, "--timeout", "240", timeout=300)
+        assert res == {"success": True, "state": state}, (transition, node.output()[-3000:])
+    assert node.alive()
+    out = node.output()
+    assert out.count("loaded in") == 2 and "Traceback" not in out and "[ERROR]" not in out, out[-3000:]
+    assert node.stop(timeout=60) == 0, node.output()[-3000:]
+

@@ -1,0 +1,114 @@
+"""The node's ``/diagnostics`` status: level from latency thresholds, values from counters and timings.
+
+One ``diagnostic_msgs/DiagnosticStatus`` per report, as ROS diagnostics tools
+(``rqt_robot_monitor``, the aggregator) read it; the thresholds are on the
+window-close -> publish latency, as ROS4HRI nodes put them on processing time:
+
+=======  =========================================================================
+level    when
+=======  =========================================================================
+ERROR    the worst latency since the last report > ``runtime.latency_error_s``
+WARN     it is > ``runtime.latency_warn_s``, or the node is not active
+OK       otherwise
+=======  =========================================================================
+
+Values (``KeyValue``, strings): ``count.<name>`` (messages in, windows, published,
+rejected by kind; sorted), ``latency.last_s``, ``latency.max_period_s``,
+``latency.p50_s``/``latency.p95_s`` (once a window was published), ``queue``
+(windows waiting for inference), ``model``, ``backend``, ``windower.<stat>`` and
+``streaming.<stat>`` / ``streaming.<info>`` (where each window's features came from).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from synctva_ros.ros.latency import LatencySnapshot
+
+__all__ = ["latency_level", "status_values", "emotion_status", "diagnostic_array"]
+
+
+def latency_level(active: bool, worst_s: float, warn_s: float, error_s: float) -> tuple[bytes, str]:
+    """Level and message of the status.
+
+    Args:
+        active: whether the node is in its *active* lifecycle state.
+        worst_s: worst window-close -> publish latency of the period, seconds.
+        warn_s: ``runtime.latency_warn_s``, seconds.
+        error_s: ``runtime.latency_error_s``, seconds.
+
+    Returns:
+        ``(DiagnosticStatus.OK | WARN | ERROR, message)``: ``"inactive"``,
+        ``"latency 1.234 s > 1.000 s"`` or ``"ok"``.
+    """
+    if not active:
+        return DiagnosticStatus.WARN, "inactive"
+    if worst_s > error_s:
+        return DiagnosticStatus.ERROR, f"latency {worst_s:.3f} s > {error_s:.3f} s"
+    if worst_s > warn_s:
+        return DiagnosticStatus.WARN, f"latency {worst_s:.3f} s > {warn_s:.3f} s"
+    return DiagnosticStatus.OK, "ok"
+
+
+def status_values(counters: Mapping[str, int], latency: LatencySnapshot, queue: int, pipeline: Any,
+                  windower_stats: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The status's key/value pairs, in report order (see the module docstring).
+
+    Args:
+        counters: the node's counters.
+        latency: this report's latencies.
+        queue: windows waiting for the worker.
+        pipeline: the pipeline, or None before configure: its ``name`` and
+            ``backend_name`` (empty when absent), and its ``streaming`` cache, whose
+            ``describe()`` gives a ``stats`` dict plus other information (None: no streaming).
+        windower_stats: the windower's stats (None: not configured).
+
+    Returns:
+        ``{key: value}``, all strings; latencies with 4 decimals (seconds).
+    """
+    values = {f"count.{k}": str(v) for k, v in sorted(counters.items())}
+    values["latency.last_s"] = f"{latency.last_s:.4f}"
+    values["latency.max_period_s"] = f"{latency.worst_s:.4f}"
+    if latency.p50_s is not None and latency.p95_s is not None:
+        values["latency.p50_s"] = f"{latency.p50_s:.4f}"
+        values["latency.p95_s"] = f"{latency.p95_s:.4f}"
+    values["queue"] = str(queue)
+    values["model"] = str(getattr(pipeline, "name", ""))
+    values["backend"] = str(getattr(pipeline, "backend_name", ""))
+    for k, v in (windower_stats or {}).items():
+        values[f"windower.{k}"] = str(v)
+    stream = getattr(pipeline, "streaming", None)
+    if stream is not None:
+        info = dict(stream.describe())
+        for k, v in sorted(info.pop("stats").items()):
+            values[f"streaming.{k}"] = str(v)
+        for k, v in info.items():
+            values[f"streaming.{k}"] = str(v)
+    return values
+
+
+def emotion_status(name: str, active: bool, latency: LatencySnapshot, warn_s: float, error_s: float,
+                   values: Mapping[str, str]) -> DiagnosticStatus:
+    """The node's ``DiagnosticStatus``.
+
+    Args:
+        name: the node's fully qualified name (the status is ``"<name>: emotion recognition"``).
+        active: whether the node is active (inactive is WARN).
+        latency: this report's latencies (``worst_s`` is judged).
+        warn_s, error_s: the WARN and ERROR latency thresholds, seconds.
+        values: :func:`status_values`.
+    """
+    level, message = latency_level(active, latency.worst_s, warn_s, error_s)
+    return DiagnosticStatus(level=level, name=f"{name}: emotion recognition", message=message, hardware_id="",
+                            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def diagnostic_array(stamp: Time, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    """``diagnostic_msgs/DiagnosticArray`` stamped ``stamp`` (the node clock) with ``statuses``."""
+    msg = DiagnosticArray()
+    msg.header.stamp = stamp
+    msg.status = list(statuses)
+    return msg

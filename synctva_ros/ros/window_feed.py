@@ -1,0 +1,119 @@
+"""Drive the utterance windower from live messages exactly as the offline bag reader does (ROS-free).
+
+Each message's data is added to the
+:class:`~synctva_ros.windowing.windower.UtteranceWindower`, which is then polled with
+``now`` = the message stamp (sensor time, seconds), as
+:func:`synctva_ros.bags.reader.windows_from_bag` does, so live topics and a bag read
+offline give the same windows. Closed windows are counted (``windows``) and handed
+to a sink (the inference worker). The windower handles order, duplicates and time
+resets itself (its stats are ``windower.*`` in ``/diagnostics``); this adds a
+throttled warning for the counters the windower does not log, and a dialogue reset
+when sensor time jumps back (a new session). One lock serialises every windower
+call, so message callbacks and the node-clock poll timer may run on any threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from synctva_ros.ros.counters import Counters
+from synctva_ros.windowing.windower import UtteranceWindower
+
+__all__ = ["SILENT_WINDOWER_COUNTERS", "WindowFeed"]
+
+#: Windower counters it does not log itself; a throttled warning when they move.
+SILENT_WINDOWER_COUNTERS = {
+    "out_of_order": "stamp older than the previous message of the stream (inserted in order)",
+}
+#: Windower counters compared before/after each message.
+_WATCHED = ("time_resets", *SILENT_WINDOWER_COUNTERS)
+
+
+class WindowFeed:
+    """Messages in, closed utterance windows out, under one lock.
+
+    Args:
+        windower: the windower (its ``count``, ``thin_frame``, ``poll``, ``flush``).
+        counters: ``<stream>_in`` per message added, ``windows`` per closed window,
+            rejections (``bad_<stream>``, ``windower_errors``) and throttled warnings.
+        submit: receives every closed window (e.g. :meth:`InferenceWorker.submit`).
+        reset_dialogue: called when the windower counts a time reset (e.g.
+            :meth:`InferenceWorker.reset_dialogue`).
+    """
+
+    def __init__(self, windower: UtteranceWindower, counters: Counters, submit: Callable[[Any], None],
+                 reset_dialogue: Callable[[], None]) -> None:
+        self.windower = windower
+        self._counters = counters
+        self._submit = submit
+        self._reset_dialogue = reset_dialogue
+        self._lock = threading.RLock()
+
+    def add(self, stream: str, stamp: float, add: Callable[[UtteranceWindower], Any]) -> None:
+        """``add(windower)`` one message's data, then poll with ``now`` = ``stamp``.
+
+        Args:
+            stream: ``image``, ``audio`` or ``transcript`` (counter names ``<stream>_in``, ``bad_<stream>``).
+            stamp: the message's sensor time, seconds.
+            add: puts the data into the windower (``lambda w: w.add_audio(stamp, samples, rate)``).
+        """
+        with self._lock:
+            w = self.windower
+            before = {key: w.count(key) for key in _WATCHED}
+            try:
+                add(w)
+            except ValueError as exc:  # the windower does not raise for bad data; be safe anyway
+                self._counters.reject(f"bad_{stream}", f"{stream} rejected by the windower: {exc}")
+                return
+            self._counters.count(f"{stream}_in")
+            if w.count("time_resets") > before["time_resets"]:
+                self._reset_dialogue()  # a new session: forget the dialogue context too
+            for key, what in SILENT_WINDOWER_COUNTERS.items():
+                n = w.count(key)
+                if n > before[key]:
+                    self._counters.warn_throttled(f"windower.{key}", f"{stream} at {stamp:.3f} s: {what} "
+                                                                     f"[windower.{key}: {n} so far]")
+            self._poll_locked(stamp)
+
+    def thin_frame(self, stamp: float) -> bool:
+        """Whether the windower's thinning (``windowing.frame_keep_hz``) drops a camera frame at ``stamp``.
+
+        A dropped frame is counted (``image_in`` here, ``thinned_frames`` by the windower)
+        and polled for, so the caller need not decode its pixels.
+        """
+        with self._lock:
+            if not self.windower.thin_frame(stamp):
+                return False
+            self._counters.count("image_in")
+            self._poll_locked(stamp)
+            return True
+
+    def poll(self, now: float) -> None:
+        """Close the windows due at ``now`` (seconds, node clock or sensor time)."""
+        with self._lock:
+            self._poll_locked(now)
+
+    def flush(self) -> None:
+        """Close every pending window now (shutdown) and submit it.
+
+        Raises:
+            Exception: whatever the windower's ``flush`` raised (nothing submitted then).
+        """
+        with self._lock:
+            pending = list(self.windower.flush())
+        for window in pending:
+            self._closed(window)
+
+    def _poll_locked(self, now: float) -> None:
+        try:
+            windows = self.windower.poll(now)
+        except Exception as exc:
+            self._counters.reject("windower_errors", f"windower poll failed: {type(exc).__name__}: {exc}")
+            return
+        for window in windows:
+            self._closed(window)
+
+    def _closed(self, window: Any) -> None:
+        self._counters.count("windows")
+        self._submit(window)

@@ -1,0 +1,120 @@
+"""The inference worker: one thread that runs the pipeline on closed utterance windows (ROS-free).
+
+ROS callbacks only :meth:`InferenceWorker.submit` windows; the thread runs
+``predict`` on them oldest first and hands each result to ``publish``, so the
+executor never blocks on inference. When inference falls behind, at most
+``max_pending`` windows wait and the oldest is dropped (counted as
+``windows_dropped``), so the output never lags further and further behind the robot.
+A dialogue reset (the windower saw sensor time jump back: a new session) travels
+through the same queue, so it takes effect between the windows before and after it.
+Everything it calls is a plain callable: tests run it without rclpy.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+__all__ = ["MAX_PENDING_WINDOWS", "InferenceWorker"]
+
+#: Most windows waiting for the worker; beyond it the oldest is dropped (counted).
+MAX_PENDING_WINDOWS = 16
+
+_STOP = object()
+_RESET = object()
+
+
+class InferenceWorker:
+    """A queue of closed windows and the thread that predicts and publishes them.
+
+    Args:
+        predict: window -> result (e.g. :meth:`synctva_ros.pipeline.EmotionPipeline.predict`).
+        publish: ``publish(window, result, latency_s)``; ``latency_s`` is the time
+            from :meth:`submit` to the end of ``predict``, seconds.
+        reject: ``reject(kind, message)`` for a window that failed (``pipeline_errors``:
+            ``predict`` or ``publish`` raised) or was dropped (``windows_dropped``).
+        published: called with ``latency_s`` after each successful ``publish``.
+        reset: called between windows for :meth:`reset_dialogue` (None: resets are ignored).
+        max_pending: windows allowed to wait (default :data:`MAX_PENDING_WINDOWS`).
+        clock: monotonic time in seconds (default :func:`time.monotonic`).
+        name: thread name.
+
+    Windows need ``start`` and ``end`` (seconds) for the error message.
+    """
+
+    def __init__(self, predict: Callable[[Any], Any], publish: Callable[[Any, Any, float], None],
+                 reject: Callable[[str, str], None], published: Callable[[float], None],
+                 reset: Callable[[], None] | None = None, max_pending: int = MAX_PENDING_WINDOWS,
+                 clock: Callable[[], float] = time.monotonic, name: str = "synctva_worker") -> None:
+        self._predict = predict
+        self._publish = publish
+        self._reject = reject
+        self._published = published
+        self._reset = reset
+        self.max_pending = max_pending
+        self._clock = clock
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    @property
+    def pending(self) -> int:
+        """Items waiting in the queue (windows, and resets not yet taken)."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        self._thread.start()
+
+    def submit(self, window: Any) -> None:
+        """Queue a closed window; when ``max_pending`` already wait, drop the oldest first."""
+        while self._queue.qsize() >= self.max_pending:
+            try:
+                dropped = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(dropped, tuple):
+                self._reject("windows_dropped", f"inference is {self.max_pending} windows behind: "
+                                                "oldest window dropped")
+        self._queue.put((window, self._clock()))
+
+    def reset_dialogue(self) -> None:
+        """Call ``reset`` after the windows queued so far (a new session: forget dialogue context)."""
+        self._queue.put(_RESET)
+
+    def stop(self, timeout_s: float) -> bool:
+        """Finish the windows queued so far, then end the thread.
+
+        Args:
+            timeout_s: longest wait for the thread, seconds.
+
+        Returns:
+            True when the thread ended (or never started); False when it is still busy
+            after ``timeout_s`` (it is a daemon: the process can still exit).
+        """
+        self._queue.put(_STOP)
+        if not self._thread.is_alive():
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if item is _RESET:
+                if self._reset is not None:
+                    self._reset()
+                continue
+            window, closed_at = item
+            try:
+                result = self._predict(window)
+                latency = self._clock() - closed_at
+                self._publish(window, result, latency)
+            except Exception as exc:
+                self._reject("pipeline_errors", f"window [{window.start:.3f}, {window.end:.3f}] s failed: "
+                                                f"{type(exc).__name__}: {exc}")
+                continue
+            self._published(latency)

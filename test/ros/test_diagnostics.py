@@ -1,0 +1,74 @@
+"""The /diagnostics status: WARN/ERROR latency thresholds and the values (real diagnostic_msgs, no node)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from synctva_ros.ros.diagnostics import diagnostic_array, emotion_status, latency_level, status_values
+from synctva_ros.ros.latency import LatencySnapshot, LatencyStats
+
+
+@pytest.mark.parametrize("active, worst, expected", [
+    (True, 0.2, (DiagnosticStatus.OK, "ok")),
+    (True, 0.5, (DiagnosticStatus.OK, "ok")),  # at the threshold: not above it
+    (True, 0.75, (DiagnosticStatus.WARN, "latency 0.750 s > 0.500 s")),
+    (True, 2.5, (DiagnosticStatus.ERROR, "latency 2.500 s > 2.000 s")),
+    (False, 0.0, (DiagnosticStatus.WARN, "inactive")),
+    (False, 9.0, (DiagnosticStatus.WARN, "inactive")),  # inactive wins over latency
+])
+def test_latency_level(active, worst, expected):
+    assert latency_level(active, worst, warn_s=0.5, error_s=2.0) == expected
+
+
+class StreamingCache:
+    """Has what the node reads from a pipeline's streaming cache: describe()."""
+
+    def describe(self) -> dict:
+        return {"stats": {"audio_context": 4, "audio_batch:gap": 1}, "audio_mode": "context", "drain_timeout": 0}
+
+
+class Pipeline:
+    name = "meld_minilm"
+    backend_name = "onnxruntime"
+    streaming = StreamingCache()
+
+
+def test_values_in_report_order():
+    stats = LatencyStats()
+    for v in (0.1, 0.3, 0.2):
+        stats.add(v)
+    values = status_values({"windows": 3, "audio_in": 40, "bad_image": 1}, stats.report(), 2, Pipeline(),
+                           {"frames": 7, "time_resets": 0})
+    assert list(values) == ["count.audio_in", "count.bad_image", "count.windows", "latency.last_s",
+                            "latency.max_period_s", "latency.p50_s", "latency.p95_s", "queue", "model", "backend",
+                            "windower.frames", "windower.time_resets", "streaming.audio_batch:gap",
+                            "streaming.audio_context", "streaming.audio_mode", "streaming.drain_timeout"]
+    assert values["count.audio_in"] == "40"
+    assert values["latency.last_s"] == "0.2000" and values["latency.max_period_s"] == "0.3000"
+    assert values["latency.p50_s"] == "0.2000" and values["latency.p95_s"] == "0.3000"
+    assert values["queue"] == "2" and values["model"] == "meld_minilm" and values["backend"] == "onnxruntime"
+    assert values["streaming.audio_context"] == "4" and values["streaming.audio_mode"] == "context"
+    assert Pipeline.streaming.describe()["stats"]  # the cache's own dict was not emptied
+
+
+def test_values_before_configure():
+    snap = LatencyStats().report()
+    values = status_values({}, snap, 0, None, None)
+    assert values == {"latency.last_s": "nan", "latency.max_period_s": "0.0000", "queue": "0", "model": "",
+                      "backend": ""}
+
+
+def test_status_and_array():
+    snap = LatencySnapshot(last_s=1.0, worst_s=1.5, p50_s=1.0, p95_s=1.5)
+    st = emotion_status("/robot1/emotion_node", True, snap, 0.5, 2.0, {"queue": "0", "model": "m"})
+    assert st.level == DiagnosticStatus.WARN and st.message == "latency 1.500 s > 0.500 s"
+    assert st.name == "/robot1/emotion_node: emotion recognition" and st.hardware_id == ""
+    assert [(kv.key, kv.value) for kv in st.values] == [("queue", "0"), ("model", "m")]
+    arr = diagnostic_array(Time(sec=12, nanosec=5), [st])
+    assert (arr.header.stamp.sec, arr.header.stamp.nanosec) == (12, 5)
+    assert len(arr.status) == 1 and arr.status[0].message == st.message
+    assert not math.isnan(snap.worst_s)

@@ -13,7 +13,7 @@ Measured here (openSMILE 2.6, eGeMAPSv02, 16 kHz, test/features/test_opensmile_l
 * about 0.04 s of CPU per second of audio, and about 2 % of a core while waiting for audio;
 * memory: some of the feature set's data-memory levels grow with the stream (RSS +100 MB after
   400 s, +390 MB after 1600 s), so a long-lived stream must be handed over to a fresh instance
-  from time to time; :class:`synctva_ros.streaming.StreamingFeatureCache` does that.
+  from time to time; :class:`synctva_ros.streaming.audio_context.ContextAudio` does that.
 
 The wave level is a 2 s ring buffer (our source component configuration instead of the
 package's dynamically growing one); :meth:`LiveOpenSmile.write` waits while it is full.

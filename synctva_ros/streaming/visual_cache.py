@@ -1,0 +1,140 @@
+"""Frame embeddings computed while the utterance goes on, looked up when its window closes.
+
+Frames are encoded as they arrive, at ``visual_fps * oversample`` frames per second, on a fixed
+grid of encoding ticks (embeddings cached by stamp, older than ``buffer_s`` dropped; a stamp more
+than 1 s before the grid, e.g. a restarted bag, clears the cache). At close the batch rule
+(:func:`~synctva_ros.features.visual.sample_frames`: targets at ``visual_fps``, at most
+``max_frames``) picks the window's frames; each picked frame's embedding is taken from the cache
+when that very frame was encoded (``visual_hit``), or, with ``exact=False`` (the cache's
+``exact_visual=False``, default), from the nearest cached frame within half the encoding period
+(``0.5 / (visual_fps * oversample)`` s; ``visual_near``); other picked frames are encoded at close
+(``visual_miss``). Node times are always the picked frames' stamps, so they equal the batch
+extractor's.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+
+import numpy as np
+
+from synctva_ros.core.batch import ModalityFeatures
+from synctva_ros.core.window import UtteranceWindow
+from synctva_ros.features.visual import ResNetVisual, sample_frames
+
+__all__ = ["VisualCache"]
+
+
+class VisualCache:
+    """Embeddings of camera frames by stamp, encoded on a grid of ``fps * oversample`` ticks per second.
+
+    Args:
+        ext: the batch visual extractor (its ``fps``, ``max_frames`` and ``encode_images`` are used).
+        stats: the cache's counters, incremented in place (``visual_hit``, ``visual_near``, ``visual_miss``).
+        buffer_s: seconds of embeddings kept (before the newest frame).
+        oversample: frames encoded per second = ``ext.fps * oversample``.
+        exact: only use the embedding of the very frame the batch rule picks (False: the nearest
+            cached frame within half the encoding period).
+        gap_tolerance_s: slack, in seconds, before a stamp earlier than the encoding grid counts as time
+            going back.
+
+    Shapes:
+        :meth:`add` ``image (H, W, 3)`` uint8 RGB; :meth:`features` -> ``x (N_v, F_v)`` float32 and
+        ``t (N_v,)`` in [0, 1], as ``ext(window)``.
+    """
+
+    def __init__(self, ext: ResNetVisual, stats: Counter[str], *, buffer_s: float, oversample: float,
+                 exact: bool, gap_tolerance_s: float) -> None:
+        self.ext = ext
+        self.stats = stats
+        self.buffer_s = float(buffer_s)
+        self.oversample = float(oversample)
+        self.exact = bool(exact)
+        self.gap_tolerance_s = float(gap_tolerance_s)
+        self._lock = threading.Lock()  # sensor callbacks / worker vs the processing thread
+        self._gen = 0  # the cache's generation; frames of an older one are ignored
+        self._emb: dict[float, np.ndarray] = {}  # round(stamp, 6) -> (F_v,) embedding
+        self._next_tick = -math.inf
+
+    def __len__(self) -> int:
+        """Embeddings cached now."""
+        with self._lock:
+            return len(self._emb)
+
+    def reset(self, gen: int) -> None:
+        """Forget every embedding; frames of a generation other than ``gen`` are ignored from now on."""
+        with self._lock:
+            self._gen = gen
+            self._emb.clear()
+            self._next_tick = -math.inf
+
+    def due(self, stamp: float) -> bool:
+        """Whether a frame at ``stamp`` s is due for encoding (advances the encoding grid when it is)."""
+        period = 1.0 / (self.ext.fps * self.oversample)
+        with self._lock:
+            if stamp < self._next_tick - period - self.gap_tolerance_s - 1.0:  # time went back (bag restart)
+                self._emb.clear()
+                self._next_tick = -math.inf
+            if stamp < self._next_tick or round(stamp, 6) in self._emb:
+                return False
+            # ticks on a fixed grid, so the encoding rate does not drift below fps * oversample
+            self._next_tick = self._next_tick + period if math.isfinite(self._next_tick) else stamp + period
+            if self._next_tick <= stamp:
+                self._next_tick = stamp + period
+            return True
+
+    def add(self, stamp: float, image: np.ndarray, gen: int) -> None:
+        """Encode the frame at ``stamp`` s (``(H, W, 3)`` uint8 RGB) and cache its embedding, unless the
+        cache was reset (``gen`` no longer current) meanwhile; drops embeddings older than ``buffer_s``."""
+        emb = self.ext.encode_images([image])[0]
+        with self._lock:
+            if gen != self._gen:
+                return
+            self._emb[round(stamp, 6)] = emb
+            old = [s for s in self._emb if s < stamp - self.buffer_s]
+            for s in old:
+                del self._emb[s]
+
+    def features(self, window: UtteranceWindow) -> tuple[ModalityFeatures | None, str]:
+        """Visual nodes of a closed window: the batch rule's frames, cached embeddings where there are.
+
+        Returns:
+            ``(features, how)``: ``(None, "none")`` for a window without frames, else the nodes and
+            ``"k/n cached"`` (``k`` of the ``n`` picked frames served from the cache).
+        """
+        ext = self.ext
+        frames = list(window.frames)
+        if not frames:
+            return None, "none"
+        idx = sample_frames([f.stamp for f in frames], window.start, window.end, ext.fps, ext.max_frames)
+        chosen = [frames[i] for i in idx]
+        tol = 0.5 / (ext.fps * self.oversample)
+        embs: list[np.ndarray | None] = []
+        with self._lock:
+            stamps = np.array(sorted(self._emb)) if self._emb else np.zeros(0)
+            for f in chosen:
+                key = round(f.stamp, 6)
+                if key in self._emb:
+                    embs.append(self._emb[key])
+                    self.stats["visual_hit"] += 1
+                    continue
+                if not self.exact and stamps.size:
+                    j = int(np.abs(stamps - f.stamp).argmin())
+                    if abs(stamps[j] - f.stamp) <= tol + 1e-9:
+                        embs.append(self._emb[float(stamps[j])])
+                        self.stats["visual_near"] += 1
+                        continue
+                embs.append(None)
+        missing = [i for i, e in enumerate(embs) if e is None]
+        if missing:
+            self.stats["visual_miss"] += len(missing)
+            new = ext.encode_images([chosen[i].image for i in missing])
+            for i, e in zip(missing, new):
+                embs[i] = e
+        x = np.stack(embs).astype(np.float32)
+        dur = window.end - window.start
+        t = np.clip([(f.stamp - window.start) / dur for f in chosen], 0.0, 1.0) if dur > 0 else \
+            np.full(len(chosen), 0.5)
+        return ModalityFeatures(x, np.asarray(t, np.float32)), f"{len(chosen) - len(missing)}/{len(chosen)} cached"

@@ -2,8 +2,9 @@
 
 Every sub-command takes ``--profile`` (a name in ``config/profiles`` or a YAML path)
 and ``--set section.key=value`` overrides, the same schema as the node's ROS
-parameters (:mod:`synctva_ros.config`). Heavy libraries are imported inside each
-command so ``synctva --help`` is instant.
+parameters (:mod:`synctva_ros.config`). This module only parses: each command hands typed
+values to a library function. The library modules (torch, rosbags, rclpy, openSMILE behind
+them) are imported inside each command so ``synctva --help`` is instant.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
+from synctva_ros.config import SyncTVAConfig, load_config
+
 __all__ = ["main", "build_parser"]
 
 
@@ -23,15 +26,16 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a configuration value, e.g. --set runtime.backend=onnxruntime (repeatable)")
 
 
-def _config(args: argparse.Namespace):
-    from .config import load_config
-
+def _config(args: argparse.Namespace) -> SyncTVAConfig:
+    """The configuration of ``--profile`` with the ``--set`` overrides applied."""
     return load_config(args.profile, args.overrides)
 
 
 # ------------------------------------------------------------------ commands
 def cmd_make_bag(args: argparse.Namespace) -> int:
-    from .bags.make_bag import make_bag
+    """``synctva make-bag CSV OUT``: print the bag's summary as JSON."""
+    # deferred (as in every command below): the library's heavy imports stay out of `synctva --help`
+    from synctva_ros.bags.make_bag import make_bag
 
     summary = make_bag(args.csv, args.out, storage=args.storage, dialogues=args.dialogues,
                        max_utterances=args.max_utterances)
@@ -40,7 +44,9 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .ros.replay import replay_bag
+    """``synctva replay BAG``: publish the bag on live topics (rclpy), print the counts as JSON."""
+    # deferred: rclpy and the generated messages
+    from synctva_ros.ros.replay import replay_bag
 
     topics = [t if t.startswith("/") else "/" + t for t in args.topics.split(",")] if args.topics else None
     stats = replay_bag(args.bag, rate=args.rate, topics=topics, publish_clock=not args.no_clock, loop=args.loop,
@@ -50,7 +56,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.offline import evaluate
+    """``synctva evaluate DATA``: score a checkpoint offline; optionally write the report as JSON."""
+    # deferred: torch, transformers, openSMILE (the pipeline)
+    from synctva_ros.evaluation.offline import evaluate
 
     cfg = _config(args)
     if args.checkpoint:
@@ -63,14 +71,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training.train import main as train_main
+    """``synctva train CONFIG``: train, print the checkpoint directory."""
+    # deferred: torch and the feature extractors
+    from synctva_ros.training.train import train_from_file
 
-    return train_main(args)
+    print(train_from_file(args.config, overrides=args.overrides, resume=args.resume))
+    return 0
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from .training.baseline import baseline_report
-    from .training.config import load_training_config
+    """``synctva baseline CONFIG``: print accuracy / weighted F1 / macro F1 per split as JSON."""
+    # deferred: scikit-learn and the feature cache (torch)
+    from synctva_ros.training.baseline import baseline_report
+    from synctva_ros.training.config import load_training_config
 
     tcfg, cfg = load_training_config(args.config, args.overrides or None)
     report = baseline_report(tcfg, cfg)
@@ -82,25 +95,40 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .datasets.cache import main as cache_main
+    """``synctva cache DATASET SPLIT``: build the split's feature cache, print its path."""
+    # deferred: torch and the feature extractors
+    from synctva_ros.datasets.cache import cache_split
 
-    return cache_main(args)
+    print(cache_split(args.dataset, args.split, out_dir=args.out, data_dir=args.data_dir, limit=args.limit,
+                      workers=args.workers, profile=args.profile, overrides=args.overrides))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .ros.demo import main as demo_main
+    """``synctva demo``: exit 0 when every window was published, 1 when some were dropped."""
+    # deferred: rclpy, torch
+    from synctva_ros.ros.demo import run_sample_demo
 
-    return demo_main(args)
+    summary = run_sample_demo(bag=args.bag, rate=args.rate, out_dir=args.out, params_file=args.params_file,
+                              sensor_qos=args.sensor_qos)
+    return 0 if summary["dropped_windows"] == 0 else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    """``synctva bench``: run the benchmark, print its summary (JSON and PNG under ``--out``)."""
+    # deferred: torch and every backend
+    from synctva_ros.bench import format_summary, run_bench
 
-    return bench_main(args)
+    configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
+    doc = run_bench(out_dir=args.out, repeats=args.repeats, configs=configs, checkpoint=args.checkpoint,
+                    profile=args.profile, overrides=args.overrides)
+    print(format_summary(doc, args.out))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, train, cache, demo, bench)."""
+    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, train, baseline, cache, demo,
+    bench); each sub-parser sets ``func``, the command to run with the parsed arguments."""
     ap = argparse.ArgumentParser(prog="synctva", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -154,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path("cache"))
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes rendering speech and running openSMILE (default 1: in this process)")
     _add_config_args(p)
     p.set_defaults(func=cmd_cache)
 
@@ -181,7 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``synctva`` console script; returns the exit status."""
+    """Entry point of the ``synctva`` console script.
+
+    Args:
+        argv: arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: the command's (0 on success), 2 for a usage error (argparse exits with it) or
+        a FileNotFoundError / FileExistsError / ValueError (ConfigError included) / RuntimeError, logged as
+        one line,
+        130 on Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="[%(levelname)s] %(name)s: %(message)s")
@@ -189,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
         logging.getLogger("synctva").error("%s", exc)
         return 2
 

@@ -33,12 +33,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import SyncTVAConfig, resolve_path
-from .emotion import EmotionResult
-from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.backends import create_backend
+from synctva_ros.checkpoint import load_checkpoint, read_manifest, restore_text_top
+from synctva_ros.config import SyncTVAConfig, resolve_path
 from synctva_ros.core.batch import UtteranceFeatures, collate
 from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.core.window import UtteranceWindow
+from synctva_ros.emotion import EmotionResult
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.features.registry import build_extractors
+from synctva_ros.model.affect import expected_affect
+from synctva_ros.streaming import StreamingFeatureCache
 
 __all__ = ["EmotionPipeline"]
 
@@ -61,10 +66,6 @@ class EmotionPipeline:
     """
 
     def __init__(self, cfg: SyncTVAConfig, checkpoint: str | Path | None = None) -> None:
-        from .backends import create_backend
-        from .checkpoint import load_checkpoint, read_manifest
-        from .features.registry import build_extractors
-
         self.cfg = cfg
         if cfg.runtime.threads > 0:
             torch.set_num_threads(cfg.runtime.threads)
@@ -82,8 +83,7 @@ class EmotionPipeline:
                     if trained[m]}
         self.model, self.manifest = load_checkpoint(ckpt_dir, expected_extractors=expected)
         if getattr(self.model, "text_top_layers", 0) and "text" in self.extractors:
-            from .checkpoint import restore_text_top  # fine-tuned top layers = base encoder + deltas
-
+            # fine-tuned top layers = base encoder + the checkpoint's deltas
             restore_text_top(self.model, self.manifest, self.extractors["text"])
         self.model.eval()
         self.active = {m: trained[m] and m in self.extractors for m in MODALITIES}
@@ -96,8 +96,6 @@ class EmotionPipeline:
         self.streaming = None
         streamed = {m: self.extractors[m] for m in ("audio", "visual") if self.active[m]}
         if cfg.features.streaming and streamed:
-            from .streaming import StreamingFeatureCache
-
             self.streaming = StreamingFeatureCache(streamed, buffer_s=cfg.windowing.buffer_s,
                                                    block_s=cfg.features.streaming_block_s,
                                                    oversample=cfg.features.streaming_oversample,
@@ -174,8 +172,6 @@ class EmotionPipeline:
         Raises nothing for bad window content: a modality that cannot be
         processed is logged and treated as absent.
         """
-        from .model.affect import expected_affect
-
         feats, stage_s = self.extract(window)
         t0 = time.perf_counter()
         probs, contrib = self.predict_features(feats)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from synctva_ros.bags.speech import render_speech
+from synctva_ros.datasets.speech import render_speech
 from synctva_ros.checkpoint import CheckpointError
 from synctva_ros.config import load_config
 from synctva_ros.pipeline import EmotionPipeline

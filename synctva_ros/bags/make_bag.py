@@ -2,7 +2,7 @@
 
 MELD (Poria et al., ACL 2019) ships text, labels and timing; its audio and
 video cannot be had here, so each utterance is rendered as speech with
-espeak-ng (:mod:`synctva_ros.bags.speech`, one voice per speaker) and the
+espeak-ng (:mod:`synctva_ros.datasets.speech`, one voice per speaker) and the
 camera shows a real photograph of a face (``skimage.data.astronaut()``,
 NASA, public domain) shifted by one pixel per frame (-1, 0, +1, ...) so
 consecutive frames differ.
@@ -24,7 +24,8 @@ Every message's bag (log) time equals its header stamp. Time starts at
 plausible (``min_utt_s`` .. ``max_utt_s``) and the speech is slowed or sped up
 to fit it; otherwise (or when the speech cannot be made short enough) it lasts
 as long as the rendered speech. The transcript and ground truth bounds are the
-speech bounds. The same input gives byte-identical messages.
+speech bounds. The same input gives byte-identical messages. These rendering
+rules (:mod:`synctva_ros.datasets.rendering`) are the training feature cache's too.
 
 Storage: ``mcap`` or ``sqlite3`` via rosbags 0.11; metadata ``version`` 9 (what
 Jazzy and newer write) by default; pass ``version=8`` for ROS 2 Humble.
@@ -41,10 +42,14 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from skimage.data import astronaut
+from skimage.transform import resize
 
-from synctva_ros.bags.speech import render_speech
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.datasets.meld import MELD_CLASSES, parse_srt_time, read_meld
+from synctva_ros.datasets.rendering import MAX_UTT_S, MIN_UTT_S, plausible_duration, to_s16le
+from synctva_ros.datasets.speech import render_speech
 
 __all__ = [
     "EPOCH_NS", "TOPIC_AUDIO", "TOPIC_IMAGE", "TOPIC_TRANSCRIPT", "TOPIC_GROUND_TRUTH",
@@ -61,7 +66,6 @@ TOPIC_TRANSCRIPT = "/speech"
 TOPIC_GROUND_TRUTH = "/ground_truth/emotion"
 #: MELD's seven emotions in the project's class order.
 MELD_CLASS_NAMES: tuple[str, ...] = MELD_CLASSES
-
 
 
 @dataclass(frozen=True)
@@ -127,9 +131,6 @@ def face_image(size: tuple[int, int] = (640, 480)) -> np.ndarray:
     Returns:
         ``(height, width, 3)`` uint8 RGB.
     """
-    from skimage.data import astronaut
-    from skimage.transform import resize
-
     w, h = int(size[0]), int(size[1])
     img = astronaut()
     scale = min(w / img.shape[1], h / img.shape[0])
@@ -153,8 +154,8 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
              dialogues: Sequence[int] | None = None, max_utterances: int | None = None,
              fps: float = 30.0, size: tuple[int, int] = (640, 480), chunk_s: float = 0.02,
              gap_s: float = 0.8, lead_in_s: float = 0.5, tail_s: float = 1.0,
-             stt_latency_s: float = 0.1, sample_rate: int = 16000, min_utt_s: float = 0.3,
-             max_utt_s: float = 30.0, version: int = 9, overwrite: bool = False) -> dict[str, Any]:
+             stt_latency_s: float = 0.1, sample_rate: int = 16000, min_utt_s: float = MIN_UTT_S,
+             max_utt_s: float = MAX_UTT_S, version: int = 9, overwrite: bool = False) -> dict[str, Any]:
     """Write a rosbag2 bag of MELD utterances (see the module docstring for the topics).
 
     Args:
@@ -166,7 +167,8 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
         chunk_s: audio chunk length (seconds). sample_rate: audio rate (Hz).
         gap_s: silence between utterances; lead_in_s / tail_s: before the first and after the last (seconds).
         stt_latency_s: transcript stamp minus speech end (seconds).
-        min_utt_s, max_utt_s: MELD durations outside this range are not plausible (seconds).
+        min_utt_s, max_utt_s: MELD durations outside this range are not plausible (seconds; default
+            :data:`~synctva_ros.datasets.rendering.MIN_UTT_S`, ``MAX_UTT_S``: 0.3, 30).
         version: rosbag2 metadata version, 9 (Jazzy+) or 8 (Humble).
         overwrite: replace an existing ``out_path``.
 
@@ -180,8 +182,6 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
         FileExistsError: ``out_path`` exists and not ``overwrite``.
         EspeakNotFoundError: espeak-ng missing.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:
         raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
@@ -203,8 +203,8 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
     cursor = int(round(lead_in_s * sample_rate))
     for row in rows:
         dur = None
-        if row.start_s is not None and row.end_s is not None and min_utt_s <= row.end_s - row.start_s <= max_utt_s:
-            dur = row.end_s - row.start_s
+        if row.start_s is not None and row.end_s is not None:
+            dur = plausible_duration(row.end_s - row.start_s, min_utt_s, max_utt_s)
         speech = render_speech(row.text, row.speaker, dur, sample_rate)
         if speech.size == 0:
             speech = np.zeros(int(min_utt_s * sample_rate), np.float32)
@@ -215,7 +215,7 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
     total = cursor - int(round(gap_s * sample_rate)) + int(round(tail_s * sample_rate))
     pcm = np.zeros(total, np.int16)
     for _, first, speech in placements:
-        pcm[first:first + speech.size] = np.round(np.clip(speech, -1, 1) * 32767).astype(np.int16)
+        pcm[first:first + speech.size] = to_s16le(speech)
 
     ts = get_synctva_typestore()
     T = ts.types

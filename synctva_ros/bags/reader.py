@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from rosbags.highlevel import AnyReader
+
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.config import TopicsConfig, WindowingConfig
 from synctva_ros.core.codecs import (
@@ -77,8 +79,6 @@ def read_bag(path: str | Path, topics: list[str] | None = None) -> Iterator[BagM
     Raises:
         FileNotFoundError: no such bag. rosbags.highlevel.AnyReaderError: unreadable bag.
     """
-    from rosbags.highlevel import AnyReader
-
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"bag {p} does not exist")

@@ -286,7 +286,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     x = np.asarray(samples, dtype=np.float32)
     if from_rate == to_rate or x.size == 0:
         return x.copy() if from_rate == to_rate else np.zeros(0, np.float32)
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # deferred: scipy.signal takes ~0.3 s to import; only resampling needs it
 
     frac = Fraction(int(to_rate), int(from_rate))
     y = resample_poly(x, frac.numerator, frac.denominator).astype(np.float32)

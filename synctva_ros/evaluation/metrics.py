@@ -47,6 +47,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
     Raises:
         ValueError: lengths differ, no labels, or an index outside ``[0, C)``.
     """
+    # deferred: scikit-learn takes ~1.4 s to import; report formatting and plotting do not need it
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
     c = len(class_names)
@@ -67,6 +68,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
 
 def confusion(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
     """``(C, C)`` int64 confusion matrix, rows = true class, columns = predicted (sklearn)."""
+    # deferred: scikit-learn (see classification_metrics)
     from sklearn.metrics import confusion_matrix
 
     t, p = _check(y_true, y_pred, n_classes)
@@ -83,6 +85,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
     Raises:
         ValueError: matrix not ``(C, C)`` with C = ``len(class_names)``.
     """
+    # deferred: matplotlib is needed only for the PNG, and must get the Agg backend before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg", force=False)

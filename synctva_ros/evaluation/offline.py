@@ -17,6 +17,7 @@ extraction + fusion) of that window, in seconds.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,9 +25,15 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ..config import SyncTVAConfig
+from synctva_ros.bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label
+from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.window import UtteranceWindow
-from .summary import summarise_predictions
+from synctva_ros.datasets.rendering import render_utterance
+from synctva_ros.datasets.splits import load_utterances
+from synctva_ros.evaluation.stream import stream_windows
+from synctva_ros.evaluation.summary import summarise_predictions
+from synctva_ros.pipeline import EmotionPipeline
+from synctva_ros.windowing.windower import UtteranceWindower
 
 __all__ = ["evaluate", "dataset_windows", "is_bag"]
 
@@ -42,14 +49,21 @@ def dataset_windows(path: Path, sample_rate: int = 16000,
                     limit: int | None = None) -> Iterator[tuple[UtteranceWindow, str]]:
     """Windows of a MELD CSV (``.csv``) or IEMOCAP JSONL (``.jsonl``) with their labels.
 
-    Each window spans the rendered speech: ``[0, len(audio) / sample_rate]`` seconds.
+    Each window spans the rendered speech (:func:`~synctva_ros.datasets.rendering.render_utterance`):
+    ``[0, len(audio) / sample_rate]`` seconds.
+
+    Args:
+        path: the ``.csv`` / ``.jsonl`` file.
+        sample_rate: audio rate in Hz.
+        limit: first N utterances only (``None`` or 0: all).
+
+    Returns:
+        ``(window, label name)`` per utterance, in file order.
 
     Raises:
         ValueError: unknown file type. FileNotFoundError: missing file.
         RuntimeError: espeak-ng is missing.
     """
-    from ..datasets.cache import load_utterances, render_utterance
-
     dataset = {".csv": "meld", ".jsonl": "iemocap"}.get(path.suffix)
     if dataset is None:
         raise ValueError(f"{path}: expected a bag, a MELD .csv or an IEMOCAP .jsonl")
@@ -82,14 +96,9 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
     Raises:
         FileNotFoundError, ValueError: bad ``data``; CheckpointError: bad checkpoint.
     """
-    from ..pipeline import EmotionPipeline
-
     pipe = EmotionPipeline(cfg)
     bag = is_bag(data)
     if bag:
-        from ..bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label
-        from ..windowing.windower import UtteranceWindower
-
         truth = ground_truth_from_bag(data)
         by_id = {g.utterance_id: g for g in truth if g.utterance_id}
         # as in the node: the pipeline's streaming cache sees the bag's audio and frames as they come,
@@ -104,10 +113,6 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
         truth, total = None, None
     batch = None
     if stream and not bag:
-        import copy
-
-        from .stream import stream_windows
-
         pairs = stream_windows(pairs, cfg.windowing, cfg.features.audio_sample_rate, pipe.streaming)
         batch_cfg = copy.deepcopy(cfg)
         batch_cfg.features.streaming = False

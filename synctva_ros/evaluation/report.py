@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from synctva_ros.evaluation.metrics import plot_confusion
+
 __all__ = ["make_report", "format_table", "write_report"]
 
 
@@ -52,8 +54,6 @@ def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike[str], ste
                  class_names: Sequence[str] | None = None) -> dict[str, Path]:
     """Write ``{stem}.json``, ``{stem}.txt`` (table) and, when the metrics have a confusion matrix,
     ``{stem}_confusion.png`` into ``out_dir``; returns their paths by kind."""
-    from synctva_ros.evaluation.metrics import plot_confusion
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{stem}.json", "txt": out / f"{stem}.txt"}

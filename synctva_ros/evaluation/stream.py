@@ -16,9 +16,9 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..config import WindowingConfig
+from synctva_ros.config import WindowingConfig
 from synctva_ros.core.window import UtteranceWindow
-from ..windowing.windower import StreamSink, UtteranceWindower
+from synctva_ros.windowing.windower import StreamSink, UtteranceWindower
 
 __all__ = ["stream_windows", "NOISE_FLOOR"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .metrics import classification_metrics, latency_stats
-from .report import format_table, make_report, write_report
+from synctva_ros.evaluation.metrics import classification_metrics, latency_stats
+from synctva_ros.evaluation.report import format_table, make_report, write_report
 
 __all__ = ["summarise_predictions"]
 

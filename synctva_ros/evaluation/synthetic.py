@@ -17,11 +17,18 @@ Models (all trained with weighted cross-entropy, AdamW, same epochs): (a) Sync-T
 (b) Sync-TVA with a single active branch for each modality, (c) concatenation of the
 masked-mean-pooled modalities followed by an MLP. Score: weighted F1 (scikit-learn) and
 accuracy on a held-out split.
+
+Entry point: :func:`run_synthetic_benchmark` (or ``python -m synctva_ros.evaluation.synthetic``,
+which prints its result for ``seed=0`` as JSON) produces the "synthetic benchmark" table of
+``docs/results.md``; ``test/evaluation/test_synthetic.py`` runs a small version. No other code
+imports this module: it is evidence that the fusion combines modalities, not part of the node,
+the latency benchmark (:mod:`synctva_ros.bench`) or training.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from typing import Any
@@ -33,10 +40,10 @@ from torch import Tensor, nn
 
 from synctva_ros.config import ModelConfig
 from synctva_ros.core.batch import Batch, ModalityFeatures, UtteranceFeatures, collate
+from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.model.attention import masked_mean
 from synctva_ros.model.losses import class_weights
 from synctva_ros.model.synctva import SyncTVA
-from synctva_ros.core.modalities import MODALITIES
 
 __all__ = ["MELD_TRAIN_COUNTS", "make_synthetic", "ConcatBaseline", "run_synthetic_benchmark"]
 
@@ -60,6 +67,10 @@ def make_synthetic(n: int, rng: np.random.Generator, signal: float = 1.0, p_miss
         p_missing: probability that a row has no visual modality.
         prototypes: ``{modality: (2, F_m)}``; drawn from ``rng`` when ``None`` (pass the train
             split's to the test split).
+
+    Returns:
+        ``(items, prototypes)``: ``n`` :class:`UtteranceFeatures` (node times in [0, 1], label in
+        ``[0, 7)``) and the prototypes used.
     """
     if prototypes is None:
         prototypes = {m: rng.standard_normal((2, d)).astype(np.float32) for m, d in _DIMS.items()}
@@ -97,6 +108,12 @@ class ConcatBaseline(nn.Module):
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, num_classes))
 
     def forward_batch(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Logits and modality presence of a padded batch.
+
+        Shapes:
+            batch: :class:`~synctva_ros.core.batch.Batch` with ``(B, N_m, F_m)`` nodes and
+            ``(B, N_m)`` masks per modality -> logits ``(B, C)``, presence ``(B, 3)`` (0/1 float).
+        """
         parts, flags = [], []
         for m in MODALITIES:
             x, mask = getattr(batch, m), getattr(batch, f"{m}_mask")
@@ -182,7 +199,5 @@ def run_synthetic_benchmark(seed: int = 0, n_train: int = 1200, n_test: int = 60
 
 
 if __name__ == "__main__":  # pragma: no cover - manual run
-    import json
-
     logging.basicConfig(level=logging.INFO)
     print(json.dumps(run_synthetic_benchmark(), indent=2))

@@ -6,6 +6,10 @@
    bag file itself), then printing one line per utterance and a summary: accuracy and
    weighted F1 against the bag's labels, p50/p95 latency from window close to publish,
    and dropped windows (ground-truth utterances with no EmotionState).
+
+:func:`run_sample_demo` is what ``synctva demo`` runs (the bundled MELD sample unless a bag is
+given); :func:`run_demo` runs the node on any bag. The scoring helpers (:func:`result_rows`,
+:func:`utterance_lines`, :func:`diagnostics_lines`) need no ROS.
 """
 
 from __future__ import annotations
@@ -18,10 +22,25 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-__all__ = ["run_demo"]
+from synctva_ros.bags.make_bag import make_bag
+from synctva_ros.bags.reader import GroundTruth, ground_truth_from_bag
+from synctva_ros.config import package_root, resolve_path
+from synctva_ros.evaluation.summary import summarise_predictions
+
+__all__ = ["run_demo", "run_sample_demo", "ensure_demo_bag", "result_rows", "utterance_lines", "diagnostics_lines",
+           "DEMO_CSV", "DEMO_BAG"]
+
+#: The bundled MELD dev sample (CSV in the repository) and the bag made from it on first use.
+DEMO_CSV = "data/demo/meld_dev_sample.csv"
+DEMO_BAG = "cache/demo/meld_dev_sample"
+
+#: Diagnostics keys the demo prints (windower thinning and streaming audio outcomes).
+_SHOWN_DIAGNOSTICS = ("windower.frames", "windower.thinned_frames", "streaming.audio_context",
+                      "streaming.audio_cache")
 
 
 def _ros_env() -> dict[str, str]:
@@ -46,69 +65,50 @@ def _bin(name: str) -> str:
     return str(cand) if cand.exists() else name
 
 
-def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, timeout_s: float = 600.0,
-             extra_params: list[str] | None = None, out_dir: Path | None = None) -> dict[str, Any]:
-    """Run the node on ``bag`` through live topics and score what it publishes.
+@dataclass
+class _Recording:
+    """What the recorder saw: EmotionStates by utterance id, the node's last diagnostics, and the
+    node's CPU seconds and this process's monotonic seconds at replay start and end."""
 
-    Args:
-        bag: rosbag2 directory or file written by ``synctva make-bag``.
-        params_file: ROS params file for the node (default ``config/emotion.yaml``).
-        rate: replay rate factor.
-        timeout_s: give up waiting for EmotionStates after this many seconds past replay end.
-        extra_params: extra ``name:=value`` ROS parameters for the node.
-        out_dir: where to write ``demo_results.json`` and the confusion matrix PNG.
+    got: dict[str, Any] = field(default_factory=dict)
+    diag: dict[str, str] = field(default_factory=dict)
+    cpu0: float | None = None
+    cpu1: float | None = None
+    wall0: float = 0.0
+    wall1: float = 0.0
 
-    Returns:
-        The summary dict (also printed).
+
+def _record(node: subprocess.Popen, bag: Path, truth: Sequence[GroundTruth], rate: float, timeout_s: float,
+            env: Mapping[str, str], out_dir: Path) -> _Recording:
+    """Wait for the node, replay ``bag`` and record ``/emotion_state`` and ``/diagnostics`` until every
+    ground-truth utterance has a state, the node exits or ``timeout_s`` passes after the replay.
 
     Raises:
-        RuntimeError: the node process exited early (its log tail is in the message).
+        RuntimeError: the node exited early or did not come up within 180 s, or the replay failed.
     """
+    # deferred: rclpy and the generated messages need a ROS environment; the scoring helpers do not
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from synctva_ros.bags.reader import ground_truth_from_bag
-    from synctva_ros.config import resolve_path
-    from synctva_ros.evaluation.summary import summarise_predictions
-    from diagnostic_msgs.msg import DiagnosticArray
-
     from synctva_ros.msg import EmotionState
-
-    env = _ros_env()
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    params_file = params_file or resolve_path("config/emotion.yaml")
-    truth = ground_truth_from_bag(bag)
-    out_dir = Path(out_dir or "out/demo")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    node_cmd = [_bin("emotion_node"), "--ros-args", "--params-file", str(params_file),
-                "-p", "use_sim_time:=true"]
-    for p in extra_params or []:
-        node_cmd += ["-p", p]
-    node_log = open(out_dir / "node.log", "w")
-    node = subprocess.Popen(node_cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
 
     rclpy.init()
     rec = rclpy.create_node("synctva_demo_recorder")
-    got: dict[str, Any] = {}
-    cpu0 = cpu1 = None
-    wall0 = wall1 = 0.0
+    out = _Recording()
     lock = threading.Lock()
 
     def on_state(msg: EmotionState) -> None:
         with lock:
-            got[msg.utterance_id or f"{msg.window_end.sec}.{msg.window_end.nanosec:09d}"] = msg
-
-    diag: dict[str, str] = {}
+            out.got[msg.utterance_id or f"{msg.window_end.sec}.{msg.window_end.nanosec:09d}"] = msg
 
     def on_diag(msg: DiagnosticArray) -> None:
         for st in msg.status:
             if "emotion" in st.name:
                 with lock:
-                    diag.clear()
-                    diag.update({kv.key: kv.value for kv in st.values})
+                    out.diag.clear()
+                    out.diag.update({kv.key: kv.value for kv in st.values})
 
     rec.create_subscription(EmotionState, "/emotion_state", on_state,
                             QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
@@ -129,34 +129,42 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
         else:
             raise RuntimeError("emotion node did not come up within 180 s; see " + str(out_dir / "node.log"))
         print(f"[demo] node up; replaying {bag} ({len(truth)} utterances, rate {rate})", flush=True)
-        cpu0, wall0 = _cpu_seconds(node.pid), time.monotonic()
+        out.cpu0, out.wall0 = _cpu_seconds(node.pid), time.monotonic()
         replay = subprocess.run([_bin("synctva"), "replay", str(bag), "--rate", str(rate),
                                  "--topics", "/audio,/camera/image_raw,/speech", "--wait", "60"],
-                                env=env, stdin=subprocess.DEVNULL)
+                                env=dict(env), stdin=subprocess.DEVNULL)
         if replay.returncode != 0:
             raise RuntimeError(f"replay failed with exit code {replay.returncode}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with lock:
-                if all(t.utterance_id in got for t in truth):
+                if all(t.utterance_id in out.got for t in truth):
                     break
             if node.poll() is not None:
                 break
             time.sleep(0.2)
-        cpu1, wall1 = _cpu_seconds(node.pid), time.monotonic()
+        out.cpu1, out.wall1 = _cpu_seconds(node.pid), time.monotonic()
         time.sleep(1.5)  # one more /diagnostics (1 Hz) after the last window
     finally:
         ex.shutdown()
         rec.destroy_node()
         rclpy.shutdown()
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGINT)
-            try:
-                node.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
-        node_log.close()
+    return out
 
+
+def result_rows(truth: Sequence[GroundTruth], got: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per ground-truth utterance with the EmotionState received for it (if any).
+
+    Args:
+        truth: the bag's ground truth (:func:`~synctva_ros.bags.reader.ground_truth_from_bag`).
+        got: utterance id -> ``synctva_ros/EmotionState`` (or any object with its fields).
+
+    Returns:
+        Rows with ``utterance_id``, ``truth``, ``transcript``, ``start``/``end`` (seconds, sensor
+        time), ``pred`` (``None`` = dropped window), ``confidence``, ``probabilities``,
+        ``modalities`` (present), ``active`` (used), ``latency_s`` (window close to publish,
+        seconds), ``model``, ``backend``.
+    """
     rows = []
     for t in truth:
         msg = got.get(t.utterance_id)
@@ -171,40 +179,100 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
             "latency_s": float(msg.latency) if msg else None,
             "model": msg.model if msg else "", "backend": msg.backend if msg else "",
         })
+    return rows
+
+
+def utterance_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The demo's line per utterance: end time (seconds after the first utterance's start), label,
+    confidence, truth, modalities present and used, transcript; ``DROPPED`` when no state arrived."""
     t0 = min((r["start"] for r in rows), default=0.0)  # print times relative to the first utterance
+    lines = []
     for r in rows:
         if r["pred"] is None:
-            print(f"{r['end'] - t0:7.2f}s  DROPPED  truth={r['truth']:<8} {r['transcript'][:60]!r}")
+            lines.append(f"{r['end'] - t0:7.2f}s  DROPPED  truth={r['truth']:<8} {r['transcript'][:60]!r}")
             continue
-        print(f"{r['end'] - t0:7.2f}s  {r['pred']:<8} {r['confidence']:.2f}  truth={r['truth']:<8} "
-              f"[{'+'.join(r['modalities'])}; used {'+'.join(r['active'])}]  {r['transcript'][:60]!r}")
-    first = next(iter(got.values()), None)
+        lines.append(f"{r['end'] - t0:7.2f}s  {r['pred']:<8} {r['confidence']:.2f}  truth={r['truth']:<8} "
+                     f"[{'+'.join(r['modalities'])}; used {'+'.join(r['active'])}]  {r['transcript'][:60]!r}")
+    return lines
+
+
+def diagnostics_lines(diag: Mapping[str, str]) -> list[str]:
+    """What the node received (frames, audio chunks, transcripts) and where its audio features came
+    from, from the node's last ``/diagnostics`` key/values."""
+    shown = {k: diag[k] for k in _SHOWN_DIAGNOSTICS if k in diag}
+    fallbacks = {k: v for k, v in diag.items() if k.startswith("streaming.audio_batch")}
+    return [f"node received {diag.get('count.image_in', '?')} camera frames, {diag.get('count.audio_in', '?')} "
+            f"audio chunks, {diag.get('count.transcript_in', '?')} transcripts",
+            "node diagnostics: " + ", ".join(f"{k} {v}" for k, v in shown.items())
+            + (f"; batch fallbacks {fallbacks}" if fallbacks else "; no batch fallback")]
+
+
+def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, timeout_s: float = 600.0,
+             extra_params: list[str] | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    """Run the node on ``bag`` through live topics and score what it publishes.
+
+    Args:
+        bag: rosbag2 directory or file written by ``synctva make-bag``.
+        params_file: ROS params file for the node (default ``config/emotion.yaml``).
+        rate: replay rate factor.
+        timeout_s: give up waiting for EmotionStates after this many seconds past replay end.
+        extra_params: extra ``name:=value`` ROS parameters for the node.
+        out_dir: where to write ``demo_results.json`` and the confusion matrix PNG.
+
+    Returns:
+        The summary dict (also printed).
+
+    Raises:
+        RuntimeError: the node process exited early (its log tail is in the message).
+    """
+    env = _ros_env()
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    params_file = params_file or resolve_path("config/emotion.yaml")
+    truth = ground_truth_from_bag(bag)
+    out_dir = Path(out_dir or "out/demo")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    node_cmd = [_bin("emotion_node"), "--ros-args", "--params-file", str(params_file),
+                "-p", "use_sim_time:=true"]
+    for p in extra_params or []:
+        node_cmd += ["-p", p]
+    node_log = open(out_dir / "node.log", "w")
+    node = subprocess.Popen(node_cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        seen = _record(node, bag, truth, rate, timeout_s, env, out_dir)
+    finally:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGINT)
+            try:
+                node.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+        node_log.close()
+
+    rows = result_rows(truth, seen.got)
+    for line in utterance_lines(rows):
+        print(line)
+    first = next(iter(seen.got.values()), None)
     summary = summarise_predictions(rows, class_names=list(first.class_names) if first else None,
                                     out_dir=out_dir, title="synctva demo (node + replay)")
-    summary["extra_messages"] = max(0, len(got) - len(truth))
-    if cpu0 is not None and cpu1 is not None:
+    summary["extra_messages"] = max(0, len(seen.got) - len(truth))
+    if seen.cpu0 is not None and seen.cpu1 is not None:
         busy = sum(r["latency_s"] or 0.0 for r in rows)  # window processing (inference) wall time
-        wall = wall1 - wall0
-        summary["node_cpu"] = {"cores_total": (cpu1 - cpu0) / wall,
-                               "cores_outside_inference": max(0.0, cpu1 - cpu0 - busy) / wall, "wall_s": wall}
+        wall = seen.wall1 - seen.wall0
+        summary["node_cpu"] = {"cores_total": (seen.cpu1 - seen.cpu0) / wall,
+                               "cores_outside_inference": max(0.0, seen.cpu1 - seen.cpu0 - busy) / wall,
+                               "wall_s": wall}
         print(f"node CPU during replay: {summary['node_cpu']['cores_total']:.2f} cores on average, about "
               f"{summary['node_cpu']['cores_outside_inference']:.2f} outside inference (CPU time minus the "
               f"windows' processing time)")
-    if diag:
-        summary["diagnostics"] = dict(diag)
-        print(f"node received {diag.get('count.image_in', '?')} camera frames, {diag.get('count.audio_in', '?')} "
-              f"audio chunks, {diag.get('count.transcript_in', '?')} transcripts")
+    if seen.diag:
+        summary["diagnostics"] = dict(seen.diag)
+        lines = diagnostics_lines(seen.diag)
+        print(lines[0])
         (out_dir / "diagnostics.json").write_text(json.dumps(summary["diagnostics"], indent=2) + "\n")
-        keys = ("windower.frames", "windower.thinned_frames", "streaming.audio_context", "streaming.audio_cache")
-        shown = {k: diag[k] for k in keys if k in diag}
-        fallbacks = {k: v for k, v in diag.items() if k.startswith("streaming.audio_batch")}
-        print("node diagnostics: " + ", ".join(f"{k} {v}" for k, v in shown.items())
-              + (f"; batch fallbacks {fallbacks}" if fallbacks else "; no batch fallback"))
+        print(lines[1])
     return summary
-
-
-DEMO_CSV = "data/demo/meld_dev_sample.csv"
-DEMO_BAG = "cache/demo/meld_dev_sample"
 
 
 def ensure_demo_bag(bag: Path | None = None) -> Path:
@@ -213,9 +281,6 @@ def ensure_demo_bag(bag: Path | None = None) -> Path:
     Raises:
         FileNotFoundError: the sample CSV is missing. RuntimeError: espeak-ng is missing.
     """
-    from synctva_ros.bags.make_bag import make_bag
-    from synctva_ros.config import package_root, resolve_path
-
     if bag is not None:
         return bag
     out = Path(DEMO_BAG) if Path(DEMO_CSV).exists() else package_root() / DEMO_BAG
@@ -226,14 +291,28 @@ def ensure_demo_bag(bag: Path | None = None) -> Path:
     return out
 
 
-def main(args: Any) -> int:
-    """``synctva demo`` (arguments from :func:`synctva_ros.cli.build_parser`); exit status 0 on success,
-    1 when windows were dropped."""
-    bag = ensure_demo_bag(args.bag)
+def run_sample_demo(*, bag: Path | None = None, rate: float = 1.0, out_dir: Path = Path("out/demo"),
+                    params_file: Path | None = None, sensor_qos: str = "reliable") -> dict[str, Any]:
+    """``synctva demo``: the node on the MELD dev sample bag (made on first use) or on ``bag``, scored.
+
+    Args:
+        bag: bag to use (default: the bundled MELD dev sample, :func:`ensure_demo_bag`).
+        rate: replay rate factor.
+        out_dir: folder for the results (JSON, table, confusion-matrix PNG, node log).
+        params_file: ROS params file for the node (default ``config/emotion.yaml``).
+        sensor_qos: the node's camera/microphone QoS, ``reliable`` or ``sensor_data``.
+
+    Returns:
+        The summary (:func:`run_demo`); ``summary["dropped_windows"]`` counts utterances without a state.
+
+    Raises:
+        FileNotFoundError: the sample CSV is missing. RuntimeError: espeak-ng is missing, or the node
+        exited early / did not come up, or the replay failed.
+    """
+    bag = ensure_demo_bag(bag)
     # The replay publishes reliably. A best-effort (sensor_data) subscription lost about 90 % of the
     # 0.9 MB camera frames over Fast DDS's default UDP transport here (237 of 2,324 arrived; audio: all),
     # which would hide what the node itself keeps up with; a robot's camera driver publishes best
     # effort, where the default sensor_data QoS is the one that matches (docs/performance.md).
-    summary = run_demo(bag, params_file=args.params_file, rate=args.rate, out_dir=args.out,
-                       extra_params=[f"topics.sensor_qos:={args.sensor_qos}"])
-    return 0 if summary["dropped_windows"] == 0 else 1
+    return run_demo(bag, params_file=params_file, rate=rate, out_dir=out_dir,
+                    extra_params=[f"topics.sensor_qos:={sensor_qos}"])

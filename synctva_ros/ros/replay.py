@@ -24,6 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import rclpy
+from rclpy.context import Context
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.highlevel import AnyReader
+
+from synctva_ros.bags.types import get_synctva_typestore
+
 __all__ = ["import_message_class", "replay_bag"]
 
 log = logging.getLogger(__name__)
@@ -78,11 +85,6 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
         ValueError: ``rate`` or ``clock_hz`` not positive. FileNotFoundError: no bag.
         ImportError: ``publish_clock`` without ``rosgraph_msgs`` installed.
     """
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from rosbags.highlevel import AnyReader
-
-    from synctva_ros.bags.types import get_synctva_typestore
-
     if not rate > 0 or not clock_hz > 0:
         raise ValueError(f"rate and clock_hz must be positive, got {rate}, {clock_hz}")
     path = Path(bag_path)
@@ -94,9 +96,6 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
     own = node is None
     ctx = None
     if own:
-        import rclpy
-        from rclpy.context import Context
-
         ctx = Context()
         rclpy.init(context=ctx)
         node = rclpy.create_node("synctva_bag_replay", context=ctx)
@@ -109,6 +108,7 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
                          durability=DurabilityPolicy.VOLATILE)
         clock_pub = clock_cls = time_cls = None
         if publish_clock:
+            # deferred: rosgraph_msgs is optional (only /clock needs it); ImportError documented above
             from builtin_interfaces.msg import Time
             from rosgraph_msgs.msg import Clock
 

@@ -11,7 +11,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import UtteranceFeatures
+from synctva_ros.evaluation.metrics import classification_metrics
+from synctva_ros.training.config import TrainingConfig
+from synctva_ros.training.train import load_split_cache
 
 __all__ = ["sentence_matrix", "logreg_baseline", "run_baselines", "baseline_report"]
 
@@ -40,9 +44,8 @@ def logreg_baseline(train: Sequence[UtteranceFeatures], valid: Sequence[Utteranc
         :func:`~synctva_ros.evaluation.metrics.classification_metrics` of the validation split plus
         ``model`` ("logreg"), ``class_weight``, ``C``, ``train_size``.
     """
+    # deferred: scikit-learn takes about 2 s to import and only the baseline uses it
     from sklearn.linear_model import LogisticRegression
-
-    from synctva_ros.evaluation.metrics import classification_metrics
 
     xtr, ytr = sentence_matrix(train)
     xva, yva = sentence_matrix(valid)
@@ -61,17 +64,18 @@ def run_baselines(train: Sequence[UtteranceFeatures], valid: Sequence[UtteranceF
             "logreg_balanced": logreg_baseline(train, valid, class_names, "balanced", seed=seed)}
 
 
-def baseline_report(tcfg: Any, cfg: Any) -> dict[str, dict[str, Any]]:
+def baseline_report(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> dict[str, dict[str, Any]]:
     """:func:`run_baselines` on the caches a training config names (train split -> valid split).
 
     Args:
         tcfg: :class:`~synctva_ros.training.config.TrainingConfig`; cfg: :class:`~synctva_ros.config.SyncTVAConfig`.
 
+    Returns:
+        ``{"logreg": ..., "logreg_balanced": ...}`` scored on ``tcfg.valid_split``.
+
     Raises:
         FileNotFoundError: a cache is missing (see :func:`synctva_ros.training.train.load_split_cache`).
     """
-    from synctva_ros.training.train import load_split_cache
-
     tr = load_split_cache(tcfg, cfg, tcfg.train_split, tcfg.limit)
     va = load_split_cache(tcfg, cfg, tcfg.valid_split, tcfg.valid_limit)
     return run_baselines(tr.items, va.items, list(cfg.model.class_names), seed=tcfg.seed)

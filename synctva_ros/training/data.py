@@ -1,4 +1,4 @@
-"""Batches for training: cached utterances + dialogue context -> :class:`~synctva_ros.features.base.Batch`."""
+"""Batches for training: cached utterances + dialogue context -> :class:`~synctva_ros.core.batch.Batch`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def dialogue_contexts(items: Sequence[UtteranceFeatures], turns: int) -> list[li
     Order is oldest first; only utterances with a smaller ``utterance_index`` in the same
     ``dialogue_id`` count (what a robot has heard before), and those without a sentence
     embedding are skipped. ``turns = 0`` gives empty lists.
+
+    Args:
+        items: cached utterances (``dialogue_id``, ``utterance_index``, ``sentence``).
+        turns: K, the most previous turns per utterance.
+
+    Returns:
+        One list per item, in ``items`` order, of at most ``turns`` sentence embeddings ``(F,)``.
     """
     out: list[list[np.ndarray]] = [[] for _ in items]
     if turns <= 0:
@@ -67,13 +74,20 @@ class UtteranceDataset(torch.utils.data.Dataset):
                                  utterance_index=u.utterance_index, meta=u.meta)
 
     def collate(self, indices: Sequence[int]) -> Batch:
-        """Batch of the utterances at ``indices`` (shapes in :class:`~synctva_ros.features.base.Batch`)."""
+        """Batch of the utterances at ``indices`` (shapes in :class:`~synctva_ros.core.batch.Batch`)."""
         return collate([self._view(self.items[i]) for i in indices], self.dims,
                        [self.contexts[i] for i in indices] if self.context_turns else None, self.context_turns)
 
 
 def make_loader(ds: UtteranceDataset, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-    """Single-process DataLoader; with ``shuffle`` the order is a function of ``seed`` only (deterministic)."""
+    """Single-process DataLoader of batches (:class:`~synctva_ros.core.batch.Batch`) over ``ds``.
+
+    Args:
+        ds: the dataset (its :meth:`UtteranceDataset.collate` builds the batches).
+        batch_size: utterances per batch (B).
+        shuffle: random order; then the order is a function of ``seed`` only (deterministic).
+        seed: seed of the shuffling generator.
+    """
     gen = torch.Generator().manual_seed(int(seed)) if shuffle else None
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
                                        collate_fn=ds.collate, num_workers=0)

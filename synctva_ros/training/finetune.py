@@ -30,9 +30,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from safetensors.numpy import load_file, save_file
+
+from synctva_ros.checkpoint import build_text_top, save_checkpoint, save_text_top_checkpoint
 from synctva_ros.config import FeaturesConfig, SyncTVAConfig
-from synctva_ros.training.config import TrainingConfig
 from synctva_ros.core.modalities import MODALITIES
+from synctva_ros.datasets.cache import CACHE_FORMAT, cache_key, cache_stem
+from synctva_ros.evaluation.metrics import classification_metrics
+from synctva_ros.features.text import TextEncoder
+from synctva_ros.model.losses import build_loss
+from synctva_ros.model.synctva import SyncTVA
+from synctva_ros.training.config import TrainingConfig
+from synctva_ros.training.train import evaluate_model, prepare_data, seed_everything, train_one_epoch
 
 __all__ = ["build_text_layer_cache", "finetune"]
 
@@ -55,11 +64,6 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
         FileNotFoundError: missing source; ValueError: the source is not a cache or was built
         with another text encoder / ``max_tokens``.
     """
-    from safetensors.numpy import load_file, save_file
-
-    from synctva_ros.datasets.cache import CACHE_FORMAT, cache_key, cache_stem
-    from synctva_ros.features.text import TextEncoder
-
     p = Path(source)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
     header = json.loads(stem.with_suffix(".json").read_text())
@@ -125,21 +129,11 @@ def finetune(tcfg: TrainingConfig, cfg: SyncTVAConfig, encoder_lr: float = 3e-5,
         FileNotFoundError: missing cache; ValueError: no active modality or bad layer counts.
     """
 
-    from synctva_ros.checkpoint import save_checkpoint
-    from synctva_ros.evaluation.metrics import classification_metrics
-    from synctva_ros.features.text import TextEncoder
-    from synctva_ros.model.losses import build_loss
-    from synctva_ros.model.synctva import SyncTVA
-    from synctva_ros.checkpoint import build_text_top, save_text_top_checkpoint
-    from synctva_ros.training.train import evaluate_model, seed_everything, train_one_epoch
-
     tcfg.validate()
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
     seed_everything(tcfg.seed)
     device = torch.device(tcfg.device)
-    from synctva_ros.training.train import prepare_data
-
     train_c, valid_c, names, identities, active, dims, train_ds, valid_ds, counts = prepare_data(tcfg, cfg)
     model = SyncTVA(cfg.model, dims, active)
     top_params: list[torch.nn.Parameter] = []

@@ -23,7 +23,6 @@ how many epochs ran in this process.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -32,17 +31,24 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from synctva_ros.checkpoint import save_checkpoint
 from synctva_ros.config import SyncTVAConfig
+from synctva_ros.core.modalities import MODALITIES
+from synctva_ros.datasets.cache import CachedSplit, build_cache, find_cache, load_cache
+from synctva_ros.evaluation.metrics import classification_metrics
+from synctva_ros.model.losses import build_loss
+from synctva_ros.model.synctva import SyncTVA
 from synctva_ros.training.config import TrainingConfig, load_training_config
 from synctva_ros.training.data import UtteranceDataset, class_counts, make_loader
-from synctva_ros.core.modalities import MODALITIES
 
-__all__ = ["train", "seed_everything", "evaluate_model", "load_split_cache", "RESUME_FILE", "main"]
+__all__ = ["train", "train_from_file", "seed_everything", "evaluate_model", "load_split_cache", "prepare_data",
+           "train_one_epoch", "RESUME_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ def seed_everything(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit: int = 0):
+def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit: int = 0) -> CachedSplit:
     """The :class:`~synctva_ros.datasets.cache.CachedSplit` of ``split`` matching the configured extractors.
 
     Looks for ``{cache_dir}/{dataset}_{split}_{key}.safetensors`` with the key of the configured
@@ -70,8 +76,6 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     Raises:
         FileNotFoundError: no matching cache and ``build_cache`` is false (the message says how to build it).
     """
-    from synctva_ros.datasets.cache import build_cache, find_cache, load_cache
-
     names = list(cfg.model.class_names)
     if tcfg.build_cache:
         path = build_cache(tcfg.dataset, split, cfg.features, tcfg.cache_dir, limit=limit or None,
@@ -178,8 +182,6 @@ def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Mod
 
     Gradients are clipped to ``tcfg.grad_clip`` (0 = off); progress bar when ``tcfg.progress``.
     """
-    from tqdm import tqdm
-
     model.train()
     loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
     total, n = 0.0, 0
@@ -203,17 +205,23 @@ def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Mod
 def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Path:
     """Train and save a checkpoint; returns its directory (``tcfg.out_dir``).
 
+    The steps are those of the module docstring; the checkpoint holds the best epoch by validation
+    weighted F1, and ``resume.pt`` in the same directory the state after the last epoch.
+
+    Args:
+        tcfg: how to train (:class:`~synctva_ros.training.config.TrainingConfig`; validated here).
+        cfg: model and feature configuration (:class:`~synctva_ros.config.SyncTVAConfig`).
+        resume: continue from ``resume.pt`` when it exists (else start from scratch, with a warning).
+
+    Returns:
+        ``Path(tcfg.out_dir)``.
+
     Raises:
+        synctva_ros.config.ConfigError: ``tcfg`` out of range.
         FileNotFoundError: missing cache (see :func:`load_split_cache`).
         ValueError: the cache's class names do not match ``cfg.model.class_names``, or no
             modality is active.
     """
-
-    from synctva_ros.checkpoint import save_checkpoint
-    from synctva_ros.evaluation.metrics import classification_metrics
-    from synctva_ros.model.losses import build_loss
-    from synctva_ros.model.synctva import SyncTVA
-
     tcfg.validate()
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
@@ -261,7 +269,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         if m["weighted_f1"] > best_f1:
             best_f1, best_epoch = m["weighted_f1"], epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            _save(save_checkpoint, out, model, best_state, tcfg, training_info, identities, m, epoch, history)
+            _save(out, model, best_state, tcfg, training_info, identities, m, epoch, history)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                     "best_f1": best_f1, "best_epoch": best_epoch, "best_model": best_state,
                     "history": json.dumps(history), "rng": torch.get_rng_state()}, str(rpath) + ".tmp")
@@ -273,11 +281,11 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         final.load_state_dict(best_state)
         y, p, _ = evaluate_model(final, valid_ds, tcfg.eval_batch_size, device)
         m = classification_metrics(y, p, names)
-        _save(save_checkpoint, out, final, best_state, tcfg, training_info, identities, m, best_epoch, history)
+        _save(out, final, best_state, tcfg, training_info, identities, m, best_epoch, history)
     return out
 
 
-def _save(save_checkpoint, out: Path, model, state, tcfg: TrainingConfig, training_info: dict, identities: dict,
+def _save(out: Path, model: SyncTVA, state: dict, tcfg: TrainingConfig, training_info: dict, identities: dict,
           metrics: dict, epoch: int, history: list) -> None:
     snap = copy.deepcopy(model).cpu()
     snap.load_state_dict(state)
@@ -292,19 +300,22 @@ def _save(save_checkpoint, out: Path, model, state, tcfg: TrainingConfig, traini
     })
 
 
-def main(args: argparse.Namespace) -> int:
-    """``synctva train CONFIG.yaml [--set k=v ...] [--resume]``: prints the checkpoint directory."""
-    tcfg, cfg = load_training_config(args.config, getattr(args, "overrides", None) or None)
-    print(train(tcfg, cfg, resume=bool(getattr(args, "resume", False))))
-    return 0
+def train_from_file(config: str | os.PathLike[str] | None, *, overrides: Sequence[str] = (),
+                    resume: bool = False) -> Path:
+    """Train the run a training YAML describes (``synctva train CONFIG.yaml [--set k=v ...] [--resume]``).
 
+    Args:
+        config: training YAML (:func:`~synctva_ros.training.config.load_training_config`); ``None``
+            = defaults only.
+        overrides: ``key=value`` overrides (``training.epochs=5``, ``model.hidden=64``, ...).
+        resume: continue from the run's resume file (``resume.pt`` in ``training.out_dir``).
 
-if __name__ == "__main__":  # pragma: no cover
-    import sys
+    Returns:
+        The checkpoint directory (:func:`train`).
 
-    ap = argparse.ArgumentParser(description="train Sync-TVA")
-    ap.add_argument("config", type=Path)
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--resume", action="store_true")
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
-    sys.exit(main(ap.parse_args()))
+    Raises:
+        synctva_ros.config.ConfigError: unknown keys / bad values. FileNotFoundError: a missing
+        file, profile or cache. ValueError: see :func:`train`.
+    """
+    tcfg, cfg = load_training_config(config, list(overrides) or None)
+    return train(tcfg, cfg, resume=resume)

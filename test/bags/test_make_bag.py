@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -15,14 +16,17 @@ from synctva_ros.bags.make_bag import (EPOCH_NS, MELD_CLASS_NAMES, TOPIC_AUDIO, 
 from synctva_ros.bags.reader import ground_truth_from_bag, read_bag, windows_from_bag
 from synctva_ros.config import WindowingConfig
 from synctva_ros.core.codecs import audio_to_float, image_to_rgb, stamp_to_seconds
+from synctva_ros.datasets.meld import read_meld
+from synctva_ros.datasets.rendering import MAX_UTT_S, MIN_UTT_S, render_utterance
 from synctva_ros.windowing.windower import UtteranceWindower
 
 _SHARED_DEV = Path(os.environ.get("SYNCTVA_DATA", "/work/shared/data")) / "meld" / "dev_sent_emo.csv"
 #: MELD dev CSV (shared data), else the demo sample shipped in the repository.
 MELD_DEV = (_SHARED_DEV if _SHARED_DEV.exists()
             else Path(__file__).resolve().parents[2] / "data" / "demo" / "meld_dev_sample.csv")
-pytestmark = pytest.mark.skipif(not MELD_DEV.exists() or shutil.which("espeak-ng") is None,
-                                reason="needs MELD dev CSV and espeak-ng")
+needs_inputs = pytest.mark.skipif(not MELD_DEV.exists() or shutil.which("espeak-ng") is None,
+                                  reason="needs MELD dev CSV and espeak-ng")
+MELD_HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
 N = 4
 SIZE = (96, 72)
 FPS = 30.0
@@ -35,6 +39,7 @@ def bag(request, tmp_path_factory):
     return out, summary
 
 
+@needs_inputs
 def test_meld_time_parsing():
     assert parse_meld_time("00:20:57,256") == pytest.approx(1257.256)
     assert parse_meld_time("garbage") is None
@@ -44,6 +49,7 @@ def test_meld_time_parsing():
     assert all(r.emotion in MELD_CLASS_NAMES and r.text for r in rows)
 
 
+@needs_inputs
 def test_messages_round_trip(bag):
     path, summary = bag
     rows = read_meld_csv(MELD_DEV, max_utterances=N)
@@ -90,6 +96,7 @@ def test_messages_round_trip(bag):
     assert np.abs(samples[: int(s0 * 16000)]).max() == 0.0
 
 
+@needs_inputs
 def test_windows_from_bag_match_utterances(bag):
     path, summary = bag
     rows = read_meld_csv(MELD_DEV, max_utterances=N)
@@ -114,6 +121,7 @@ def test_windows_from_bag_match_utterances(bag):
     assert s["windows"] == N
 
 
+@needs_inputs
 def test_humble_version_and_existing_path(tmp_path):
     out = tmp_path / "humble"
     make_bag(MELD_DEV, out, storage="sqlite3", max_utterances=1, size=(32, 24), fps=5, version=8)
@@ -126,6 +134,7 @@ def test_humble_version_and_existing_path(tmp_path):
         make_bag(MELD_DEV, tmp_path / "x", storage="rosbag1")
 
 
+@needs_inputs
 def test_deterministic_output(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for p in (a, b):
@@ -136,3 +145,34 @@ def test_deterministic_output(tmp_path):
     aa = np.concatenate([m.msg.data for m in read_bag(a, [TOPIC_AUDIO])])
     ab = np.concatenate([m.msg.data for m in read_bag(b, [TOPIC_AUDIO])])
     np.testing.assert_array_equal(aa, ab)
+
+
+@needs_inputs
+def test_bag_audio_is_the_training_rendering(bag):
+    """Each utterance's samples in the bag equal render_utterance's (what the feature cache trains on)."""
+    path, summary = bag
+    samples = np.concatenate([audio_to_float(m.msg.data, m.msg.encoding, m.msg.channels)
+                              for m in read_bag(path, [TOPIC_AUDIO])])
+    utts = read_meld(MELD_DEV, strict_times=False)[:N]
+    assert [f"dia{u.dialogue_id}_utt{u.utterance_index}" for u in utts] == summary["utterance_ids"]
+    for u, (s, e) in zip(utts, summary["bounds"]):
+        wav, sr = render_utterance(u, 16000)
+        first = int(round(s * sr))
+        assert sr == 16000 and wav.size == int(round((e - s) * sr))
+        np.testing.assert_array_equal(samples[first:first + wav.size], wav)
+
+
+def test_rendering_defaults_are_the_shared_constants():
+    params = inspect.signature(make_bag).parameters
+    assert (params["min_utt_s"].default, params["max_utt_s"].default) == (MIN_UTT_S, MAX_UTT_S)
+
+
+def test_read_meld_csv_lenient_times(tmp_path):
+    """make-bag reads MELD CSVs through read_meld (strict_times=False); a malformed time is None in MeldRow."""
+    q = tmp_path / "y.csv"
+    q.write_text(MELD_HEADER + '1, Hi there ,A,Joy,positive,3,0,1,1,"00:00:01","00:00:02,000"\n'
+                 '2,Bye,B,anger,negative,4,1,1,1,"00:00:03,000","00:00:04,500"\n', encoding="utf-8")
+    rows = read_meld_csv(q)
+    assert [(r.dialogue_id, r.utterance_id, r.emotion) for r in rows] == [(3, 0, "joy"), (4, 1, "anger")]
+    assert rows[0].start_s is None and rows[1].end_s == pytest.approx(4.5) and rows[1].uid == "dia4_utt1"
+    assert [r.text for r in read_meld_csv(q, dialogues=[4])] == ["Bye"]

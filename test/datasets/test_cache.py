@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from synctva_ros.config import FeaturesConfig
-from synctva_ros.datasets.cache import build_cache, find_cache, load_cache, render_utterance
+from synctva_ros.datasets.cache import build_cache, find_cache, load_cache
 from synctva_ros.datasets.meld import MELD_CLASSES
+from synctva_ros.datasets.rendering import render_utterance
 from synctva_ros.datasets.utterance import Utterance
 from synctva_ros.features.audio import OpenSmileAudio
 from synctva_ros.features.text import TextEncoder

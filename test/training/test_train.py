@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from synctva_ros.checkpoint import load_checkpoint, read_manifest
 from synctva_ros.training.config import load_training_config
-from synctva_ros.training.train import RESUME_FILE, train
+from synctva_ros.training.train import RESUME_FILE, train, train_from_file
 
 SMALL = ["model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_max_tokens=16",
          "features.audio_max_nodes=8", "training.batch_size=8", "training.progress=false", "training.lr=3e-3"]
@@ -74,3 +74,14 @@ def test_missing_cache_says_how_to_build(tmp_path):
                                             *SMALL])
     with pytest.raises(FileNotFoundError, match="synctva cache meld train"):
         train(tcfg, cfg)
+
+
+def test_train_from_file_reads_the_yaml_then_the_overrides(tiny_cache, tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(f"training:\n  name: from_yaml\n  epochs: 5\n  cache_dir: {tiny_cache}\n"
+                        f"  out_dir: {tmp_path / 'yaml_ckpt'}\nprofile: demo\n")
+    out = train_from_file(cfg_file, overrides=[*SMALL, "training.epochs=1"])
+    man = read_manifest(out)
+    assert out == tmp_path / "yaml_ckpt" and man["name"] == "from_yaml"
+    assert man["training"]["epochs"] == 1 and len(man["training"]["history"]) == 1  # the override wins
+    assert man["architecture"]["hidden"] == 16

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from synctva_ros.bags import speech
-from synctva_ros.bags.speech import EspeakNotFoundError, render_speech, voice_for
+from synctva_ros.datasets import speech
+from synctva_ros.datasets.speech import EspeakNotFoundError, render_speech, voice_for
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 

@@ -1,4 +1,10 @@
-"""Real synthetic speech for test bags, rendered with the espeak-ng formant synthesiser.
+"""Real synthetic speech, rendered with the espeak-ng formant synthesiser.
+
+The one speech renderer of the project: the bag writer
+(:func:`synctva_ros.bags.make_bag.make_bag`) and the training feature cache
+(:func:`synctva_ros.datasets.rendering.render_utterance`) both call
+:func:`render_speech`, so training audio matches the audio in the bags. It lives
+in ``datasets`` (below ``bags``) so the cache never imports the bag tools.
 
 Source: espeak-ng (https://github.com/espeak-ng/espeak-ng), run as a
 subprocess (``espeak-ng -w out.wav --stdin``); its 22.05 kHz output is

@@ -1,0 +1,82 @@
+"""The benchmark's inputs: realistic utterance windows and the machine's measured matmul peak.
+
+Windows: a 3 s utterance of espeak-ng speech (:func:`~synctva_ros.datasets.speech.render_speech`)
+with camera frames made from ``skimage.data.astronaut`` (shifted a little per frame) at 15 fps.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from skimage.data import astronaut
+
+from synctva_ros.datasets.speech import render_speech
+from synctva_ros.core.window import TimedFrame, UtteranceWindow
+
+__all__ = ["SENTENCES", "realistic_windows", "measure_peak_gflops"]
+
+#: Transcripts of the benchmark windows (also the corpus of the random RoBERTa's tokenizer).
+SENTENCES = ("I can't believe you actually did that for me, thank you!",
+             "Why would you tell her about the party, seriously?",
+             "Well, I guess we will just have to wait and see.")
+
+
+def realistic_windows(n: int = 3, duration_s: float = 3.0, fps: float = 15.0, sample_rate: int = 16000,
+                      t0: float = 1000.0) -> list[UtteranceWindow]:
+    """``n`` utterance windows of ``duration_s`` seconds: espeak-ng speech + astronaut camera frames.
+
+    Window ``i`` starts at ``t0 + i * (duration_s + 2)`` seconds (sensor time) and carries the
+    sentence ``SENTENCES[i % 3]`` rendered by espeak-ng into the first 90 % of the window (50 ms lead),
+    and ``duration_s * fps`` RGB frames of ``skimage.data.astronaut`` rolled by a few pixels each.
+
+    Args:
+        n: number of windows.
+        duration_s: window length (seconds).
+        fps: camera frame rate (Hz).
+        sample_rate: audio sample rate (Hz).
+        t0: start of the first window (seconds, sensor time).
+
+    Returns:
+        The windows; audio shape ``(duration_s * sample_rate,)`` float32, frames ``(512, 512, 3)`` uint8.
+
+    Raises:
+        synctva_ros.datasets.speech.EspeakNotFoundError: espeak-ng is not installed.
+    """
+    img = np.ascontiguousarray(astronaut())  # (512, 512, 3) uint8 RGB, has a face
+    out = []
+    for i in range(n):
+        text = SENTENCES[i % len(SENTENCES)]
+        x = render_speech(text, speaker=f"s{i}", duration_s=duration_s * 0.9, sample_rate=sample_rate)
+        audio = np.zeros(int(duration_s * sample_rate), np.float32)
+        lead = int(0.05 * sample_rate)
+        k = min(x.size, audio.size - lead)
+        audio[lead:lead + k] = x[:k]
+        start = t0 + i * (duration_s + 2.0)
+        frames = [TimedFrame(start + j / fps, np.roll(img, (j % 5, (j * 3) % 7), axis=(0, 1)))
+                  for j in range(int(duration_s * fps))]
+        out.append(UtteranceWindow(start=start, end=start + duration_s, transcript=text, frames=frames, audio=audio,
+                                   sample_rate=sample_rate, audio_start=start, utterance_id=f"u{i}",
+                                   dialogue_id="bench", closed_at=start + duration_s))
+    return out
+
+
+def measure_peak_gflops(n: int = 1024, reps: int = 8) -> float:
+    """Best fp32 GFLOP/s of ``torch.mm`` on ``n x n`` matrices with torch's current thread count.
+
+    Args:
+        n: matrix size.
+        reps: timed multiplications (after one warm-up); the fastest counts.
+
+    Returns:
+        ``2 n^3 / best_seconds / 1e9``.
+    """
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9

@@ -1,0 +1,220 @@
+"""What ``synctva bench`` measures on one pipeline: end-to-end latency per mode, FLOPs, fusion alone.
+
+* :func:`run_mode`: latency from window close to :class:`~synctva_ros.emotion.EmotionResult`
+  (``EmotionPipeline.predict``) in ``batch`` mode (every extractor runs at close, streaming cache
+  detached) or ``streaming`` mode (the :class:`~synctva_ros.streaming.StreamingFeatureCache` is fed
+  the window's audio and frames first, untimed, as the windower feeds it in the node); per-stage
+  medians, throughput, CPU use and peak RSS.
+* :func:`stage_flops`: FLOPs per stage (``torch.utils.flop_counter.FlopCounterMode``; openSMILE is
+  C++ and not counted).
+* :func:`fusion_only`: the backends' ``infer`` alone on one collated batch.
+* :func:`backend_factories`: the backends worth measuring on this machine (CUDA and TensorRT only
+  where available; the others are recorded with the reason).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from synctva_ros.backends import create_backend
+from synctva_ros.backends.tensorrt_backend import tensorrt_available
+from synctva_ros.config import SyncTVAConfig
+from synctva_ros.core.batch import collate
+from synctva_ros.core.window import UtteranceWindow
+
+__all__ = ["backend_factories", "stream_into", "run_mode", "stage_flops", "fusion_only", "percentiles", "rss_mb"]
+
+
+def percentiles(xs: list[float]) -> dict[str, float]:
+    """``{"p50", "p95", "p99", "mean", "n"}`` of ``xs`` (same unit as ``xs``)."""
+    a = np.asarray(xs, np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "n": int(a.size)}
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far (MiB; ``resource.getrusage``, KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def backend_factories(cfg: SyncTVAConfig, pipe: Any,
+                      unavailable: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
+    """``(name, make)`` of each backend to measure for ``pipe``'s model; ``make()`` builds it.
+
+    Always torch fp32, torch bf16 and onnxruntime on the CPU; torch CUDA fp32/fp16 when torch sees
+    a GPU; TensorRT fp16 when :func:`~synctva_ros.backends.tensorrt_backend.tensorrt_available`.
+    What is left out is added to ``unavailable`` (name -> reason).
+
+    Args:
+        cfg: the configuration (its ``runtime`` section is copied with backend/precision/device set).
+        pipe: the :class:`~synctva_ros.pipeline.EmotionPipeline` (its ``model`` and ``manifest``).
+        unavailable: updated in place.
+    """
+    def make(**kw: Any) -> Callable[[], Any]:
+        def f() -> Any:
+            rt = dataclasses.replace(cfg.runtime, **kw)
+            return create_backend(rt, pipe.model, pipe.manifest)
+        return f
+
+    out = [("torch fp32", make(backend="torch", precision="fp32", device="cpu")),
+           ("torch bf16", make(backend="torch", precision="bf16", device="cpu")),
+           ("onnxruntime", make(backend="onnxruntime", precision="fp32", device="cpu"))]
+    if torch.cuda.is_available():
+        out.append(("torch cuda fp32", make(backend="torch", precision="fp32", device="cuda")))
+        out.append(("torch cuda fp16", make(backend="torch", precision="fp16", device="cuda")))
+    else:
+        unavailable["cuda"] = "torch sees no CUDA GPU on this machine"
+    ok, why = tensorrt_available()
+    if ok:
+        out.append(("tensorrt fp16", make(backend="tensorrt", precision="fp16", device="cuda")))
+    else:
+        unavailable["tensorrt"] = why
+    return out
+
+
+def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032) -> None:
+    """Feed the window's audio (in chunks) and frames to the cache in sensor-time order (untimed).
+
+    The cache is reset first, then gets 1 s of silence before the window (a microphone stream has
+    audio before an utterance), the window's audio in ``chunk_s`` chunks with each frame before the
+    chunk that follows it, and 0.3 s of silence after (the node's ``windowing.late_s``).
+
+    Args:
+        cache: a :class:`~synctva_ros.streaming.StreamingFeatureCache`.
+        window: the utterance window.
+        chunk_s: audio chunk length (seconds).
+    """
+    cache.reset()
+    sr = window.sample_rate
+    n = int(chunk_s * sr)
+    lead = 1.0  # audio before the utterance, as a microphone stream would have
+    pre = np.zeros(int(lead * sr), np.float32)
+    cache.on_audio(window.audio_start - lead, pre, sr)
+    fi = 0
+    frames = window.frames
+    for i in range(0, window.audio.size, n):
+        t = window.audio_start + i / sr
+        while fi < len(frames) and frames[fi].stamp <= t:
+            cache.on_frame(frames[fi].stamp, frames[fi].image)
+            fi += 1
+        cache.on_audio(t, window.audio[i:i + n], sr)
+    for f in frames[fi:]:
+        cache.on_frame(f.stamp, f.image)
+    cache.on_audio(window.audio_start + window.audio.size / sr, np.zeros(int(0.3 * sr), np.float32), sr)  # late_s
+
+
+def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str, cache: Any) -> dict[str, Any]:
+    """Time ``pipe.predict`` per window: ``batch`` with the streaming cache detached, ``streaming`` with
+    ``cache`` attached and fed the window's audio and frames beforehand (untimed), as the node does.
+
+    The windows are cycled for ``repeats + 1`` predictions; the first is an untimed warm-up.
+
+    Args:
+        pipe: the :class:`~synctva_ros.pipeline.EmotionPipeline` (its ``backend`` already set).
+        windows: utterance windows (:func:`~synctva_ros.bench.inputs.realistic_windows`).
+        repeats: timed predictions.
+        mode: ``batch`` or ``streaming``.
+        cache: the :class:`~synctva_ros.streaming.StreamingFeatureCache` used in ``streaming`` mode.
+
+    Returns:
+        ``latency_s`` (:func:`percentiles`, seconds), ``stages_s`` (median seconds per stage),
+        ``throughput_per_s`` (windows / timed wall time, sequential), ``cpu_util`` (process CPU time /
+        wall time), ``peak_rss_mb`` (MiB) and ``streaming`` (cache outcomes counted over the timed
+        windows, ``None`` in batch mode).
+    """
+    lat: list[float] = []
+    stages: dict[str, list[float]] = {}
+    how: dict[str, int] = {}
+    # one untimed warm-up
+    seq = [windows[i % len(windows)] for i in range(repeats + 1)]
+    cpu_total = wall_total = 0.0
+    saved = pipe.streaming
+    pipe.streaming = cache if mode == "streaming" else None
+    try:
+        for k, w in enumerate(seq):
+            if mode == "streaming":
+                stream_into(cache, w)
+                cache.wait_ready(w)  # fed faster than real time: let the live run catch up, untimed
+                before = dict(cache.stats)
+            c0, t0 = time.process_time(), time.perf_counter()
+            res = pipe.predict(w)
+            dt = time.perf_counter() - t0
+            if k == 0:
+                continue
+            if mode == "streaming":
+                for key, v in cache.stats.items():
+                    if key.startswith(("audio_cache", "audio_context", "audio_batch", "visual_")) and v > before.get(key, 0):
+                        how[key] = how.get(key, 0) + v - before.get(key, 0)
+            cpu_total += time.process_time() - c0
+            wall_total += dt
+            lat.append(dt)
+            for st, v in res.stage_s.items():
+                stages.setdefault(st, []).append(v)
+    finally:
+        pipe.streaming = saved
+    return {"latency_s": percentiles(lat), "stages_s": {st: float(np.median(v)) for st, v in stages.items()},
+            "throughput_per_s": len(lat) / wall_total, "cpu_util": cpu_total / wall_total,
+            "peak_rss_mb": rss_mb(), "streaming": how or None}
+
+
+def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
+    """FLOPs of each stage of ``pipe`` on ``window`` (``torch.utils.flop_counter.FlopCounterMode``).
+
+    Returns:
+        ``text`` (``flops``, ``tokens``) and ``visual`` (``flops`` for all sampled ``frames``) when
+        those branches are active, ``audio`` (``flops: None``: openSMILE is C++) and ``fusion``
+        (``flops`` of ``model.forward_batch`` on the collated window).
+    """
+    out: dict[str, Any] = {}
+    feats, _ = pipe.extract(window)
+    text = pipe.extractors.get("text")
+    if text is not None and pipe.active.get("text"):
+        enc = text.tokenizer([window.transcript], truncation=True, max_length=text._max_length, return_tensors="pt")
+        with FlopCounterMode(display=False) as fc, torch.inference_mode():
+            text.model(**enc)
+        out["text"] = {"flops": int(fc.get_total_flops()), "tokens": int(enc["input_ids"].shape[1])}
+    vis = pipe.extractors.get("visual")
+    if vis is not None and pipe.active.get("visual") and feats.visual is not None:
+        x = torch.zeros(1, 3, vis.image_size, vis.image_size)
+        with FlopCounterMode(display=False) as fc, torch.inference_mode():
+            vis.model(x)
+        n = int(feats.visual.x.shape[0])
+        out["visual"] = {"flops": int(fc.get_total_flops()) * n, "frames": n}
+    out["audio"] = {"flops": None, "note": "openSMILE (C++): not counted"}
+    batch = collate([feats], pipe.dims, context_turns=pipe.context_turns,
+                    contexts=[[]] if pipe.context_turns else None)
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        pipe.model.forward_batch(batch)
+    out["fusion"] = {"flops": int(fc.get_total_flops())}
+    return out
+
+
+def fusion_only(pipe: Any, window: UtteranceWindow, backends: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Median seconds of ``backend.infer`` on ``window``'s collated batch, per backend.
+
+    Args:
+        pipe: the pipeline (extracts the window's features once).
+        window: the utterance window.
+        backends: name -> built backend.
+        repeats: timed calls per backend (at least 20), after one warm-up.
+    """
+    feats, _ = pipe.extract(window)
+    batch = collate([feats], pipe.dims, context_turns=pipe.context_turns,
+                    contexts=[[]] if pipe.context_turns else None)
+    out = {}
+    for name, b in backends.items():
+        b.infer(batch)
+        ts = []
+        for _ in range(max(repeats, 20)):
+            t0 = time.perf_counter()
+            b.infer(batch)
+            ts.append(time.perf_counter() - t0)
+        out[name] = float(np.median(ts))
+    return out

@@ -1,0 +1,151 @@
+"""The ``synctva bench`` run: every configuration x backend x mode, written as ``bench.json`` + ``bench.png``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from synctva_ros.backends import BackendUnavailable
+from synctva_ros.backends.engine_cache import cache_root
+from synctva_ros.bench.inputs import measure_peak_gflops, realistic_windows
+from synctva_ros.bench.measure import backend_factories, fusion_only, run_mode, stage_flops
+from synctva_ros.bench.plot import plot
+from synctva_ros.bench.setups import bench_setups
+from synctva_ros.pipeline import EmotionPipeline
+from synctva_ros.streaming import StreamingFeatureCache
+
+__all__ = ["BENCH_SCHEMA_KEYS", "ROW_KEYS", "DEFAULT_CONFIGS", "run_bench", "format_summary"]
+
+log = logging.getLogger(__name__)
+
+#: Top-level keys of bench.json.
+BENCH_SCHEMA_KEYS = ("meta", "rows", "fusion_only", "flops", "unavailable")
+#: Keys of each ``rows`` entry of bench.json.
+ROW_KEYS = ("config", "backend", "mode", "checkpoint", "random_weights", "repeats", "latency_s", "stages_s",
+            "throughput_per_s", "cpu_util", "peak_rss_mb", "lower_bound_s", "streaming")
+#: Configurations measured by default.
+DEFAULT_CONFIGS = ("demo", "paper_random")
+
+
+def _meta(windows: list[Any], peak: float) -> dict[str, Any]:
+    meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": platform.machine(),
+            "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "peak_gflops_fp32_measured": peak,
+            "peak_note": "best torch.mm 1024x1024 fp32 rate here with torch_threads threads",
+            "window_s": windows[0].duration, "frames_per_window": len(windows[0].frames),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        # deferred: onnxruntime is optional here (only its version is recorded)
+        import onnxruntime
+
+        meta["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return meta
+
+
+def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFAULT_CONFIGS,
+              checkpoint: Path | None = None, profile: str = "demo",
+              overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the benchmark described in :mod:`synctva_ros.bench`; write ``bench.json`` and ``bench.png``.
+
+    For each configuration (:func:`~synctva_ros.bench.setups.bench_setups`) and each backend
+    available here (:func:`~synctva_ros.bench.measure.backend_factories`), ``repeats`` windows are
+    timed in ``batch`` and ``streaming`` mode (:func:`~synctva_ros.bench.measure.run_mode`); per
+    configuration also the FLOPs per stage and the fusion-only p50 of torch fp32 vs onnxruntime.
+    The compute lower bound of a stage is its FLOPs / the measured fp32 matmul peak (seconds).
+    Development checkpoints and random assets are kept in ``<cache_root>/bench``.
+
+    Args:
+        out_dir: folder for ``bench.json`` and ``bench.png`` (created).
+        repeats: timed windows per backend and mode (at least 1).
+        configs: configurations: ``demo`` (``profile`` with its checkpoint) and/or ``paper_random``
+            (RoBERTa-base + ResNet-50 sized, random weights: latency only).
+        checkpoint: checkpoint of the ``demo`` configuration (default: the profile's, else a
+            development checkpoint).
+        profile: profile of the ``demo`` configuration (name in ``config/profiles`` or a YAML path).
+        overrides: ``section.key=value`` overrides of the ``demo`` configuration.
+
+    Returns:
+        The ``bench.json`` document (keys :data:`BENCH_SCHEMA_KEYS`; rows with :data:`ROW_KEYS`).
+
+    Raises:
+        TypeError: ``configs`` is a string (pass a sequence of names).
+        synctva_ros.datasets.speech.EspeakNotFoundError: espeak-ng is missing (speech of the windows).
+        synctva_ros.config.ConfigError: a bad override.
+    """
+    if isinstance(configs, str):
+        raise TypeError(f"configs must be a sequence of names, not the string {configs!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = cache_root(None) / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    repeats = max(1, int(repeats))
+    windows = realistic_windows()
+    peak = measure_peak_gflops()
+    doc: dict[str, Any] = {"meta": _meta(windows, peak), "rows": [], "fusion_only": [], "flops": {},
+                           "unavailable": {}}
+    for setup in bench_setups(configs, work, repeats, profile=profile, overrides=overrides, checkpoint=checkpoint):
+        log.info("bench configuration %s (%s)", setup.name, setup.checkpoint)
+        pipe = EmotionPipeline(setup.cfg)
+        flops = stage_flops(pipe, windows[0])
+        doc["flops"][setup.name] = flops
+        cache = pipe.streaming or StreamingFeatureCache(
+            {m: e for m, e in pipe.extractors.items() if pipe.active[m] and m in ("audio", "visual")},
+            audio_mode=setup.cfg.features.streaming_audio)
+        built: dict[str, Any] = {}
+        for bname, make in backend_factories(setup.cfg, pipe, doc["unavailable"]):
+            try:
+                backend = make()
+            except BackendUnavailable as exc:
+                doc["unavailable"][bname] = str(exc)
+                continue
+            if hasattr(backend, "wait_ready"):
+                backend.wait_ready(600)
+            built[bname] = backend
+            pipe.backend = backend  # backend_name follows it
+            for mode in ("batch", "streaming"):
+                r = run_mode(pipe, windows, setup.repeats, mode, cache)
+                lb = {s: (flops[s]["flops"] / (peak * 1e9) if flops.get(s, {}).get("flops") else None)
+                      for s in ("text", "visual", "fusion")}
+                doc["rows"].append({"config": setup.name, "backend": bname, "mode": mode,
+                                    "checkpoint": setup.checkpoint, "random_weights": setup.random_weights,
+                                    "repeats": setup.repeats, **r, "lower_bound_s": lb})
+                log.info("%s | %s | %s: p50 %.1f ms", setup.name, bname, mode, 1e3 * r["latency_s"]["p50"])
+        fo = fusion_only(pipe, windows[0], {k: v for k, v in built.items() if k in ("torch fp32", "onnxruntime")},
+                         repeats)
+        doc["fusion_only"].append({"config": setup.name, "p50_s": fo})
+        cache.close()
+        pipe.close()  # its live openSMILE runs and threads
+    (out_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
+    plot(doc, out_dir / "bench.png")
+    return doc
+
+
+def format_summary(doc: dict[str, Any], out_dir: Path) -> str:
+    """The summary ``synctva bench`` prints: one line per row (p50/p95/p99 ms, utterances/s), what was
+    not measured and why, and where the files are.
+
+    Args:
+        doc: the ``bench.json`` document (:func:`run_bench`).
+        out_dir: the folder it was written to.
+    """
+    lines = [f"{'configuration':<28} {'backend':<16} {'mode':<10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+             f"{'utt/s':>7}"]
+    for r in doc["rows"]:
+        lat = r["latency_s"]
+        lines.append(f"{r['config'][:28]:<28} {r['backend']:<16} {r['mode']:<10} {1e3 * lat['p50']:8.1f} "
+                     f"{1e3 * lat['p95']:8.1f} {1e3 * lat['p99']:8.1f} {r['throughput_per_s']:7.2f}")
+    for k, v in doc["unavailable"].items():
+        lines.append(f"not measured: {k}: {v}")
+    lines.append(f"wrote {Path(out_dir) / 'bench.json'} and {Path(out_dir) / 'bench.png'}")
+    return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""Building the feature cache of a dataset split: chunked, resumable, optionally with worker processes.
+
+For every utterance: the text encoder's token states and sentence embedding; the transcript
+rendered to speech (:func:`synctva_ros.datasets.rendering.render_utterance`, the bag writer's
+rules) and run through openSMILE; no visual features (no MELD/IEMOCAP video here). Each chunk
+of ``chunk_size`` utterances is written to ``{stem}.parts/`` (:mod:`.parts`) and skipped on
+restart; the chunks are merged at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from synctva_ros.config import FeaturesConfig, load_config
+from synctva_ros.datasets.cache.keys import CACHE_FORMAT, cache_key, cache_stem
+from synctva_ros.datasets.cache.parts import merge_parts, part_done, part_path, save_part
+from synctva_ros.datasets.rendering import render_utterance, speech_identity
+from synctva_ros.datasets.splits import dataset_classes, load_utterances
+from synctva_ros.datasets.utterance import Utterance
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.features.registry import build_extractor, extractor_identities
+
+__all__ = ["build_cache", "cache_split"]
+
+log = logging.getLogger(__name__)
+
+#: ``Utterance -> (samples (S,) float32, sample rate Hz)``.
+Renderer = Callable[[Utterance], tuple[np.ndarray, int]]
+
+
+def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audio: FeatureExtractor | None,
+                  render: Renderer | None) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Features of a chunk: concatenated arrays + one index row per utterance."""
+    rows: list[dict[str, Any]] = []
+    tx, ax, at, se = [], [], [], []
+    enc = text.encode_texts([u.text for u in utts]) if text is not None else [(None, None)] * len(utts)
+    for u, (tok, sent) in zip(utts, enc):
+        row: dict[str, Any] = {"utterance_id": u.utterance_id, "dialogue_id": u.dialogue_id,
+                               "utterance_index": u.utterance_index, "speaker": u.speaker, "label": u.label,
+                               "text": u.text, "n_text": 0, "n_audio": 0, "has_sentence": sent is not None,
+                               "audio_s": 0.0}
+        if tok is not None:
+            tx.append(tok)
+            row["n_text"] = int(tok.shape[0])
+        se.append(sent if sent is not None else np.zeros(text.dim if text is not None else 0, np.float32))
+        if audio is not None and render is not None and u.text.strip():
+            wav, sr = render(u)
+            row["audio_s"] = float(wav.size / sr) if sr else 0.0
+            feats = audio.extract(wav, sr)  # type: ignore[attr-defined]
+            if feats is not None:
+                ax.append(feats.x)
+                at.append(feats.t)
+                row["n_audio"] = int(feats.x.shape[0])
+        rows.append(row)
+    td = text.dim if text is not None else 0
+    ad = audio.dim if audio is not None else 0
+    arrays = {
+        "text_x": np.concatenate(tx).astype(np.float16) if tx else np.zeros((0, td), np.float16),
+        "audio_x": np.concatenate(ax).astype(np.float16) if ax else np.zeros((0, ad), np.float16),
+        "audio_t": np.concatenate(at).astype(np.float32) if at else np.zeros(0, np.float32),
+        "sentence": np.stack(se).astype(np.float16) if se else np.zeros((0, td), np.float16),
+    }
+    return arrays, rows
+
+
+# ------------------------------------------------------------------ worker processes (spawned)
+def _audio_worker_init(feature_set: str, sample_rate: int, max_nodes: int, level: str) -> None:
+    """Pool initializer: one openSMILE extractor per worker process."""
+    global _W_AUDIO
+    # deferred: opensmile is needed here only inside the spawned worker processes
+    from synctva_ros.features.audio import OpenSmileAudio
+
+    _W_AUDIO = OpenSmileAudio(feature_set, sample_rate, max_nodes, level)  # type: ignore[name-defined]
+
+
+def _audio_worker(u: Utterance) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    """``(nodes (N, F_a) or None, times (N,) or None, audio seconds)`` of one utterance."""
+    wav, sr = render_utterance(u, _W_AUDIO.sample_rate)  # type: ignore[name-defined]
+    f = _W_AUDIO.extract(wav, sr)  # type: ignore[name-defined]
+    return (None, None, wav.size / sr) if f is None else (f.x, f.t, wav.size / sr)
+
+
+def _encode_chunk_pooled(pool: Any, chunk: Sequence[Utterance], text: FeatureExtractor | None,
+                         audio: FeatureExtractor) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """:func:`_encode_chunk` with the audio (speech + openSMILE) computed by the worker ``pool``."""
+    arrays, rows = _encode_chunk(chunk, text, None, None)
+    res = pool.map(_audio_worker, chunk)
+    ax = [r[0] for r in res if r[0] is not None]
+    for row, r in zip(rows, res):
+        row["n_audio"] = 0 if r[0] is None else int(r[0].shape[0])
+        row["audio_s"] = float(r[2])
+    arrays["audio_x"] = np.concatenate(ax).astype(np.float16) if ax else np.zeros((0, audio.dim), np.float16)
+    arrays["audio_t"] = (np.concatenate([r[1] for r in res if r[1] is not None]).astype(np.float32)
+                         if ax else np.zeros(0, np.float32))
+    return arrays, rows
+
+
+# ------------------------------------------------------------------ building
+def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os.PathLike[str],
+                limit: int | None = None, workers: int = 1, data_dir: str | os.PathLike[str] | None = None,
+                chunk_size: int = 256, extractors: dict[str, FeatureExtractor | None] | None = None,
+                render: Renderer | None = None, utterances: Sequence[Utterance] | None = None,
+                progress: bool = True) -> Path:
+    """Build (or finish) the feature cache of one split; returns the ``.safetensors`` path.
+
+    Args:
+        dataset: ``"meld"`` or ``"iemocap"``.
+        split: split name (``train``, ``dev``, ``valid``) or a CSV/JSONL path.
+        cfg: feature configuration (text encoder, openSMILE set, audio rate/nodes).
+        out_dir: cache directory.
+        limit: first N utterances only (the key then includes ``-limN``).
+        workers: processes rendering speech + running openSMILE (1 = in this process).
+        data_dir: dataset root (default :data:`~synctva_ros.datasets.splits.DEFAULT_DATA_DIR`).
+        chunk_size: utterances per resumable chunk.
+        extractors: pre-built ``{"text", "audio"}`` extractors (default: built from ``cfg``).
+        render: ``Utterance -> (samples, Hz)`` (default
+            :func:`~synctva_ros.datasets.rendering.render_utterance`; tests may pass another real
+            renderer); ``None`` audio extractor disables audio.
+        utterances: use these instead of reading the split.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        Path of the ``{dataset}_{split}_{key}.safetensors`` file (its ``.json`` index beside it).
+
+    Raises:
+        ValueError: unknown dataset/split; RuntimeError: the speech renderer is unavailable.
+    """
+    utts = list(utterances) if utterances is not None else load_utterances(dataset, split, data_dir)
+    if limit is not None:
+        utts = utts[:limit]
+    if extractors is None:
+        extractors = {"text": build_extractor("text", cfg), "audio": build_extractor("audio", cfg), "visual": None}
+    text, audio = extractors.get("text"), extractors.get("audio")
+    render_fn = render
+    if audio is not None and render_fn is None:
+        render_fn = lambda u: render_utterance(u, cfg.audio_sample_rate)  # noqa: E731
+    idents = extractor_identities({"text": text, "audio": audio, "visual": None})
+    speech = (speech_identity(cfg.audio_sample_rate) if render is None else
+              {"renderer": getattr(render, "__qualname__", repr(render))}) if audio is not None else None
+    key = cache_key(idents, speech) + (f"-lim{limit}" if limit is not None else "")
+    stem = cache_stem(out_dir, dataset, split, key)
+    final = stem.with_suffix(".safetensors")
+    if final.exists() and stem.with_suffix(".json").exists():
+        log.info("cache %s is complete", final)
+        return final
+    parts = Path(str(stem) + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    n_chunks = (len(utts) + chunk_size - 1) // chunk_size
+    pool = None
+    if workers > 1 and audio is not None and render is None:
+        a = audio
+        pool = mp.get_context("spawn").Pool(workers, initializer=_audio_worker_init,
+                                            initargs=(a.feature_set, a.sample_rate, a.max_nodes, a.level))
+    t0 = time.perf_counter()
+    done_new = 0
+    bar = tqdm(total=len(utts), desc=f"cache {dataset}/{Path(split).stem}", unit="utt", disable=not progress)
+    try:
+        for c in range(n_chunks):
+            chunk = utts[c * chunk_size:(c + 1) * chunk_size]
+            pfile = part_path(parts, c)
+            if part_done(pfile):
+                bar.update(len(chunk))
+                continue
+            if pool is not None:
+                arrays, rows = _encode_chunk_pooled(pool, chunk, text, audio)
+            else:
+                arrays, rows = _encode_chunk(chunk, text, audio, render_fn)
+            save_part(pfile, arrays, rows)
+            done_new += len(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    elapsed = time.perf_counter() - t0
+    if done_new:
+        log.info("cache %s/%s: %d utterances in %.1f s (%.1f ms per utterance)", dataset, split, done_new,
+                 elapsed, 1000 * elapsed / done_new)
+    header = {"format": CACHE_FORMAT, "dataset": dataset, "split": Path(split).stem, "key": key,
+              "extractors": idents, "speech": speech,
+              "dims": {"text": text.dim if text is not None else 0, "audio": audio.dim if audio is not None else 0,
+                       "visual": 0},
+              "class_names": list(dataset_classes(dataset)), "count": len(utts),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "build_s_per_utterance": (elapsed / done_new) if done_new else None}
+    merge_parts(parts, n_chunks, stem, header)
+    return final
+
+
+def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = Path("cache"),
+                data_dir: str | os.PathLike[str] | None = None, limit: int | None = None, workers: int = 1,
+                profile: str | os.PathLike[str] = "demo", overrides: Sequence[str] = ()) -> Path:
+    """``synctva cache``: build the cache of one split with a profile's feature extractors.
+
+    Args:
+        dataset: ``"meld"`` or ``"iemocap"``.
+        split: split name or a CSV/JSONL path.
+        out_dir: cache directory.
+        data_dir: dataset root (default :data:`~synctva_ros.datasets.splits.DEFAULT_DATA_DIR`).
+        limit: first N utterances only.
+        workers: speech + openSMILE processes (1 = in this process).
+        profile: profile name in ``config/profiles`` or a YAML path.
+        overrides: ``"section.key=value"`` strings (:func:`synctva_ros.config.load_config`).
+
+    Returns:
+        Path of the cache's ``.safetensors`` file.
+
+    Raises:
+        ConfigError (a ValueError): bad override; ValueError: unknown dataset/split;
+        FileNotFoundError: missing profile or split file; RuntimeError: espeak-ng is missing.
+    """
+    cfg = load_config(profile, list(overrides) or None)
+    return build_cache(dataset, split, cfg.features, out_dir, limit=limit, workers=max(1, int(workers)),
+                       data_dir=data_dir)

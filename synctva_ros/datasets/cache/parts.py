@@ -1,0 +1,73 @@
+"""The resumable on-disk chunks of a cache build and their merge into the final files.
+
+A chunk is ``{stem}.parts/{c:05d}.safetensors`` (arrays ``text_x``, ``audio_x``, ``audio_t``,
+``sentence``) plus ``{c:05d}.json`` (one index row per utterance). The arrays are written to
+``.tmp`` and renamed only after the index rows are written, so a chunk with both files is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from synctva_ros.datasets.cache.keys import CACHE_FORMAT
+
+__all__ = ["part_path", "part_done", "save_part", "merge_parts"]
+
+
+def part_path(parts: Path, c: int) -> Path:
+    """``parts/{c:05d}.safetensors``: chunk ``c``'s arrays (its index rows: same name, ``.json``)."""
+    return parts / f"{c:05d}.safetensors"
+
+
+def part_done(pfile: Path) -> bool:
+    """True when chunk ``pfile`` was written completely (arrays and index rows)."""
+    return pfile.exists() and pfile.with_suffix(".json").exists()
+
+
+def save_part(pfile: Path, arrays: dict[str, np.ndarray], rows: list[dict[str, Any]]) -> None:
+    """Write one chunk: arrays to ``.tmp``, the index rows, then the arrays' rename marks the chunk done."""
+    tmp = pfile.with_suffix(".tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+    pfile.with_suffix(".json").write_text(json.dumps(rows, ensure_ascii=False))
+    os.replace(tmp, pfile)
+
+
+def merge_parts(parts: Path, n_chunks: int, stem: Path, header: dict[str, Any]) -> None:
+    """Concatenate chunks ``0 .. n_chunks - 1`` into ``{stem}.safetensors`` / ``{stem}.json``, then delete them.
+
+    Args:
+        parts: the chunk folder (removed when empty).
+        n_chunks: number of chunks.
+        stem: the cache's path without suffix.
+        header: the JSON header (``key``, ``dims``...); the merged rows go in as ``utterances``.
+    """
+    arrays: dict[str, list[np.ndarray]] = {}
+    rows: list[dict[str, Any]] = []
+    for c in range(n_chunks):
+        pfile = part_path(parts, c)
+        for k, v in load_file(str(pfile)).items():
+            arrays.setdefault(k, []).append(v)
+        rows.extend(json.loads(pfile.with_suffix(".json").read_text()))
+    merged = {k: np.concatenate(v) for k, v in arrays.items()}
+    if not merged:
+        merged = {"text_x": np.zeros((0, header["dims"]["text"]), np.float16),
+                  "audio_x": np.zeros((0, header["dims"]["audio"]), np.float16),
+                  "audio_t": np.zeros(0, np.float32),
+                  "sentence": np.zeros((0, header["dims"]["text"]), np.float16)}
+    tmp = stem.with_suffix(".tmp")
+    save_file(merged, str(tmp), metadata={"format": CACHE_FORMAT, "key": header["key"]})
+    stem.with_suffix(".json").write_text(json.dumps({**header, "utterances": rows}, ensure_ascii=False, indent=0))
+    os.replace(tmp, stem.with_suffix(".safetensors"))
+    for c in range(n_chunks):
+        for suffix in (".safetensors", ".json"):
+            (parts / f"{c:05d}{suffix}").unlink(missing_ok=True)
+    try:
+        parts.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,50 @@
+"""The streaming feed of the benchmark (sensor-time order) and its latency percentiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synctva_ros.bench.measure import percentiles, stream_into
+from synctva_ros.core.window import TimedFrame, UtteranceWindow
+
+
+class _Recorder:
+    """Records what a StreamingFeatureCache would be fed."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, float, int]] = []
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def on_audio(self, t: float, x: np.ndarray, sr: int) -> None:
+        self.events.append(("audio", t, x.size))
+
+    def on_frame(self, t: float, image: np.ndarray) -> None:
+        self.events.append(("frame", t, image.size))
+
+
+def test_stream_into_feeds_in_sensor_time_order() -> None:
+    sr, start = 16000, 50.0
+    frames = [TimedFrame(start + j / 20, np.zeros((4, 4, 3), np.uint8)) for j in range(20)]  # 20 fps in the window
+    w = UtteranceWindow(start=start, end=start + 1.0, transcript="hi", frames=frames,
+                        audio=np.ones(sr, np.float32), sample_rate=sr, audio_start=start)
+    rec = _Recorder()
+    stream_into(rec, w, chunk_s=0.1)
+    assert rec.resets == 1
+    times = [t for _, t, _ in rec.events]
+    assert times == sorted(times)
+    audio = [(t, n) for kind, t, n in rec.events if kind == "audio"]
+    assert audio[0] == (pytest.approx(start - 1.0), sr)  # 1 s of audio before the utterance
+    assert audio[-1] == (pytest.approx(start + 1.0), int(0.3 * sr))  # late_s after it
+    assert sum(n for _, n in audio[1:-1]) == sr  # the window's own audio, in 0.1 s chunks
+    assert [t for kind, t, _ in rec.events if kind == "frame"] == [f.stamp for f in frames]
+
+
+def test_percentiles() -> None:
+    p = percentiles([float(x) for x in range(1, 101)])
+    assert p["n"] == 100 and p["mean"] == pytest.approx(50.5)
+    assert p["p50"] == pytest.approx(np.percentile(np.arange(1, 101), 50))
+    assert p["p50"] <= p["p95"] <= p["p99"] <= 100

@@ -20,13 +20,20 @@ processed while the utterance goes on; :meth:`EmotionPipeline.extract` then take
 audio and visual features from it (equal to the batch extractors' for audio, see
 the cache's docstring for frames) and runs the batch extractors for what it does not
 cover. Without a sink attached it simply falls back to the batch extractors.
+
+Dialogue context: the pipeline keeps the windows it predicted, per session (``dialogue_id``), in a
+:class:`~synctva_ros.features.dialogue.DialogueContext` (:attr:`EmotionPipeline.dialogue`): their
+transcripts and speakers feed the text encoder's context (``features.text_context_turns``) and their
+sentence embeddings the model's pooled context (the checkpoint's ``context_turns``). Only
+:meth:`EmotionPipeline.predict` adds a window, after predicting it, so the context follows the order
+in which windows are predicted; :meth:`EmotionPipeline.reset_dialogue` (the node calls it when sensor
+time goes back) forgets it. ``synctva evaluate`` predicts its windows through the same calls.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,7 @@ from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.emotion import EmotionResult
 from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.features.dialogue import DialogueContext
 from synctva_ros.features.registry import build_extractors
 from synctva_ros.model.affect import expected_affect
 from synctva_ros.streaming import StreamingFeatureCache
@@ -101,7 +109,9 @@ class EmotionPipeline:
                                                    oversample=cfg.features.streaming_oversample,
                                                    audio_mode=cfg.features.streaming_audio,
                                                    drain_timeout_s=cfg.features.streaming_wait_s)
-        self._history: dict[str, deque[np.ndarray]] = defaultdict(lambda: deque(maxlen=max(self.context_turns, 1)))
+        text_k = int(getattr(self.extractors.get("text"), "context_turns", 0) or 0)
+        #: Previous windows per session: text turns for the encoder, sentence embeddings for the fusion.
+        self.dialogue = DialogueContext(max(self.context_turns, text_k, 1))
 
     @property
     def backend_name(self) -> str:
@@ -133,7 +143,8 @@ class EmotionPipeline:
             t0 = time.perf_counter()
             try:
                 if m == "text":
-                    out, feats.sentence = ext.encode_window(window)  # type: ignore[attr-defined]
+                    out, feats.sentence = ext.encode_window(  # type: ignore[attr-defined]
+                        window, self.dialogue.turns(window.dialogue_id))
                 elif self.streaming is not None:
                     streamed = self.streaming.features_for(window, (m,))
                     out = getattr(streamed, m)
@@ -148,26 +159,24 @@ class EmotionPipeline:
         return feats, stage_s
 
     def predict_features(self, feats: UtteranceFeatures) -> tuple[np.ndarray, np.ndarray]:
-        """Fusion on extracted features; updates the dialogue history.
+        """Fusion on extracted features, with the session's previous sentence embeddings as pooled context.
 
         Returns:
             probabilities ``(C,)`` and contributions ``(3,)`` (text, audio, visual), float64.
         """
         contexts = None
         if self.context_turns > 0:
-            hist = self._history[feats.dialogue_id]
-            contexts = [list(hist)]
+            turns = self.dialogue.turns(feats.dialogue_id)
+            contexts = [[t.sentence for t in turns if t.sentence is not None][-self.context_turns:]]
         batch = collate([feats], self.dims, contexts=contexts, context_turns=self.context_turns)
         logits, contrib = self.backend.infer(batch)
         logits = np.asarray(logits, dtype=np.float64)[0]
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
-        if self.context_turns > 0 and feats.sentence is not None:
-            self._history[feats.dialogue_id].append(np.asarray(feats.sentence, dtype=np.float32))
         return probs, np.asarray(contrib, dtype=np.float64)[0]
 
     def predict(self, window: UtteranceWindow) -> EmotionResult:
-        """Recognise the emotion of one window.
+        """Recognise the emotion of one window, then add it to its session's dialogue context.
 
         Raises nothing for bad window content: a modality that cannot be
         processed is logged and treated as absent.
@@ -176,6 +185,7 @@ class EmotionPipeline:
         t0 = time.perf_counter()
         probs, contrib = self.predict_features(feats)
         stage_s["fusion"] = time.perf_counter() - t0
+        self.dialogue.add_window(window, feats.sentence)
         idx = int(np.argmax(probs))
         valence, arousal = expected_affect(probs, self.class_names)
         used = {m: getattr(feats, m) is not None for m in MODALITIES}
@@ -192,7 +202,7 @@ class EmotionPipeline:
 
     def reset_dialogue(self) -> None:
         """Forget dialogue context (e.g. when time goes backwards)."""
-        self._history.clear()
+        self.dialogue.reset()
 
     def close(self) -> None:
         """Stop the streaming cache's thread and live openSMILE runs, if any (the pipeline still works after)."""

@@ -103,3 +103,22 @@ def test_streaming_through_the_windower_matches_batch(tiny_checkpoint, mode):
         assert feats.audio.x.shape == ref.audio.x.shape and not np.array_equal(feats.audio.x, ref.audio.x)
         assert got.label == want.label
         np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-3)
+
+
+def test_dialogue_context_follows_the_predicted_windows_and_resets(pipe):
+    """Only predict() adds a window to its session's context (after predicting it), in the order predicted;
+    reset_dialogue() (the node's answer to a time reset) forgets every session."""
+    pipe.reset_dialogue()
+    said = [("d1", "Ross", "We were on a break!"), ("d2", "", "Hello there."), ("d1", "Rachel", "No, we were not.")]
+    for d, spk, text in said:
+        w = window(text, with_frames=False)
+        w.dialogue_id, w.speaker_id = d, spk
+        pipe.extract(w)  # extracting alone adds nothing
+        pipe.predict(w)
+    pipe.predict(UtteranceWindow(start=0.0, end=1.0, dialogue_id="d1"))  # no transcript: no turn
+    assert pipe.dialogue.max_turns == 1  # a K = 0 checkpoint and encoder: the last turn only (kept bounded)
+    assert [(t.speaker, t.text) for t in pipe.dialogue.turns("d1")] == [("Rachel", "No, we were not.")]
+    assert [t.text for t in pipe.dialogue.turns("d2")] == ["Hello there."]
+    assert all(t.sentence is not None and t.sentence.shape == (384,) for t in pipe.dialogue.turns("d1"))
+    pipe.reset_dialogue()
+    assert len(pipe.dialogue) == 0 and pipe.dialogue.turns("d1") == []

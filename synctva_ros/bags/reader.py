@@ -188,7 +188,7 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
                 w.add_transcript(msg.text, stamp_to_seconds(msg.start), stamp_to_seconds(msg.end),
                                  bool(msg.is_final), stamp=now, utterance_id=msg.utterance_id,
                                  dialogue_id=msg.dialogue_id, language=msg.language,
-                                 confidence=float(msg.confidence))
+                                 confidence=float(msg.confidence), speaker_id=msg.speaker_id)
             elif m.topic == t_txt and m.msgtype == "std_msgs/msg/String":
                 now = m.timestamp_ns * 1e-9
                 w.add_transcript(msg.data, 0.0, 0.0, True, stamp=now)

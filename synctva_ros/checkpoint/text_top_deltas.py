@@ -71,7 +71,7 @@ def text_top_deltas(model: nn.Module, dtype: torch.dtype = torch.float32,
 
 def save_text_top_checkpoint(directory: str | os.PathLike[str], model: nn.Module,
                              manifest: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32,
-                             base: Any = None) -> Path:
+                             base: Any = None, base_state: Mapping[str, Tensor] | None = None) -> Path:
     """:func:`~synctva_ros.checkpoint.io.save_checkpoint` with the top layers stored as deltas.
 
     The fusion weights go to ``model.safetensors`` as usual; the top layers do not (they are
@@ -83,7 +83,8 @@ def save_text_top_checkpoint(directory: str | os.PathLike[str], model: nn.Module
         directory: checkpoint directory (created if needed).
         model: a :class:`~synctva_ros.model.synctva.SyncTVA`, with or without attached top layers.
         manifest: descriptive manifest keys (see ``save_checkpoint``).
-        dtype, base: see :func:`text_top_deltas`.
+        dtype, base, base_state: see :func:`text_top_deltas` (training passes the ``base_state`` it
+            initialised the layers from, so each save needs no re-read of the encoder).
 
     Returns:
         The directory path.
@@ -93,7 +94,7 @@ def save_text_top_checkpoint(directory: str | os.PathLike[str], model: nn.Module
     """
     if getattr(model, "text_top", None) is None:
         return save_checkpoint(directory, model, manifest)
-    deltas, entry = text_top_deltas(model, dtype, base=base)
+    deltas, entry = text_top_deltas(model, dtype, base_state=base_state, base=base)
     man = {**dict(manifest or {}), MANIFEST_KEY: entry}
     top = model.detach_text_top()
     try:

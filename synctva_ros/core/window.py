@@ -43,6 +43,8 @@ class UtteranceWindow:
         closed_by: ``"transcript"`` or ``"vad"``.
         utterance_id: id from the transcript (or a counter for VAD windows).
         dialogue_id: conversation id when known ('' otherwise), for dialogue context.
+        speaker_id: the transcript's speaker (``Transcript.msg`` ``speaker_id``; '' unknown), the speaker
+            tag of the dialogue context.
         language: BCP-47 tag of the transcript ('' if unknown).
         stt_confidence: speech-to-text confidence in [0, 1] (NaN if unknown).
         closed_at: sensor time at which the window was closed (for latency).
@@ -58,6 +60,7 @@ class UtteranceWindow:
     closed_by: str = "transcript"
     utterance_id: str = ""
     dialogue_id: str = ""
+    speaker_id: str = ""
     language: str = ""
     stt_confidence: float = float("nan")
     closed_at: float = 0.0

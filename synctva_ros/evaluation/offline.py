@@ -13,6 +13,13 @@ DATA may be
 
 Per-utterance latency offline is the pipeline's processing time (feature
 extraction + fusion) of that window, in seconds.
+
+Dialogue context (``features.text_context_turns``, a checkpoint's ``context_turns``): every window is
+predicted by :meth:`~synctva_ros.pipeline.EmotionPipeline.predict`, which keeps the context per session
+from the windows it predicted, as in the node: a MELD/IEMOCAP window carries its ``dialogue_id`` and its
+speaker (``speaker_id``), so the turns are the file's previous utterances of the same dialogue (files
+are in dialogue order); a bag's windows carry what the transcripts say, and a time reset of the
+windower resets the context before the next window (the node's ``WindowFeed`` does the same).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -35,7 +42,7 @@ from synctva_ros.evaluation.summary import summarise_predictions
 from synctva_ros.pipeline import EmotionPipeline
 from synctva_ros.windowing.windower import UtteranceWindower
 
-__all__ = ["evaluate", "dataset_windows", "is_bag"]
+__all__ = ["evaluate", "dataset_windows", "is_bag", "reset_on_time_jumps"]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +77,23 @@ def dataset_windows(path: Path, sample_rate: int = 16000,
     utts = load_utterances(dataset, str(path))
     for u in utts[:limit] if limit else utts:
         audio, sr = render_utterance(u, sample_rate)
-        yield UtteranceWindow(start=0.0, end=len(audio) / sr, transcript=u.text, audio=audio, sample_rate=sr,
-                              utterance_id=u.utterance_id, dialogue_id=u.dialogue_id, closed_by="transcript"), u.label
+        win = UtteranceWindow(start=0.0, end=len(audio) / sr, transcript=u.text, audio=audio, sample_rate=sr,
+                              utterance_id=u.utterance_id, dialogue_id=u.dialogue_id, speaker_id=u.speaker,
+                              closed_by="transcript")
+        yield win, u.label
+
+
+def reset_on_time_jumps(windows: Iterable[UtteranceWindow], windower: UtteranceWindower,
+                        reset: Callable[[], None]) -> Iterator[UtteranceWindow]:
+    """Yield ``windows``, calling ``reset`` before the first window emitted after the windower counted a
+    time reset (``time_resets``), as the node's ``WindowFeed`` resets the dialogue context."""
+    seen = windower.count("time_resets")
+    for w in windows:
+        n = windower.count("time_resets")
+        if n > seen:
+            seen = n
+            reset()
+        yield w
 
 
 def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit: int | None = None,
@@ -104,8 +126,9 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
         # as in the node: the pipeline's streaming cache sees the bag's audio and frames as they come,
         # and each window is processed as soon as it is emitted (in this thread: deterministic)
         windower = UtteranceWindower(cfg.windowing, sample_rate=cfg.features.audio_sample_rate, sink=pipe.streaming)
-        windows = iter_windows_from_bag(data, sample_rate=cfg.features.audio_sample_rate, topics=cfg.topics,
-                                        windower=windower)
+        windows = reset_on_time_jumps(iter_windows_from_bag(data, sample_rate=cfg.features.audio_sample_rate,
+                                                            topics=cfg.topics, windower=windower),
+                                      windower, pipe.reset_dialogue)
         pairs: Any = ((w, match_label(w, truth, by_id)) for w in windows)
         total = len(truth) or None
     else:

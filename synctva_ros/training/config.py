@@ -6,16 +6,21 @@ A training YAML file looks like::
       name: meld_minilm
       dataset: meld
       train_split: train
-      valid_split: dev
+      valid_fraction: 0.1    # validation = 10 % of the training dialogues (selection only)
+      split_seed: 0
+      report_split: dev      # evaluated once with the selected model; never used for a decision
       cache_dir: cache
       out_dir: models/meld_minilm
       epochs: 30
+      loss: logit_adjusted   # '' = model.loss
     profile: demo          # features/model defaults come from this profile
     model:                 # optional overrides of ModelConfig
       hidden: 128
 
 Overrides use the same ``key=value`` form as the rest of the project:
 ``training.epochs=5``, ``model.hidden=64``, ``features.audio_max_nodes=16``.
+The old keys ``training.valid_split`` / ``training.valid_limit`` (the dataset's dev split, once
+used for early stopping) are read as ``report_split`` / ``report_limit`` with a warning.
 
 Errors: :class:`~synctva_ros.config.ConfigError` for unknown keys / bad values.
 """
@@ -23,6 +28,7 @@ Errors: :class:`~synctva_ros.config.ConfigError` for unknown keys / bad values.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +36,18 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from synctva_ros.config import ConfigError, SyncTVAConfig, _coerce, load_config, parse_overrides
+from synctva_ros.config import ConfigError, SyncTVAConfig, load_config, parse_overrides
+from synctva_ros.config.schema import _coerce
 
-__all__ = ["TrainingConfig", "load_training_config"]
+__all__ = ["TrainingConfig", "load_training_config", "SELECT_METRICS", "RENAMED_KEYS"]
+
+log = logging.getLogger(__name__)
+
+#: Metrics model selection may maximise (on the validation split).
+SELECT_METRICS = ("weighted_f1", "macro_f1", "accuracy")
+#: Old key -> new key (read with a warning).
+RENAMED_KEYS = {"valid_split": "report_split", "valid_limit": "report_limit"}
+_LOSSES = ("", "ce", "weighted_ce", "focal", "logit_adjusted")  # synctva_ros.model.losses.LOSSES + '' (= model.loss)
 
 
 @dataclass
@@ -42,15 +57,30 @@ class TrainingConfig:
     Attributes:
         name: checkpoint name (manifest ``name``).
         dataset: ``meld`` or ``iemocap``.
-        train_split, valid_split: split names (MELD: train/dev; IEMOCAP: train/valid).
+        train_split: split the model learns from; its validation part is cut from it.
+        valid_fraction: share of the training split's **dialogues** held out as the validation
+            split (early stopping and the best epoch are chosen on it), in (0, 0.5].
+        split_seed: seed of that dialogue draw (the split is a function of the dialogue ids and
+            this seed only, not of ``seed``).
+        report_split: the dataset's own dev/valid split (MELD ``dev``, IEMOCAP ``valid``): scored once
+            with the selected model and written as ``report``; '' = none.
+        report_each_epoch: also score the report split after every epoch (history only; never used
+            for a decision).
         data_dir: dataset root ('' = ``$SYNCTVA_DATA`` or /work/shared/data).
         cache_dir: feature-cache directory (built on demand when ``build_cache`` is true).
         out_dir: checkpoint directory written at the end (and at each improvement).
         build_cache: build missing caches (slow: speech rendering + encoders) instead of failing.
-        limit, valid_limit: first N utterances of each split (0 = all).
-        epochs: most epochs; patience: epochs without weighted-F1 improvement before stopping.
+        limit, report_limit: first N utterances of the training / report split (0 = all).
+        epochs: most epochs; patience: epochs without improvement of ``select_metric`` before stopping.
+        select_metric: validation metric that picks the epoch (``weighted_f1``, ``macro_f1``, ``accuracy``).
         lr, weight_decay: AdamW settings; grad_clip: max gradient norm (0 = off).
-        batch_size: utterances per step; eval_batch_size: for validation.
+        encoder_lr: AdamW learning rate of the fine-tuned text top layers (``model.text_top_layers > 0``).
+        delta_dtype: storage dtype of the text top layers' deltas (``float16`` or ``float32``).
+        max_checkpoint_mb: largest checkpoint (weights, MB = 1e6 bytes) that may be saved.
+        loss: training loss overriding ``model.loss`` ('' = ``model.loss``): ``ce``, ``weighted_ce``
+            (power ``model.class_weight_power``), ``focal`` (``model.focal_gamma``) or ``logit_adjusted``.
+        logit_tau: temperature of the logit adjustment (Menon et al. 2021).
+        batch_size: utterances per step; eval_batch_size: for evaluation.
         seed: seeds python, numpy and torch; shuffling is derived from ``seed * 100003 + epoch``.
         modalities: branches trained (absent or uncached ones are inactive).
         device: torch device.
@@ -61,18 +91,27 @@ class TrainingConfig:
     name: str = "synctva"
     dataset: str = "meld"
     train_split: str = "train"
-    valid_split: str = "dev"
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    report_split: str = "dev"
+    report_each_epoch: bool = False
     data_dir: str = ""
     cache_dir: str = "cache"
     out_dir: str = "out/train/synctva"
     build_cache: bool = False
     limit: int = 0
-    valid_limit: int = 0
+    report_limit: int = 0
     epochs: int = 30
     patience: int = 6
+    select_metric: str = "weighted_f1"
     lr: float = 1e-3
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
+    encoder_lr: float = 3e-5
+    delta_dtype: str = "float16"
+    max_checkpoint_mb: float = 30.0
+    loss: str = ""
+    logit_tau: float = 1.0
     batch_size: int = 32
     eval_batch_size: int = 128
     seed: int = 0
@@ -92,11 +131,19 @@ class TrainingConfig:
         for k in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"'training.{k}' must be >= 1")
-        for k in ("patience", "limit", "valid_limit", "num_threads"):
+        for k in ("patience", "limit", "report_limit", "num_threads", "split_seed"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"'training.{k}' must be >= 0")
-        if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("'training.lr' must be > 0, weight_decay and grad_clip >= 0")
+        if not self.lr > 0 or not self.encoder_lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("'training.lr' and 'training.encoder_lr' must be > 0, weight_decay and grad_clip >= 0")
+        if not 0.0 < self.valid_fraction <= 0.5:
+            raise ConfigError(f"'training.valid_fraction' = {self.valid_fraction} is not in (0, 0.5]")
+        for k, allowed in (("select_metric", SELECT_METRICS), ("loss", _LOSSES),
+                           ("delta_dtype", ("float16", "float32"))):
+            if getattr(self, k) not in allowed:
+                raise ConfigError(f"'training.{k}' = {getattr(self, k)!r} is not one of {list(allowed)}")
+        if self.logit_tau < 0 or not self.max_checkpoint_mb > 0:
+            raise ConfigError("'training.logit_tau' must be >= 0 and 'training.max_checkpoint_mb' > 0")
         bad = set(self.modalities) - {"text", "audio", "visual"}
         if bad:
             raise ConfigError(f"'training.modalities' has unknown modalities {sorted(bad)}")
@@ -108,6 +155,11 @@ class TrainingConfig:
         Raises:
             ConfigError: unknown key or wrong type.
         """
+        if key in RENAMED_KEYS:
+            log.warning("'training.%s' is now 'training.%s' (scored once, never used for selection; the "
+                        "validation split is cut from the training dialogues, see training.valid_fraction)",
+                        key, RENAMED_KEYS[key])
+            key = RENAMED_KEYS[key]
         names = {f.name for f in dataclasses.fields(self)}
         if key not in names:
             raise ConfigError(f"unknown configuration key 'training.{key}' (known: {', '.join(sorted(names))})")

@@ -1,24 +1,35 @@
-"""Train Sync-TVA on a feature cache (paper Sec. 3.5 / 4: cross-entropy with class-imbalance handling,
-model selection by weighted F1 on the validation split).
+"""Train Sync-TVA on a feature cache: one loop for the frozen encoder and for fine-tuned top layers.
 
-``train(tcfg, cfg)``:
+``train(tcfg, cfg)`` (paper Sec. 3.5 / 4: cross-entropy with class-imbalance handling; the
+selection protocol is issue 8's):
 
 1. seeds python / numpy / torch, turns on deterministic algorithms (warn only);
-2. loads (or, with ``training.build_cache``, builds) the train and validation caches; the
-   cache's extractor identities become the checkpoint's ``extractors`` (visual: ``None``);
-3. builds :class:`~synctva_ros.model.synctva.SyncTVA` with the cache's feature widths; a
-   modality is *active* when it is in ``training.modalities`` and the cache has it;
-4. AdamW, loss from :func:`synctva_ros.model.losses.build_loss` with the training class
+2. reads the training split's cache and holds out ``training.valid_fraction`` of its **dialogues**
+   (seeded by ``training.split_seed``) as the validation split
+   (:func:`~synctva_ros.training.split.split_by_dialogue`); reads the report split's cache
+   (``training.report_split``: MELD ``dev``, IEMOCAP ``valid``); the cache's extractor identities
+   become the checkpoint's ``extractors`` (visual: ``None``);
+3. builds :class:`~synctva_ros.model.synctva.SyncTVA` with the cache's feature widths; with
+   ``model.text_top_layers = K > 0`` the text encoder's pretrained top K layers run inside the model
+   on layer-``features.text_layer`` token states (a cache of that layer is derived from a last-layer
+   cache when missing, :mod:`synctva_ros.training.caches`) and train with ``training.encoder_lr``;
+4. AdamW, loss ``training.loss`` (default ``model.loss``: ``ce``, ``weighted_ce``, ``focal``,
+   ``logit_adjusted``; :func:`synctva_ros.model.losses.build_loss`) with the training part's class
    counts, gradient clipping, tqdm progress bars;
-5. after every epoch: weighted F1 on the validation split; the best epoch is saved with
-   :func:`synctva_ros.checkpoint.save_checkpoint`; early stop after ``patience`` epochs
-   without improvement;
-6. a resume file (``resume.pt`` in ``out_dir``: model, optimizer, epoch, best state, torch RNG)
-   is written after each epoch, so ``resume=True`` continues an interrupted run and ends with
-   the same result as an uninterrupted one.
+5. after every epoch: accuracy, weighted F1 and macro F1 on the validation split; the epoch with the
+   best ``training.select_metric`` is saved (:func:`~synctva_ros.training.saving.save_trained`: fusion
+   weights, top-layer deltas in ``training.delta_dtype``, at most ``training.max_checkpoint_mb``);
+   early stop after ``patience`` epochs without improvement. The report split is never used for a
+   decision (with ``training.report_each_epoch`` its scores are only logged in the history);
+6. at the end the selected model is scored once on the report split; the manifest ``metrics`` and
+   ``metrics.json`` hold ``valid`` and ``report`` (accuracy, weighted F1, macro F1, per class), the
+   manifest ``training.validation`` the held-out dialogue ids, their sha256 and the counts;
+7. a resume file (``resume.pt`` in ``out_dir``: model, optimizer, epoch, best state, torch RNG) is
+   written after each epoch, so ``resume=True`` ends with the same result as an uninterrupted run.
 
-Shuffling uses a generator seeded with ``seed * 100003 + epoch``, so the order does not depend on
-how many epochs ran in this process.
+:func:`train_seeds` repeats the run for several seeds and writes their mean and spread
+(:mod:`synctva_ros.training.seeds`). Shuffling uses a generator seeded with ``seed * 100003 + epoch``,
+so the order does not depend on how many epochs ran in this process.
 """
 
 from __future__ import annotations
@@ -37,23 +48,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from synctva_ros.checkpoint import save_checkpoint
 from synctva_ros.config import SyncTVAConfig
-from synctva_ros.core.modalities import MODALITIES
-from synctva_ros.datasets.cache import CachedSplit, build_cache, find_cache, load_cache
 from synctva_ros.evaluation.metrics import classification_metrics
 from synctva_ros.model.losses import build_loss
-from synctva_ros.model.synctva import SyncTVA
 from synctva_ros.training.config import TrainingConfig, load_training_config
-from synctva_ros.training.data import UtteranceDataset, class_counts, make_loader
+from synctva_ros.training.data import UtteranceDataset, make_loader
+from synctva_ros.training.prepare import TrainingData, build_model, prepare_data
+from synctva_ros.training.saving import METRICS_FILE, REPORTED, metric_summary, save_trained, write_metrics
+from synctva_ros.training.seeds import parse_seeds, write_seeds_report
 
-__all__ = ["train", "train_from_file", "seed_everything", "evaluate_model", "load_split_cache", "prepare_data",
+__all__ = ["train", "train_seeds", "train_from_file", "seed_everything", "evaluate_model", "score",
            "train_one_epoch", "RESUME_FILE"]
 
 log = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.pt"
-_VISUAL_DIMS = {"resnet18": 512, "resnet34": 512}
 
 
 def seed_everything(seed: int) -> None:
@@ -67,60 +76,10 @@ def seed_everything(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit: int = 0) -> CachedSplit:
-    """The :class:`~synctva_ros.datasets.cache.CachedSplit` of ``split`` matching the configured extractors.
-
-    Looks for ``{cache_dir}/{dataset}_{split}_{key}.safetensors`` with the key of the configured
-    extractors; builds it when ``training.build_cache`` is true.
-
-    Raises:
-        FileNotFoundError: no matching cache and ``build_cache`` is false (the message says how to build it).
-    """
-    names = list(cfg.model.class_names)
-    if tcfg.build_cache:
-        path = build_cache(tcfg.dataset, split, cfg.features, tcfg.cache_dir, limit=limit or None,
-                           data_dir=tcfg.data_dir or None, progress=tcfg.progress)
-        return load_cache(path, names)
-    found = find_cache(tcfg.cache_dir, tcfg.dataset, split)
-    wanted = _wanted_identities(cfg)
-    for p in found:
-        header = json.loads(p.with_suffix(".json").read_text())
-        if not _identities_match(header.get("extractors", {}), wanted):
-            continue
-        if limit and header.get("count", 0) < limit:
-            continue
-        c = load_cache(p, names)
-        if limit:
-            c.items = c.items[:limit]
-        return c
-    raise FileNotFoundError(
-        f"no feature cache of {tcfg.dataset}/{split} for the configured extractors in {tcfg.cache_dir} "
-        f"(found {len(found)} other(s)); build it with `synctva cache {tcfg.dataset} {split} --out "
-        f"{tcfg.cache_dir}` or set training.build_cache=true")
-
-
-def _wanted_identities(cfg: SyncTVAConfig) -> dict[str, Any]:
-    """Cheap identity fields of the configured extractors (no model loading) to select a cache."""
-    f = cfg.features
-    return {"text": {"name": f.text_encoder, "max_tokens": f.text_max_tokens, "layer": f.text_layer},
-            "audio": {"feature_set": f.audio_feature_set, "sample_rate": f.audio_sample_rate,
-                      "max_nodes": f.audio_max_nodes, "level": f.audio_level}}
-
-
-def _identities_match(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    for m, keys in wanted.items():
-        s = stored.get(m)
-        if s is None:
-            continue  # modality not cached: it will be inactive
-        if any(s.get(k) != v for k, v in keys.items()):
-            return False
-    return True
-
-
 @torch.inference_mode()
 def evaluate_model(model: torch.nn.Module, ds: UtteranceDataset, batch_size: int = 128,
                    device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run ``model.forward_batch`` over ``ds``.
+    """Run ``model.forward_batch`` over ``ds`` in eval mode (the model's mode is restored).
 
     Returns:
         ``(y_true (N,), y_pred (N,), probabilities (N, C))``.
@@ -138,49 +97,19 @@ def evaluate_model(model: torch.nn.Module, ds: UtteranceDataset, batch_size: int
     return torch.cat(ys).numpy(), torch.cat(ps).numpy(), torch.cat(probs).numpy()
 
 
-def _model_dims(cache_dims: dict[str, int], cfg: SyncTVAConfig) -> dict[str, int]:
-    dims = dict(cache_dims)
-    if not dims.get("visual"):
-        dims["visual"] = _VISUAL_DIMS.get(cfg.features.visual_encoder, 2048)
-    for m in MODALITIES:
-        if not dims.get(m):
-            dims[m] = 1
-    return dims
-
-
-def prepare_data(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> tuple:
-    """Caches, class names, extractor identities, active branches, model dims, datasets and class counts.
-
-    Returns:
-        ``(train_cache, valid_cache, names, identities, active, dims, train_ds, valid_ds, counts)``.
-
-    Raises:
-        FileNotFoundError: missing cache. ValueError: cache classes differ from
-        ``cfg.model.class_names``, or no modality is active.
-    """
-    train_c = load_split_cache(tcfg, cfg, tcfg.train_split, tcfg.limit)
-    valid_c = load_split_cache(tcfg, cfg, tcfg.valid_split, tcfg.valid_limit)
-    names = list(cfg.model.class_names)
-    if train_c.header.get("class_names") and set(train_c.header["class_names"]) != set(names):
-        raise ValueError(f"cache classes {train_c.header['class_names']} != model.class_names {names}")
-    identities = train_c.identities
-    active = {m: (m in tcfg.modalities and bool(train_c.dims.get(m)) and identities.get(m) is not None)
-              for m in MODALITIES}
-    if not any(active.values()):
-        raise ValueError("no modality is active (check training.modalities and the cache)")
-    dims = _model_dims(train_c.dims, cfg)
-    k = cfg.model.context_turns
-    train_ds = UtteranceDataset(train_c.items, dims, k, active)
-    valid_ds = UtteranceDataset(valid_c.items, dims, k, active)
-    counts = class_counts(train_c.items, len(names))
-    return train_c, valid_c, names, identities, active, dims, train_ds, valid_ds, counts
+def score(model: torch.nn.Module, ds: UtteranceDataset, names: Sequence[str], batch_size: int = 128,
+          device: str | torch.device = "cpu") -> dict[str, Any]:
+    """:func:`~synctva_ros.evaluation.metrics.classification_metrics` of ``model`` on ``ds``."""
+    y, p, _ = evaluate_model(model, ds, batch_size, device)
+    return classification_metrics(y, p, names)
 
 
 def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Module, opt: torch.optim.Optimizer,
                     tcfg: TrainingConfig, epoch: int, device: torch.device) -> float:
     """One pass over ``train_ds`` (shuffled with ``seed * 100003 + epoch``); returns the mean training loss.
 
-    Gradients are clipped to ``tcfg.grad_clip`` (0 = off); progress bar when ``tcfg.progress``.
+    Gradients of all parameters (fusion and top layers) are clipped together to ``tcfg.grad_clip``
+    (0 = off); progress bar when ``tcfg.progress``.
     """
     model.train()
     loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
@@ -202,11 +131,25 @@ def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Mod
     return total / max(n, 1)
 
 
+def _optimizer(model: torch.nn.Module, top_params: list, tcfg: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW: fusion parameters at ``lr``, fine-tuned top layers (if any) at ``encoder_lr``."""
+    top_ids = {id(p) for p in top_params}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in top_ids], "lr": tcfg.lr}]
+    if top_params:
+        groups.append({"params": top_params, "lr": tcfg.encoder_lr})
+    return torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+
+def _row(prefix: str, m: dict[str, Any]) -> dict[str, float]:
+    return {f"{prefix}_{k}": m[k] for k in REPORTED}
+
+
 def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Path:
     """Train and save a checkpoint; returns its directory (``tcfg.out_dir``).
 
-    The steps are those of the module docstring; the checkpoint holds the best epoch by validation
-    weighted F1, and ``resume.pt`` in the same directory the state after the last epoch.
+    The steps are those of the module docstring; the checkpoint holds the best epoch by the
+    validation split's ``select_metric``, ``metrics.json`` its validation and report scores, and
+    ``resume.pt`` in the same directory the state after the last epoch.
 
     Args:
         tcfg: how to train (:class:`~synctva_ros.training.config.TrainingConfig`; validated here).
@@ -218,9 +161,10 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
 
     Raises:
         synctva_ros.config.ConfigError: ``tcfg`` out of range.
-        FileNotFoundError: missing cache (see :func:`load_split_cache`).
-        ValueError: the cache's class names do not match ``cfg.model.class_names``, or no
-            modality is active.
+        FileNotFoundError: missing cache (see :func:`~synctva_ros.training.caches.load_split_cache`).
+        ValueError: the cache's class names do not match ``cfg.model.class_names``, no modality is
+            active, fewer than two training dialogues, or a resume file of another validation split.
+        synctva_ros.training.saving.CheckpointTooLarge: the checkpoint exceeds ``max_checkpoint_mb``.
     """
     tcfg.validate()
     if tcfg.num_threads:
@@ -230,92 +174,148 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
     out = Path(tcfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    train_c, valid_c, names, identities, active, dims, train_ds, valid_ds, counts = prepare_data(tcfg, cfg)
-
-    model = SyncTVA(cfg.model, dims, active).to(device)
-    loss_fn = build_loss(cfg.model, counts).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    start_epoch, best_f1, best_epoch, best_state, history = 0, -1.0, -1, None, []
+    data = prepare_data(tcfg, cfg)
+    model, top_params, base_state = build_model(cfg, data, device)
+    loss_fn = build_loss(cfg.model, data.counts, tcfg.loss or None, tcfg.logit_tau).to(device)
+    opt = _optimizer(model, top_params, tcfg)
+    split_sha = data.split["valid_dialogues_sha256"]
+    start_epoch, best, best_epoch, best_state, history = 0, -1.0, -1, None, []
     rpath = out / RESUME_FILE
     if resume and rpath.exists():
         st = torch.load(rpath, map_location="cpu", weights_only=True)
+        if st.get("split_sha256", split_sha) != split_sha:
+            raise ValueError(f"{rpath} was trained with another validation split (valid_fraction / split_seed / "
+                             f"data): start without resume or restore the settings")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
-        start_epoch, best_f1, best_epoch = int(st["epoch"]) + 1, float(st["best_f1"]), int(st["best_epoch"])
+        start_epoch, best_epoch = int(st["epoch"]) + 1, int(st["best_epoch"])
+        best = float(st.get("best_score", st.get("best_f1", -1.0)))
         best_state = st.get("best_model")
         history = json.loads(st.get("history", "[]"))
         torch.set_rng_state(st["rng"])
-        log.info("resuming %s after epoch %d (best weighted F1 %.4f at epoch %d)", out, start_epoch - 1, best_f1,
-                 best_epoch)
+        log.info("resuming %s after epoch %d (best valid %s %.4f at epoch %d)", out, start_epoch - 1,
+                 tcfg.select_metric, best, best_epoch + 1)
     elif resume:
         log.warning("no resume file at %s: starting from scratch", rpath)
 
-    training_info = {**dataclasses.asdict(tcfg), "class_counts": dict(zip(names, counts)),
-                     "train_size": len(train_ds), "valid_size": len(valid_ds),
-                     "cache_keys": {"train": train_c.header.get("key"), "valid": valid_c.header.get("key")},
-                     "features": dataclasses.asdict(cfg.features)}
+    info = _training_info(tcfg, cfg, data)
+    save = {"tcfg": tcfg, "identities": data.identities, "base_state": base_state}
     t_start = time.perf_counter()
     for epoch in range(start_epoch, tcfg.epochs):
         if best_epoch >= 0 and tcfg.patience and epoch - best_epoch > tcfg.patience:
             break
-        model.train()
-        train_loss = train_one_epoch(model, train_ds, loss_fn, opt, tcfg, epoch, device)
-        y, p, _ = evaluate_model(model, valid_ds, tcfg.eval_batch_size, device)
-        m = classification_metrics(y, p, names)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_accuracy": m["accuracy"],
-                        "valid_weighted_f1": m["weighted_f1"]})
-        log.info("epoch %d: loss %.4f  valid acc %.4f  weighted F1 %.4f", epoch + 1, train_loss,
-                 m["accuracy"], m["weighted_f1"])
-        if m["weighted_f1"] > best_f1:
-            best_f1, best_epoch = m["weighted_f1"], epoch
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(model, data.train_ds, loss_fn, opt, tcfg, epoch, device)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_s": round(time.perf_counter() - t0, 3)}
+        vm = score(model, data.valid_ds, data.names, tcfg.eval_batch_size, device)
+        row.update(_row("valid", vm))
+        if tcfg.report_each_epoch and data.report_ds is not None:  # logged only, never compared
+            row.update(_row("report", score(model, data.report_ds, data.names, tcfg.eval_batch_size, device)))
+        history.append(row)
+        log.info("epoch %d: loss %.4f  valid acc %.4f  weighted F1 %.4f  macro F1 %.4f", epoch + 1, train_loss,
+                 vm["accuracy"], vm["weighted_f1"], vm["macro_f1"])
+        if vm[tcfg.select_metric] > best:
+            best, best_epoch = vm[tcfg.select_metric], epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            _save(out, model, best_state, tcfg, training_info, identities, m, epoch, history)
+            _save(out, model, best_state, info, vm, None, epoch, history, **save)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                    "best_f1": best_f1, "best_epoch": best_epoch, "best_model": best_state,
-                    "history": json.dumps(history), "rng": torch.get_rng_state()}, str(rpath) + ".tmp")
+                    "best_score": best, "best_epoch": best_epoch, "best_model": best_state,
+                    "history": json.dumps(history), "rng": torch.get_rng_state(), "split_sha256": split_sha},
+                   str(rpath) + ".tmp")
         os.replace(str(rpath) + ".tmp", rpath)
-    log.info("training done in %.1f s; best valid weighted F1 %.4f at epoch %d", time.perf_counter() - t_start,
-             best_f1, best_epoch + 1)
+    train_s = time.perf_counter() - t_start
+    log.info("training done in %.1f s; best valid %s %.4f at epoch %d", train_s, tcfg.select_metric, best,
+             best_epoch + 1)
     if best_state is not None:
         final = copy.deepcopy(model)
         final.load_state_dict(best_state)
-        y, p, _ = evaluate_model(final, valid_ds, tcfg.eval_batch_size, device)
-        m = classification_metrics(y, p, names)
-        _save(out, final, best_state, tcfg, training_info, identities, m, best_epoch, history)
+        vm = score(final, data.valid_ds, data.names, tcfg.eval_batch_size, device)
+        rm = score(final, data.report_ds, data.names, tcfg.eval_batch_size, device) if data.report_ds else None
+        _save(out, final, best_state, info, vm, rm, best_epoch, history, **save)
+        write_metrics(out, {"name": tcfg.name, "dataset": tcfg.dataset, "best_epoch": best_epoch + 1,
+                            "select_metric": tcfg.select_metric, "train_s": round(train_s, 1),
+                            "valid_split": _valid_split_record(tcfg, data), "report_split": tcfg.report_split or None,
+                            "valid": metric_summary(vm), "report": metric_summary(rm), "history": history})
+        if rm is not None:
+            log.info("report split %s: acc %.4f  weighted F1 %.4f  macro F1 %.4f", tcfg.report_split,
+                     rm["accuracy"], rm["weighted_f1"], rm["macro_f1"])
     return out
 
 
-def _save(out: Path, model: SyncTVA, state: dict, tcfg: TrainingConfig, training_info: dict, identities: dict,
-          metrics: dict, epoch: int, history: list) -> None:
-    snap = copy.deepcopy(model).cpu()
-    snap.load_state_dict(state)
-    info = {**training_info, "best_epoch": epoch + 1, "history": history}
-    save_checkpoint(out, snap.eval(), {
-        "name": tcfg.name,
-        "extractors": {m: (identities.get(m) if snap.active[m] else None) for m in MODALITIES},
-        "training": info,
-        "metrics": {"valid": {k: metrics[k] for k in ("n", "accuracy", "weighted_f1", "macro_f1", "per_class",
-                                                        "confusion")},
-                    "split": tcfg.valid_split, "dataset": tcfg.dataset},
-    })
+def _valid_split_record(tcfg: TrainingConfig, data: TrainingData) -> dict[str, Any]:
+    s = data.split
+    return {"from": tcfg.train_split, "valid_fraction": s["valid_fraction"], "split_seed": s["split_seed"],
+            "valid_dialogues_sha256": s["valid_dialogues_sha256"], "valid_dialogue_count": s["valid_dialogue_count"],
+            "valid_utterances": s["valid_utterances"]}
+
+
+def _training_info(tcfg: TrainingConfig, cfg: SyncTVAConfig, data: TrainingData) -> dict[str, Any]:
+    report_key = data.report_cache.header.get("key") if data.report_cache is not None else None
+    return {**dataclasses.asdict(tcfg), "loss_used": tcfg.loss or cfg.model.loss,
+            "class_counts": dict(zip(data.names, data.counts)), "train_size": len(data.train_ds),
+            "valid_size": len(data.valid_ds), "report_size": len(data.report_ds) if data.report_ds else 0,
+            "validation": dict(data.split),
+            "cache_keys": {"train": data.train_cache.header.get("key"), "report": report_key},
+            "features": dataclasses.asdict(cfg.features)}
+
+
+def _save(out: Path, model: torch.nn.Module, state: dict, info: dict, valid: dict, report: dict | None, epoch: int,
+          history: list, *, tcfg: TrainingConfig, identities: dict, base_state: dict | None) -> None:
+    manifest = {"name": tcfg.name, "training": {**info, "best_epoch": epoch + 1, "history": history},
+                "metrics": {"select_metric": tcfg.select_metric, "valid": metric_summary(valid),
+                            "report": metric_summary(report), "report_split": tcfg.report_split or None,
+                            "dataset": tcfg.dataset}}
+    save_trained(out, model, state, manifest, identities, delta_dtype=tcfg.delta_dtype, base_state=base_state,
+                 max_mb=tcfg.max_checkpoint_mb)
+
+
+def train_seeds(tcfg: TrainingConfig, cfg: SyncTVAConfig, seeds: Sequence[int], resume: bool = False) -> Path:
+    """Train one run per seed into ``{out_dir}/seed_{s}`` and write ``{out_dir}/seeds.json``.
+
+    The validation split (``split_seed``) is the same for every seed; ``seed`` changes the
+    initialisation, dropout and shuffling. Format of ``seeds.json``: :mod:`synctva_ros.training.seeds`.
+
+    Args:
+        tcfg, cfg: the run (``out_dir`` becomes the parent of the per-seed checkpoints).
+        seeds: training seeds.
+        resume: resume each seed's run from its own ``resume.pt``.
+
+    Returns:
+        Path of ``seeds.json``.
+
+    Raises:
+        see :func:`train`.
+    """
+    root = Path(tcfg.out_dir)
+    runs = []
+    for s in seeds:
+        t = dataclasses.replace(tcfg, seed=int(s), out_dir=str(root / f"seed_{s}"), name=f"{tcfg.name}_seed{s}")
+        out = train(t, copy.deepcopy(cfg), resume=resume)
+        runs.append({**json.loads((out / METRICS_FILE).read_text()), "out_dir": str(out)})
+    return write_seeds_report(root, seeds, runs, {"name": tcfg.name, "split_seed": tcfg.split_seed,
+                                                  "select_metric": tcfg.select_metric,
+                                                  "report_split": tcfg.report_split or None})
 
 
 def train_from_file(config: str | os.PathLike[str] | None, *, overrides: Sequence[str] = (),
-                    resume: bool = False) -> Path:
-    """Train the run a training YAML describes (``synctva train CONFIG.yaml [--set k=v ...] [--resume]``).
+                    resume: bool = False, seeds: str | Sequence[int] | None = None) -> Path:
+    """Train the run a training YAML describes (``synctva train CONFIG [--set k=v ...] [--resume] [--seeds 0,1,2]``).
 
     Args:
         config: training YAML (:func:`~synctva_ros.training.config.load_training_config`); ``None``
             = defaults only.
         overrides: ``key=value`` overrides (``training.epochs=5``, ``model.hidden=64``, ...).
         resume: continue from the run's resume file (``resume.pt`` in ``training.out_dir``).
+        seeds: ``"0,1,2"`` or a list: train every seed (:func:`train_seeds`); ``None`` = one run.
 
     Returns:
-        The checkpoint directory (:func:`train`).
+        The checkpoint directory (:func:`train`), or the ``seeds.json`` path with ``seeds``.
 
     Raises:
         synctva_ros.config.ConfigError: unknown keys / bad values. FileNotFoundError: a missing
-        file, profile or cache. ValueError: see :func:`train`.
+        file, profile or cache. ValueError: bad seeds, or see :func:`train`.
     """
     tcfg, cfg = load_training_config(config, list(overrides) or None)
+    if seeds is not None:
+        return train_seeds(tcfg, cfg, parse_seeds(seeds), resume=resume)
     return train(tcfg, cfg, resume=resume)

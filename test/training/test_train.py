@@ -1,22 +1,30 @@
+"""The training loop on a tiny real cache: selection on held-out training dialogues, the report split, resume,
+fine-tuned text top layers, several seeds."""
+
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from synctva_ros.checkpoint import load_checkpoint, read_manifest
+from synctva_ros.checkpoint import load_checkpoint, load_text_top_checkpoint, read_manifest
+from synctva_ros.datasets.cache import find_cache, load_cache
 from synctva_ros.training.config import load_training_config
-from synctva_ros.training.train import RESUME_FILE, train, train_from_file
+from synctva_ros.training.data import UtteranceDataset
+from synctva_ros.training.saving import CheckpointTooLarge
+from synctva_ros.training.train import RESUME_FILE, evaluate_model, train, train_from_file
 
 SMALL = ["model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_max_tokens=16",
          "features.audio_max_nodes=8", "training.batch_size=8", "training.progress=false", "training.lr=3e-3"]
 
 
-def _cfg(tiny_cache, out, *extra):
-    return load_training_config(None, [f"training.cache_dir={tiny_cache}", f"training.out_dir={out}",
-                                       *SMALL, *extra])
+def _cfg(cache, out, *extra):
+    return load_training_config(None, [f"training.cache_dir={cache}", f"training.out_dir={out}", *SMALL, *extra])
 
 
 def test_train_end_to_end_writes_a_loadable_checkpoint(tiny_cache, tmp_path):
@@ -28,20 +36,59 @@ def test_train_end_to_end_writes_a_loadable_checkpoint(tiny_cache, tmp_path):
     assert man["extractors"]["visual"] is None
     assert man["extractors"]["text"]["name"] == "all-MiniLM-L6-v2" and man["extractors"]["audio"]["max_nodes"] == 8
     assert man["dims"]["text"] == 384 and man["dims"]["audio"] == 25
-    assert 0 <= man["metrics"]["valid"]["weighted_f1"] <= 1 and man["metrics"]["valid"]["n"] == 21
+    # selection on one held-out training dialogue (7 utterances), the 21 dev utterances only reported
+    val, rep = man["metrics"]["valid"], man["metrics"]["report"]
+    assert val["n"] == 7 and rep["n"] == 21 and man["metrics"]["report_split"] == "dev"
+    for m in (val, rep):
+        assert {"accuracy", "weighted_f1", "macro_f1", "per_class", "confusion"} <= set(m)
+    v = man["training"]["validation"]
+    assert v["valid_dialogue_count"] == 1 and v["train_dialogue_count"] == 2 and len(v["valid_dialogues"]) == 1
+    assert v["valid_utterances"] == 7 and v["train_utterances"] == 14 and len(v["valid_dialogues_sha256"]) == 64
     assert man["training"]["epochs"] == 2 and len(man["training"]["history"]) == 2
-    assert sum(man["training"]["class_counts"].values()) == 21
+    assert {"valid_weighted_f1", "valid_macro_f1", "valid_accuracy", "train_s"} <= set(man["training"]["history"][0])
+    assert "report_weighted_f1" not in man["training"]["history"][0]  # not scored per epoch unless asked
+    assert sum(man["training"]["class_counts"].values()) == 14  # the training part only
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["valid"]["weighted_f1"] == val["weighted_f1"] and metrics["report"]["macro_f1"] == rep["macro_f1"]
+    assert metrics["valid_split"]["valid_dialogues_sha256"] == v["valid_dialogues_sha256"]
     model, _ = load_checkpoint(out, expected_extractors=man["extractors"])
     assert model.active["visual"] is False
 
 
 def test_training_learns_the_tiny_task(tiny_cache, tmp_path):
-    tcfg, cfg = _cfg(tiny_cache, tmp_path / "ckpt", "training.epochs=12", "training.patience=12",
+    tcfg, cfg = _cfg(tiny_cache, tmp_path / "ckpt", "training.epochs=20", "training.patience=20",
                      "model.modality_dropout=0.0", "model.dropout=0.0")
     man = read_manifest(train(tcfg, cfg))
     hist = man["training"]["history"]
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
-    assert man["metrics"]["valid"]["accuracy"] > 2 / 7  # clearly above chance (1/7) on unseen phrasings
+    assert man["metrics"]["report"]["accuracy"] > 2 / 7  # clearly above chance (1/7) on unseen phrasings
+
+
+def _relabelled_copy(src, dst):
+    """A copy of the cache directory whose dev utterances are all labelled neutral (other report data)."""
+    shutil.copytree(src, dst)
+    for p in find_cache(dst, "meld", "dev"):
+        header = json.loads(p.with_suffix(".json").read_text())
+        for r in header["utterances"]:
+            r["label"] = "neutral"
+        p.with_suffix(".json").write_text(json.dumps(header))
+    return dst
+
+
+def test_report_split_never_influences_the_selected_checkpoint(tiny_cache, tmp_path):
+    other = _relabelled_copy(tiny_cache, tmp_path / "cache_b")
+    outs = []
+    for cache, name in ((tiny_cache, "a"), (other, "b")):
+        tcfg, cfg = _cfg(cache, tmp_path / name, "training.epochs=4", "training.patience=4",
+                         "training.report_each_epoch=true")
+        outs.append(train(tcfg, cfg))
+    ma, mb = (read_manifest(o) for o in outs)
+    assert ma["metrics"]["report"]["confusion"] != mb["metrics"]["report"]["confusion"]  # the report data differ
+    assert "report_weighted_f1" in ma["training"]["history"][0]  # scored every epoch, only logged
+    assert ma["training"]["best_epoch"] == mb["training"]["best_epoch"]
+    assert ma["metrics"]["valid"] == mb["metrics"]["valid"]
+    wa, wb = (load_file(str(o / "model.safetensors")) for o in outs)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_resume_gives_the_same_result(tiny_cache, tmp_path):
@@ -58,15 +105,20 @@ def test_resume_gives_the_same_result(tiny_cache, tmp_path):
         torch.testing.assert_close(v, rb["model"][k], rtol=0, atol=0)
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert json.loads(ra["history"]) == json.loads(rb["history"])
+    strip = [{k: v for k, v in h.items() if k != "train_s"} for h in json.loads(ra["history"])]
+    assert strip == [{k: v for k, v in h.items() if k != "train_s"} for h in json.loads(rb["history"])]
+    tcfg3, cfg3 = _cfg(tiny_cache, tmp_path / "b", "training.epochs=4", "training.split_seed=5")
+    with pytest.raises(ValueError, match="another validation split"):
+        train(tcfg3, cfg3, resume=True)
 
 
-def test_context_turns_and_text_only(tiny_cache, tmp_path):
+def test_context_turns_text_only_and_logit_adjusted_loss(tiny_cache, tmp_path):
     tcfg, cfg = _cfg(tiny_cache, tmp_path / "ctx", "training.epochs=1", "model.context_turns=2",
-                     "training.modalities=text")
+                     "training.modalities=text", "training.loss=logit_adjusted", "training.report_split=")
     man = read_manifest(train(tcfg, cfg))
     assert man["active"] == {"text": True, "audio": False, "visual": False}
     assert man["extractors"]["audio"] is None and man["architecture"]["context_turns"] == 2
+    assert man["training"]["loss_used"] == "logit_adjusted" and man["metrics"]["report"] is None
 
 
 def test_missing_cache_says_how_to_build(tmp_path):
@@ -79,9 +131,55 @@ def test_missing_cache_says_how_to_build(tmp_path):
 def test_train_from_file_reads_the_yaml_then_the_overrides(tiny_cache, tmp_path):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(f"training:\n  name: from_yaml\n  epochs: 5\n  cache_dir: {tiny_cache}\n"
-                        f"  out_dir: {tmp_path / 'yaml_ckpt'}\nprofile: demo\n")
+                        f"  out_dir: {tmp_path / 'yaml_ckpt'}\n  valid_split: dev\nprofile: demo\n")
     out = train_from_file(cfg_file, overrides=[*SMALL, "training.epochs=1"])
     man = read_manifest(out)
     assert out == tmp_path / "yaml_ckpt" and man["name"] == "from_yaml"
     assert man["training"]["epochs"] == 1 and len(man["training"]["history"]) == 1  # the override wins
     assert man["architecture"]["hidden"] == 16
+    assert man["training"]["report_split"] == "dev"  # the old key is read as the report split
+
+
+def test_seeds_write_mean_and_spread(tiny_cache, tmp_path):
+    path = train_from_file(None, overrides=[f"training.cache_dir={tiny_cache}", f"training.out_dir={tmp_path / 's'}",
+                                            *SMALL, "training.epochs=1"], seeds="0,1")
+    doc = json.loads(path.read_text())
+    assert path == tmp_path / "s" / "seeds.json" and doc["seeds"] == [0, 1]
+    runs = [json.loads((tmp_path / "s" / f"seed_{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    for split in ("valid", "report"):
+        for metric in ("weighted_f1", "macro_f1", "accuracy"):
+            vals = [r[split][metric] for r in runs]
+            got = doc["summary"][split][metric]
+            assert got["values"] == vals and got["mean"] == pytest.approx(np.mean(vals))
+            assert got["std"] == pytest.approx(np.std(vals, ddof=1))
+    assert runs[0]["valid_split"] == runs[1]["valid_split"]  # the same held-out dialogues for every seed
+
+
+def test_top_layers_fine_tune_inside_train(tiny_cache, tmp_path):
+    """model.text_top_layers > 0 in `synctva train`: a layer-4 cache is derived, the top 2 MiniLM layers train
+    at their own rate, the checkpoint holds their float16 deltas and the base encoder's hash."""
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_cache, cache)
+    extra = ["training.epochs=2", "features.text_layer=4", "model.text_top_layers=2", "training.encoder_lr=1e-3"]
+    tcfg, cfg = _cfg(cache, tmp_path / "ck", *extra)
+    out = train(tcfg, cfg)
+    assert len(find_cache(cache, "meld", "train")) == 2  # the last-layer cache and the derived layer-4 one
+    size_mb = (out / "model.safetensors").stat().st_size / 1e6
+    assert 1.0 < size_mb < 30.0  # 2 MiniLM layers as float16 deltas (~7 MB) + the fusion weights
+    with safe_open(str(out / "model.safetensors"), "pt") as fh:
+        deltas = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith("text_encoder.encoder.layer.")}
+    assert len(deltas) == 32 and all(d.dtype == torch.float16 for d in deltas.values())
+    assert any(float(d.abs().max()) > 0 for d in deltas.values())  # the layers moved
+    model, man = load_text_top_checkpoint(out, base="all-MiniLM-L6-v2")
+    assert man["text_top"]["spec"]["layers"] == [4, 5] and man["extractors"]["text"]["layer"] == 4
+    assert man["text_top"]["base"]["weights_sha256"] == man["extractors"]["text"]["weights_sha256"]
+    assert man["text_top"]["delta_dtype"] == "float16" and man["training"]["encoder_lr"] == 1e-3
+    assert man["metrics"]["report"]["n"] == 21 and "macro_f1" in man["metrics"]["valid"]
+    c = load_cache(find_cache(cache, "meld", "dev")[0])
+    assert c.identities["text"]["layer"] == 4  # newest first: the derived cache
+    _, pred, probs = evaluate_model(model, UtteranceDataset(c.items, model.dims, 0, model.active))
+    assert pred.shape == (len(c.items),) and np.isfinite(probs).all() and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    tcfg, cfg = _cfg(cache, tmp_path / "too_big", *extra, "training.max_checkpoint_mb=2")
+    with pytest.raises(CheckpointTooLarge, match="max_checkpoint_mb=2"):
+        train(tcfg, cfg)
+    assert not (tmp_path / "too_big" / "model.safetensors").exists()

@@ -25,3 +25,26 @@ def test_bad_values_raise(override):
 
 def test_defaults_validate():
     assert TrainingConfig().validate().epochs > 0
+
+
+def test_selection_and_loss_keys_and_the_renamed_report_keys(caplog):
+    t, _ = load_training_config(None, ["training.valid_fraction=0.2", "training.split_seed=3",
+                                       "training.loss=logit_adjusted", "training.logit_tau=0.5",
+                                       "training.select_metric=macro_f1", "training.valid_split=valid",
+                                       "training.valid_limit=7"])
+    assert (t.valid_fraction, t.split_seed, t.loss, t.logit_tau, t.select_metric) == (0.2, 3, "logit_adjusted",
+                                                                                      0.5, "macro_f1")
+    assert t.report_split == "valid" and t.report_limit == 7
+    assert "now 'training.report_split'" in caplog.text
+    d = TrainingConfig()
+    assert (d.valid_fraction, d.report_split, d.loss, d.delta_dtype, d.max_checkpoint_mb) == (0.1, "dev", "", "float16",
+                                                                                              30.0)
+
+
+@pytest.mark.parametrize("override", ["training.valid_fraction=0", "training.valid_fraction=0.6",
+                                      "training.loss=hinge", "training.select_metric=loss",
+                                      "training.delta_dtype=int8", "training.max_checkpoint_mb=0",
+                                      "training.encoder_lr=0", "training.logit_tau=-1"])
+def test_bad_selection_values_raise(override):
+    with pytest.raises(ConfigError):
+        load_training_config(None, [override])

@@ -48,14 +48,14 @@ def test_final_transcript_closes_window_with_frames_and_audio():
     w.add_transcript("hello there", 1.0, 2.0, is_final=False, stamp=1.5)  # partial: ignored
     assert w.poll(10.0) == []
     w.add_transcript("hello there", 1.0, 2.0, is_final=True, stamp=2.1, utterance_id="u1", dialogue_id="d",
-                     language="en", confidence=0.9)
+                     language="en", confidence=0.9, speaker_id="Monica")
     assert w.poll(2.29) == []  # waits late_s after the end
     (win,) = w.poll(2.3)
     assert (win.start, win.end, win.transcript, win.closed_by) == (1.0, 2.0, "hello there", "transcript")
     assert [f.stamp for f in win.frames] == pytest.approx([1.0 + i / 10 for i in range(11)])
     assert win.audio_start == pytest.approx(1.0)
     assert win.audio.size == SR + 1 and win.audio.dtype == np.float32
-    assert (win.utterance_id, win.dialogue_id, win.language) == ("u1", "d", "en")
+    assert (win.utterance_id, win.dialogue_id, win.language, win.speaker_id) == ("u1", "d", "en", "Monica")
     assert win.stt_confidence == pytest.approx(0.9)
     assert win.closed_at == 2.3 and win.present == {"text": True, "audio": True, "visual": True}
     s = w.stats

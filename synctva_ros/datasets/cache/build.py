@@ -1,6 +1,8 @@
 """Building the feature cache of a dataset split: chunked, resumable, optionally with worker processes.
 
-For every utterance: the text encoder's token states and sentence embedding; the transcript
+For every utterance: the text encoder's token states (with its previous turns as dialogue context
+when the encoder has ``context_turns`` > 0: :func:`synctva_ros.features.dialogue.dataset_contexts`, the
+dataset's dialogue order, the pipeline's rules) and sentence embedding; the transcript
 rendered to speech (:func:`synctva_ros.datasets.rendering.render_utterance`, the bag writer's
 rules) and run through openSMILE; no visual features (no MELD/IEMOCAP video here). Each chunk
 of ``chunk_size`` utterances is written to ``{stem}.parts/`` (:mod:`.parts`) and skipped on
@@ -26,6 +28,7 @@ from synctva_ros.datasets.rendering import render_utterance, speech_identity
 from synctva_ros.datasets.splits import dataset_classes, load_utterances
 from synctva_ros.datasets.utterance import Utterance
 from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.features.dialogue import Turn, dataset_contexts
 from synctva_ros.features.registry import build_extractor, extractor_identities
 
 __all__ = ["build_cache", "cache_split"]
@@ -37,11 +40,21 @@ Renderer = Callable[[Utterance], tuple[np.ndarray, int]]
 
 
 def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audio: FeatureExtractor | None,
-                  render: Renderer | None) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    """Features of a chunk: concatenated arrays + one index row per utterance."""
+                  render: Renderer | None, contexts: dict[str, list[Turn]] | None = None
+                  ) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Features of a chunk: concatenated arrays + one index row per utterance.
+
+    ``contexts``: ``{utterance_id: previous turns}`` for a text encoder with dialogue context (else ``None``).
+    """
     rows: list[dict[str, Any]] = []
     tx, ax, at, se = [], [], [], []
-    enc = text.encode_texts([u.text for u in utts]) if text is not None else [(None, None)] * len(utts)
+    if text is None:
+        enc = [(None, None)] * len(utts)
+    elif contexts is not None:
+        enc = text.encode_texts([u.text for u in utts], [contexts[u.utterance_id] for u in utts],  # type: ignore[attr-defined]
+                                [u.speaker for u in utts])
+    else:
+        enc = text.encode_texts([u.text for u in utts])  # type: ignore[attr-defined]
     for u, (tok, sent) in zip(utts, enc):
         row: dict[str, Any] = {"utterance_id": u.utterance_id, "dialogue_id": u.dialogue_id,
                                "utterance_index": u.utterance_index, "speaker": u.speaker, "label": u.label,
@@ -89,9 +102,10 @@ def _audio_worker(u: Utterance) -> tuple[np.ndarray | None, np.ndarray | None, f
 
 
 def _encode_chunk_pooled(pool: Any, chunk: Sequence[Utterance], text: FeatureExtractor | None,
-                         audio: FeatureExtractor) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+                         audio: FeatureExtractor, contexts: dict[str, list[Turn]] | None = None
+                         ) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
     """:func:`_encode_chunk` with the audio (speech + openSMILE) computed by the worker ``pool``."""
-    arrays, rows = _encode_chunk(chunk, text, None, None)
+    arrays, rows = _encode_chunk(chunk, text, None, None, contexts)
     res = pool.map(_audio_worker, chunk)
     ax = [r[0] for r in res if r[0] is not None]
     for row, r in zip(rows, res):
@@ -139,6 +153,9 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
     if extractors is None:
         extractors = {"text": build_extractor("text", cfg), "audio": build_extractor("audio", cfg), "visual": None}
     text, audio = extractors.get("text"), extractors.get("audio")
+    k = int(getattr(text, "context_turns", 0) or 0)
+    # turns from the split's dialogue order (every utterance of the split, not only its chunk)
+    contexts = dataset_contexts(utts, k) if text is not None and k > 0 else None
     render_fn = render
     if audio is not None and render_fn is None:
         render_fn = lambda u: render_utterance(u, cfg.audio_sample_rate)  # noqa: E731
@@ -170,9 +187,9 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
                 bar.update(len(chunk))
                 continue
             if pool is not None:
-                arrays, rows = _encode_chunk_pooled(pool, chunk, text, audio)
+                arrays, rows = _encode_chunk_pooled(pool, chunk, text, audio, contexts)
             else:
-                arrays, rows = _encode_chunk(chunk, text, audio, render_fn)
+                arrays, rows = _encode_chunk(chunk, text, audio, render_fn, contexts)
             save_part(pfile, arrays, rows)
             done_new += len(chunk)
             bar.update(len(chunk))

@@ -1,44 +1,16 @@
-"""One configuration schema, used three ways.
+"""The sections of the configuration schema: one dataclass per concern.
 
-The same dataclasses back (1) ROS 2 parameters of the node (flattened with dots,
-e.g. ``windowing.max_window_s``, each with the description and range below),
-(2) the YAML profiles in ``config/profiles/`` and the ROS params file
-``config/emotion.yaml``, and (3) the ``synctva`` command line (``--set
-section.key=value`` overrides). Units follow REP-103: seconds, hertz.
-
-Errors: :class:`ConfigError` (a ``ValueError``) for unknown keys, wrong types or
-out-of-range values, naming the offending key.
+Every field is built with :func:`_f`, which stores the metadata ROS 2 parameter descriptors need
+(description, range, read-only, choices); :class:`~synctva_ros.config.schema.SyncTVAConfig` groups
+the sections and validates values against that metadata. Units follow REP-103: seconds, hertz.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-import yaml
-
-__all__ = [
-    "ConfigError",
-    "TopicsConfig",
-    "WindowingConfig",
-    "FeaturesConfig",
-    "ModelConfig",
-    "RuntimeConfig",
-    "SyncTVAConfig",
-    "load_config",
-    "parse_overrides",
-    "resolve_path",
-    "package_root",
-    "PROFILES_DIR",
-]
-
-
-class ConfigError(ValueError):
-    """A configuration key is unknown, mistyped or out of range."""
+__all__ = ["TopicsConfig", "WindowingConfig", "FeaturesConfig", "ModelConfig", "RuntimeConfig"]
 
 
 def _f(default: Any, description: str, *, range: tuple[float, float] | None = None,
@@ -108,6 +80,13 @@ class FeaturesConfig:
     text_max_tokens: int = _f(64, "Token-level text nodes kept per utterance.", range=(4, 512), read_only=True)
     text_layer: int = _f(-1, "Hidden-states layer of the text encoder used as nodes (-1 = last, 0 = embeddings).",
                          range=(-64, 64), read_only=True)
+    text_context_turns: int = _f(0, "Previous turns of the session (with speaker tags) encoded with the utterance "
+                                 "as the first segment of one text-encoder sequence (CoMPM / EmoBERTa style); only "
+                                 "the utterance's own tokens become nodes (0 = off, the utterance alone).",
+                                 range=(0, 64), read_only=True)
+    text_context_max_tokens: int = _f(256, "Most word pieces of dialogue context per sequence (with "
+                                      "features.text_context_turns > 0); the oldest turns are cut first.",
+                                      range=(8, 512), read_only=True)
     audio_feature_set: str = _f("eGeMAPSv02", "openSMILE feature set.", read_only=True,
                                 choices=("eGeMAPSv02", "IS10", "ComParE_2016"))
     audio_sample_rate: int = _f(16000, "Sample rate (Hz) audio is resampled to.", range=(8000, 48000),
@@ -194,202 +173,3 @@ class RuntimeConfig:
                                range=(0.0, 60.0))
     latency_error_s: float = _f(1.0, "Diagnostics ERROR when window-close -> publish exceeds this.",
                                 range=(0.0, 600.0))
-
-
-@dataclass
-class SyncTVAConfig:
-    """The whole configuration: one section per concern."""
-
-    topics: TopicsConfig = field(default_factory=TopicsConfig)
-    windowing: WindowingConfig = field(default_factory=WindowingConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-    # ---------------------------------------------------------------- flat view
-    def to_flat(self) -> dict[str, Any]:
-        """``{"section.key": value}`` for every field (the ROS parameter names)."""
-        out: dict[str, Any] = {}
-        for sec in dataclasses.fields(self):
-            obj = getattr(self, sec.name)
-            for f in dataclasses.fields(obj):
-                out[f"{sec.name}.{f.name}"] = getattr(obj, f.name)
-        return out
-
-    @staticmethod
-    def describe() -> dict[str, dict[str, Any]]:
-        """``{"section.key": metadata}`` with description, range, read_only, choices."""
-        out: dict[str, dict[str, Any]] = {}
-        for sec in dataclasses.fields(SyncTVAConfig):
-            for f in dataclasses.fields(sec.default_factory()):  # type: ignore[misc]
-                out[f"{sec.name}.{f.name}"] = dict(f.metadata)
-        return out
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Nested plain-dict view (YAML / JSON serialisable)."""
-        return dataclasses.asdict(self)
-
-    def update(self, values: Mapping[str, Any]) -> "SyncTVAConfig":
-        """Apply flat (``a.b``) or nested values in place, validating each; returns self.
-
-        Raises:
-            ConfigError: unknown key, wrong type, value out of range or not in choices.
-        """
-        for key, value in _flatten(values).items():
-            self._set(key, value)
-        return self
-
-    def _set(self, key: str, value: Any) -> None:
-        sec_name, _, name = key.partition(".")
-        if not name or not hasattr(self, sec_name):
-            raise ConfigError(f"unknown configuration key '{key}'")
-        sec = getattr(self, sec_name)
-        fields = {f.name: f for f in dataclasses.fields(sec)}
-        if name not in fields:
-            raise ConfigError(f"unknown configuration key '{key}' (known in '{sec_name}': "
-                              f"{', '.join(sorted(fields))})")
-        f = fields[name]
-        current = getattr(sec, name)
-        value = _coerce(key, value, type(current))
-        meta = f.metadata
-        if meta.get("range") is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            lo, hi = meta["range"]
-            if not lo <= value <= hi:
-                raise ConfigError(f"'{key}' = {value} is outside [{lo}, {hi}]")
-        if meta.get("choices") and value not in meta["choices"]:
-            raise ConfigError(f"'{key}' = {value!r} is not one of {list(meta['choices'])}")
-        setattr(sec, name, value)
-
-
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in values.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _coerce(key: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        raise ConfigError(f"'{key}' must be a boolean, got {value!r}")
-    if kind is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"'{key}' must be a list, got {value!r}")
-        return list(value)
-    if kind in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"'{key}' must be a number, got {value!r}")
-        try:
-            num = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
-        if kind is int:
-            if num != int(num):
-                raise ConfigError(f"'{key}' must be an integer, got {value!r}")
-            return int(num)
-        return num
-    if kind is str:
-        return str(value)
-    return value
-
-
-# --------------------------------------------------------------------- paths
-def package_root() -> Path:
-    """Directory that holds ``config/`` and ``models/``, searched in this order.
-
-    ``$SYNCTVA_HOME`` when set and non-empty (returned as given, unchecked); the parent of this
-    package's directory (the source checkout) if it has ``config/profiles/``;
-    ``<sys.prefix>/share/synctva_ros`` if it has ``config/profiles/``; ``<prefix>/share/synctva_ros``
-    (where colcon installs config/models) for each ``<prefix>`` of ``$AMENT_PREFIX_PATH`` if it has
-    ``config/``. Raises nothing: the parent of this package's directory is the last resort.
-    """
-    env = os.environ.get("SYNCTVA_HOME")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent, Path(sys.prefix) / "share" / "synctva_ros"):
-        if (candidate / "config" / "profiles").is_dir():
-            return candidate
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        share = Path(prefix) / "share" / "synctva_ros"
-        if prefix and (share / "config").is_dir():
-            return share
-    return here.parent
-
-
-PROFILES_DIR = "config/profiles"
-
-
-def resolve_path(path: str | os.PathLike[str]) -> Path:
-    """Resolve a user path: absolute, relative to the working directory, or to :func:`package_root`.
-
-    Raises:
-        FileNotFoundError: when none of the candidates exists.
-    """
-    p = Path(os.path.expanduser(str(path)))
-    if p.is_absolute():
-        if p.exists():
-            return p
-        raise FileNotFoundError(f"{p} does not exist")
-    for base in (Path.cwd(), package_root()):
-        if (base / p).exists():
-            return base / p
-    raise FileNotFoundError(f"'{path}' not found in {Path.cwd()} or {package_root()}")
-
-
-def load_config(profile: str | os.PathLike[str] | None = "demo",
-                overrides: Mapping[str, Any] | Iterable[str] | None = None) -> SyncTVAConfig:
-    """Build a config from a profile (name in ``config/profiles`` or a YAML path) plus overrides.
-
-    Args:
-        profile: profile name (``demo``, ``paper``, ...) or path to a YAML file with
-            nested sections; ``None`` gives the dataclass defaults.
-        overrides: mapping of ``section.key`` to value, or ``"section.key=value"``
-            strings as typed on the command line (values parsed as YAML scalars).
-
-    Raises:
-        ConfigError: unknown key or invalid value; FileNotFoundError: missing profile.
-    """
-    cfg = SyncTVAConfig()
-    if profile:
-        p = Path(str(profile))
-        if p.suffix not in (".yaml", ".yml"):
-            p = resolve_path(f"{PROFILES_DIR}/{profile}.yaml")
-        else:
-            p = resolve_path(p)
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{p}: expected a mapping of sections")
-        cfg.update(data)
-        if cfg.runtime.profile != str(profile) and p.stem == str(profile):
-            cfg.runtime.profile = str(profile)
-    if overrides:
-        cfg.update(overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))
-    return cfg
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["section.key=value", ...]`` (the command line's ``--set``) -> ``{"section.key": value}``.
-
-    Values are parsed as YAML (``0.3`` -> float, ``[a, b]`` -> list, empty -> ``""``); a key given
-    twice keeps its last value.
-
-    Raises:
-        ConfigError: an item without ``=``.
-    """
-    parsed: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = str(item).partition("=")
-        if not sep:
-            raise ConfigError(f"override '{item}' is not key=value")
-        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-    return parsed

@@ -1,0 +1,176 @@
+"""The feature caches a training run reads, found by the configured extractors.
+
+:func:`load_split_cache` looks up ``{cache_dir}/{dataset}_{split}_{key}.safetensors`` whose
+extractor identities match the configuration (:mod:`synctva_ros.datasets.cache`). Top-k
+fine-tuning (``model.text_top_layers = K``) needs text nodes from the encoder's layer
+``features.text_layer`` instead of its last layer: when only a cache of another text layer
+exists, :func:`build_text_layer_cache` derives one from it, copying the (expensive, about 0.2 s
+per utterance) audio nodes and re-encoding only the text (MiniLM: about 10 ms per utterance).
+The derived cache has the same format and key rule, so later runs find it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from synctva_ros.config import FeaturesConfig, SyncTVAConfig
+from synctva_ros.datasets.cache import (CACHE_FORMAT, CachedSplit, build_cache, cache_key, cache_stem, find_cache,
+                                        load_cache)
+from synctva_ros.features.text import TextEncoder
+from synctva_ros.training.config import TrainingConfig
+
+__all__ = ["load_split_cache", "build_text_layer_cache"]
+
+log = logging.getLogger(__name__)
+
+
+def _wanted_identities(cfg: SyncTVAConfig) -> dict[str, Any]:
+    """Cheap identity fields of the configured extractors (no model loading) to select a cache."""
+    f = cfg.features
+    # the text identity holds context_turns / context_max_tokens only when K > 0 (features.text)
+    k = int(getattr(f, "text_context_turns", 0))
+    context = {"context_turns": k or None, "context_max_tokens": f.text_context_max_tokens if k else None}
+    return {"text": {"name": f.text_encoder, "max_tokens": f.text_max_tokens, "layer": f.text_layer, **context},
+            "audio": {"feature_set": f.audio_feature_set, "sample_rate": f.audio_sample_rate,
+                      "max_nodes": f.audio_max_nodes, "level": f.audio_level}}
+
+
+def _identities_match(stored: dict[str, Any], wanted: dict[str, Any], ignore: tuple[str, ...] = ()) -> bool:
+    for m, keys in wanted.items():
+        s = stored.get(m)
+        if s is None:
+            continue  # modality not cached: it will be inactive
+        if any(s.get(k) != v for k, v in keys.items() if (m, k) not in ignore):
+            return False
+    return True
+
+
+def _pick(found: list[Path], wanted: dict[str, Any], limit: int, ignore: tuple = ()) -> Path | None:
+    for p in found:
+        header = json.loads(p.with_suffix(".json").read_text())
+        if not _identities_match(header.get("extractors", {}), wanted, ignore):
+            continue
+        if limit and header.get("count", 0) < limit:
+            continue
+        return p
+    return None
+
+
+def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit: int = 0) -> CachedSplit:
+    """The :class:`~synctva_ros.datasets.cache.CachedSplit` of ``split`` matching the configured extractors.
+
+    Looks for ``{cache_dir}/{dataset}_{split}_{key}.safetensors`` with the key of the configured
+    extractors; builds it when ``training.build_cache`` is true; derives it from a cache of another
+    text layer (:func:`build_text_layer_cache`) when only the text layer differs.
+
+    Args:
+        tcfg: where the caches are (``cache_dir``, ``dataset``, ``build_cache``, ``data_dir``).
+        cfg: the configured extractors (``cfg.features``) and class names.
+        split: split name (``train``, ``dev``, ...).
+        limit: first N utterances (0 = all).
+
+    Returns:
+        The cache, its items cut to ``limit``.
+
+    Raises:
+        FileNotFoundError: no matching cache and ``build_cache`` is false (the message says how to build it).
+    """
+    names = list(cfg.model.class_names)
+    if tcfg.build_cache:
+        path = build_cache(tcfg.dataset, split, cfg.features, tcfg.cache_dir, limit=limit or None,
+                           data_dir=tcfg.data_dir or None, progress=tcfg.progress)
+        return load_cache(path, names)
+    found = find_cache(tcfg.cache_dir, tcfg.dataset, split)
+    wanted = _wanted_identities(cfg)
+    path = _pick(found, wanted, limit)
+    if path is None:
+        source = None if wanted["text"]["context_turns"] else _pick(found, wanted, limit, ignore=(("text", "layer"),))
+        if source is not None:
+            log.info("deriving a layer-%d text cache of %s/%s from %s", cfg.features.text_layer, tcfg.dataset,
+                     split, source.name)
+            path = build_text_layer_cache(source, cfg.features, tcfg.cache_dir)
+    if path is None:
+        raise FileNotFoundError(
+            f"no feature cache of {tcfg.dataset}/{split} for the configured extractors in {tcfg.cache_dir} "
+            f"(found {len(found)} other(s)); build it with `synctva cache {tcfg.dataset} {split} --out "
+            f"{tcfg.cache_dir}` or set training.build_cache=true")
+    c = load_cache(path, names)
+    if limit:
+        c.items = c.items[:limit]
+    return c
+
+
+def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesConfig,
+                           out_dir: str | os.PathLike[str], encoder: Any = None) -> Path:
+    """Copy a feature cache with its text re-encoded at ``features.text_layer``; returns the ``.safetensors`` path.
+
+    Args:
+        source: an existing cache (``.safetensors``/``.json`` path or stem) of the same split,
+            built with the same text encoder name and ``max_tokens``, without dialogue context in the
+            text input (a cache with context is built by ``synctva cache``).
+        features: configuration of the new text extractor (``text_encoder``, ``text_max_tokens``,
+            ``text_layer``).
+        out_dir: where to write (name ``{dataset}_{split}_{key}`` with the new key); an existing
+            cache of that name is returned as it is.
+        encoder: a pre-built :class:`~synctva_ros.features.text.TextEncoder` (default: from ``features``).
+
+    Returns:
+        Path of the new cache's ``.safetensors`` (its ``.json`` index beside it).
+
+    Raises:
+        FileNotFoundError: missing source; ValueError: the source is not a cache, was built
+        with another text encoder / ``max_tokens``, or with dialogue context.
+    """
+    p = Path(source)
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+    header = json.loads(stem.with_suffix(".json").read_text())
+    if header.get("format") != CACHE_FORMAT:
+        raise ValueError(f"{stem} is not a {CACHE_FORMAT} cache")
+    enc = encoder or TextEncoder(features.text_encoder, max_tokens=features.text_max_tokens,
+                                 layer=features.text_layer)
+    old = (header.get("extractors") or {}).get("text") or {}
+    new_ident = enc.identity()
+    if old.get("context_turns") or new_ident.get("context_turns"):
+        raise ValueError(f"{stem}: deriving a text-layer cache with dialogue context in the text input is not "
+                         f"supported; build it with `synctva cache`")
+    for k in ("name", "weights_sha256", "max_tokens"):
+        if old and old.get(k) != new_ident.get(k):
+            raise ValueError(f"{stem}: text {k} {old.get(k)!r} differs from the configured {new_ident.get(k)!r}")
+    extractors = {**header["extractors"], "text": new_ident}
+    key = cache_key(extractors, header.get("speech"))
+    out = cache_stem(out_dir, header["dataset"], header["split"], key)
+    if out.with_suffix(".safetensors").exists() and out.with_suffix(".json").exists():
+        return out.with_suffix(".safetensors")
+    arr = load_file(str(stem.with_suffix(".safetensors")))
+    rows = [dict(r) for r in header["utterances"]]
+    t0 = time.perf_counter()
+    enc_out = enc.encode_texts([r["text"] for r in rows])
+    tx, se = [], []
+    for r, (tok, sent) in zip(rows, enc_out):
+        r["n_text"] = int(tok.shape[0]) if tok is not None else 0
+        r["has_sentence"] = sent is not None
+        if tok is not None:
+            tx.append(tok)
+        se.append(sent if sent is not None else np.zeros(enc.dim, np.float32))
+    arrays = {"text_x": (np.concatenate(tx) if tx else np.zeros((0, enc.dim))).astype(np.float16),
+              "audio_x": arr["audio_x"], "audio_t": arr["audio_t"],
+              "sentence": (np.stack(se) if se else np.zeros((0, enc.dim))).astype(np.float16)}
+    log.info("re-encoded %d texts at layer %d in %.1f s", len(rows), enc.layer, time.perf_counter() - t0)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    new_header = {**header, "key": key, "extractors": extractors, "utterances": rows,
+                  "dims": {**header["dims"], "text": enc.dim}, "derived_from": str(stem.name),
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    tmp = out.with_suffix(".tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
+              metadata={"format": CACHE_FORMAT, "key": key})
+    out.with_suffix(".json").write_text(json.dumps(new_header, ensure_ascii=False, indent=0))
+    os.replace(tmp, out.with_suffix(".safetensors"))
+    return out.with_suffix(".safetensors")

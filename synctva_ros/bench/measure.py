@@ -218,3 +218,25 @@ def fusion_only(pipe: Any, window: UtteranceWindow, backends: dict[str, Any], re
             ts.append(time.perf_counter() - t0)
         out[name] = float(np.median(ts))
     return out
+
+
+def ready_as_named(backend: Any, name: str, unavailable: dict[str, str], timeout_s: float = 600.0) -> bool:
+    """Wait for a background-built backend (TensorRT) and say whether the row ``name`` would measure it.
+
+    A :class:`~synctva_ros.backends.switching.SwitchingBackend` whose engine build failed (or did not finish
+    within ``timeout_s`` seconds) keeps serving its onnxruntime/torch fallback; measuring that under the name
+    "tensorrt fp16" would be a false figure, so the row is left out and ``unavailable[name]`` says why.
+    Backends without a background build are always ready.
+
+    Returns:
+        True when ``backend`` answers as the backend the row is named after.
+    """
+    if not hasattr(backend, "wait_ready"):
+        return True
+    backend.wait_ready(timeout_s)
+    if getattr(backend, "primary", None) is not None:
+        return True
+    why = backend.error or f"not built within {timeout_s:.0f} s"
+    unavailable[name] = f"{backend.primary_name} build failed ({why}); it would have served {backend.fallback.name}"
+    return False
+

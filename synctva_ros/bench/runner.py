@@ -15,7 +15,7 @@ import torch
 from synctva_ros.backends import BackendUnavailable
 from synctva_ros.backends.engine_cache import cache_root
 from synctva_ros.bench.inputs import measure_peak_gflops, realistic_windows
-from synctva_ros.bench.measure import backend_factories, fusion_only, run_mode, stage_flops
+from synctva_ros.bench.measure import backend_factories, fusion_only, ready_as_named, run_mode, stage_flops
 from synctva_ros.bench.plot import plot
 from synctva_ros.bench.setups import bench_setups
 from synctva_ros.pipeline import EmotionPipeline
@@ -109,8 +109,8 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
             except BackendUnavailable as exc:
                 doc["unavailable"][bname] = str(exc)
                 continue
-            if hasattr(backend, "wait_ready"):
-                backend.wait_ready(600)
+            if not ready_as_named(backend, bname, doc["unavailable"]):
+                continue
             built[bname] = backend
             pipe.backend = backend  # backend_name follows it
             for mode in ("batch", "streaming"):

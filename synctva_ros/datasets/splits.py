@@ -55,7 +55,9 @@ def load_utterances(dataset: str, split: str, data_dir: str | os.PathLike[str] |
         ValueError: unknown dataset/split; FileNotFoundError: missing file.
     """
     p = Path(split)
-    if p.suffix in (".csv", ".jsonl") and p.exists():
+    if p.suffix in (".csv", ".jsonl"):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such {p.suffix[1:].upper()} file")
         path, name = p, p.stem
     else:
         if (dataset, split) not in SPLIT_FILES:

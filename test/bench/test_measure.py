@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from synctva_ros.bench.measure import percentiles, stream_into
+from synctva_ros.backends.switching import SwitchingBackend
+from synctva_ros.backends.torch_backend import TorchBackend
+from synctva_ros.bench.measure import percentiles, ready_as_named, stream_into
+from synctva_ros.config import ModelConfig
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
+from synctva_ros.model.synctva import SyncTVA
 
 
 class _Recorder:
@@ -48,3 +53,22 @@ def test_percentiles() -> None:
     assert p["n"] == 100 and p["mean"] == pytest.approx(50.5)
     assert p["p50"] == pytest.approx(np.percentile(np.arange(1, 101), 50))
     assert p["p50"] <= p["p95"] <= p["p99"] <= 100
+
+
+def test_a_failed_engine_build_is_not_measured_under_the_engines_name() -> None:
+    # issue 14 item 10: bench labelled the onnxruntime/torch fallback "tensorrt fp16" when the build failed
+    torch.manual_seed(0)
+    model = SyncTVA(ModelConfig(hidden=8, heads=2, graph_layers=1), {"text": 6, "audio": 5, "visual": 4}).eval()
+    torch_fp32 = TorchBackend(model)
+
+    def fail():
+        raise RuntimeError("engine build failed: no GPU")
+
+    unavailable: dict[str, str] = {}
+    failed = SwitchingBackend(torch_fp32, fail, primary_name="tensorrt")
+    assert not ready_as_named(failed, "tensorrt fp16", unavailable, timeout_s=30)
+    assert unavailable == {"tensorrt fp16": "tensorrt build failed (engine build failed: no GPU); it would have "
+                                            "served torch"}
+    built = SwitchingBackend(torch_fp32, lambda: TorchBackend(model, precision="bf16"), primary_name="tensorrt")
+    assert ready_as_named(built, "tensorrt fp16", unavailable, timeout_s=30) and len(unavailable) == 1
+    assert ready_as_named(torch_fp32, "torch fp32", unavailable)

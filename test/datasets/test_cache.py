@@ -98,3 +98,15 @@ def test_load_rejects_unknown_label_order(tmp_path, extractors):
     assert c.dims["audio"] == 0 and all(u.audio is None for u in c.items)
     with pytest.raises(ValueError, match="not in class_names"):
         load_cache(path, class_names=["neutral"])
+
+
+def test_audio_worker_skips_a_blank_utterance_like_the_serial_path():
+    # issue 14 item 10: with workers > 1 a blank transcript crashed the pool (espeak-ng has nothing to say);
+    # the worker function itself, initialised in this process as the pool initialiser does
+    from synctva_ros.datasets.cache import build as cache_build
+
+    cache_build._audio_worker_init("eGeMAPSv02", 16000, 6, "lld")
+    blank, spoken = _utts()[4], _utts()[0]
+    assert blank.text == "" and cache_build._audio_worker(blank) == (None, None, 0.0)
+    x, t, seconds = cache_build._audio_worker(spoken)
+    assert x is not None and 0 < x.shape[0] <= 6 and t.shape == (x.shape[0],) and seconds > 0.5

@@ -37,3 +37,10 @@ def test_a_file_path_is_a_split(tmp_path):
     assert (u.split, u.dialogue_id, u.label) == ("mine", "d1", "neu")
     with pytest.raises(ValueError, match="unknown dataset"):
         load_utterances("other", str(p))
+
+
+@pytest.mark.parametrize("name", ["missing.csv", "missing.jsonl"])
+def test_a_missing_split_file_is_file_not_found(tmp_path, name):
+    # issue 14 item 10: a path that names a CSV/JSONL file but does not exist is FileNotFoundError, as documented
+    with pytest.raises(FileNotFoundError, match="no such"):
+        load_utterances("meld", str(tmp_path / name))

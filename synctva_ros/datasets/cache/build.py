@@ -95,7 +95,12 @@ def _audio_worker_init(feature_set: str, sample_rate: int, max_nodes: int, level
 
 
 def _audio_worker(u: Utterance) -> tuple[np.ndarray | None, np.ndarray | None, float]:
-    """``(nodes (N, F_a) or None, times (N,) or None, audio seconds)`` of one utterance."""
+    """``(nodes (N, F_a) or None, times (N,) or None, audio seconds)`` of one utterance.
+
+    A blank transcript has no speech to render: ``(None, None, 0.0)``, as the serial path skips it.
+    """
+    if not u.text.strip():
+        return None, None, 0.0
     wav, sr = render_utterance(u, _W_AUDIO.sample_rate)  # type: ignore[name-defined]
     f = _W_AUDIO.extract(wav, sr)  # type: ignore[name-defined]
     return (None, None, wav.size / sr) if f is None else (f.x, f.t, wav.size / sr)

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from .base import MODEL_INPUTS, Backend, BackendUnavailable
-from .export import cached_fusion_onnx, fusion_input_names
+from .export import ExportError, cached_fusion_onnx, fusion_input_names
 from .onnx_backend import OnnxRuntimeBackend
 from .switching import SwitchingBackend
 from .tensorrt_backend import TensorRTBackend, profile_shapes, require_tensorrt
@@ -58,7 +58,10 @@ def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
     if name == "tensorrt":
         require_tensorrt()  # raises BackendUnavailable with the alternative
         precision = runtime.precision
-        onnx_path = cached_fusion_onnx(model, manifest, cache_dir=runtime.cache_dir or None)
+        try:
+            onnx_path = cached_fusion_onnx(model, manifest, cache_dir=runtime.cache_dir or None)
+        except ExportError as exc:  # the engine is built from this file: without it there is no TensorRT
+            raise BackendUnavailable(f"{exc}; use backend torch") from exc
         shapes = profile_shapes(fusion_input_names(model), model.dims, _max_nodes(manifest),
                                 int(model.cfg.context_turns))
         try:

@@ -65,6 +65,9 @@ MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
+#: Set to "1" to let ``from_pretrained`` download a hub model at run time (off by default: offline, no stalls).
+ALLOW_DOWNLOAD_ENV = "SYNCTVA_ALLOW_DOWNLOAD"
+
 
 def resolve_text_encoder(name_or_path: str) -> str:
     """Map a configured encoder name to what ``from_pretrained`` should load.
@@ -131,7 +134,8 @@ class TextEncoder(FeatureExtractor):
         :meth:`encode_texts`: ``list[str]`` (B) -> B pairs ``(tokens (N, F), sentence (F,))``.
 
     Raises:
-        OSError: the model or tokenizer cannot be loaded (not found locally, no hub access).
+        OSError: the model or tokenizer is not on this machine (files are looked up locally only unless
+            ``SYNCTVA_ALLOW_DOWNLOAD=1``); the message says how to put them in place.
         ValueError: ``max_tokens < 1``, ``context_turns < 0``, ``context_max_tokens < 1``, or
             K > 0 with a tokenizer that has no offsets (not a "fast" tokenizer).
     """
@@ -155,8 +159,15 @@ class TextEncoder(FeatureExtractor):
         self.layer = int(layer)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.resolved)
-        self.model = AutoModel.from_pretrained(self.resolved).to(self.device).eval()
+        # Run time never touches the network unless the user opts in (a node must not stall on a hub).
+        local = os.environ.get(ALLOW_DOWNLOAD_ENV, "") != "1"
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.resolved, local_files_only=local)
+            self.model = AutoModel.from_pretrained(self.resolved, local_files_only=local).to(self.device).eval()
+        except OSError as exc:
+            raise OSError(f"text encoder '{name_or_path}' is not on this machine: put its files (config, tokenizer, "
+                          f"weights) in a directory and set features.text_encoder to that path, or set "
+                          f"{ALLOW_DOWNLOAD_ENV}=1 to let transformers download it ({exc.__class__.__name__})") from exc
         self.dim = int(self.model.config.hidden_size)
         n_special = self.tokenizer.num_special_tokens_to_add(pair=False)
         self._max_length = self.max_tokens + n_special
@@ -173,7 +184,8 @@ class TextEncoder(FeatureExtractor):
                                  f"{type(self.tokenizer).__name__}")
             # a second instance that truncates from the left: the first segment (the context) loses its
             # oldest word pieces first; the single-sequence path keeps the default right truncation
-            self._pair_tokenizer = AutoTokenizer.from_pretrained(self.resolved, truncation_side="left")
+            self._pair_tokenizer = AutoTokenizer.from_pretrained(self.resolved, truncation_side="left",
+                                                                 local_files_only=local)
         self._identity: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ identity

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -89,3 +90,13 @@ def test_real_minilm_matches_sentence_transformers():
     a, b, c = (enc.sentence_embedding(t) for t in ("I am so happy today", "I feel very glad today",
                                                      "The train leaves at noon"))
     assert a @ b > a @ c
+
+
+def test_a_hub_name_not_on_this_machine_fails_fast_without_network(monkeypatch):
+    # issue 14 item 7: 'roberta-base' made HEAD requests with retries for 51 s; now it is looked up locally only
+    monkeypatch.delenv("SYNCTVA_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-synctva-hf-home")  # an empty cache: nothing can be found locally
+    t0 = time.perf_counter()
+    with pytest.raises(OSError, match="not on this machine: put its files .* SYNCTVA_ALLOW_DOWNLOAD=1"):
+        TextEncoder("roberta-base")
+    assert time.perf_counter() - t0 < 20.0  # local look-ups only (the old path retried against the hub)

@@ -186,3 +186,28 @@ def test_sections_are_independent_instances():
     a.update({"model.class_names": ["x"], "windowing.late_s": 2.0})
     assert b.model.class_names == SyncTVAConfig().model.class_names and b.windowing.late_s == WindowingConfig().late_s
     assert dataclasses.asdict(WindowingConfig()) == SyncTVAConfig().to_dict()["windowing"]
+
+
+#: Keys whose value is read only where an object is built at configure (grep of every use, issue 14 item 9):
+#: the frame/audio buffers and the streaming cache (buffer_s, max_frames), the WebRTC VAD (vad_*), the visual
+#: extractor (visual_fps, max_frames, face_crop). A run-time change would be accepted and do nothing.
+READ_AT_CONFIGURE = {"windowing.buffer_s", "windowing.max_frames", "windowing.vad_enabled",
+                     "windowing.vad_aggressiveness", "windowing.vad_frame_ms", "windowing.vad_min_speech_s",
+                     "windowing.vad_hangover_s", "features.visual_fps", "features.max_frames", "features.face_crop"}
+#: The writable keys: each is read from the live configuration at every use (windower and closer decisions,
+#: the diagnostics timer, the diagnostics thresholds). A new writable key must be added here deliberately.
+READ_AT_EACH_USE = {"windowing.frame_keep_hz", "windowing.max_window_s", "windowing.min_window_s",
+                    "windowing.late_s", "windowing.stt_timeout_s", "windowing.time_reset_s",
+                    "windowing.default_window_s", "windowing.max_pending", "windowing.audio_grid_s",
+                    "windowing.future_tolerance_s",
+                    "runtime.diagnostics_hz", "runtime.latency_warn_s", "runtime.latency_error_s"}
+
+
+def test_keys_read_only_at_configure_are_read_only():
+    assert READ_AT_CONFIGURE <= set(DESCRIBED)
+    assert [k for k in sorted(READ_AT_CONFIGURE) if not DESCRIBED[k]["read_only"]] == []
+
+
+def test_every_writable_key_is_read_at_each_use():
+    writable = {k for k, m in DESCRIBED.items() if not m["read_only"]}
+    assert writable <= READ_AT_EACH_USE, sorted(writable - READ_AT_EACH_USE)

@@ -43,11 +43,14 @@ class TopicsConfig:
 class WindowingConfig:
     """Utterance windowing in sensor time (see ``synctva_ros.windowing``)."""
 
-    buffer_s: float = _f(30.0, "Seconds of camera and audio kept per modality buffer.", range=(1.0, 600.0))
-    max_frames: int = _f(600, "Hard cap on buffered camera frames.", range=(1, 100000))
+    buffer_s: float = _f(30.0, "Seconds of camera and audio kept per modality buffer (and by the streaming "
+                         "feature cache).", range=(1.0, 600.0), read_only=True)
+    max_frames: int = _f(600, "Hard cap on buffered camera frames.", range=(1, 100000), read_only=True)
     frame_keep_hz: float = _f(10.0, "Keep at most this many camera frames per second (0 = all); the visual "
                               "encoder samples features.visual_fps <= this.", range=(0.0, 1000.0))
-    max_window_s: float = _f(30.0, "Longest utterance window; longer ones are clipped to their last seconds.",
+    max_window_s: float = _f(30.0, "Longest utterance window; longer ones are clipped to their last seconds "
+                             "(a run-time change applies to transcript windows; the VAD's longest segment "
+                             "takes it at configure).",
                              range=(0.5, 600.0))
     min_window_s: float = _f(0.05, "Shortest utterance window; shorter transcripts are widened to this.",
                              range=(0.0, 10.0))
@@ -55,13 +58,19 @@ class WindowingConfig:
                        range=(0.0, 10.0))
     stt_timeout_s: float = _f(10.0, "With no transcript for this long, voice activity closes windows.",
                               range=(0.0, 3600.0))
-    vad_enabled: bool = _f(True, "Allow voice-activity segmentation when speech-to-text is silent.")
-    vad_aggressiveness: int = _f(2, "WebRTC VAD aggressiveness (0 = least, 3 = most).", range=(0, 3))
-    vad_frame_ms: int = _f(30, "WebRTC VAD frame length in milliseconds (10, 20 or 30).", range=(10, 30))
-    vad_min_speech_s: float = _f(0.3, "Shortest speech segment VAD reports.", range=(0.0, 10.0))
-    vad_hangover_s: float = _f(0.5, "Silence that ends a VAD speech segment.", range=(0.0, 10.0))
+    vad_enabled: bool = _f(True, "Allow voice-activity segmentation when speech-to-text is silent.",
+                           read_only=True)
+    vad_aggressiveness: int = _f(2, "WebRTC VAD aggressiveness (0 = least, 3 = most).", range=(0, 3),
+                                 read_only=True)
+    vad_frame_ms: int = _f(30, "WebRTC VAD frame length in milliseconds (10, 20 or 30).", range=(10, 30),
+                           read_only=True)
+    vad_min_speech_s: float = _f(0.3, "Shortest speech segment VAD reports.", range=(0.0, 10.0), read_only=True)
+    vad_hangover_s: float = _f(0.5, "Silence that ends a VAD speech segment.", range=(0.0, 10.0), read_only=True)
     time_reset_s: float = _f(2.0, "A stream going back in sensor time by more than this (a bag restart) "
                              "resets the windower.", range=(0.01, 3600.0))
+    future_tolerance_s: float = _f(10.0, "A stamp more than this ahead of the newest camera/audio stamp is "
+                                   "rejected (counted future_*); three consistent ones on a sensor stream are "
+                                   "a forward time jump (a reset).", range=(0.1, 86400.0))
     default_window_s: float = _f(3.0, "Window length used when a transcript gives no start and no voice "
                                  "onset is known.", range=(0.05, 600.0))
     max_pending: int = _f(256, "Most windows waiting for late data; older ones are dropped (counted).",
@@ -99,9 +108,10 @@ class FeaturesConfig:
     visual_encoder: str = _f("resnet50", "torchvision backbone for frame embeddings.", read_only=True)
     visual_weights: str = _f("", "Backbone weight file; '' means none installed (visual branch off).",
                              read_only=True)
-    visual_fps: float = _f(2.0, "Camera frames sampled per second of utterance.", range=(0.1, 30.0))
-    max_frames: int = _f(8, "Most frames encoded per window.", range=(1, 64))
-    face_crop: bool = _f(True, "Crop the largest face (OpenCV Haar cascade) before encoding.")
+    visual_fps: float = _f(2.0, "Camera frames sampled per second of utterance.", range=(0.1, 30.0),
+                           read_only=True)
+    max_frames: int = _f(8, "Most frames encoded per window.", range=(1, 64), read_only=True)
+    face_crop: bool = _f(True, "Crop the largest face (OpenCV Haar cascade) before encoding.", read_only=True)
     image_size: int = _f(224, "Encoder input size in pixels.", range=(32, 1024), read_only=True)
     streaming: bool = _f(True, "Compute audio low-level descriptors and frame embeddings while the utterance "
                          "is going on (synctva_ros.streaming); at window close only the text encoder, the "

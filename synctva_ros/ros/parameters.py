@@ -3,7 +3,10 @@
 :mod:`synctva_ros.config` is the one schema (also YAML files and the ``synctva``
 command line); here every ``section.key`` of :meth:`SyncTVAConfig.to_flat` becomes a
 ROS parameter with a ``rcl_interfaces/msg/ParameterDescriptor`` (description, range,
-read-only where a change needs a restart, choices). ``runtime.profile`` is declared
+read-only where a change needs a restart, choices). Read-only are all keys read only
+where an object is built at configure (topics, model, backend, extractors, the
+windower's buffers and VAD): rclpy refuses ``set_parameters`` on them with a reason
+instead of accepting a change that would do nothing. ``runtime.profile`` is declared
 first and the profile's values are the defaults of all the others, so a launch file
 or ``--params-file`` overrides a profile key by key. Run-time changes are validated
 against the schema before they are accepted.
@@ -103,7 +106,9 @@ def apply_parameter_updates(cfg: SyncTVAConfig, params: Iterable[Any]) -> tuple[
     """Validate run-time parameter changes against the schema, then apply them to ``cfg`` in place.
 
     Read-only parameters are refused by rclpy itself before this is called; the
-    others take effect where the core reads them next (e.g. the windower's next decision).
+    others are read from ``cfg`` at every use, so they take effect where the core reads
+    them next (e.g. the windower's next decision). Who may call the node's parameter
+    services at all is a matter of SROS2 access control (docs/security.md).
 
     Args:
         cfg: the node's live configuration.

@@ -39,6 +39,12 @@ class SensorClock:
         """Newest time seen on any stream since the last :meth:`clear` (seconds), or ``None``."""
         return max(self._latest.values()) if self._latest else None
 
+    @property
+    def sensor_latest(self) -> float | None:
+        """Newest camera (``"frame"``) or ``"audio"`` time since the last :meth:`clear` (seconds), or ``None``."""
+        times = [t for k, t in self._latest.items() if k in ("frame", "audio")]
+        return max(times) if times else None
+
     def last(self, stream: str) -> float | None:
         """Newest time seen on ``stream`` since the last :meth:`clear` (seconds), or ``None``."""
         return self._latest.get(stream)

@@ -6,7 +6,7 @@ sensor time) and the windowing configuration, never the buffered data. Its parts
 
 * :func:`transcript_bounds`: ``[start, end]`` of a final transcript's window (unknown
   end -> the transcript's time; unknown start -> the last voice onset or ``end -
-  default_window_s``; clipped to ``max_window_s``, widened to ``min_window_s``);
+  default_window_s``; clipped to ``max_window_s``, widened to ``min_window_s``; never before 0);
 * :func:`stt_silent`: whether a voice-activity segment may close a window (no transcript
   for ``stt_timeout_s``);
 * :class:`PendingQueue`: windows waiting for ``end + late_s``, in the deterministic order
@@ -108,6 +108,7 @@ def transcript_bounds(start: object, end: float | None, ref: float, cfg: Windowi
     widened = end_f - start_f < cfg.min_window_s
     if widened:
         start_f = end_f - cfg.min_window_s
+    start_f = max(start_f, min(0.0, end_f))  # ROS time has no negative seconds
     return WindowBounds(start_f, end_f, unknown_end, unknown_start, clipped, widened)
 
 

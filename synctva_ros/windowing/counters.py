@@ -21,6 +21,8 @@ STAT_KEYS: tuple[str, ...] = (
     "late_frames", "late_audio", "duplicates", "out_of_order", "time_resets", "gaps",
     "rejected_frames", "rejected_audio", "rejected_transcripts", "resampled_audio",
     "evicted_frames", "evicted_audio", "unknown_end", "unknown_start", "thinned_frames",
+    "future_frames", "future_audio", "future_transcripts", "negative_stamps", "zero_stamps",
+    "duplicate_transcripts", "control_chars", "truncated_fields",
 )
 
 

@@ -62,6 +62,11 @@ Rules
 11. **Bounds on memory.** Frame and audio buffers keep ``buffer_s`` seconds
     (frames also at most ``max_frames``); at most ``max_pending`` windows wait
     (the earliest-ending is dropped beyond that, ``dropped_windows``).
+12-14. **Stamps and strings** (:mod:`~synctva_ros.windowing.stamps`): a 0 stamp is unknown
+    (the caller's ``now`` when given), negative times drop the message; the stream time is the
+    newest camera/audio stamp, and anything beyond it by ``future_tolerance_s`` is dropped
+    and moves no clock; transcript text loses control characters, identifiers are bounded,
+    a repeated final ``utterance_id`` makes no second window.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ from synctva_ros.windowing.closing import PendingWindow, WindowCloser, known_end
 from synctva_ros.windowing.counters import STAT_KEYS, WindowerCounters
 from synctva_ros.windowing.inputs import RejectedInput, accept_audio, accept_frame
 from synctva_ros.windowing.sink import StreamSink
+from synctva_ros.windowing.stamps import SeenUtterances, StampGuard, clean_transcript
 
 __all__ = ["UtteranceWindower", "StreamSink", "STAT_KEYS"]
 
@@ -111,6 +117,8 @@ class UtteranceWindower:
         self._frames = FrameBuffer(self.cfg.buffer_s, self.cfg.max_frames)
         self._audio = AudioBuffer(self.cfg.buffer_s, self.sample_rate)
         self._clock = SensorClock()
+        self._guard = StampGuard(self.cfg, self._stats)
+        self._seen = SeenUtterances()
         self._ready: list[UtteranceWindow] = []
         self.reset()
 
@@ -121,6 +129,8 @@ class UtteranceWindower:
         self._audio.clear()
         self._closer.clear()
         self._clock.clear()
+        self._guard.clear()
+        self._seen.clear()
         self._ready = []
         self._watermark = -math.inf
         self._last_kept_frame: float | None = None
@@ -168,19 +178,33 @@ class UtteranceWindower:
         """Seconds of audio samples held in the audio buffer."""
         return self._audio.total_samples / self.sample_rate
 
+    def _time_reset(self, t: float) -> None:
+        """Rules 6, 13: build the pending windows from the data buffered, then reset (counted)."""
+        self._stats.add("time_resets")
+        closed_at = self.latest_stamp or t
+        ready = self._ready + [self._build(p, closed_at) for p in self._closer.queue.drain()]
+        self._stats.add("evicted_frames", self._frames.evicted)
+        self._stats.add("evicted_audio", self._audio.evicted)
+        self._frames.evicted = self._audio.evicted = 0
+        self.reset()
+        self._ready = ready
+
+    def _admit(self, stream: str, t: float, now: float | None) -> float | None:
+        """Rules 12, 13 for a frame or audio stamp ``t`` (s): the stamp to use, ``None`` when dropped."""
+        t_ok = self._guard.resolve(stream, t, now)
+        if t_ok is None:
+            return None
+        verdict = self._guard.future(stream, t_ok, self._clock.sensor_latest)
+        if verdict == "jump":  # logged by the guard
+            self._time_reset(t_ok)
+        return None if verdict == "reject" else t_ok
+
     def _check_time(self, stream: str, t: float) -> None:
         """Rule 6: reset on a stream going back by more than ``time_reset_s``, then record ``t``."""
         if self._clock.went_back(stream, t, self.cfg.time_reset_s):
             log.warning("sensor time of %s went back from %.3f to %.3f s (> time_reset_s=%.3f): "
                         "resetting the windower", stream, self._clock.last(stream), t, self.cfg.time_reset_s)
-            self._stats.add("time_resets")
-            closed_at = self.latest_stamp or t
-            ready = self._ready + [self._build(p, closed_at) for p in self._closer.queue.drain()]
-            self._stats.add("evicted_frames", self._frames.evicted)
-            self._stats.add("evicted_audio", self._audio.evicted)
-            self._frames.evicted = self._audio.evicted = 0
-            self.reset()
-            self._ready = ready
+            self._time_reset(t)
         self._clock.advance(stream, t)
 
     def _kept(self, res: str, what: str, late_key: str, kept_key: str, stamp: float) -> bool:
@@ -199,10 +223,8 @@ class UtteranceWindower:
     def wants_frame(self, stamp: float) -> bool:
         """Whether a frame stamped ``stamp`` would be kept by the ``frame_keep_hz`` thinning.
 
-        Frames closer than ``0.95 / cfg.frame_keep_hz`` seconds (5 % tolerance for stamp jitter)
-        after the last kept frame are not needed (the visual encoder samples at most a few frames
-        per second), so a caller may skip decoding them (:meth:`thin_frame`); :meth:`add_frame`
-        applies the same rule.
+        Frames closer than ``0.95 / cfg.frame_keep_hz`` s (5 % jitter) after the last kept frame are
+        not needed, so a caller may skip decoding them (:meth:`thin_frame`); :meth:`add_frame` agrees.
         """
         hz = self.cfg.frame_keep_hz
         last = self._last_kept_frame
@@ -221,12 +243,13 @@ class UtteranceWindower:
             return True
         return False
 
-    def add_frame(self, stamp: float, image: np.ndarray) -> None:
+    def add_frame(self, stamp: float, image: np.ndarray, now: float | None = None) -> None:
         """Buffer one camera frame.
 
         Args:
-            stamp: sensor time in seconds.
+            stamp: sensor time in seconds (0 = unknown, rule 12).
             image: ``(H, W, 3)`` uint8 RGB.
+            now: the caller's arrival time (seconds), replaces a 0 stamp.
         """
         if self.thin_frame(stamp):
             return
@@ -235,6 +258,10 @@ class UtteranceWindower:
         except RejectedInput as e:
             self._stats.warn("rejected_frames", *e.log_args)
             return
+        admitted = self._admit("frame", stamp, now)
+        if admitted is None:
+            return
+        stamp = admitted
         self._check_time("frame", stamp)
         if stamp < self._watermark:
             self._stats.warn("late_frames", "frame at %.3f s is older than an emitted window (ends %.3f s): "
@@ -247,21 +274,24 @@ class UtteranceWindower:
             if self.sink is not None:
                 self.sink.on_frame(stamp, image)
 
-    def add_audio(self, stamp: float, samples: np.ndarray, sample_rate: int) -> None:
+    def add_audio(self, stamp: float, samples: np.ndarray, sample_rate: int, now: float | None = None) -> None:
         """Buffer one chunk of microphone audio (and feed the VAD).
 
         Args:
-            stamp: sensor time of the first sample (seconds).
+            stamp: sensor time of the first sample (seconds; 0 = unknown, rule 12).
             samples: ``(S,)`` float32 mono in [-1, 1]; an ``(S, 1)`` array is accepted.
             sample_rate: Hz; resampled to the windower's rate when different.
+            now: the caller's arrival time (seconds), replaces a 0 stamp.
         """
         try:
             stamp, x, sr = accept_audio(stamp, samples, sample_rate)
         except RejectedInput as e:
             self._stats.warn("rejected_audio", *e.log_args)
             return
-        if x.size == 0:
+        admitted = self._admit("audio", stamp, now) if x.size else None
+        if admitted is None:
             return
+        stamp = admitted
         if sr != self.sample_rate:
             x = resample(x, sr, self.sample_rate)
             self._stats.add("resampled_audio")
@@ -279,29 +309,42 @@ class UtteranceWindower:
 
     def add_transcript(self, text: str, start: float, end: float, is_final: bool,
                        stamp: float | None = None, utterance_id: str = "", dialogue_id: str = "",
-                       language: str = "", confidence: float = float("nan"), speaker_id: str = "") -> None:
-        """Register a speech-to-text result; a final one opens a pending window (rules 1, 2).
+                       language: str = "", confidence: float = float("nan"), speaker_id: str = "",
+                       now: float | None = None) -> None:
+        """Register a speech-to-text result; a final one opens a pending window (rules 1, 2, 12-14).
 
         Args:
-            text: recognised text.
-            start, end: utterance bounds in sensor time (seconds); ``end <= 0`` = unknown.
+            text: recognised text (control characters are stripped).
+            start, end: utterance bounds in sensor time (seconds); 0 = unknown, negative = dropped.
             is_final: only final results make windows.
-            stamp: sensor time the result was produced (seconds), if known.
-            utterance_id, dialogue_id, language, confidence, speaker_id: copied to the window.
+            stamp: sensor time the result was produced (seconds), if known (0 = unknown).
+            utterance_id, dialogue_id, language, confidence, speaker_id: copied to the window
+                (strings cut to 256 characters).
+            now: the caller's arrival time (seconds), replaces an unknown stamp.
         """
         if not isinstance(text, str):
             self._stats.warn("rejected_transcripts", "transcript text is %s, not str: dropped", type(text).__name__)
             return
-        stamp_f = float(stamp) if stamp is not None and finite_time(stamp) else None
+        usable, stamp_f = self._guard.transcript_stamp(stamp, start, end, now)
+        if not usable:
+            return
         end_f = known_end(end)
         ref = stamp_f if stamp_f is not None else end_f if end_f is not None else self.latest_stamp
         if ref is None:
             self._stats.warn("rejected_transcripts", "transcript %r has no usable time (stamp, end): dropped",
                              text[:40])
             return
+        if any(self._guard.future("transcript", t, self._clock.sensor_latest) != "ok" for t in {ref, end_f} - {None}):
+            return
+        text, ids = clean_transcript(self._stats, text, utterance_id=utterance_id, dialogue_id=dialogue_id,
+                                     language=language, speaker_id=speaker_id)
         self._clock.advance("transcript", ref)
-        self._closer.on_transcript(text, start, end_f, ref, is_final, utterance_id, dialogue_id, language,
-                                   confidence, speaker_id)
+        if is_final and text.strip() and self._seen.seen(ids["utterance_id"]):
+            self._stats.warn("duplicate_transcripts", "final transcript %r repeats utterance_id %r: dropped",
+                             text[:40], ids["utterance_id"][:40])
+            return
+        self._closer.on_transcript(text, start, end_f, ref, is_final, ids["utterance_id"], ids["dialogue_id"],
+                                   ids["language"], confidence, ids["speaker_id"])
 
     # ------------------------------------------------------------------ outputs
     def _build(self, p: PendingWindow, now: float) -> UtteranceWindow:
@@ -331,6 +374,7 @@ class UtteranceWindower:
         out, self._ready = self._ready, []
         if not finite_time(now) or not self._closer:
             return out
+        now = self._guard.poll_time(float(now), self._clock.sensor_latest)
         for p in self._closer.queue.pop_due(float(now), self.cfg.late_s):
             out.append(self._build(p, float(now)))
             self._watermark = max(self._watermark, p.end)

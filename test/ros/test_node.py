@@ -87,6 +87,21 @@ def test_set_parameters_are_validated(described, run_client):
     assert node.alive()
 
 
+@pytest.mark.parametrize("key, raw", [("windowing.buffer_s", "60.0"), ("windowing.max_frames", "100"),
+                                      ("windowing.vad_enabled", "false"), ("windowing.vad_aggressiveness", "3"),
+                                      ("features.visual_fps", "4.0"), ("features.max_frames", "4"),
+                                      ("features.face_crop", "false")])
+def test_parameters_read_only_at_configure_refuse_set_parameters(described, run_client, key, raw):
+    """Issue 14 item 9: these are read only where the windower and extractors are built, so a run-time
+    ``ros2 param set`` used to be accepted and do nothing; now it is refused with a reason."""
+    _, _, node = described
+    before = run_client("params", NODE_FQN, key)[key]["value"]
+    out = run_client("set", NODE_FQN, key, raw)
+    assert not out["successful"] and "read-only" in out["reason"] and key in out["reason"], out
+    assert run_client("params", NODE_FQN, key)[key]["value"] == before
+    assert node.alive()
+
+
 @pytest.mark.parametrize("args, needle", [
     (["-p", "runtime.profile:=no_such_profile"], "no_such_profile"),
     (["-p", "windowing.late_s:=99.0"], "windowing.late_s"),

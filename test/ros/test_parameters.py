@@ -32,6 +32,15 @@ def test_descriptor_read_only_choices_and_no_range_for_bool():
     assert not flag.integer_range and not flag.floating_point_range and flag.additional_constraints == ""
 
 
+def test_keys_read_at_configure_have_read_only_descriptors():
+    """rclpy refuses ``set_parameters`` on these (issue 14 item 9); a change would otherwise do nothing."""
+    meta, flat = SyncTVAConfig.describe(), SyncTVAConfig().to_flat()
+    for key in ("windowing.buffer_s", "windowing.max_frames", "windowing.vad_enabled", "windowing.vad_frame_ms",
+                "features.visual_fps", "features.max_frames", "features.face_crop"):
+        assert parameter_descriptor(key, meta[key], flat[key]).read_only, key
+    assert not parameter_descriptor("windowing.late_s", meta["windowing.late_s"], 0.3).read_only
+
+
 def test_valid_update_is_applied_in_place():
     cfg = SyncTVAConfig()
     result, applied = apply_parameter_updates(cfg, [Parameter("windowing.late_s", value=0.4),
@@ -43,7 +52,7 @@ def test_valid_update_is_applied_in_place():
 def test_invalid_update_is_refused_and_nothing_applied():
     cfg = SyncTVAConfig()
     before = cfg.to_flat()
-    result, applied = apply_parameter_updates(cfg, [Parameter("windowing.buffer_s", value=60.0),
+    result, applied = apply_parameter_updates(cfg, [Parameter("windowing.max_window_s", value=20.0),
                                                     Parameter("windowing.late_s", value=20.0)])
     assert not result.successful and "windowing.late_s" in result.reason
     assert applied == set() and cfg.to_flat() == before  # all or nothing

@@ -1,0 +1,237 @@
+"""Stamps and transcript strings the windower does not trust (rules 12-14 of :mod:`.windower`).
+
+* :class:`StampGuard`: zero stamps (unknown: stamped on arrival), negative stamps (rejected)
+  and far-future stamps (rejected unless a sensor stream confirms a forward time jump), all
+  counted; it also keeps a rejected stamp from closing windows through the ``poll`` its
+  caller makes with it.
+* :func:`clean_text`, :func:`bound_field`: control characters stripped from transcript text,
+  identifier strings cut to :data:`MAX_FIELD_CHARS`.
+* :class:`SeenUtterances`: final-transcript utterance ids already windowed (deduplication).
+
+Rules of :mod:`.windower` implemented here (sensor time, seconds):
+
+12. **Zero and negative stamps.** A stamp of 0 is unknown: given the caller's arrival
+    time (``add_*(..., now=...)``) it becomes ``now`` (``zero_stamps``); without it a frame
+    or audio stamp 0 is time 0 and a transcript's stamp 0 is unknown (rule 2's fallbacks).
+    Negative stamps, starts or ends drop the message (``negative_stamps``). Windows never
+    start before 0 (ROS time has no negative seconds).
+13. **Far future.** The *stream time* T is the newest camera or audio stamp since the last
+    reset. Before any camera/audio data there is none: the first one sets T (a far-future
+    first one is caught by rule 6 at the next one), and transcripts are not checked
+    (text-only input). A frame, audio chunk or transcript (stamp or end) beyond T +
+    ``future_tolerance_s`` is dropped (``future_frames`` / ``future_audio`` /
+    ``future_transcripts``) and moves no clock; a ``poll`` with its stamp polls at T.
+    :data:`~.stamps.FUTURE_CONFIRM` consecutive far-future stamps of one sensor stream
+    within the tolerance of the first are a forward time jump: a reset as in rule 6.
+14. **Transcript strings.** Control characters are stripped from the text
+    (``control_chars``); identifiers are cut to 256 characters (``truncated_fields``); a
+    final transcript whose non-empty ``utterance_id`` already made a window since the
+    last reset is dropped (``duplicate_transcripts``, the first one wins).
+
+Times are sensor time in seconds (REP-103). Nothing here raises on data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+
+from synctva_ros.config import WindowingConfig
+from synctva_ros.windowing.clock import finite_time
+from synctva_ros.windowing.counters import WindowerCounters
+
+__all__ = ["StampGuard", "clean_transcript", "FUTURE_CONFIRM", "FUTURE_KEYS", "MAX_FIELD_CHARS",
+           "MAX_SEEN_UTTERANCES", "clean_text", "bound_field", "SeenUtterances"]
+
+#: Consecutive far-future stamps on one sensor stream, each within ``future_tolerance_s`` of the
+#: first, that make a forward time jump (a robot's drivers restarted later, a bag with a gap).
+FUTURE_CONFIRM = 3
+#: Counter of rejected far-future stamps per stream.
+FUTURE_KEYS = {"frame": "future_frames", "audio": "future_audio", "transcript": "future_transcripts"}
+#: Longest identifier copied into a window (``utterance_id``, ``dialogue_id``, ``speaker_id``,
+#: ``language``), in characters.
+MAX_FIELD_CHARS = 256
+#: Final-transcript utterance ids remembered for deduplication (the oldest are forgotten first).
+MAX_SEEN_UTTERANCES = 4096
+
+log = logging.getLogger("synctva_ros.windowing")
+_WHITESPACE_CONTROLS = re.compile(r"[\t\n\r\v\f]")
+# C0 and C1 control characters (Unicode category Cc), NUL included
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> tuple[str, bool]:
+    """``(text, changed)``: tabs and line breaks become spaces, other control characters (NUL, ESC,
+    C1) are removed (ROS string fields end at a NUL in the C layers)."""
+    out = _CONTROLS.sub("", _WHITESPACE_CONTROLS.sub(" ", text))
+    return out, out != text
+
+
+def bound_field(value: object, limit: int = MAX_FIELD_CHARS) -> tuple[str, bool]:
+    """``(string, cut)``: ``str(value)`` without control characters, cut to ``limit`` characters."""
+    s = str(value)
+    if len(s) > 4 * limit:  # do not scan a megabyte for control characters
+        s = s[:4 * limit]
+    s = _CONTROLS.sub("", s)
+    cut = len(s) > limit or len(str(value)) > 4 * limit
+    return s[:limit], cut
+
+
+def clean_transcript(counters: WindowerCounters, text: str, **fields: object) -> tuple[str, dict[str, str]]:
+    """Rule 14's strings: ``(text, fields)`` with :func:`clean_text` and :func:`bound_field` applied.
+
+    Args:
+        counters: ``control_chars`` (text changed) and ``truncated_fields`` (a field cut) are
+            counted and logged there.
+        text: the transcript text.
+        fields: identifier strings (``utterance_id=...``); any value is turned into a string.
+
+    Returns:
+        The cleaned text and the fields as bounded strings, same keys.
+    """
+    text, changed = clean_text(text)
+    if changed:
+        counters.warn("control_chars", "control characters removed from transcript %r", text[:40])
+    out = {}
+    for name, value in fields.items():
+        out[name], cut = bound_field(value)
+        if cut:
+            counters.warn("truncated_fields", "transcript %s %r... cut to %d characters", name, out[name][:40],
+                          MAX_FIELD_CHARS)
+    return text, out
+
+
+class SeenUtterances:
+    """Utterance ids of the final transcripts already windowed since the last reset (bounded)."""
+
+    def __init__(self, limit: int = MAX_SEEN_UTTERANCES) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._limit = int(limit)
+
+    def clear(self) -> None:
+        """Forget every id (a windower reset)."""
+        self._ids.clear()
+
+    def seen(self, utterance_id: str) -> bool:
+        """Whether ``utterance_id`` (non-empty) was already given; records it otherwise.
+
+        Empty ids are never duplicates (speech-to-text without ids).
+        """
+        if not utterance_id:
+            return False
+        if utterance_id in self._ids:
+            return True
+        self._ids[utterance_id] = None
+        if len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+        return False
+
+
+class StampGuard:
+    """Rules 12 and 13 of :mod:`.windower` for one windower.
+
+    Args:
+        cfg: ``future_tolerance_s`` (read at every call).
+        counters: where ``zero_stamps``, ``negative_stamps`` and ``future_*`` are counted.
+    """
+
+    def __init__(self, cfg: WindowingConfig, counters: WindowerCounters) -> None:
+        self.cfg = cfg
+        self.counters = counters
+        self._jump: dict[str, tuple[float, int]] = {}
+        self._rejected: float | None = None
+
+    def clear(self) -> None:
+        """Forget forward-jump candidates and the last rejected stamp (a windower reset)."""
+        self._jump = {}
+        self._rejected = None
+
+    def resolve(self, stream: str, stamp: float, now: float | None) -> float | None:
+        """A frame's or audio chunk's stamp (seconds) after rule 12.
+
+        Args:
+            stream: ``frame`` or ``audio`` (for the log).
+            stamp: its finite stamp.
+            now: the caller's arrival time (seconds, same clock), if it has one.
+
+        Returns:
+            ``stamp``; ``now`` for a 0 stamp when ``now`` is given (0 without ``now`` stays time 0);
+            ``None`` for a negative stamp (counted ``negative_stamps``, logged).
+        """
+        if stamp < 0:
+            self.counters.warn("negative_stamps", "%s with negative stamp %.3f s dropped", stream, stamp)
+            self._rejected = stamp
+            return None
+        if stamp == 0 and now is not None:
+            self.counters.add("zero_stamps")
+            return float(now)
+        return stamp
+
+    def future(self, stream: str, t: float, ref: float | None) -> str:
+        """Whether stamp ``t`` (seconds) is ahead of the stream time ``ref`` by more than the tolerance.
+
+        Args:
+            stream: ``frame``, ``audio`` or ``transcript``.
+            t: the stamp.
+            ref: the newest camera/audio stamp since the last reset (``None``: no reference yet,
+                anything is accepted).
+
+        Returns:
+            ``"ok"``; ``"jump"`` when this is the :data:`FUTURE_CONFIRM`-th consecutive far-future
+            stamp of a sensor stream within ``future_tolerance_s`` of the first (the caller resets);
+            ``"reject"`` otherwise (counted ``future_<stream>``, logged).
+        """
+        tol = self.cfg.future_tolerance_s
+        if ref is None or t <= ref + tol:
+            self._jump.pop(stream, None)
+            return "ok"
+        if stream != "transcript":
+            first, n = self._jump.get(stream, (t, 0))
+            first, n = (first, n + 1) if first <= t <= first + tol else (t, 1)
+            if n >= FUTURE_CONFIRM:
+                self._jump.pop(stream, None)
+                log.warning("sensor time of %s jumped forward from %.3f to %.3f s: resetting the windower",
+                            stream, ref, t)
+                return "jump"
+            self._jump[stream] = (first, n)
+        self.counters.warn(FUTURE_KEYS[stream], "%s stamped %.3f s, %.3f s ahead of the stream time %.3f s "
+                           "(> future_tolerance_s=%.3f): dropped", stream, t, t - ref, ref, tol)
+        self._rejected = t
+        return "reject"
+
+    def transcript_stamp(self, stamp: object, start: object, end: object,
+                         now: float | None) -> tuple[bool, float | None]:
+        """Rule 12 for a transcript: ``(usable, stamp)`` in seconds.
+
+        Args:
+            stamp, start, end: its times (seconds; ``None`` or non-finite = unknown).
+            now: the caller's arrival time (seconds), if any.
+
+        Returns:
+            ``(False, None)`` when a time is negative (counted ``negative_stamps``, logged); else
+            ``(True, s)`` with ``s`` the stamp when positive, ``now`` when the stamp is 0 or
+            unknown and ``now`` is given (a 0 stamp counted ``zero_stamps``), else ``None``.
+        """
+        times = [float(t) for t in (stamp, start, end) if t is not None and finite_time(t)]  # type: ignore
+        if times and min(times) < 0:
+            self.counters.warn("negative_stamps", "transcript with negative time %.3f s dropped", min(times))
+            self._rejected = float(stamp) if stamp is not None and finite_time(stamp) else min(times)  # type: ignore
+            return False, None
+        s = float(stamp) if stamp is not None and finite_time(stamp) else None  # type: ignore[arg-type]
+        self.counters.add("zero_stamps", int(s == 0))
+        if s is not None and s > 0:
+            return True, s
+        return True, float(now) if now is not None and finite_time(now) else None
+
+    def poll_time(self, now: float, ref: float | None) -> float:
+        """``now`` for ``poll``; the stream time ``ref`` when ``now`` is the stamp just rejected.
+
+        The caller polls with the stamp of each message it added (rule 3); a rejected stamp must
+        not close windows the stream time has not reached (seconds).
+        """
+        if self._rejected is not None and now == self._rejected:
+            self._rejected = None
+            if ref is not None:
+                return min(now, ref)
+        return now

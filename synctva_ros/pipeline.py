@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from synctva_ros.backends import create_backend
-from synctva_ros.checkpoint import load_checkpoint, read_manifest, restore_text_top
+from synctva_ros.checkpoint import CheckpointError, load_checkpoint, read_manifest, restore_text_top
 from synctva_ros.config import SyncTVAConfig, resolve_path
-from synctva_ros.core.batch import UtteranceFeatures, collate
+from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
 from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.emotion import EmotionResult
@@ -68,8 +68,10 @@ class EmotionPipeline:
 
     Raises:
         FileNotFoundError: the checkpoint directory does not exist.
-        synctva_ros.checkpoint.CheckpointError: corrupt checkpoint, or its extractors
-            differ from the configured ones (the message names the modality and keys).
+        synctva_ros.checkpoint.CheckpointError: corrupt checkpoint, files that differ from their
+            integrity record, its extractors differ from the configured ones (the message names the
+            modality and keys), or the probe inference at construction (:meth:`probe`) gives
+            non-finite outputs or classes without a valence/arousal entry.
         RuntimeError: the backend cannot start (the message says which to use instead).
     """
 
@@ -112,6 +114,36 @@ class EmotionPipeline:
         text_k = int(getattr(self.extractors.get("text"), "context_turns", 0) or 0)
         #: Previous windows per session: text turns for the encoder, sentence embeddings for the fusion.
         self.dialogue = DialogueContext(max(self.context_turns, text_k, 1))
+        self.probe()
+
+    def probe(self) -> None:
+        """One inference on fixed synthetic features, run at construction: fail now, not on every window.
+
+        Every trained branch gets 4 nodes of a fixed pseudo-random input (seed 0, standard normal,
+        times evenly spread over [0, 1]) and the full post-processing runs (softmax, affect table). The
+        dialogue context is neither read nor changed (a session id no window can have).
+
+        Raises:
+            CheckpointError: logits, probabilities or contributions that are not finite (e.g. NaN or
+                overflowing weights), or a class name without a valence/arousal entry.
+        """
+        rng = np.random.default_rng(0)
+        feats = UtteranceFeatures(dialogue_id="\x00probe")
+        for m in MODALITIES:
+            if self.active[m]:
+                setattr(feats, m, ModalityFeatures(rng.standard_normal((4, self.dims[m])).astype(np.float32),
+                                                   np.linspace(0.0, 1.0, 4, dtype=np.float32)))
+        batch = collate([feats], self.dims, contexts=[[]] if self.context_turns > 0 else None,
+                        context_turns=self.context_turns)
+        try:
+            logits, contrib = (np.asarray(a, dtype=np.float64) for a in self.backend.infer(batch))
+            if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(contrib))):
+                raise ValueError(f"non-finite outputs: logits {logits.tolist()}, contributions {contrib.tolist()}")
+            probs = np.exp(logits[0] - logits[0].max())
+            expected_affect(probs / probs.sum(), self.class_names)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {self.name}: the probe inference at start-up failed on "
+                                  f"{self.backend_name}, every window would fail or be wrong: {exc}") from exc
 
     @property
     def backend_name(self) -> str:

@@ -122,3 +122,50 @@ def test_dialogue_context_follows_the_predicted_windows_and_resets(pipe):
     assert all(t.sentence is not None and t.sentence.shape == (384,) for t in pipe.dialogue.turns("d1"))
     pipe.reset_dialogue()
     assert len(pipe.dialogue) == 0 and pipe.dialogue.turns("d1") == []
+
+
+def _resaved(tiny_checkpoint, tmp_path, edit):
+    """A copy of the tiny checkpoint, changed by ``edit(model, manifest)`` and saved with a valid record."""
+    from synctva_ros.checkpoint import load_checkpoint, save_checkpoint
+
+    model, man = load_checkpoint(tiny_checkpoint)
+    edit(model, man)
+    save_checkpoint(tmp_path / "ck", model, {k: v for k, v in man.items() if not k.startswith("_")})
+    return load_config("demo", {"runtime.checkpoint": str(tmp_path / "ck")})
+
+
+def test_probe_refuses_weights_whose_outputs_overflow(tiny_checkpoint, tmp_path):
+    """Finite weights (they pass the load checks) whose logits are infinite: every window would give NaN."""
+    import torch
+
+    def blow_up(model, man):
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.startswith("fusion.classifier") and p.dim() > 1:
+                    p.mul_(1e38)
+
+    with pytest.raises(CheckpointError, match="probe inference .*non-finite"):
+        EmotionPipeline(_resaved(tiny_checkpoint, tmp_path, blow_up))
+
+
+def test_probe_refuses_classes_without_an_affect_entry(tiny_checkpoint, tmp_path):
+    """A checkpoint whose class names were renamed and re-saved (so its record is valid) fails at start-up."""
+    def rename(model, man):
+        model.class_names = ["calm"] + list(model.class_names[1:])
+        model.cfg.class_names = list(model.class_names)
+
+    with pytest.raises(CheckpointError, match="probe inference .*calm"):
+        EmotionPipeline(_resaved(tiny_checkpoint, tmp_path, rename))
+
+
+def test_edited_manifest_of_a_checkpoint_is_refused_at_construction(tiny_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(tiny_checkpoint, tmp_path / "ck")
+    man = json.loads((tmp_path / "ck" / "manifest.json").read_text())
+    for names in (man["class_names"], man["architecture"]["class_names"]):
+        names[0], names[1] = names[1], names[0]
+    (tmp_path / "ck" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(CheckpointError, match=r"differs .*'class_names'"):
+        EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(tmp_path / "ck")}))

@@ -3,10 +3,16 @@
 A cached artefact is valid exactly as long as its key is: the key is a sha256 over a JSON
 document of its *parts* (model weights hash, manifest, exporter and opset, TensorRT version,
 GPU name, precision, optimisation-profile shapes, ...). Any change of a part gives a new
-file name, so a stale file is never loaded; nothing is ever rebuilt while the key is unchanged.
+file name, so a stale file is never loaded.
+
+A file of the right name is not trusted for its name: at build time the sha256 of its content is
+recorded in a sidecar ``<artefact>.sha256`` (``sha256sum`` format, so ``sha256sum -c`` checks it
+too), and every reuse first compares the file with it. A file that differs (a flipped bit, a
+truncated copy, another file put in its place) or has no sidecar (built before sidecars existed)
+is deleted and rebuilt, with a logged warning, and counted (:func:`cache_counters`).
 
 Layout: ``<cache_dir>/<kind>/<stem>-<key16>.<suffix>`` plus ``<same>.json`` holding the parts
-(for humans and for :func:`describe`). ``cache_dir`` is ``runtime.cache_dir`` or
+(for humans and for :func:`describe`) and ``<same>.sha256``. ``cache_dir`` is ``runtime.cache_dir`` or
 ``~/.cache/synctva`` (``$SYNCTVA_CACHE`` overrides the default). Files are written to a
 temporary name and renamed, so a crashed build leaves no half-written artefact.
 """
@@ -24,11 +30,22 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-__all__ = ["cache_root", "state_dict_sha256", "manifest_sha256", "cache_key", "CachedArtifact", "cached_build"]
+from synctva_ros.core.hashing import file_sha256
+
+__all__ = ["cache_root", "state_dict_sha256", "manifest_sha256", "cache_key", "CachedArtifact", "cached_build",
+           "cache_counters"]
 
 log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
+_COUNTS = {"hits": 0, "builds": 0, "rebuilt_mismatch": 0}
+
+
+def cache_counters() -> dict[str, int]:
+    """Cache outcomes in this process: ``hits`` (verified reuse), ``builds`` (all builds, rebuilds included),
+    ``rebuilt_mismatch`` (a cached file that failed its content check and was rebuilt)."""
+    with _LOCK:
+        return dict(_COUNTS)
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -89,10 +106,39 @@ class CachedArtifact:
         self.key = cache_key(self.parts)
         self.path = Path(root) / kind / f"{stem}-{self.key[:16]}.{suffix}"
         self.meta_path = self.path.with_name(self.path.name + ".json")
+        self.hash_path = self.path.with_name(self.path.name + ".sha256")
 
     def exists(self) -> bool:
         """True when the artefact and its metadata were completely written."""
         return self.path.is_file() and self.meta_path.is_file()
+
+    def content_problem(self) -> str | None:
+        """Compare the artefact's sha256 with the one recorded at build time.
+
+        Returns:
+            ``None`` when they are equal, else why the file cannot be trusted (no or unreadable
+            sidecar, or the two hashes).
+        """
+        try:
+            recorded = self.hash_path.read_text().split()[0]
+        except (OSError, ValueError, IndexError):
+            return f"no readable content hash {self.hash_path.name} (built before hashes were recorded?)"
+        try:
+            actual = file_sha256(self.path)
+        except OSError as exc:
+            return f"unreadable: {exc}"
+        if actual != recorded:
+            return f"content sha256 {actual[:16]}... differs from {recorded[:16]}... recorded at build time"
+        return None
+
+    def _record_content(self) -> None:
+        tmp = self.hash_path.with_name(self.hash_path.name + ".tmp")
+        tmp.write_text(f"{file_sha256(self.path)}  {self.path.name}\n")
+        os.replace(tmp, self.hash_path)
+
+    def _remove(self) -> None:
+        for p in (self.meta_path, self.hash_path, self.path):
+            p.unlink(missing_ok=True)
 
     def describe(self) -> dict[str, Any]:
         """The stored key parts (``{}`` when absent or unreadable)."""
@@ -106,7 +152,9 @@ def cached_build(artifact: CachedArtifact, build: Callable[[Path], None]) -> tup
     """Return ``artifact.path``, calling ``build(tmp_path)`` first when it is not cached yet.
 
     ``build`` must write the artefact to the path it is given; it is then renamed into place
-    and the key parts are written next to it. Builds of the same artefact in one process are
+    and its content hash and the key parts are written next to it. A cached file is reused only
+    when its content matches the recorded hash; otherwise it is deleted and rebuilt (a logged
+    warning, counted in :func:`cache_counters`). Builds of the same artefact in one process are
     serialised.
 
     Returns:
@@ -117,8 +165,14 @@ def cached_build(artifact: CachedArtifact, build: Callable[[Path], None]) -> tup
     """
     with _LOCK:
         if artifact.exists():
-            log.debug("cache hit %s", artifact.path)
-            return artifact.path, False
+            problem = artifact.content_problem()
+            if problem is None:
+                _COUNTS["hits"] += 1
+                log.debug("cache hit %s", artifact.path)
+                return artifact.path, False
+            _COUNTS["rebuilt_mismatch"] += 1
+            log.warning("cached %s is not used: %s; rebuilding it", artifact.path, problem)
+            artifact._remove()
         artifact.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=artifact.path.name + ".", suffix=".tmp", dir=artifact.path.parent)
         os.close(fd)
@@ -126,9 +180,11 @@ def cached_build(artifact: CachedArtifact, build: Callable[[Path], None]) -> tup
         try:
             build(tmp_path)
             os.replace(tmp_path, artifact.path)
+            artifact._record_content()
             artifact.meta_path.write_text(json.dumps(artifact.parts, indent=2, sort_keys=True, default=str) + "\n")
         finally:
             if tmp_path.exists():
                 tmp_path.unlink()
+        _COUNTS["builds"] += 1
         log.info("cached %s", artifact.path)
         return artifact.path, True

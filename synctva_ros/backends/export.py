@@ -17,7 +17,8 @@ counts N_m), ``n_context`` (K), ``tokens`` (text-encoder sequence length) and ``
 ``logits`` ``(B, C)`` and ``contributions`` ``(B, 3)``.
 
 The exported fusion graph is cached (:mod:`~synctva_ros.backends.engine_cache`) under a key of the
-weights hash, the checkpoint manifest, the exporter, the opset and the torch version.
+weights hash, the checkpoint manifest, the exporter, the opset and the torch version; a cached file is
+reused only when its content matches the sha256 recorded when it was exported (else it is re-exported).
 """
 
 from __future__ import annotations

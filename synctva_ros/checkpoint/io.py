@@ -7,7 +7,8 @@ dict), ``dims`` (input width per modality), ``class_names`` (output order), ``ac
 (``{text, audio, visual: bool}``: which branches have trained weights), ``extractors``
 (``{modality: identity dict or None}``, from ``FeatureExtractor.identity()``), ``training``
 (dict: data, epochs, seed, ...), ``metrics`` (dict), ``code_version`` (package version),
-``created`` (ISO 8601 UTC).
+``created`` (ISO 8601 UTC), ``integrity`` (sha256 of the weights file and of the canonical manifest,
+see :mod:`synctva_ros.checkpoint.integrity`).
 
 Rules:
 
@@ -16,6 +17,11 @@ Rules:
   :class:`CheckpointError` naming the modality and the differing keys: features from another
   encoder, revision, openSMILE set, image size or frame rate would silently give wrong
   predictions.
+* Loading verifies the ``integrity`` record: a manifest edited after saving (e.g. two class names
+  swapped) or weights changed after saving (a flipped bit) is refused with :class:`CheckpointError`
+  naming the manifest keys or the file that differ. A checkpoint saved before records existed loads
+  with a logged warning (``manifest["_integrity"] == "unrecorded"``); :func:`record_integrity` adds one.
+  Weights with NaN or infinite values are refused, naming the tensors.
 * A branch that is inactive is never run: :class:`~synctva_ros.model.synctva.SyncTVA` masks it,
   and its MSDE weights are not even written (they would be untrained).
 * Extra tensors whose names start with ``"text_encoder."`` (e.g. the fine-tuned text-encoder
@@ -41,12 +47,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from synctva_ros import __version__
+from synctva_ros.checkpoint.integrity import INTEGRITY_KEY, count, integrity_problems, integrity_record
 from synctva_ros.config import ModelConfig
+from synctva_ros.core.hashing import file_sha256
 from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.model.synctva import SyncTVA
 
 __all__ = ["FORMAT", "WEIGHTS_FILE", "MANIFEST_FILE", "EXTRA_PREFIX", "CheckpointError", "save_checkpoint",
-           "load_checkpoint", "read_manifest"]
+           "load_checkpoint", "read_manifest", "record_integrity"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +84,8 @@ def save_checkpoint(directory: str | os.PathLike[str], model: SyncTVA, manifest:
     The architecture, dims, class names, active branches, format, code version and creation
     time are taken from ``model`` (values in ``manifest`` for those keys are overwritten);
     ``name``, ``extractors``, ``training`` and ``metrics`` come from ``manifest`` (defaults:
-    directory name, all ``None``, ``{}``, ``{}``). Files are written to temporaries and renamed.
+    directory name, all ``None``, ``{}``, ``{}``); ``integrity`` is computed from the files as
+    written. Files are written to temporaries and renamed.
 
     Args:
         directory: checkpoint directory.
@@ -120,10 +129,63 @@ def save_checkpoint(directory: str | os.PathLike[str], model: SyncTVA, manifest:
     tmp_w = out / (WEIGHTS_FILE + ".tmp")
     tmp_m = out / (MANIFEST_FILE + ".tmp")
     save_file(tensors, str(tmp_w), metadata={"format": str(FORMAT), "producer": "synctva_ros"})
-    tmp_m.write_text(json.dumps(man, indent=2, sort_keys=True, default=str) + "\n")
+    _write_manifest(tmp_m, man, file_sha256(tmp_w))
     os.replace(tmp_w, out / WEIGHTS_FILE)
     os.replace(tmp_m, out / MANIFEST_FILE)
     return out
+
+
+def _write_manifest(path: Path, man: Mapping[str, Any], weights_sha256: str) -> None:
+    """Write ``man`` with its integrity record to ``path``; the record is computed from the JSON as written."""
+    doc = json.loads(json.dumps({k: v for k, v in man.items() if k != INTEGRITY_KEY}, default=str))
+    doc[INTEGRITY_KEY] = integrity_record(doc, weights_sha256)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def record_integrity(directory: str | os.PathLike[str], overwrite: bool = False) -> dict[str, Any]:
+    """Add the ``integrity`` record to a checkpoint saved before records existed (weights untouched).
+
+    Records the files as they are now: run it only on a checkpoint you trust. The manifest is
+    rewritten in the layout :func:`save_checkpoint` uses (2-space indent, sorted keys) via a
+    temporary file and a rename.
+
+    Args:
+        directory: checkpoint directory.
+        overwrite: replace an existing record (else an existing record is an error).
+
+    Returns:
+        The record written.
+
+    Raises:
+        CheckpointError: unreadable manifest, no weights file, or a record already present.
+    """
+    d = Path(directory)
+    man = read_manifest(d)
+    if man.get(INTEGRITY_KEY) is not None and not overwrite:
+        raise CheckpointError(f"{d / MANIFEST_FILE} already has an integrity record (pass overwrite=True)")
+    if not (d / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"checkpoint {d} has no {WEIGHTS_FILE}")
+    tmp = d / (MANIFEST_FILE + ".tmp")
+    _write_manifest(tmp, man, file_sha256(d / WEIGHTS_FILE))
+    os.replace(tmp, d / MANIFEST_FILE)
+    return dict(json.loads((d / MANIFEST_FILE).read_text())[INTEGRITY_KEY])
+
+
+def _verify(d: Path, man: Mapping[str, Any], weights_sha256: str | None) -> str:
+    """Check the integrity record (manifest only when ``weights_sha256`` is None); returns the status."""
+    problems = integrity_problems(man, weights_sha256)
+    if problems is None:
+        if weights_sha256 is not None:
+            count("unrecorded")
+            logger.warning("checkpoint %s has no integrity record (saved before records existed): loaded "
+                           "unverified; synctva_ros.checkpoint.record_integrity(dir) adds one", d)
+        return "unrecorded"
+    if problems:
+        count("refused")
+        raise CheckpointError(f"checkpoint {d} fails its integrity check: " + "; ".join(problems))
+    if weights_sha256 is not None:
+        count("verified")
+    return "verified"
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -193,10 +255,12 @@ def load_checkpoint(directory: str | os.PathLike[str], expected_extractors: Mapp
 
     Raises:
         CheckpointError: missing files, corrupt or truncated weights, wrong format, missing or
-            unexpected tensors, shape mismatch, or an extractor identity that differs.
+            unexpected tensors, shape mismatch, non-finite weights, an extractor identity that
+            differs, or files that differ from their integrity record (the message names what).
     """
     d = Path(directory)
     man = read_manifest(d)
+    _verify(d, man, None)  # an edited manifest is named before anything is built from it
     if expected_extractors:
         _check_extractors(man, expected_extractors, d)
     cfg = _config_from(man["architecture"], d)
@@ -211,6 +275,7 @@ def load_checkpoint(directory: str | os.PathLike[str], expected_extractors: Mapp
     if not wpath.is_file():
         raise CheckpointError(f"checkpoint {d} has no {WEIGHTS_FILE}")
     try:
+        weights_sha256 = file_sha256(wpath)
         tensors = load_file(str(wpath), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{wpath} is corrupt or truncated: {exc}") from exc
@@ -227,7 +292,13 @@ def load_checkpoint(directory: str | os.PathLike[str], expected_extractors: Mapp
     bad = [k for k, v in state.items() if tuple(v.shape) != tuple(want[k].shape)]
     if bad:
         raise CheckpointError(f"{wpath}: tensor shapes differ from the architecture for {bad[:10]}")
+    status = _verify(d, man, weights_sha256)
+    nonfinite = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if nonfinite:
+        raise CheckpointError(f"{wpath}: {len(nonfinite)} tensors hold NaN or infinite values: {nonfinite[:10]}"
+                              f"{' ...' if len(nonfinite) > 10 else ''}")
     model.load_state_dict(state, strict=False)
     model.to(map_location).eval()
     man["_extra_tensors"] = extra
+    man["_integrity"] = status
     return model, man

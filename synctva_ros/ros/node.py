@@ -253,16 +253,18 @@ class EmotionNode(LifecycleNode):
         self._gate(msg, image_msg_stamp, lambda stamp: self._take_frame(msg, stamp))  # pixels not decoded yet
 
     def _take_frame(self, msg: Image, stamp: float) -> None:
+        # ``now=``: a header stamp of 0 (a driver that leaves it unset) is stamped on arrival by the windower.
         # Frames the windower's thinning (windowing.frame_keep_hz) drops are never decoded: at 30 fps
         # 640x480 the decode is most of the node's sensor-side CPU time.
         feed = self._feed
         if feed is None or feed.thin_frame(stamp):
             return
-        self._gate(msg, image_msg_to_rgb, lambda frame: self._add("image", frame[0], lambda w: w.add_frame(*frame)))
+        self._gate(msg, image_msg_to_rgb, lambda frame: self._add("image", frame[0],
+                                                                 lambda w: w.add_frame(*frame, now=self._now_s())))
 
     def _on_audio(self, msg: AudioChunk) -> None:
         self._gate(msg, audio_msg_to_samples,
-                   lambda chunk: self._add("audio", chunk[0], lambda w: w.add_audio(*chunk)))
+                   lambda chunk: self._add("audio", chunk[0], lambda w: w.add_audio(*chunk, now=self._now_s())))
 
     def _on_transcript(self, msg: Transcript) -> None:
         self._gate(msg, transcript_msg_to_fields, self._add_transcript)
@@ -277,7 +279,8 @@ class EmotionNode(LifecycleNode):
         if fields.is_final and not fields.text.strip():
             # still added: the windower notes speech-to-text activity (VAD timeout) and makes no window
             self._counters.reject("empty_transcript", "final transcript is empty (no speech): no window")
-        self._add("transcript", fields.stamp, lambda w: w.add_transcript(**fields.windower_kwargs()))
+        self._add("transcript", fields.stamp,
+                  lambda w: w.add_transcript(**fields.windower_kwargs(), now=self._now_s()))
 
     def _add(self, stream: str, stamp: float, add: Callable[[UtteranceWindower], Any]) -> None:
         feed = self._feed

@@ -136,3 +136,52 @@ def test_concurrent_builds_of_one_artefact_build_once(tmp_path):
         t.join(10)
     assert len(calls) == 1 and len(results) == 4
     assert len({path for path, _ in results}) == 1 and sorted(built for _, built in results) == [False] * 3 + [True]
+
+
+def _build_counting(calls: list, payload: bytes = b"engine"):
+    def build(p):
+        calls.append(p)
+        p.write_bytes(payload)
+    return build
+
+
+def test_cached_file_records_its_content_hash(tmp_path):
+    import hashlib
+
+    art = CachedArtifact(tmp_path, "tensorrt", "fusion", "engine", {"x": 1})
+    cached_build(art, _build_counting([]))
+    assert art.hash_path == art.path.with_name(art.path.name + ".sha256")
+    digest, name = art.hash_path.read_text().split()
+    assert digest == hashlib.sha256(b"engine").hexdigest() and name == art.path.name
+    assert art.content_problem() is None
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "replace", "no_sidecar"])
+def test_changed_cached_file_is_rebuilt_logged_and_counted(tmp_path, caplog, damage):
+    """A cached file is trusted for its content, not its name (issue 14 item 8)."""
+    import logging
+
+    from synctva_ros.backends.engine_cache import cache_counters
+
+    calls = []
+    art = CachedArtifact(tmp_path, "onnx", "fusion", "onnx", {"x": 1})
+    cached_build(art, _build_counting(calls, b"exported graph"))
+    if damage == "flip":
+        art.path.write_bytes(b"exported grapi")
+    elif damage == "truncate":
+        art.path.write_bytes(b"exported")
+    elif damage == "replace":
+        art.path.write_bytes(b"some other model")
+    else:
+        art.hash_path.unlink()
+    before = cache_counters()
+    with caplog.at_level(logging.WARNING, logger="synctva_ros.backends.engine_cache"):
+        path, built = cached_build(CachedArtifact(tmp_path, "onnx", "fusion", "onnx", {"x": 1}),
+                                   _build_counting(calls, b"exported graph"))
+    assert built and len(calls) == 2 and path.read_bytes() == b"exported graph"
+    assert "is not used" in caplog.text and "rebuilding" in caplog.text
+    after = cache_counters()
+    assert after["rebuilt_mismatch"] == before["rebuilt_mismatch"] + 1 and after["builds"] == before["builds"] + 1
+    # the rebuilt file verifies: the next call is a hit
+    assert cached_build(art, _build_counting(calls)) == (path, False) and len(calls) == 2
+    assert cache_counters()["hits"] == after["hits"] + 1

@@ -50,7 +50,7 @@ def windower_windows(cache, x: np.ndarray, t0: float, bounds: list[tuple[float, 
     for i in range(0, x.size, chunk):
         stamp = t0 + i / SR
         w.add_audio(stamp, x[i:i + chunk], SR)
-        while pending and pending[0][1] <= stamp:  # final transcript as soon as the utterance ends
+        while pending and t0 + pending[0][1] <= stamp:  # final transcript as soon as the utterance ends
             s, e = pending.pop(0)
             w.add_transcript("words", t0 + s, t0 + e, True, stamp=stamp)
         out.extend(w.poll(stamp + chunk / SR))

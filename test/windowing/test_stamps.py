@@ -141,3 +141,21 @@ def test_control_characters_stripped_and_fields_bounded():
     assert len(win.utterance_id) == len(win.dialogue_id) == len(win.language) == MAX_FIELD_CHARS
     assert win.speaker_id == "Monica"
     assert w.stats["control_chars"] == 1 and w.stats["truncated_fields"] == 3
+
+
+def test_a_looped_replay_resets_once_per_loop_even_with_a_late_frame_of_the_old_loop():
+    # issue 14 item 4: at each restart of a looped bag the audio went back first (one reset), then a last
+    # frame of the old loop was accepted into the cleared clock, and the next new-loop frame reset again
+    # (11 resets for 8 loops). The old loop's frame is now far ahead of the stream time: dropped, counted.
+    w = UtteranceWindower(cfg(), SR)
+    loop_s, loops = 30.0, 8
+    for loop in range(loops):
+        for k in range(int(loop_s * 10)):  # 100 ms of audio and one frame per step, in bag order
+            t = k * 0.1
+            w.add_audio(t, np.zeros(int(0.1 * SR), np.float32), SR)
+            if loop and k == 0:
+                w.add_frame(loop_s - 0.05, img())  # delivered late: the previous loop's last frame
+            w.add_frame(t + 0.05, img())
+            w.poll(t)
+    assert w.count("time_resets") == loops - 1
+    assert w.count("future_frames") == loops - 1

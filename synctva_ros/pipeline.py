@@ -26,8 +26,9 @@ Dialogue context: the pipeline keeps the windows it predicted, per session (``di
 transcripts and speakers feed the text encoder's context (``features.text_context_turns``) and their
 sentence embeddings the model's pooled context (the checkpoint's ``context_turns``). Only
 :meth:`EmotionPipeline.predict` adds a window, after predicting it, so the context follows the order
-in which windows are predicted; :meth:`EmotionPipeline.reset_dialogue` (the node calls it when sensor
-time goes back) forgets it. ``synctva evaluate`` predicts its windows through the same calls.
+in which windows are predicted; it is forgotten (:meth:`EmotionPipeline.reset_dialogue`) when a window
+of a new windower session arrives (``UtteranceWindow.session``: sensor time jumped). The node and
+``synctva evaluate`` predict their windows through the same calls, so they reset at the same window.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class EmotionPipeline:
         text_k = int(getattr(self.extractors.get("text"), "context_turns", 0) or 0)
         #: Previous windows per session: text turns for the encoder, sentence embeddings for the fusion.
         self.dialogue = DialogueContext(max(self.context_turns, text_k, 1))
+        self._session: int | None = None  # windower session of the last predicted window
         self.probe()
 
     def probe(self) -> None:
@@ -210,9 +212,17 @@ class EmotionPipeline:
     def predict(self, window: UtteranceWindow) -> EmotionResult:
         """Recognise the emotion of one window, then add it to its session's dialogue context.
 
+        A window of another windower session than the previous one (``window.session``: the
+        windower saw sensor time jump, a new conversation) first resets the dialogue context, so
+        the node and ``synctva evaluate`` reset at the same window whatever queues lie between.
+
         Raises nothing for bad window content: a modality that cannot be
         processed is logged and treated as absent.
         """
+        session = getattr(window, "session", 0)
+        if self._session is not None and session != self._session:
+            self.reset_dialogue()
+        self._session = session
         feats, stage_s = self.extract(window)
         t0 = time.perf_counter()
         probs, contrib = self.predict_features(feats)

@@ -43,6 +43,8 @@ class UtteranceWindow:
         closed_by: ``"transcript"`` or ``"vad"``.
         utterance_id: id from the transcript (or a counter for VAD windows).
         dialogue_id: conversation id when known ('' otherwise), for dialogue context.
+        session: the windower session the window was built in (0, 1, ...: +1 at every time reset); the
+            pipeline forgets the dialogue context when it changes.
         speaker_id: the transcript's speaker (``Transcript.msg`` ``speaker_id``; '' unknown), the speaker
             tag of the dialogue context.
         language: BCP-47 tag of the transcript ('' if unknown).
@@ -61,6 +63,7 @@ class UtteranceWindow:
     utterance_id: str = ""
     dialogue_id: str = ""
     speaker_id: str = ""
+    session: int = 0
     language: str = ""
     stt_confidence: float = float("nan")
     closed_at: float = 0.0

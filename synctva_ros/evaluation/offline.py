@@ -19,7 +19,8 @@ predicted by :meth:`~synctva_ros.pipeline.EmotionPipeline.predict`, which keeps 
 from the windows it predicted, as in the node: a MELD/IEMOCAP window carries its ``dialogue_id`` and its
 speaker (``speaker_id``), so the turns are the file's previous utterances of the same dialogue (files
 are in dialogue order); a bag's windows carry what the transcripts say, and a time reset of the
-windower resets the context before the next window (the node's ``WindowFeed`` does the same).
+windower starts a new session in the windows after it (``UtteranceWindow.session``), at which the
+pipeline resets the context, as in the node.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -42,7 +43,7 @@ from synctva_ros.evaluation.summary import summarise_predictions
 from synctva_ros.pipeline import EmotionPipeline
 from synctva_ros.windowing.windower import UtteranceWindower
 
-__all__ = ["evaluate", "dataset_windows", "is_bag", "reset_on_time_jumps"]
+__all__ = ["evaluate", "dataset_windows", "is_bag"]
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +84,6 @@ def dataset_windows(path: Path, sample_rate: int = 16000,
         yield win, u.label
 
 
-def reset_on_time_jumps(windows: Iterable[UtteranceWindow], windower: UtteranceWindower,
-                        reset: Callable[[], None]) -> Iterator[UtteranceWindow]:
-    """Yield ``windows``, calling ``reset`` before the first window emitted after the windower counted a
-    time reset (``time_resets``), as the node's ``WindowFeed`` resets the dialogue context."""
-    seen = windower.count("time_resets")
-    for w in windows:
-        n = windower.count("time_resets")
-        if n > seen:
-            seen = n
-            reset()
-        yield w
-
-
 def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit: int | None = None,
              verbose: bool = True, stream: bool = False) -> dict[str, Any]:
     """Run the pipeline of ``cfg`` on every utterance of ``data`` and score it.
@@ -126,9 +114,10 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
         # as in the node: the pipeline's streaming cache sees the bag's audio and frames as they come,
         # and each window is processed as soon as it is emitted (in this thread: deterministic)
         windower = UtteranceWindower(cfg.windowing, sample_rate=cfg.features.audio_sample_rate, sink=pipe.streaming)
-        windows = reset_on_time_jumps(iter_windows_from_bag(data, sample_rate=cfg.features.audio_sample_rate,
-                                                            topics=cfg.topics, windower=windower),
-                                      windower, pipe.reset_dialogue)
+        # a time reset of the windower starts a new session in the windows after it: the pipeline then
+        # forgets the dialogue context, as in the node
+        windows = iter_windows_from_bag(data, sample_rate=cfg.features.audio_sample_rate, topics=cfg.topics,
+                                        windower=windower)
         pairs: Any = ((w, match_label(w, truth, by_id)) for w in windows)
         total = len(truth) or None
     else:

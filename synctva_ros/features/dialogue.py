@@ -15,8 +15,8 @@ and the training cache build them by the same rules:
 * a window without text (a voice-activity window, an empty transcript) adds no turn;
 * bounded: at most ``max_turns`` turns per session and ``max_sessions`` sessions (the least
   recently used session is forgotten first);
-* :meth:`DialogueContext.reset` forgets everything: the node calls it (through
-  ``EmotionPipeline.reset_dialogue``) when the windower sees sensor time jump back (a bag restart).
+* :meth:`DialogueContext.reset` forgets everything: ``EmotionPipeline.predict`` calls it (through
+  ``reset_dialogue``) when a window belongs to a new windower session (sensor time jumped: a bag restart).
 
 The turns may carry the utterance's sentence embedding too (``Turn.sentence``), for the pooled
 dialogue context of ``model.context_turns`` (:mod:`synctva_ros.model.fusion`).

@@ -170,11 +170,9 @@ class EmotionNode(LifecycleNode):
         self._state_pub = self.create_lifecycle_publisher(EmotionState, t.emotion_state, reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
         self._worker = InferenceWorker(predict=self._pipeline.predict, publish=self._publish_state,
-                                       reject=self._counters.reject, published=self._on_published,
-                                       reset=getattr(self._pipeline, "reset_dialogue", None))
+                                       reject=self._counters.reject, published=self._on_published)
         self._worker.start()
-        self._feed = WindowFeed(windower, self._counters, submit=self._worker.submit,
-                                reset_dialogue=self._worker.reset_dialogue)
+        self._feed = WindowFeed(windower, self._counters, submit=self._worker.submit)
         self._subs = [
             self.create_subscription(Image, t.image, self._on_image, sensor),
             self.create_subscription(AudioChunk, t.audio, self._on_audio, sensor),

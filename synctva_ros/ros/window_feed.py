@@ -6,9 +6,9 @@ Each message's data is added to the
 :func:`synctva_ros.bags.reader.windows_from_bag` does, so live topics and a bag read
 offline give the same windows. Closed windows are counted (``windows``) and handed
 to a sink (the inference worker). The windower handles order, duplicates and time
-resets itself (its stats are ``windower.*`` in ``/diagnostics``); this adds a
-throttled warning for the counters the windower does not log, and a dialogue reset
-when sensor time jumps back (a new session). One lock serialises every windower
+resets itself (its stats are ``windower.*`` in ``/diagnostics``; windows after a time
+reset carry the next session, which resets the pipeline's dialogue context); this adds a
+throttled warning for the counters the windower does not log. One lock serialises every windower
 call, so message callbacks and the node-clock poll timer may run on any threads.
 """
 
@@ -27,7 +27,7 @@ SILENT_WINDOWER_COUNTERS = {
     "out_of_order": "stamp older than the previous message of the stream (inserted in order)",
 }
 #: Windower counters compared before/after each message.
-_WATCHED = ("time_resets", *SILENT_WINDOWER_COUNTERS)
+_WATCHED = tuple(SILENT_WINDOWER_COUNTERS)
 
 
 class WindowFeed:
@@ -37,17 +37,14 @@ class WindowFeed:
         windower: the windower (its ``count``, ``thin_frame``, ``poll``, ``flush``).
         counters: ``<stream>_in`` per message added, ``windows`` per closed window,
             rejections (``bad_<stream>``, ``windower_errors``) and throttled warnings.
-        submit: receives every closed window (e.g. :meth:`InferenceWorker.submit`).
-        reset_dialogue: called when the windower counts a time reset (e.g.
-            :meth:`InferenceWorker.reset_dialogue`).
+        submit: receives every closed window (e.g. :meth:`InferenceWorker.submit`); a time reset
+            needs no call here: the windows after it carry the next windower session.
     """
 
-    def __init__(self, windower: UtteranceWindower, counters: Counters, submit: Callable[[Any], None],
-                 reset_dialogue: Callable[[], None]) -> None:
+    def __init__(self, windower: UtteranceWindower, counters: Counters, submit: Callable[[Any], None]) -> None:
         self.windower = windower
         self._counters = counters
         self._submit = submit
-        self._reset_dialogue = reset_dialogue
         self._lock = threading.RLock()
 
     def add(self, stream: str, stamp: float, add: Callable[[UtteranceWindower], Any]) -> None:
@@ -67,8 +64,6 @@ class WindowFeed:
                 self._counters.reject(f"bad_{stream}", f"{stream} rejected by the windower: {exc}")
                 return
             self._counters.count(f"{stream}_in")
-            if w.count("time_resets") > before["time_resets"]:
-                self._reset_dialogue()  # a new session: forget the dialogue context too
             for key, what in SILENT_WINDOWER_COUNTERS.items():
                 n = w.count(key)
                 if n > before[key]:

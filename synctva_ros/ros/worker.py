@@ -5,8 +5,10 @@ ROS callbacks only :meth:`InferenceWorker.submit` windows; the thread runs
 executor never blocks on inference. When inference falls behind, at most
 ``max_pending`` windows wait and the oldest is dropped (counted as
 ``windows_dropped``), so the output never lags further and further behind the robot.
-A dialogue reset (the windower saw sensor time jump back: a new session) travels
-through the same queue, so it takes effect between the windows before and after it.
+Dialogue resets need nothing here: every window carries its windower session
+(:attr:`~synctva_ros.core.window.UtteranceWindow.session`) and the pipeline resets its
+context when the session changes, so a reset can neither overtake the old session's last
+windows nor be dropped with a full queue.
 Everything it calls is a plain callable: tests run it without rclpy.
 """
 
@@ -23,7 +25,6 @@ __all__ = ["MAX_PENDING_WINDOWS", "InferenceWorker"]
 MAX_PENDING_WINDOWS = 16
 
 _STOP = object()
-_RESET = object()
 
 
 class InferenceWorker:
@@ -36,7 +37,6 @@ class InferenceWorker:
         reject: ``reject(kind, message)`` for a window that failed (``pipeline_errors``:
             ``predict`` or ``publish`` raised) or was dropped (``windows_dropped``).
         published: called with ``latency_s`` after each successful ``publish``.
-        reset: called between windows for :meth:`reset_dialogue` (None: resets are ignored).
         max_pending: windows allowed to wait (default :data:`MAX_PENDING_WINDOWS`).
         clock: monotonic time in seconds (default :func:`time.monotonic`).
         name: thread name.
@@ -46,13 +46,12 @@ class InferenceWorker:
 
     def __init__(self, predict: Callable[[Any], Any], publish: Callable[[Any, Any, float], None],
                  reject: Callable[[str, str], None], published: Callable[[float], None],
-                 reset: Callable[[], None] | None = None, max_pending: int = MAX_PENDING_WINDOWS,
+                 max_pending: int = MAX_PENDING_WINDOWS,
                  clock: Callable[[], float] = time.monotonic, name: str = "synctva_worker") -> None:
         self._predict = predict
         self._publish = publish
         self._reject = reject
         self._published = published
-        self._reset = reset
         self.max_pending = max_pending
         self._clock = clock
         self._queue: queue.Queue = queue.Queue()
@@ -60,7 +59,7 @@ class InferenceWorker:
 
     @property
     def pending(self) -> int:
-        """Items waiting in the queue (windows, and resets not yet taken)."""
+        """Windows waiting in the queue."""
         return self._queue.qsize()
 
     def start(self) -> None:
@@ -74,14 +73,10 @@ class InferenceWorker:
                 dropped = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(dropped, tuple):
+            if dropped is not _STOP:
                 self._reject("windows_dropped", f"inference is {self.max_pending} windows behind: "
                                                 "oldest window dropped")
         self._queue.put((window, self._clock()))
-
-    def reset_dialogue(self) -> None:
-        """Call ``reset`` after the windows queued so far (a new session: forget dialogue context)."""
-        self._queue.put(_RESET)
 
     def stop(self, timeout_s: float) -> bool:
         """Finish the windows queued so far, then end the thread.
@@ -104,10 +99,6 @@ class InferenceWorker:
             item = self._queue.get()
             if item is _STOP:
                 return
-            if item is _RESET:
-                if self._reset is not None:
-                    self._reset()
-                continue
             window, closed_at = item
             try:
                 result = self._predict(window)

@@ -120,11 +120,14 @@ class UtteranceWindower:
         self._guard = StampGuard(self.cfg, self._stats)
         self._seen = SeenUtterances()
         self._ready: list[UtteranceWindow] = []
+        self.session = -1  #: 0, 1, ...: +1 at every reset (time resets too); copied into each window
         self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self, clear_stats: bool = False) -> None:
-        """Forget all buffered data, pending windows and time history (counters kept unless ``clear_stats``)."""
+        """Forget all buffered data, pending windows and time history (counters kept unless ``clear_stats``);
+        windows built from now on carry the next :attr:`session`."""
+        self.session += 1
         self._frames.clear()
         self._audio.clear()
         self._closer.clear()
@@ -358,6 +361,7 @@ class UtteranceWindower:
             start=p.start, end=p.end, transcript=p.transcript, frames=list(frames), audio=audio.samples,
             sample_rate=self.sample_rate, audio_start=audio.start, closed_by=p.closed_by,
             utterance_id=p.utterance_id, dialogue_id=p.dialogue_id, speaker_id=p.speaker_id, language=p.language,
+            session=self.session,
             stt_confidence=p.confidence, closed_at=float(now))
 
     def poll(self, now: float) -> list[UtteranceWindow]:

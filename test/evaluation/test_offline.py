@@ -120,15 +120,21 @@ def test_pipeline_encodes_the_previous_windows_and_forgets_them_on_reset(context
     alone = pipe.extract(last)[0].text.x
     np.testing.assert_allclose(alone, text.encode_texts([last.transcript], [[]], [last.speaker_id])[0][0], atol=1e-6)
     assert not np.allclose(alone, got, atol=1e-4)
+    # a window of the next windower session (a time reset) resets the context by itself in predict
+    for w in wins[:3]:
+        pipe.predict(w)
+    assert len(pipe.dialogue.turns(last.dialogue_id)) == 2
+    last.session = 1
+    pipe.predict(last)
+    assert [t.text for t in pipe.dialogue.turns(last.dialogue_id)] == [last.transcript.strip()]
 
 
-def test_a_time_reset_of_the_windower_resets_the_context_before_the_next_window():
+def test_windows_after_a_time_reset_carry_the_next_session():
+    # issue 14 item 5: the reset travels in the windows themselves, so no queue can reorder or drop it
     from synctva_ros.config import WindowingConfig
-    from synctva_ros.evaluation.offline import reset_on_time_jumps
     from synctva_ros.windowing.windower import UtteranceWindower
 
     w = UtteranceWindower(WindowingConfig(), 16000)
-    events: list[str] = []
 
     def play():
         for n, t0 in enumerate((100.0, 10.0)):  # the second session starts 90 s earlier: a bag restart
@@ -139,6 +145,5 @@ def test_a_time_reset_of_the_windower_resets_the_context_before_the_next_window(
                     w.add_transcript("hello", t0, t0 + 1.0, True, stamp=t, utterance_id=f"u{n}")
                 yield from w.poll(t)
 
-    for win in reset_on_time_jumps(play(), w, lambda: events.append("reset")):
-        events.append(win.utterance_id)
-    assert events == ["u0", "reset", "u1"] and w.count("time_resets") == 1
+    assert [(win.utterance_id, win.session) for win in play()] == [("u0", 0), ("u1", 1)]
+    assert w.count("time_resets") == 1

@@ -15,19 +15,14 @@ CHUNK_S = 0.1
 
 
 class Feed:
-    """A feed with its windower, counters, submitted windows, resets and warnings."""
+    """A feed with its windower, counters, submitted windows and warnings."""
 
     def __init__(self, windower: UtteranceWindower | None = None) -> None:
         self.windows: list = []
-        self.resets = 0
         self.warnings: list[str] = []
         self.counters = Counters(self.warnings.append)
         self.windower = windower or UtteranceWindower(WindowingConfig(), sample_rate=RATE)
-        self.feed = WindowFeed(self.windower, self.counters, submit=self.windows.append,
-                               reset_dialogue=self._reset)
-
-    def _reset(self) -> None:
-        self.resets += 1
+        self.feed = WindowFeed(self.windower, self.counters, submit=self.windows.append)
 
     def audio(self, t0: float, t1: float) -> None:
         for t in np.arange(t0, t1 - 1e-9, CHUNK_S):
@@ -72,12 +67,12 @@ def test_flush_submits_the_pending_windows():
     assert [w.utterance_id for w in f.windows] == ["u100"] and f.counters.get("windows") == 1
 
 
-def test_time_reset_resets_the_dialogue_once():
+def test_time_reset_starts_the_next_session_once():
     f = Feed()
     f.audio(100.0, 101.0)
-    assert f.resets == 0
+    assert f.windower.session == 0
     f.audio(10.0, 10.5)  # a bag restarted: sensor time went back by far more than time_reset_s
-    assert f.resets == 1 and f.windower.count("time_resets") == 1
+    assert f.windower.session == 1 and f.windower.count("time_resets") == 1
 
 
 def test_out_of_order_messages_are_warned_about_throttled():
@@ -90,7 +85,7 @@ def test_out_of_order_messages_are_warned_about_throttled():
     warned = [w for w in f.warnings if "windower.out_of_order" in w]
     assert warned == ["audio at 100.500 s: stamp older than the previous message of the stream (inserted in order) "
                       "[windower.out_of_order: 1 so far]"]
-    assert f.resets == 0
+    assert f.windower.session == 0
 
 
 def test_thinned_frames_are_counted_and_never_added():

@@ -1,4 +1,4 @@
-"""The inference worker: order, drop-oldest, resets, errors, latency (real thread, no rclpy)."""
+"""The inference worker: order, drop-oldest, errors, latency (real thread, no rclpy)."""
 
 from __future__ import annotations
 
@@ -39,12 +39,9 @@ class Recorder:
             raise OSError("publisher gone")
         self.log.append(result)
 
-    def reset(self) -> None:
-        self.log.append("reset")
-
     def worker(self, **kwargs: object) -> InferenceWorker:
         return InferenceWorker(self.predict, self.publish, lambda k, m: self.rejects.append((k, m)),
-                               self.latencies.append, reset=self.reset, **kwargs)
+                               self.latencies.append, **kwargs)
 
 
 def test_windows_are_published_in_order_and_stop_finishes_them():
@@ -73,35 +70,6 @@ def test_oldest_window_is_dropped_and_counted_when_inference_falls_behind():
     rec.gate.set()
     assert w.stop(10)
     assert rec.log == ["result 0", "result 3", "result 4", "result 5"]  # 1 and 2 were the oldest waiting
-
-
-def test_reset_takes_effect_between_the_windows_around_it():
-    rec = Recorder()
-    rec.gate.clear()
-    w = rec.worker()
-    w.start()
-    w.submit(Window(0.0, 1.0))
-    w.reset_dialogue()
-    w.submit(Window(1.0, 2.0))
-    rec.gate.set()
-    assert w.stop(10)
-    assert rec.log == ["result 0", "reset", "result 1"]
-
-
-def test_resets_are_not_counted_as_dropped_windows():
-    rec = Recorder()
-    rec.gate.clear()
-    w = rec.worker(max_pending=2)
-    w.start()
-    w.submit(Window(0.0, 1.0))
-    assert rec.started.wait(10)
-    w.reset_dialogue()
-    w.reset_dialogue()
-    w.submit(Window(1.0, 2.0))  # the queue is full of resets: the oldest goes, silently
-    assert rec.rejects == []
-    rec.gate.set()
-    assert w.stop(10)
-    assert rec.log == ["result 0", "reset", "result 1"]
 
 
 def test_failures_are_counted_and_the_worker_goes_on():
@@ -144,13 +112,12 @@ def test_stop_reports_a_worker_that_does_not_finish():
     rec.gate.set()
 
 
-def test_without_reset_callable_resets_are_ignored_and_unstarted_stop_is_immediate():
+def test_unstarted_stop_is_immediate():
     rec = Recorder()
     w = InferenceWorker(rec.predict, rec.publish, lambda k, m: None, rec.latencies.append)
     assert w.stop(0.01)  # never started
     w2 = InferenceWorker(rec.predict, rec.publish, lambda k, m: None, rec.latencies.append)
     w2.start()
-    w2.reset_dialogue()
     w2.submit(Window(1.0, 2.0))
     assert w2.stop(10)
     assert rec.log == ["result 1"] and w2.max_pending == MAX_PENDING_WINDOWS == 16

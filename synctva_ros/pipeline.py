@@ -56,6 +56,13 @@ from synctva_ros.streaming import StreamingFeatureCache
 
 __all__ = ["EmotionPipeline"]
 
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities ``(C,)`` of logits ``(C,)`` (float64, shifted by the maximum)."""
+    probs = np.exp(logits - logits.max())
+    return probs / probs.sum()
+
+
 log = logging.getLogger(__name__)
 
 
@@ -135,14 +142,11 @@ class EmotionPipeline:
             if self.active[m]:
                 setattr(feats, m, ModalityFeatures(rng.standard_normal((4, self.dims[m])).astype(np.float32),
                                                    np.linspace(0.0, 1.0, 4, dtype=np.float32)))
-        batch = collate([feats], self.dims, contexts=[[]] if self.context_turns > 0 else None,
-                        context_turns=self.context_turns)
         try:
-            logits, contrib = (np.asarray(a, dtype=np.float64) for a in self.backend.infer(batch))
+            logits, contrib = self._infer(feats)  # no turns for the probe session: an empty context
             if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(contrib))):
                 raise ValueError(f"non-finite outputs: logits {logits.tolist()}, contributions {contrib.tolist()}")
-            probs = np.exp(logits[0] - logits[0].max())
-            expected_affect(probs / probs.sum(), self.class_names)
+            expected_affect(_softmax(logits), self.class_names)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {self.name}: the probe inference at start-up failed on "
                                   f"{self.backend_name}, every window would fail or be wrong: {exc}") from exc
@@ -198,16 +202,22 @@ class EmotionPipeline:
         Returns:
             probabilities ``(C,)`` and contributions ``(3,)`` (text, audio, visual), float64.
         """
+        logits, contrib = self._infer(feats)
+        return _softmax(logits), contrib
+
+    def _infer(self, feats: UtteranceFeatures) -> tuple[np.ndarray, np.ndarray]:
+        """The backend's logits ``(C,)`` and contributions ``(3,)`` (float64) for one window's features.
+
+        The pooled context is the last ``context_turns`` sentence embeddings of ``feats.dialogue_id``
+        in :attr:`dialogue` (read only).
+        """
         contexts = None
         if self.context_turns > 0:
             turns = self.dialogue.turns(feats.dialogue_id)
             contexts = [[t.sentence for t in turns if t.sentence is not None][-self.context_turns:]]
         batch = collate([feats], self.dims, contexts=contexts, context_turns=self.context_turns)
         logits, contrib = self.backend.infer(batch)
-        logits = np.asarray(logits, dtype=np.float64)[0]
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        return probs, np.asarray(contrib, dtype=np.float64)[0]
+        return np.asarray(logits, dtype=np.float64)[0], np.asarray(contrib, dtype=np.float64)[0]
 
     def predict(self, window: UtteranceWindow) -> EmotionResult:
         """Recognise the emotion of one window, then add it to its session's dialogue context.

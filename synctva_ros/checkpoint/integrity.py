@@ -115,7 +115,8 @@ def integrity_problems(manifest: Mapping[str, Any], weights_sha256: str | None =
     problems = _record_problems(rec)
     if problems:
         return problems
-    if canonical_manifest_sha256(manifest) != rec["manifest_sha256"]:
+    now = canonical_manifest_sha256(manifest)
+    if now != rec["manifest_sha256"]:
         have, was = manifest_key_digests(manifest), rec.get("manifest_keys")
         if isinstance(was, Mapping):
             keys = sorted(k for k in set(have) | set(was) if have.get(k) != was.get(k))
@@ -123,7 +124,7 @@ def integrity_problems(manifest: Mapping[str, Any], weights_sha256: str | None =
         else:
             what = "(the record lists no per-key digests)"
         problems.append(f"manifest.json differs from the manifest that was saved {what}: canonical sha256 "
-                        f"{canonical_manifest_sha256(manifest)[:16]}... != recorded {rec['manifest_sha256'][:16]}...")
+                        f"{now[:16]}... != recorded {rec['manifest_sha256'][:16]}...")
     if weights_sha256 is not None and weights_sha256 != rec["weights_sha256"]:
         problems.append(f"model.safetensors has sha256 {weights_sha256[:16]}... but {rec['weights_sha256'][:16]}... "
                         "was recorded at save: the weights were changed or corrupted after saving")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes, save as save_bytes
 
 from synctva_ros import __version__
 from synctva_ros.checkpoint.integrity import INTEGRITY_KEY, count, integrity_problems, integrity_record
@@ -128,8 +129,9 @@ def save_checkpoint(directory: str | os.PathLike[str], model: SyncTVA, manifest:
         tensors[k] = v.detach().to("cpu").contiguous()
     tmp_w = out / (WEIGHTS_FILE + ".tmp")
     tmp_m = out / (MANIFEST_FILE + ".tmp")
-    save_file(tensors, str(tmp_w), metadata={"format": str(FORMAT), "producer": "synctva_ros"})
-    _write_manifest(tmp_m, man, file_sha256(tmp_w))
+    data = save_bytes(tensors, metadata={"format": str(FORMAT), "producer": "synctva_ros"})
+    tmp_w.write_bytes(data)
+    _write_manifest(tmp_m, man, hashlib.sha256(data).hexdigest())  # hashed as written, no re-read
     os.replace(tmp_w, out / WEIGHTS_FILE)
     os.replace(tmp_m, out / MANIFEST_FILE)
     return out
@@ -274,9 +276,11 @@ def load_checkpoint(directory: str | os.PathLike[str], expected_extractors: Mapp
     wpath = d / WEIGHTS_FILE
     if not wpath.is_file():
         raise CheckpointError(f"checkpoint {d} has no {WEIGHTS_FILE}")
-    try:
-        weights_sha256 = file_sha256(wpath)
-        tensors = load_file(str(wpath), device="cpu")
+    try:  # one read: the same bytes are hashed for the integrity check and deserialised
+        data = wpath.read_bytes()
+        weights_sha256 = hashlib.sha256(data).hexdigest()
+        tensors = load_bytes(data)
+        del data
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{wpath} is corrupt or truncated: {exc}") from exc
     extra = {k: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}

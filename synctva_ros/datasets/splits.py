@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from synctva_ros.datasets.iemocap import IEMOCAP_CLASSES, read_iemocap
-from synctva_ros.datasets.meld import MELD_CLASSES, read_meld
+from synctva_ros.datasets.meld import MELD_CLASSES, MELD_SPLIT_FILES, read_meld
 from synctva_ros.datasets.utterance import Utterance
 
 __all__ = ["DEFAULT_DATA_DIR", "SPLIT_FILES", "dataset_classes", "load_utterances"]
@@ -21,9 +21,8 @@ DEFAULT_DATA_DIR = Path(os.environ.get("SYNCTVA_DATA", "/work/shared/data"))
 
 #: ``(dataset, split) -> file`` relative to the data directory.
 SPLIT_FILES: dict[tuple[str, str], str] = {
-    ("meld", "train"): "meld/train_sent_emo.csv", ("meld", "dev"): "meld/dev_sent_emo.csv",
-    ("meld", "test"): "meld/test_sent_emo.csv", ("iemocap", "train"): "iemocap/train.jsonl",
-    ("iemocap", "valid"): "iemocap/valid.jsonl", ("iemocap", "test"): "iemocap/test.jsonl"}
+    **{("meld", s): f"meld/{f}" for s, f in MELD_SPLIT_FILES.items()},
+    **{("iemocap", s): f"iemocap/{s}.jsonl" for s in ("train", "valid", "test")}}
 
 
 def dataset_classes(dataset: str) -> tuple[str, ...]:

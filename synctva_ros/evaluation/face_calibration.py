@@ -22,7 +22,7 @@ import numpy as np
 from synctva_ros.features.faces.experts import DEFAULT_EXPERTS, MELD_ORDER, VisualExpert
 from synctva_ros.model.calibration import expected_calibration_error, fit_temperature, nll
 from synctva_ros.model.experts import log_softmax
-from .faces import _read_rgb, read_face_labels
+from .faces import read_face_labels, read_rgb
 
 __all__ = ["PROB_FLOOR", "face_log_probs", "calibrate_face_temperature"]
 
@@ -50,7 +50,7 @@ def face_log_probs(rows: Sequence[tuple[Path, str]], expert: VisualExpert) -> tu
     out = np.full((len(rows), len(MELD_ORDER)), np.nan)
     found = np.zeros(len(rows), bool)
     for i, (path, _) in enumerate(rows):
-        faces = expert(_read_rgb(Path(path)), track=False)
+        faces = expert(read_rgb(path), track=False)
         if faces:
             best = max(faces, key=lambda f: f.area)
             out[i] = np.log(np.maximum(best.probs.astype(np.float64), PROB_FLOOR))
@@ -96,8 +96,8 @@ def calibrate_face_temperature(csv_path: str | Path, limit: int = 400, seed: int
     t0 = time.perf_counter()
     lp, y, found = face_log_probs(rows, vx)
     n_fit = int(round(len(rows) * fit_fraction))
-    fit_part, held = np.arange(len(rows)) < n_fit, np.arange(len(rows)) >= n_fit
-    a, b = fit_part & found, held & found
+    fit_part = np.arange(len(rows)) < n_fit
+    a, b = fit_part & found, ~fit_part & found
     if not a.any() or not b.any():
         raise ValueError(f"no face found in the fitting or the held-out part ({a.sum()}, {b.sum()} faces)")
     fit = fit_temperature(lp[a], y[a])

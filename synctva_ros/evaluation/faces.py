@@ -22,7 +22,7 @@ import numpy as np
 from synctva_ros.features.faces.experts import DEFAULT_EXPERTS, MELD_ORDER, VisualExpert
 from .metrics import classification_metrics, plot_confusion
 
-__all__ = ["LABEL_TO_MELD", "read_face_labels", "evaluate_faces"]
+__all__ = ["LABEL_TO_MELD", "read_face_labels", "read_rgb", "evaluate_faces"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,15 @@ def read_face_labels(csv_path: str | Path) -> tuple[list[tuple[Path, str]], dict
     return rows, skipped
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file (any format OpenCV reads) as the experts take it.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        FileNotFoundError: missing or undecodable file.
+    """
     # deferred: OpenCV is needed only to decode images
     import cv2
 
@@ -97,12 +105,10 @@ def evaluate_faces(csv_path: str | Path, out_dir: str | Path | None = None, dete
     if not rows:
         raise ValueError(f"{csv_path}: no rows with a label the model knows (skipped {skipped})")
     vx = expert or VisualExpert(detector=detector, experts=experts)
-    y_true, preds, found, times = [], {"ensemble": []}, 0, []
     per_names = list(vx.experts)
-    for name in per_names:
-        preds[name] = []
+    y_true, preds, found, times = [], {k: [] for k in ["ensemble", *per_names]}, 0, []
     for path, label in rows:
-        img = _read_rgb(path)
+        img = read_rgb(path)
         t0 = time.perf_counter()
         faces = vx(img, track=False)
         times.append(time.perf_counter() - t0)

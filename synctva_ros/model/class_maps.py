@@ -171,8 +171,13 @@ def get_class_map(name: str) -> ClassMap:
     return CLASS_MAPS[name]
 
 
-def _matrix(class_map: ClassMap | np.ndarray) -> np.ndarray:
-    return class_map.matrix if isinstance(class_map, ClassMap) else np.asarray(class_map, np.float64)
+def _checked(x: np.ndarray, class_map: ClassMap | np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x as float64, the map's matrix)``; ValueError when ``x``'s last axis is not the map's ``C_src``."""
+    m = class_map.matrix if isinstance(class_map, ClassMap) else np.asarray(class_map, np.float64)
+    x = np.asarray(x, np.float64)
+    if x.shape[-1] != m.shape[0]:
+        raise ValueError(f"{what} over {x.shape[-1]} classes, class map expects {m.shape[0]}")
+    return x, m
 
 
 def apply_class_map(probs: np.ndarray, class_map: ClassMap | np.ndarray) -> np.ndarray:
@@ -188,10 +193,7 @@ def apply_class_map(probs: np.ndarray, class_map: ClassMap | np.ndarray) -> np.n
     Raises:
         ValueError: the last axis is not ``C_src``.
     """
-    m = _matrix(class_map)
-    p = np.asarray(probs, np.float64)
-    if p.shape[-1] != m.shape[0]:
-        raise ValueError(f"probabilities over {p.shape[-1]} classes, class map expects {m.shape[0]}")
+    p, m = _checked(probs, class_map, "probabilities")
     return p @ m
 
 
@@ -204,10 +206,7 @@ def map_log_probs(log_probs: np.ndarray, class_map: ClassMap | np.ndarray) -> np
     Raises:
         ValueError: the last axis is not ``C_src``.
     """
-    m = _matrix(class_map)
-    lp = np.asarray(log_probs, np.float64)
-    if lp.shape[-1] != m.shape[0]:
-        raise ValueError(f"log-probabilities over {lp.shape[-1]} classes, class map expects {m.shape[0]}")
+    lp, m = _checked(log_probs, class_map, "log-probabilities")
     with np.errstate(divide="ignore"):
         a = lp[..., :, None] + np.log(m)  # (..., C_src, C_dst)
     top = a.max(-2, keepdims=True)

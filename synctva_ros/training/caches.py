@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from synctva_ros.config import FeaturesConfig, SyncTVAConfig
 from synctva_ros.datasets.cache import (CACHE_FORMAT, CachedSplit, build_cache, cache_key, cache_stem, find_cache,
                                         load_cache)
+from synctva_ros.datasets.cache.parts import write_cache
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.training.config import TrainingConfig
 
@@ -168,9 +169,4 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
     new_header = {**header, "key": key, "extractors": extractors, "utterances": rows,
                   "dims": {**header["dims"], "text": enc.dim}, "derived_from": str(stem.name),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = out.with_suffix(".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
-              metadata={"format": CACHE_FORMAT, "key": key})
-    out.with_suffix(".json").write_text(json.dumps(new_header, ensure_ascii=False, indent=0))
-    os.replace(tmp, out.with_suffix(".safetensors"))
-    return out.with_suffix(".safetensors")
+    return write_cache(out, arrays, new_header)

@@ -42,8 +42,10 @@ class SensorClock:
     @property
     def sensor_latest(self) -> float | None:
         """Newest camera (``"frame"``) or ``"audio"`` time since the last :meth:`clear` (seconds), or ``None``."""
-        times = [t for k, t in self._latest.items() if k in ("frame", "audio")]
-        return max(times) if times else None
+        frame, audio = self._latest.get("frame"), self._latest.get("audio")  # per message: no list built
+        if frame is None or audio is None:
+            return audio if frame is None else frame
+        return max(frame, audio)
 
     def last(self, stream: str) -> float | None:
         """Newest time seen on ``stream`` since the last :meth:`clear` (seconds), or ``None``."""

@@ -71,11 +71,11 @@ def clean_text(text: str) -> tuple[str, bool]:
 def bound_field(value: object, limit: int = MAX_FIELD_CHARS) -> tuple[str, bool]:
     """``(string, cut)``: ``str(value)`` without control characters, cut to ``limit`` characters."""
     s = str(value)
-    if len(s) > 4 * limit:  # do not scan a megabyte for control characters
+    too_long = len(s) > 4 * limit
+    if too_long:  # do not scan a megabyte for control characters
         s = s[:4 * limit]
     s = _CONTROLS.sub("", s)
-    cut = len(s) > limit or len(str(value)) > 4 * limit
-    return s[:limit], cut
+    return s[:limit], too_long or len(s) > limit
 
 
 def clean_transcript(counters: WindowerCounters, text: str, **fields: object) -> tuple[str, dict[str, str]]:

@@ -48,3 +48,11 @@ def test_selection_and_loss_keys_and_the_renamed_report_keys(caplog):
 def test_bad_selection_values_raise(override):
     with pytest.raises(ConfigError):
         load_training_config(None, [override])
+
+
+def test_loss_names_match_the_model_losses():
+    """training.config keeps its own copy of the loss names (no torch import on config load): keep them equal."""
+    from synctva_ros.model.losses import LOSSES
+    from synctva_ros.training.config import _LOSSES
+
+    assert _LOSSES == ("", *LOSSES)

@@ -35,3 +35,16 @@ def test_went_back_only_beyond_the_tolerance_and_per_stream():
     assert not c.went_back("audio", 0.0, 2.0)
     c.advance("transcript", 50.0)
     assert not c.went_back("frame", 9.0, 2.0)  # another stream's newer time does not matter
+
+
+def test_sensor_latest_is_the_newest_camera_or_audio_time_only():
+    c = SensorClock()
+    assert c.sensor_latest is None
+    c.advance("transcript", 50.0)
+    assert c.sensor_latest is None and c.latest == 50.0
+    c.advance("audio", 3.0)
+    assert c.sensor_latest == 3.0
+    c.advance("frame", 4.0)
+    assert c.sensor_latest == 4.0
+    c.advance("audio", 6.0)
+    assert c.sensor_latest == 6.0

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from synctva_ros.datasets.cache.keys import CACHE_FORMAT
 
-__all__ = ["part_path", "part_done", "save_part", "merge_parts"]
+__all__ = ["part_path", "part_done", "save_part", "merge_parts", "write_cache"]
 
 
 def part_path(parts: Path, c: int) -> Path:
@@ -60,10 +60,7 @@ def merge_parts(parts: Path, n_chunks: int, stem: Path, header: dict[str, Any]) 
                   "audio_x": np.zeros((0, header["dims"]["audio"]), np.float16),
                   "audio_t": np.zeros(0, np.float32),
                   "sentence": np.zeros((0, header["dims"]["text"]), np.float16)}
-    tmp = stem.with_suffix(".tmp")
-    save_file(merged, str(tmp), metadata={"format": CACHE_FORMAT, "key": header["key"]})
-    stem.with_suffix(".json").write_text(json.dumps({**header, "utterances": rows}, ensure_ascii=False, indent=0))
-    os.replace(tmp, stem.with_suffix(".safetensors"))
+    write_cache(stem, merged, {**header, "utterances": rows})
     for c in range(n_chunks):
         for suffix in (".safetensors", ".json"):
             (parts / f"{c:05d}{suffix}").unlink(missing_ok=True)
@@ -71,3 +68,23 @@ def merge_parts(parts: Path, n_chunks: int, stem: Path, header: dict[str, Any]) 
         parts.rmdir()
     except OSError:
         pass
+
+
+def write_cache(stem: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> Path:
+    """Write a finished cache: arrays to ``{stem}.tmp``, the JSON index, then rename to ``{stem}.safetensors``.
+
+    Args:
+        stem: the cache's path without suffix.
+        arrays: ``text_x``, ``audio_x``, ``audio_t``, ``sentence`` (see :mod:`synctva_ros.datasets.cache`).
+        header: the complete JSON index (``key``, ``dims``, ``utterances``...); its ``key`` also goes
+            into the safetensors metadata with :data:`CACHE_FORMAT`.
+
+    Returns:
+        ``{stem}.safetensors``; the rename comes last, so a cache whose ``.safetensors`` exists is complete.
+    """
+    tmp = stem.with_suffix(".tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
+              metadata={"format": CACHE_FORMAT, "key": header["key"]})
+    stem.with_suffix(".json").write_text(json.dumps(header, ensure_ascii=False, indent=0))
+    os.replace(tmp, stem.with_suffix(".safetensors"))
+    return stem.with_suffix(".safetensors")

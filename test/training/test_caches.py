@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from synctva_ros.config import FeaturesConfig
-from synctva_ros.datasets.cache import find_cache, load_cache
+from synctva_ros.datasets.cache import build_cache, find_cache, load_cache
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.training.caches import build_text_layer_cache, load_split_cache
 from synctva_ros.training.config import load_training_config
@@ -46,3 +46,30 @@ def test_load_split_cache_matches_extractors_limits_and_derives_the_text_layer(t
     derived = load_split_cache(tcfg, cfg, "train")
     assert derived.identities["text"]["layer"] == 3 and len(derived.items) == 21
     assert len(find_cache(cache, "meld", "train")) == 2
+
+
+def test_derived_context_cache_equals_a_cache_built_with_that_context(tiny_cache, tiny_utterances, tmp_path):
+    """Re-encoding with 2 turns of context rebuilt from the rows gives the text `synctva cache` computes."""
+    src = find_cache(tiny_cache, "meld", "dev")[0]
+    cfg = FeaturesConfig(text_max_tokens=16, audio_max_nodes=8, text_layer=3, text_context_turns=2,
+                         text_context_max_tokens=24)
+    enc = TextEncoder(cfg.text_encoder, max_tokens=16, layer=3, context_turns=2, context_max_tokens=24)
+    derived_path = build_text_layer_cache(src, cfg, tmp_path / "derived", encoder=enc)
+    derived = load_cache(derived_path)
+    direct = load_cache(build_cache("meld", "dev", cfg, tmp_path / "direct", progress=False,
+                                    extractors={"text": enc, "audio": None, "visual": None},
+                                    utterances=tiny_utterances("dev")))
+    assert derived.identities["text"] == direct.identities["text"]
+    assert derived.identities["text"]["context_turns"] == 2
+    by_id = {it.meta["utterance_id"]: it for it in direct.items}
+    plain = load_cache(src)
+    changed = 0
+    for a, b in zip(derived.items, plain.items):
+        np.testing.assert_allclose(a.text.x, by_id[a.meta["utterance_id"]].text.x, atol=1e-3)
+        np.testing.assert_array_equal(a.audio.x, b.audio.x)  # audio copied from the context-free source
+        changed += a.text.x.shape == b.text.x.shape and not np.allclose(a.text.x, b.text.x, atol=0.1)
+    assert changed >= len(plain.items) - 3  # all but the 3 first turns (no context) differ from layer -1
+    # and back: a context-free cache derived from the context cache
+    cfg0 = FeaturesConfig(text_max_tokens=16, audio_max_nodes=8, text_layer=3)
+    back = load_cache(build_text_layer_cache(derived_path, cfg0, tmp_path / "back"))
+    assert "context_turns" not in back.identities["text"]

@@ -23,7 +23,11 @@ selection protocol is issue 8's):
    decision (with ``training.report_each_epoch`` its scores are only logged in the history);
 6. at the end the selected model is scored once on the report split; the manifest ``metrics`` and
    ``metrics.json`` hold ``valid`` and ``report`` (accuracy, weighted F1, macro F1, per class), the
-   manifest ``training.validation`` the held-out dialogue ids, their sha256 and the counts;
+   manifest ``training.validation`` the held-out dialogue ids, their sha256 and the counts; the
+   selected model's temperature (Guo et al. 2017) is fitted on the validation split
+   (:func:`~synctva_ros.model.calibration.fit_temperature`) and stored as manifest
+   ``training.calibration`` (with NLL and ECE before/after), the model expert's temperature in a
+   product of experts (:mod:`synctva_ros.model.experts`);
 7. a resume file (``resume.pt`` in ``out_dir``: model, optimizer, epoch, best state, torch RNG) is
    written after each epoch, so ``resume=True`` ends with the same result as an uninterrupted run.
 
@@ -50,6 +54,7 @@ from tqdm import tqdm
 
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.evaluation.metrics import classification_metrics
+from synctva_ros.model.calibration import fit_temperature
 from synctva_ros.model.losses import build_loss
 from synctva_ros.training.config import TrainingConfig, load_training_config
 from synctva_ros.training.data import UtteranceDataset, make_loader
@@ -57,7 +62,7 @@ from synctva_ros.training.prepare import TrainingData, build_model, prepare_data
 from synctva_ros.training.saving import METRICS_FILE, REPORTED, metric_summary, save_trained, write_metrics
 from synctva_ros.training.seeds import parse_seeds, write_seeds_report
 
-__all__ = ["train", "train_seeds", "train_from_file", "seed_everything", "evaluate_model", "score",
+__all__ = ["train", "train_seeds", "train_from_file", "seed_everything", "evaluate_model", "score", "calibrate",
            "train_one_epoch", "RESUME_FILE"]
 
 log = logging.getLogger(__name__)
@@ -229,7 +234,9 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
     if best_state is not None:
         final = copy.deepcopy(model)
         final.load_state_dict(best_state)
-        vm = score(final, data.valid_ds, data.names, tcfg.eval_batch_size, device)
+        y, pred, probs = evaluate_model(final, data.valid_ds, tcfg.eval_batch_size, device)
+        vm = classification_metrics(y, pred, data.names)
+        info["calibration"] = calibrate(probs, y)
         rm = score(final, data.report_ds, data.names, tcfg.eval_batch_size, device) if data.report_ds else None
         _save(out, final, best_state, info, vm, rm, best_epoch, history, **save)
         write_metrics(out, {"name": tcfg.name, "dataset": tcfg.dataset, "best_epoch": best_epoch + 1,
@@ -240,6 +247,27 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
             log.info("report split %s: acc %.4f  weighted F1 %.4f  macro F1 %.4f", tcfg.report_split,
                      rm["accuracy"], rm["weighted_f1"], rm["macro_f1"])
     return out
+
+
+def calibrate(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Temperature of a trained model on held-out probabilities (Guo et al. 2017), as a JSON object.
+
+    Args:
+        probs: ``(N, C)`` softmax outputs on the validation split (clipped to ``>= 1e-12`` before the log,
+            so a confidently wrong row has a finite NLL).
+        labels: ``(N,)`` class indices.
+
+    Returns:
+        :meth:`~synctva_ros.model.calibration.TemperatureFit.as_dict` (``temperature``, ``n``, NLL and
+        ECE before and after) plus ``"split": "valid"``.
+
+    Raises:
+        ValueError: empty or non-finite input (:func:`~synctva_ros.model.calibration.fit_temperature`).
+    """
+    fit = fit_temperature(np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)), labels)
+    log.info("temperature on the validation split: T = %.3f (NLL %.4f -> %.4f, ECE %.4f -> %.4f)", fit.temperature,
+             fit.nll_before, fit.nll_after, fit.ece_before, fit.ece_after)
+    return {**fit.as_dict(), "split": "valid"}
 
 
 def _valid_split_record(tcfg: TrainingConfig, data: TrainingData) -> dict[str, Any]:

@@ -51,6 +51,9 @@ def test_train_end_to_end_writes_a_loadable_checkpoint(tiny_cache, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["valid"]["weighted_f1"] == val["weighted_f1"] and metrics["report"]["macro_f1"] == rep["macro_f1"]
     assert metrics["valid_split"]["valid_dialogues_sha256"] == v["valid_dialogues_sha256"]
+    cal = man["training"]["calibration"]  # temperature fitted on the 7 validation utterances
+    assert cal["split"] == "valid" and cal["n"] == 7 and cal["temperature"] > 0
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
     model, _ = load_checkpoint(out, expected_extractors=man["extractors"])
     assert model.active["visual"] is False
 

@@ -4,8 +4,8 @@
 extractor identities match the configuration (:mod:`synctva_ros.datasets.cache`). Top-k
 fine-tuning (``model.text_top_layers = K``) needs text nodes from the encoder's layer
 ``features.text_layer`` instead of its last layer, and comparing dialogue-context lengths
-(``features.text_context_turns``) needs text encoded with another context: when only a cache with
-other text settings exists, :func:`build_text_layer_cache` derives one from it, copying the
+(``features.text_context_turns``) or text encoders needs text encoded otherwise: when only a cache
+with other text settings (encoder, layer, context, ``max_tokens``) and the same audio exists, :func:`build_text_layer_cache` derives one from it, copying the
 (expensive, about 0.2 s per utterance) audio nodes and re-encoding only the text (MiniLM: about
 10 ms per utterance alone, about 25 ms with 4 turns of context). The contexts are rebuilt from the
 cache's own rows (dialogue id, utterance index, speaker, text) by
@@ -49,21 +49,20 @@ def _wanted_identities(cfg: SyncTVAConfig) -> dict[str, Any]:
                       "max_nodes": f.audio_max_nodes, "level": f.audio_level}}
 
 
-#: Text settings a cache can be re-encoded with (:func:`build_text_layer_cache`); the rest must match.
-_TEXT_SETTINGS = (("text", "layer"), ("text", "context_turns"), ("text", "context_max_tokens"))
 
 
 def _identities_match(stored: dict[str, Any], wanted: dict[str, Any], ignore: tuple[str, ...] = ()) -> bool:
+    """Whether a cache's stored extractor identities have the wanted keys, modalities in ``ignore`` aside."""
     for m, keys in wanted.items():
         s = stored.get(m)
         if s is None:
             continue  # modality not cached: it will be inactive
-        if any(s.get(k) != v for k, v in keys.items() if (m, k) not in ignore):
+        if m not in ignore and any(s.get(k) != v for k, v in keys.items()):
             return False
     return True
 
 
-def _pick(found: list[Path], wanted: dict[str, Any], limit: int, ignore: tuple = ()) -> Path | None:
+def _pick(found: list[Path], wanted: dict[str, Any], limit: int, ignore: tuple[str, ...] = ()) -> Path | None:
     for p in found:
         header = json.loads(p.with_suffix(".json").read_text())
         if not _identities_match(header.get("extractors", {}), wanted, ignore):
@@ -102,7 +101,7 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     wanted = _wanted_identities(cfg)
     path = _pick(found, wanted, limit)
     if path is None:
-        source = _pick(found, wanted, limit, ignore=_TEXT_SETTINGS)
+        source = _pick(found, wanted, limit, ignore=("text",))
         if source is not None:
             log.info("deriving a text cache (layer %d, %d context turns) of %s/%s from %s", cfg.features.text_layer,
                      cfg.features.text_context_turns, tcfg.dataset, split, source.name)
@@ -124,7 +123,7 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
 
     Args:
         source: an existing cache (``.safetensors``/``.json`` path or stem) of the same split,
-            built with the same text encoder name and ``max_tokens`` (any layer and context).
+            any text settings (only its rows and audio are used).
         features: configuration of the new text extractor (``text_encoder``, ``text_max_tokens``,
             ``text_layer``, ``text_context_turns``, ``text_context_max_tokens``).
         out_dir: where to write (name ``{dataset}_{split}_{key}`` with the new key); an existing
@@ -135,8 +134,7 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
         Path of the new cache's ``.safetensors`` (its ``.json`` index beside it).
 
     Raises:
-        FileNotFoundError: missing source; ValueError: the source is not a cache, or was built
-        with another text encoder / ``max_tokens``.
+        FileNotFoundError: missing source; ValueError: the source is not a cache.
     """
     p = Path(source)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
@@ -146,11 +144,7 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
     enc = encoder or TextEncoder(features.text_encoder, max_tokens=features.text_max_tokens,
                                  layer=features.text_layer, context_turns=features.text_context_turns,
                                  context_max_tokens=features.text_context_max_tokens)
-    old = (header.get("extractors") or {}).get("text") or {}
     new_ident = enc.identity()
-    for k in ("name", "weights_sha256", "max_tokens"):
-        if old and old.get(k) != new_ident.get(k):
-            raise ValueError(f"{stem}: text {k} {old.get(k)!r} differs from the configured {new_ident.get(k)!r}")
     extractors = {**header["extractors"], "text": new_ident}
     key = cache_key(extractors, header.get("speech"))
     out = cache_stem(out_dir, header["dataset"], header["split"], key)

@@ -28,8 +28,11 @@ def test_text_layer_cache_reencodes_text_and_keeps_audio(tiny_cache, tmp_path):
         np.testing.assert_allclose(b.text.x, tok, atol=2e-2, rtol=1e-2)
         assert not np.allclose(a.text.x, b.text.x, atol=0.1)  # layer 4, not the last layer
     assert build_text_layer_cache(src, cfg, tmp_path, encoder=enc) == path  # an existing one is reused
-    with pytest.raises(ValueError, match="max_tokens"):
-        build_text_layer_cache(src, FeaturesConfig(text_max_tokens=32, text_layer=4), tmp_path / "x")
+    longer = load_cache(build_text_layer_cache(src, FeaturesConfig(text_max_tokens=32, text_layer=4), tmp_path / "x"))
+    assert longer.identities["text"]["max_tokens"] == 32  # any text settings: only rows and audio are reused
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not a synctva-feature-cache"):
+        build_text_layer_cache(tmp_path / "bad.json", cfg, tmp_path / "y")
 
 
 def test_load_split_cache_matches_extractors_limits_and_derives_the_text_layer(tiny_cache, tmp_path):

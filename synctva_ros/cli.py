@@ -38,7 +38,7 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     from synctva_ros.bags.make_bag import make_bag
 
     summary = make_bag(args.csv, args.out, storage=args.storage, dialogues=args.dialogues,
-                       max_utterances=args.max_utterances)
+                       max_utterances=args.max_utterances, faces=args.faces)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dialogues", type=lambda s: [int(x) for x in s.split(",")], default=None,
                    help="comma-separated Dialogue_IDs to include (default all)")
     p.add_argument("--max-utterances", type=int, default=None)
+    p.add_argument("--faces", type=Path, default=None, metavar="LABELS.csv",
+                   help="stage the camera: each utterance shows a face photograph of its emotion from this "
+                        "labelled set (image,emotion CSV, e.g. ../shared/data/faces/labels.csv)")
     p.set_defaults(func=cmd_make_bag)
 
     p = sub.add_parser("replay", help="publish a bag on live topics with its original timing and /clock")

@@ -6,7 +6,7 @@ offline predictions for the same window are the same by construction:
     window --(extractors: text / audio / visual)--> UtteranceFeatures
            --(collate, dialogue context)--> Batch
            --(backend: Sync-TVA fusion)--> logits, contributions
-           --(softmax, affect table)--> EmotionResult
+           --(product of experts with the face evidence, affect table)--> EmotionResult
 
 A branch is *active* when the checkpoint trained it and its extractor can run here;
 inactive branches are treated as absent and reported so (never run on weights it
@@ -29,6 +29,14 @@ sentence embeddings the model's pooled context (the checkpoint's ``context_turns
 in which windows are predicted; it is forgotten (:meth:`EmotionPipeline.reset_dialogue`) when a window
 of a new windower session arrives (``UtteranceWindow.session``: sensor time jumped). The node and
 ``synctva evaluate`` predict their windows through the same calls, so they reset at the same window.
+
+Facial-expression expert (``features.face_expert``, default on; its weights from ``make setup``): the window's
+frames thinned to ``features.face_fps`` give the evidence of the speaker's face
+(:mod:`synctva_ros.features.faces.evidence`; with streaming, computed as the frames arrive), fused with the
+Sync-TVA network's softmax as a product of calibrated experts (:mod:`synctva_ros.model.window_fusion`; the
+checkpoint's ``expert_fusion`` block or the defaults of :mod:`synctva_ros.checkpoint.fusion`). Not installed:
+logged once, the visual evidence is absent (never random weights). A window without a face is fused without
+it: the result is then the network's own posterior.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import torch
 
 from synctva_ros.backends import create_backend
 from synctva_ros.checkpoint import CheckpointError, load_checkpoint, read_manifest, restore_text_top
+from synctva_ros.checkpoint.fusion import fusion_for_manifest
 from synctva_ros.config import SyncTVAConfig, resolve_path
 from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
 from synctva_ros.core.modalities import MODALITIES
@@ -50,8 +59,11 @@ from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.emotion import EmotionResult
 from synctva_ros.features.base import FeatureExtractor
 from synctva_ros.features.dialogue import DialogueContext
+from synctva_ros.features.faces.evidence import FaceEvidence, build_face_evidence
 from synctva_ros.features.registry import build_extractors
 from synctva_ros.model.affect import expected_affect
+from synctva_ros.model.experts import ExpertFusion
+from synctva_ros.model.window_fusion import WindowFusion, fuse_window
 from synctva_ros.streaming import StreamingFeatureCache
 
 __all__ = ["EmotionPipeline"]
@@ -110,15 +122,23 @@ class EmotionPipeline:
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
         self.backend = create_backend(cfg.runtime, self.model, self.manifest)
-        #: Streaming feature cache of the active audio/visual branches (``None`` when off or none active).
+        #: The product of experts (checkpoint block or defaults) and whether the block was the manifest's.
+        self.fusion, self.fusion_block, self.fusion_from_manifest = self._fusion()
+        #: The facial-expression stage (``None``: off, weights missing, or classes it cannot map onto).
+        self.faces = build_face_evidence(cfg.features.face_expert, cfg.features.face_fps,
+                                         cfg.features.face_policy) if self.fusion is not None else None
+        if self.fusion is None:
+            self.fusion = ExpertFusion(prior=np.ones(len(self.class_names)))
+        #: Streaming feature cache of the active audio/visual branches and the face stage (``None`` when off
+        #: or none of them).
         self.streaming = None
         streamed = {m: self.extractors[m] for m in ("audio", "visual") if self.active[m]}
-        if cfg.features.streaming and streamed:
+        if cfg.features.streaming and (streamed or self.faces is not None):
             self.streaming = StreamingFeatureCache(streamed, buffer_s=cfg.windowing.buffer_s,
                                                    block_s=cfg.features.streaming_block_s,
                                                    oversample=cfg.features.streaming_oversample,
                                                    audio_mode=cfg.features.streaming_audio,
-                                                   drain_timeout_s=cfg.features.streaming_wait_s)
+                                                   drain_timeout_s=cfg.features.streaming_wait_s, faces=self.faces)
         text_k = int(getattr(self.extractors.get("text"), "context_turns", 0) or 0)
         #: Previous windows per session: text turns for the encoder, sentence embeddings for the fusion.
         self.dialogue = DialogueContext(max(self.context_turns, text_k, 1))
@@ -150,6 +170,15 @@ class EmotionPipeline:
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {self.name}: the probe inference at start-up failed on "
                                   f"{self.backend_name}, every window would fail or be wrong: {exc}") from exc
+
+    def _fusion(self) -> tuple[ExpertFusion | None, dict[str, Any], bool]:
+        """The checkpoint's fusion (``expert_fusion`` block or the defaults); ``(None, {}, False)`` when the
+        face evidence cannot be mapped onto its classes (logged; the visual expert is then off)."""
+        try:
+            return fusion_for_manifest(self.manifest)
+        except CheckpointError as exc:
+            log.warning("face expert off for checkpoint %s: %s", self.name, exc)
+            return None, {}, False
 
     @property
     def backend_name(self) -> str:
@@ -219,6 +248,37 @@ class EmotionPipeline:
         logits, contrib = self.backend.infer(batch)
         return np.asarray(logits, dtype=np.float64)[0], np.asarray(contrib, dtype=np.float64)[0]
 
+    def face_evidence(self, window: UtteranceWindow) -> FaceEvidence | None:
+        """The window's face evidence (streamed observations when the cache runs), None when the stage is off.
+        Raises nothing for bad frames (logged and counted)."""
+        if self.faces is None:
+            return None
+        try:
+            if self.streaming is not None and self.streaming.face is not None:
+                return self.streaming.face_evidence_for(window)
+            return self.faces(window)
+        except Exception as exc:  # e.g. an OpenCV error on odd frames: the window goes on without the face
+            log.warning("face evidence failed for window %.3f-%.3f s: %s", window.start, window.end, exc)
+            return None
+
+    def fuse(self, feats: UtteranceFeatures, evidence: FaceEvidence | None) -> WindowFusion:
+        """The network on the window's features (all present modalities, then each of text and audio alone
+        when more than one is present) fused with the face evidence (:func:`~synctva_ros.model.window_fusion.fuse_window`)."""
+        logits, contrib = self._infer(feats)
+        present = [m for m in ("text", "audio") if getattr(feats, m) is not None]
+        single = {m: logits for m in present} if len(present) == 1 and feats.visual is None else \
+            {m: self._infer(self._alone(feats, m))[0] for m in present}
+        return fuse_window(self.fusion, logits, contrib, single, None if evidence is None else evidence.probs)
+
+    @staticmethod
+    def _alone(feats: UtteranceFeatures, modality: str) -> UtteranceFeatures:
+        """A copy of ``feats`` with only ``modality`` (same dialogue id, so the same pooled context)."""
+        out = UtteranceFeatures(dialogue_id=feats.dialogue_id)
+        setattr(out, modality, getattr(feats, modality))
+        if modality == "text":
+            out.sentence = feats.sentence
+        return out
+
     def predict(self, window: UtteranceWindow) -> EmotionResult:
         """Recognise the emotion of one window, then add it to its session's dialogue context.
 
@@ -235,12 +295,17 @@ class EmotionPipeline:
         self._session = session
         feats, stage_s = self.extract(window)
         t0 = time.perf_counter()
-        probs, contrib = self.predict_features(feats)
+        evidence = self.face_evidence(window)
+        stage_s["face"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fused = self.fuse(feats, evidence)
         stage_s["fusion"] = time.perf_counter() - t0
         self.dialogue.add_window(window, feats.sentence)
+        probs, contrib = fused.probabilities, fused.contributions
         idx = int(np.argmax(probs))
         valence, arousal = expected_affect(probs, self.class_names)
         used = {m: getattr(feats, m) is not None for m in MODALITIES}
+        used["visual"] = used["visual"] or fused.visual_used
         return EmotionResult(
             start=window.start, end=window.end,
             class_names=list(self.class_names), probabilities=[float(p) for p in probs],
@@ -250,6 +315,9 @@ class EmotionPipeline:
             present=window.present, active=used,
             transcript=window.transcript or "", model=self.name, backend=self.backend_name,
             stage_s=stage_s, utterance_id=window.utterance_id,
+            modality_probabilities={m: [float(p) for p in v] for m, v in fused.modality_probabilities.items()},
+            faces_seen=0 if evidence is None else evidence.faces_seen,
+            face_track_id=-1 if evidence is None else evidence.face_track_id,
         )
 
     def reset_dialogue(self) -> None:
@@ -264,7 +332,8 @@ class EmotionPipeline:
     def describe(self) -> dict[str, Any]:
         """Name, backend, classes, active branches and streaming counters (for logs and diagnostics)."""
         out = {"model": self.name, "backend": self.backend_name, "classes": self.class_names,
-               "active": dict(self.active)}
+               "active": dict(self.active), "face_expert": self.faces is not None,
+               "expert_fusion": dict(self.fusion_block, source="manifest" if self.fusion_from_manifest else "default")}
         if self.streaming is not None:
             out["streaming"] = self.streaming.describe()
         return out

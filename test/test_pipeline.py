@@ -16,7 +16,9 @@ from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
 @pytest.fixture(scope="module")
 def pipe(tiny_checkpoint):
-    cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint)})
+    # the face expert off: these tests are about the network's branches (test_pipeline_faces.py fuses faces;
+    # the grey 48x64 frames below would pass as face crops)
+    cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint), "features.face_expert": False})
     return EmotionPipeline(cfg)
 
 

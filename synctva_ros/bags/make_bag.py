@@ -5,7 +5,10 @@ video cannot be had here, so each utterance is rendered as speech with
 espeak-ng (:mod:`synctva_ros.datasets.speech`, one voice per speaker) and the
 camera shows a real photograph of a face (``skimage.data.astronaut()``,
 NASA, public domain) shifted by one pixel per frame (-1, 0, +1, ...) so
-consecutive frames differ.
+consecutive frames differ. With ``faces=LABELS.csv`` the camera is staged
+instead: each utterance shows a labelled face photograph with the utterance's
+emotion (:mod:`synctva_ros.bags.staged_faces`, recorded in the bag directory's
+``staged_faces.json``).
 
 Topics (absolute names; the node's relative defaults resolve to them):
 
@@ -46,6 +49,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from skimage.data import astronaut
 from skimage.transform import resize
 
+from synctva_ros.bags.staged_faces import choose_faces, frame_owner, staged_frames, write_staged
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.datasets.meld import MELD_CLASSES, parse_srt_time, read_meld
 from synctva_ros.datasets.rendering import MAX_UTT_S, MIN_UTT_S, plausible_duration, to_s16le
@@ -155,7 +159,8 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
              fps: float = 30.0, size: tuple[int, int] = (640, 480), chunk_s: float = 0.02,
              gap_s: float = 0.8, lead_in_s: float = 0.5, tail_s: float = 1.0,
              stt_latency_s: float = 0.1, sample_rate: int = 16000, min_utt_s: float = MIN_UTT_S,
-             max_utt_s: float = MAX_UTT_S, version: int = 9, overwrite: bool = False) -> dict[str, Any]:
+             max_utt_s: float = MAX_UTT_S, version: int = 9, overwrite: bool = False,
+             faces: str | Path | None = None, faces_seed: int = 0) -> dict[str, Any]:
     """Write a rosbag2 bag of MELD utterances (see the module docstring for the topics).
 
     Args:
@@ -171,11 +176,15 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
             :data:`~synctva_ros.datasets.rendering.MIN_UTT_S`, ``MAX_UTT_S``: 0.3, 30).
         version: rosbag2 metadata version, 9 (Jazzy+) or 8 (Humble).
         overwrite: replace an existing ``out_path``.
+        faces: a labelled face set's CSV (``image,emotion``): stage the camera with a photograph of each
+            utterance's emotion (:mod:`~synctva_ros.bags.staged_faces`); None: the astronaut throughout.
+        faces_seed: seed of the photographs' choice.
 
     Returns:
         Summary dict: ``path, storage, version, utterances, duration_s, start_ns,
         messages`` (per topic), ``utterance_ids``, ``bounds`` (per utterance
-        ``(start_s, end_s)`` relative to the bag start).
+        ``(start_s, end_s)`` relative to the bag start), ``staged_faces`` (``{utterance id:
+        {"image", "label"}}``, empty without ``faces``).
 
     Raises:
         ValueError: bad arguments or CSV, or no rows selected.
@@ -220,6 +229,9 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
     ts = get_synctva_typestore()
     T = ts.types
     face = face_image(size)
+    staged = {} if faces is None else choose_faces([(r.uid, r.emotion) for r, _, _ in placements], faces, faces_seed)
+    shown = staged_frames(staged, [r.uid for r, _, _ in placements], size, face) if staged else [face]
+    starts_s = [first / sample_rate for _, first, _ in placements]
     width, height = int(size[0]), int(size[1])
     chunk = max(1, int(round(chunk_s * sample_rate)))
     ns_per_sample = 1e9 / sample_rate
@@ -239,9 +251,10 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
             if ns >= EPOCH_NS + int(round(total * ns_per_sample)):
                 break
             dx = i % 3 - 1  # -1, 0, +1 px: consecutive frames differ
-            yield ns, 0, TOPIC_IMAGE, lambda ns=ns, dx=dx: T["sensor_msgs/msg/Image"](
+            img = shown[frame_owner(i / fps, starts_s, gap_s)] if staged else face
+            yield ns, 0, TOPIC_IMAGE, lambda ns=ns, dx=dx, img=img: T["sensor_msgs/msg/Image"](
                 header=_header(ts, ns, "camera"), height=height, width=width, encoding="rgb8",
-                is_bigendian=0, step=width * 3, data=np.roll(face, dx, axis=1).reshape(-1))
+                is_bigendian=0, step=width * 3, data=np.roll(img, dx, axis=1).reshape(-1))
 
     bounds: list[tuple[float, float]] = []
 
@@ -260,6 +273,8 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
                 label=row.emotion, label_index=idx, class_names=classes, probabilities=oh, confidence=1.0,
                 valence=0.0, arousal=0.0, modalities=["text", "audio", "visual"],
                 present=np.ones(3, bool), active=np.zeros(3, bool), contributions=np.zeros(3, np.float32),
+                text_probabilities=np.zeros(0, np.float32), audio_probabilities=np.zeros(0, np.float32),
+                visual_probabilities=np.zeros(0, np.float32), faces_seen=0, face_track_id=-1,
                 transcript=row.text, utterance_id=row.uid, dialogue_id=str(row.dialogue_id),
                 model="ground_truth", backend="", latency=0.0)))
             t_ns = e_ns + int(round(stt_latency_s * 1e9))
@@ -281,10 +296,12 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
                                                key=lambda e: (e[0], e[1])):
             writer.write(conns[topic], ns, ts.serialize_cdr(build(), types[topic]))
             counts[topic] += 1
+    if staged:
+        write_staged(out, staged, faces, faces_seed)
     summary = {
         "path": str(out), "storage": storage, "version": version, "utterances": len(rows),
         "duration_s": total / sample_rate, "start_ns": EPOCH_NS, "messages": counts,
-        "utterance_ids": [r.uid for r in rows], "bounds": bounds,
+        "utterance_ids": [r.uid for r in rows], "bounds": bounds, "staged_faces": staged,
     }
     log.info("wrote %s: %d utterances, %.1f s, %s", out, len(rows), total / sample_rate, counts)
     return summary

@@ -113,6 +113,13 @@ class FeaturesConfig:
     max_frames: int = _f(8, "Most frames encoded per window.", range=(1, 64), read_only=True)
     face_crop: bool = _f(True, "Crop the largest face (OpenCV Haar cascade) before encoding.", read_only=True)
     image_size: int = _f(224, "Encoder input size in pixels.", range=(32, 1024), read_only=True)
+    face_expert: bool = _f(True, "Fuse the facial-expression expert (MTCNN + face-api's expression network) with "
+                           "the model as calibrated evidence; off, or its weights not installed: the visual "
+                           "evidence is reported absent.", read_only=True)
+    face_fps: float = _f(5.0, "Camera frames per second of utterance processed by the facial-expression "
+                         "expert (about 60 ms per 640x480 frame on one core).", range=(0.1, 30.0), read_only=True)
+    face_policy: str = _f("largest", "Which face is the speaker's: the track with the largest mean box area, or "
+                          "the one nearest the image centre.", read_only=True, choices=("largest", "central"))
     streaming: bool = _f(True, "Compute audio low-level descriptors and frame embeddings while the utterance "
                          "is going on (synctva_ros.streaming); at window close only the text encoder, the "
                          "audio head/tail and the fusion remain.", read_only=True)

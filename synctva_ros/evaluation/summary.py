@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 from synctva_ros.evaluation.metrics import classification_metrics, latency_stats
 from synctva_ros.evaluation.report import format_table, make_report, write_report
 
-__all__ = ["summarise_predictions"]
+__all__ = ["summarise_predictions", "modality_accuracies", "MODALITY_FIELDS"]
 
 
 def summarise_predictions(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str] | None = None,
@@ -59,3 +59,26 @@ def summarise_predictions(rows: Sequence[Mapping[str, Any]], class_names: Sequen
         if out_dir is not None and "png" in report.get("files", {}):
             print(f"confusion matrix: {report['files']['png']}")
     return report
+
+
+#: EmotionState fields of each modality's own distribution (keys of a row's ``modality_probabilities``).
+MODALITY_FIELDS = {"text": "text_probabilities", "audio": "audio_probabilities", "visual": "visual_probabilities"}
+
+
+def modality_accuracies(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Accuracy of each modality's own distribution (arg-max against the truth) and of the fused one.
+
+    Returns:
+        ``{"text" | "audio" | "visual" | "fused": {"correct", "n", "accuracy"}}`` over the utterances where that
+        distribution exists (``accuracy`` None when ``n`` is 0).
+    """
+    out = {}
+    for m in (*MODALITY_FIELDS, "fused"):
+        hits = []
+        for r in rows:
+            p = None if r["pred"] is None else r["probabilities"] if m == "fused" else r["modality_probabilities"].get(m)
+            if p:
+                hits.append(class_names[max(range(len(p)), key=p.__getitem__)] == r["truth"])
+        out[m] = {"correct": sum(hits), "n": len(hits), "accuracy": sum(hits) / len(hits) if hits else None}
+    return out
+

@@ -218,13 +218,20 @@ def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = ""
     ``header.stamp`` = window end (sensor time); the modality arrays follow
     :data:`~synctva_ros.core.modalities.MODALITIES` (text, audio, visual); a modality
     missing from a result's dicts counts as absent/inactive with contribution 0.
+    ``text_probabilities``, ``audio_probabilities``, ``visual_probabilities`` carry
+    ``result.modality_probabilities`` (empty where the modality gave none);
+    ``faces_seen`` is clipped to the ``uint16`` range.
 
     Raises:
         ValueError: window bounds not expressible as ROS time (negative / NaN), or
-            ``class_names`` and ``probabilities`` of different lengths.
+            ``class_names`` and ``probabilities`` (or a modality's probabilities) of different lengths.
     """
     if len(result.class_names) != len(result.probabilities):
         raise ValueError(f"{len(result.class_names)} class names but {len(result.probabilities)} probabilities")
+    per_modality = {m: [float(p) for p in result.modality_probabilities.get(m, ())] for m in MODALITIES}
+    bad = {m: len(v) for m, v in per_modality.items() if v and len(v) != len(result.class_names)}
+    if bad:
+        raise ValueError(f"{len(result.class_names)} class names but modality probabilities of lengths {bad}")
     msg = EmotionState()
     msg.header = Header(stamp=seconds_to_time(result.end), frame_id=frame_id)
     msg.window_start = seconds_to_time(result.start)
@@ -240,6 +247,11 @@ def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = ""
     msg.present = [bool(result.present.get(m, False)) for m in MODALITIES]
     msg.active = [bool(result.active.get(m, False)) for m in MODALITIES]
     msg.contributions = [float(result.contributions.get(m, 0.0)) for m in MODALITIES]
+    msg.text_probabilities = per_modality["text"]
+    msg.audio_probabilities = per_modality["audio"]
+    msg.visual_probabilities = per_modality["visual"]
+    msg.faces_seen = int(min(max(int(result.faces_seen), 0), 65535))
+    msg.face_track_id = int(result.face_track_id) if result.face_track_id >= 0 else -1
     msg.transcript = str(result.transcript)
     msg.utterance_id = str(result.utterance_id)
     msg.dialogue_id = str(dialogue_id)

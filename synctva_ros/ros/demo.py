@@ -9,7 +9,13 @@
 
 :func:`run_sample_demo` is what ``synctva demo`` runs (the bundled MELD sample unless a bag is
 given); :func:`run_demo` runs the node on any bag. The scoring helpers (:func:`result_rows`,
-:func:`utterance_lines`, :func:`diagnostics_lines`) need no ROS.
+:func:`utterance_lines`, :func:`modality_accuracies`, :func:`diagnostics_lines`) need no ROS.
+
+The sample bag is a **staged recording** when the shared face set is on this machine
+(:func:`~synctva_ros.bags.staged_faces.default_faces_csv`): the camera shows, for each utterance, a face
+photograph labelled with the utterance's emotion (:mod:`synctva_ros.bags.staged_faces`). The demo says so,
+prints each line's face label, and the accuracy of each modality's own distribution (text, audio, visual)
+beside the fused one: the visual figure measures the face expert on those photographs, not on a speaker.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from synctva_ros.bags.make_bag import make_bag
+from synctva_ros.bags.staged_faces import default_faces_csv, read_staged
 from synctva_ros.bags.reader import GroundTruth, ground_truth_from_bag
 from synctva_ros.config import package_root, resolve_path
-from synctva_ros.evaluation.summary import summarise_predictions
+from synctva_ros.evaluation.summary import MODALITY_FIELDS, modality_accuracies, summarise_predictions
 
-__all__ = ["run_demo", "run_sample_demo", "ensure_demo_bag", "result_rows", "utterance_lines", "diagnostics_lines",
-           "DEMO_CSV", "DEMO_BAG"]
+__all__ = ["run_demo", "run_sample_demo", "ensure_demo_bag", "result_rows", "utterance_lines", "modality_accuracies",
+           "diagnostics_lines", "DEMO_CSV", "DEMO_BAG", "MODALITY_FIELDS"]
 
 #: The bundled MELD dev sample (CSV in the repository) and the bag made from it on first use.
 DEMO_CSV = "data/demo/meld_dev_sample.csv"
@@ -152,18 +159,21 @@ def _record(node: subprocess.Popen, bag: Path, truth: Sequence[GroundTruth], rat
     return out
 
 
-def result_rows(truth: Sequence[GroundTruth], got: Mapping[str, Any]) -> list[dict[str, Any]]:
+def result_rows(truth: Sequence[GroundTruth], got: Mapping[str, Any],
+                faces: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
     """One row per ground-truth utterance with the EmotionState received for it (if any).
 
     Args:
         truth: the bag's ground truth (:func:`~synctva_ros.bags.reader.ground_truth_from_bag`).
         got: utterance id -> ``synctva_ros/EmotionState`` (or any object with its fields).
+        faces: the staged faces (``{utterance id: {"label", "image"}}``), if the bag is staged.
 
     Returns:
         Rows with ``utterance_id``, ``truth``, ``transcript``, ``start``/``end`` (seconds, sensor
         time), ``pred`` (``None`` = dropped window), ``confidence``, ``probabilities``,
         ``modalities`` (present), ``active`` (used), ``latency_s`` (window close to publish,
-        seconds), ``model``, ``backend``.
+        seconds), ``model``, ``backend``, ``modality_probabilities`` (``{modality: list}`` of the non-empty
+        per-modality fields), ``faces_seen``, ``face_track_id``, ``face_label`` (staged face, or None).
     """
     rows = []
     for t in truth:
@@ -178,20 +188,27 @@ def result_rows(truth: Sequence[GroundTruth], got: Mapping[str, Any]) -> list[di
             "active": [m for m, a in zip(msg.modalities, msg.active) if a] if msg else [],
             "latency_s": float(msg.latency) if msg else None,
             "model": msg.model if msg else "", "backend": msg.backend if msg else "",
+            "modality_probabilities": {m: [float(x) for x in getattr(msg, f, ())] for m, f in MODALITY_FIELDS.items()
+                                       if len(getattr(msg, f, ()))} if msg else {},
+            "faces_seen": int(getattr(msg, "faces_seen", 0)) if msg else 0,
+            "face_track_id": int(getattr(msg, "face_track_id", -1)) if msg else -1,
+            "face_label": (faces or {}).get(t.utterance_id, {}).get("label"),
         })
     return rows
 
 
 def utterance_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The demo's line per utterance: end time (seconds after the first utterance's start), label,
-    confidence, truth, modalities present and used, transcript; ``DROPPED`` when no state arrived."""
+    confidence, truth, the staged face's label (when there is one), modalities present and used, transcript;
+    ``DROPPED`` when no state arrived."""
     t0 = min((r["start"] for r in rows), default=0.0)  # print times relative to the first utterance
     lines = []
     for r in rows:
         if r["pred"] is None:
             lines.append(f"{r['end'] - t0:7.2f}s  DROPPED  truth={r['truth']:<8} {r['transcript'][:60]!r}")
             continue
-        lines.append(f"{r['end'] - t0:7.2f}s  {r['pred']:<8} {r['confidence']:.2f}  truth={r['truth']:<8} "
+        face = f"face={r['face_label']:<8} " if r.get("face_label") else ""
+        lines.append(f"{r['end'] - t0:7.2f}s  {r['pred']:<8} {r['confidence']:.2f}  truth={r['truth']:<8} {face}"
                      f"[{'+'.join(r['modalities'])}; used {'+'.join(r['active'])}]  {r['transcript'][:60]!r}")
     return lines
 
@@ -250,12 +267,20 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
                 os.killpg(node.pid, signal.SIGKILL)
         node_log.close()
 
-    rows = result_rows(truth, seen.got)
+    staged = read_staged(bag if bag.is_dir() else bag.parent)
+    if staged:
+        print(f"[demo] STAGED recording: the camera shows, for each utterance, a face photograph from "
+              f"{Path(staged['faces_csv']).parent} labelled with the utterance's emotion (not the speaker's face)")
+    rows = result_rows(truth, seen.got, staged["utterances"] if staged else None)
     for line in utterance_lines(rows):
         print(line)
     first = next(iter(seen.got.values()), None)
     summary = summarise_predictions(rows, class_names=list(first.class_names) if first else None,
                                     out_dir=out_dir, title="synctva demo (node + replay)")
+    if first is not None:
+        summary["modality_accuracy"] = acc = modality_accuracies(rows, list(first.class_names))
+        print("accuracy per modality: " + ", ".join(
+            f"{m} {a['accuracy']:.1%} ({a['correct']}/{a['n']})" if a["n"] else f"{m} -" for m, a in acc.items()))
     summary["extra_messages"] = max(0, len(seen.got) - len(truth))
     if seen.cpu0 is not None and seen.cpu1 is not None:
         busy = sum(r["latency_s"] or 0.0 for r in rows)  # window processing (inference) wall time
@@ -284,10 +309,14 @@ def ensure_demo_bag(bag: Path | None = None) -> Path:
     if bag is not None:
         return bag
     out = Path(DEMO_BAG) if Path(DEMO_CSV).exists() else package_root() / DEMO_BAG
-    if not (out / "metadata.yaml").exists():
-        print(f"[demo] making the sample bag {out} from {DEMO_CSV} (espeak-ng speech, 30 fps camera)", flush=True)
+    faces = default_faces_csv()
+    stale = faces is not None and read_staged(out) is None  # made before the staged faces, or without them
+    if not (out / "metadata.yaml").exists() or stale:
+        print(f"[demo] making the sample bag {out} from {DEMO_CSV} (espeak-ng speech, 30 fps camera: "
+              + (f"staged face photographs from {faces.parent})" if faces else "one photograph; the face set "
+                 "../shared/data/faces is not here, so the camera is not staged)"), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        make_bag(resolve_path(DEMO_CSV), out, storage="mcap")
+        make_bag(resolve_path(DEMO_CSV), out, storage="mcap", faces=faces, overwrite=True)
     return out
 
 

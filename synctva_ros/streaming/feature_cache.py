@@ -2,10 +2,11 @@
 
 :class:`StreamingFeatureCache` is what the windower hands every kept audio chunk and camera frame
 to (:class:`~synctva_ros.windowing.sink.StreamSink`) and what the pipeline asks for a closed
-window's audio and visual features. It owns one audio stream of the configured mode
-(:mod:`~synctva_ros.streaming.audio_modes`: ``"context"`` or ``"exact"``, chosen once here) and a
-:class:`~synctva_ros.streaming.visual_cache.VisualCache`, and, after :meth:`~StreamingFeatureCache.start`,
-the thread that feeds them.
+window's audio and visual features and face evidence. It owns one audio stream of the configured mode
+(:mod:`~synctva_ros.streaming.audio_modes`: ``"context"`` or ``"exact"``, chosen once here), a
+:class:`~synctva_ros.streaming.visual_cache.VisualCache`, a
+:class:`~synctva_ros.streaming.face_cache.FaceEvidenceCache` (the facial-expression expert, when on) and,
+after :meth:`~StreamingFeatureCache.start`, the thread that feeds them.
 
 Fallbacks (counted in :attr:`StreamingFeatureCache.stats` as ``audio_batch:<reason>``): the
 window's audio is not covered by the current segment (gap, reset, sample-rate mismatch, started
@@ -40,8 +41,10 @@ import numpy as np
 from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.features.base import FeatureExtractor
+from synctva_ros.features.faces.evidence import FaceEvidence, FaceEvidenceExtractor
 from synctva_ros.streaming.audio_modes import DEFAULT_AUDIO_MODE, build_audio_stream
 from synctva_ros.streaming.audio_stream import LEFT_CONTEXT_S
+from synctva_ros.streaming.face_cache import FaceEvidenceCache
 from synctva_ros.streaming.visual_cache import VisualCache
 
 __all__ = ["StreamingFeatureCache"]
@@ -77,6 +80,7 @@ class StreamingFeatureCache:
             for bit); default :data:`~synctva_ros.streaming.audio_modes.DEFAULT_AUDIO_MODE`, the
             configuration's ``features.streaming_audio`` default.
         rotate_s: context mode: seconds of audio after which a live run is handed over to a fresh one.
+        faces: the face stage (``features.face_expert``), processed on its own ``face_fps`` grid; None: off.
 
     Shapes:
         ``on_audio(stamp, samples (S,), sample_rate)``; ``on_frame(stamp, image (H, W, 3) uint8 RGB)``;
@@ -92,7 +96,8 @@ class StreamingFeatureCache:
                  gap_tolerance_s: float = 0.02, left_context_s: float = LEFT_CONTEXT_S,
                  exact_visual: bool = False, max_queue: int = 256, drain_timeout_s: float = 0.5,
                  max_frame_queue: int = 8,
-                 audio_mode: str = DEFAULT_AUDIO_MODE, rotate_s: float = 60.0) -> None:
+                 audio_mode: str = DEFAULT_AUDIO_MODE, rotate_s: float = 60.0,
+                 faces: FaceEvidenceExtractor | None = None) -> None:
         if block_s <= 0 or oversample < 1:
             raise ValueError(f"block_s must be > 0 and oversample >= 1, got {block_s}, {oversample}")
         self.audio_ext = extractors.get("audio")
@@ -112,12 +117,15 @@ class StreamingFeatureCache:
         self.visual = None if self.visual_ext is None else VisualCache(
             self.visual_ext, self.stats, buffer_s=buffer_s, oversample=oversample, exact=exact_visual,
             gap_tolerance_s=gap_tolerance_s)
+        #: The face-observation cache (``None``: face expert off).
+        self.face = None if faces is None else FaceEvidenceCache(faces, self.stats, buffer_s=buffer_s,
+                                                                 gap_tolerance_s=gap_tolerance_s)
         self.max_queue = max(1, int(max_queue))
         self.max_frame_queue = max(1, int(max_frame_queue))
         self.drain_timeout_s = float(drain_timeout_s)
         self._cond = threading.Condition()  # the queues, the generation and the audio counters below
         self._audio_q: deque[tuple[int, float, np.ndarray, int]] = deque()
-        self._frame_q: deque[tuple[int, float, np.ndarray]] = deque()
+        self._frame_q: deque[tuple[int, float, np.ndarray, str]] = deque()  # (gen, stamp, image, kind)
         self._gen = 0  # bumped by reset(): queued items of an older generation are ignored
         self._audio_seq = 0  # audio chunks queued so far
         self._audio_done = 0  # audio chunks processed (or discarded) so far
@@ -140,16 +148,21 @@ class StreamingFeatureCache:
             self.audio.add(float(stamp), samples, int(sample_rate), gen=self._gen)
 
     def on_frame(self, stamp: float, image: np.ndarray) -> None:
-        """Offer a camera frame (``(H, W, 3)`` uint8 RGB at ``stamp`` s); encoded when an encoding tick is due.
+        """Offer a camera frame (``(H, W, 3)`` uint8 RGB at ``stamp`` s); encoded when an encoding tick is due,
+        and processed by the face stage when a face tick is due (bad frames are counted there, never raised).
 
-        After :meth:`start` the frame is only queued (when a tick is due).
+        After :meth:`start` the frame is only queued (once per cache whose tick is due).
         """
-        if self.visual is None or not self.visual.due(float(stamp)):
-            return
-        if self.running:
-            self._enqueue(self._frame_q, (self._gen, float(stamp), image), is_audio=False)
-        else:
-            self.visual.add(float(stamp), image, gen=self._gen)
+        stamp = float(stamp)
+        kinds = [k for k, c in (("visual", self.visual), ("face", self.face)) if c is not None and c.due(stamp)]
+        for kind in kinds:
+            if self.running:
+                self._enqueue(self._frame_q, (self._gen, stamp, image, kind), is_audio=False)
+            else:
+                self._add_frame(stamp, image, kind, self._gen)
+
+    def _add_frame(self, stamp: float, image: np.ndarray, kind: str, gen: int) -> None:
+        (self.visual if kind == "visual" else self.face).add(stamp, image, gen=gen)
 
     def reset(self) -> None:
         """Forget all audio and visual state, queued data included (e.g. when sensor time jumps back)."""
@@ -161,6 +174,8 @@ class StreamingFeatureCache:
             self.audio.reset(gen)
         if self.visual is not None:
             self.visual.reset(gen)
+        if self.face is not None:
+            self.face.reset(gen)
 
     def close(self) -> None:
         """Stop the background thread and end the live openSMILE runs (the cache can be used again after)."""
@@ -229,7 +244,7 @@ class StreamingFeatureCache:
                 if current and is_audio:
                     self.audio.add(*item[1:], gen=item[0])
                 elif current:
-                    self.visual.add(*item[1:], gen=item[0])
+                    self._add_frame(*item[1:], gen=item[0])
             except Exception as exc:  # a feature error must not kill the thread; the batch path still works
                 log.warning("streaming %s at %.3f s failed: %s", "audio" if is_audio else "frame", item[1], exc)
             finally:
@@ -295,12 +310,18 @@ class StreamingFeatureCache:
         feats.meta["stage_s"] = stage_s
         return feats
 
+    def face_evidence_for(self, window: UtteranceWindow) -> FaceEvidence | None:
+        """The face evidence of a closed window (cached observations, the rest processed now); None when the
+        face stage is off. Raises nothing for bad frames."""
+        return None if self.face is None else self.face.evidence(window)
+
     def describe(self) -> dict[str, Any]:
         """Counters, cache sizes (LLD frames cached by the audio mode, embeddings) and queue lengths (for
         diagnostics)."""
         out: dict[str, Any] = {"stats": dict(self.stats),
                                "audio_frames": 0 if self.audio is None else self.audio.frame_count(),
-                               "embeddings": 0 if self.visual is None else len(self.visual)}
+                               "embeddings": 0 if self.visual is None else len(self.visual),
+                               "face_frames": 0 if self.face is None else len(self.face)}
         with self._cond:
             out["queued_audio"], out["queued_frames"] = len(self._audio_q), len(self._frame_q)
         return out

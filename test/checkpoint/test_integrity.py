@@ -107,7 +107,7 @@ def test_unrecorded_checkpoint_loads_with_a_warning_and_can_be_sealed(ck, caplog
 
 def test_fusion_block_written_after_saving_keeps_the_checkpoint_loadable(ck):
     names = read_manifest(ck)["class_names"]
-    write_fusion(ck, fusion_block({"text": 1.3}, [1.0 / len(names)] * len(names)))
+    write_fusion(ck, fusion_block({"model": 1.3}, [1.0 / len(names)] * len(names)))
     assert read_fusion(ck) is not None
     assert load_checkpoint(ck)[1]["_integrity"] == "verified"
 

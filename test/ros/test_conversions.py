@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
@@ -154,3 +155,22 @@ def test_result_to_msg_rejects_inconsistent_results():
         result_to_msg(_result(probabilities=[0.5, 0.5]), 0.0)
     with pytest.raises(ValueError):
         result_to_msg(_result(start=float("nan")), 0.0)
+
+
+def test_result_to_msg_per_modality_distributions_and_faces_round_trip():
+    res = _result(modality_probabilities={"text": [0.1, 0.6, 0.3], "visual": [0.05, 0.9, 0.05]},
+                  faces_seen=2, face_track_id=7, active={"text": True, "audio": True, "visual": True},
+                  contributions={"text": 0.5, "audio": 0.2, "visual": 0.3})
+    msg = deserialize_message(serialize_message(result_to_msg(res, 0.01)), EmotionState)
+    np.testing.assert_allclose(msg.text_probabilities, [0.1, 0.6, 0.3], rtol=1e-6)
+    assert len(msg.audio_probabilities) == 0  # no distribution: empty
+    np.testing.assert_allclose(msg.visual_probabilities, [0.05, 0.9, 0.05], rtol=1e-6)
+    assert (msg.faces_seen, msg.face_track_id) == (2, 7)
+    assert list(msg.active) == [True, True, True]
+    np.testing.assert_allclose(msg.contributions, [0.5, 0.2, 0.3], rtol=1e-6)
+    none = result_to_msg(_result(), 0.0)
+    assert (none.faces_seen, none.face_track_id) == (0, -1)
+    assert [len(none.text_probabilities), len(none.audio_probabilities), len(none.visual_probabilities)] == [0, 0, 0]
+    assert result_to_msg(_result(faces_seen=70000), 0.0).faces_seen == 65535
+    with pytest.raises(ValueError, match="modality probabilities"):
+        result_to_msg(_result(modality_probabilities={"audio": [0.5, 0.5]}), 0.0)

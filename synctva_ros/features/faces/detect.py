@@ -194,12 +194,15 @@ def looks_like_crop(height: int, width: int) -> bool:
     return max(height, width) <= CROP_MAX_SIDE and CROP_ASPECT[0] <= height / width <= CROP_ASPECT[1]
 
 
-def find_faces(image: np.ndarray, detector: FaceDetector) -> list[FaceBox]:
+def find_faces(image: np.ndarray, detector: FaceDetector, accept_crops: bool = True) -> list[FaceBox]:
     """Faces of an RGB image: the detector's, else the whole image when it looks like a face crop.
 
     Args:
         image: ``(H, W, 3)`` (or ``(H, W, 4)``) uint8 RGB(A).
         detector: any :class:`FaceDetector`.
+        accept_crops: apply the crop rule (True for face-crop inputs such as labelled photographs or
+            ROS4HRI ``cropped`` topics; False for camera frames, where a small frame without a detection
+            is not a face).
 
     Returns:
         Faces, best first (empty when none).
@@ -211,6 +214,6 @@ def find_faces(image: np.ndarray, detector: FaceDetector) -> list[FaceBox]:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
     faces = detector.detect(image)
     h, w = image.shape[:2]
-    if not faces and looks_like_crop(h, w):
+    if not faces and accept_crops and looks_like_crop(h, w):
         faces = [FaceBox(0.0, 0.0, float(w), float(h), 1.0, "crop")]
     return faces

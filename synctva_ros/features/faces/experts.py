@@ -113,13 +113,16 @@ class VisualExpert:
         experts: which expression experts (subset of :data:`EXPERTS`), ensembled when several.
         fer_margin, face_api_margin: crop margins (fraction of the box side on each side).
         tracker: IoU tracker for ids (a new one by default).
+        accept_crops: take an image without a detection that looks like a face crop as one face
+            (:func:`~.detect.find_faces`); False for camera frames.
 
     Raises:
         ValueError: unknown expert; FaceWeightsMissing: weights not installed.
     """
 
     def __init__(self, detector: str | FaceDetector = "mtcnn", experts: Sequence[str] = DEFAULT_EXPERTS,
-                 fer_margin: float = 0.1, face_api_margin: float = 0.0, tracker: IouTracker | None = None) -> None:
+                 fer_margin: float = 0.1, face_api_margin: float = 0.0, tracker: IouTracker | None = None,
+                 accept_crops: bool = True) -> None:
         bad = [e for e in experts if e not in EXPERTS]
         if bad or not experts:
             raise ValueError(f"unknown experts {bad} (known: {EXPERTS})")
@@ -127,6 +130,7 @@ class VisualExpert:
         self.experts = tuple(experts)
         self.fer_margin, self.face_api_margin = fer_margin, face_api_margin
         self.tracker = tracker or IouTracker()
+        self.accept_crops = accept_crops
         self.nets: dict[str, torch.nn.Module] = {}
         self.identities: dict[str, dict] = {}
         for name in self.experts:
@@ -180,7 +184,7 @@ class VisualExpert:
         Raises:
             ValueError: not an RGB uint8 image.
         """
-        faces: list[FaceBox] = find_faces(image, self.detector)
+        faces: list[FaceBox] = find_faces(image, self.detector, self.accept_crops)
         boxes = [f.as_list() for f in faces]
         ids = self.tracker.update(boxes) if track else [0] * len(boxes)
         probs, embs, per = self.classify(image, boxes)

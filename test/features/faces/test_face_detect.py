@@ -47,6 +47,13 @@ def test_empty_frame_has_no_face(mtcnn) -> None:
     assert find_faces(np.full((480, 640, 3), 110, np.uint8), mtcnn) == []
 
 
+def test_camera_frames_skip_the_crop_rule(mtcnn) -> None:
+    """A small flat frame has no detection: a face crop by the rule, no face when the input is a camera."""
+    flat = np.full((64, 48, 3), 128, np.uint8)
+    assert [f.source for f in find_faces(flat, mtcnn)] == ["crop"]
+    assert find_faces(flat, mtcnn, accept_crops=False) == []
+
+
 def test_crop_rule() -> None:
     assert looks_like_crop(40, 40) and looks_like_crop(128, 100) and looks_like_crop(CROP_MAX_SIDE, CROP_MAX_SIDE)
     assert not looks_like_crop(350, 350) and not looks_like_crop(480, 640) and not looks_like_crop(40, 120)

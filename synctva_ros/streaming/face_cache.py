@@ -1,0 +1,151 @@
+"""Face observations computed while the utterance goes on, aggregated into the window's evidence at close.
+
+The structure of :mod:`~synctva_ros.streaming.visual_cache`: frames offered by the windower are processed
+(:meth:`~synctva_ros.features.faces.evidence.FaceEvidenceExtractor.observe`: detection, tracking, expression)
+on a fixed grid of ``fps`` ticks per second (``features.face_fps``); each processed frame's observations are
+cached by stamp (an empty list for a frame without a face), older than ``buffer_s`` dropped; a stamp more than
+1 s before the grid (a restarted bag) clears the cache. At close the window's frames are thinned with the batch
+rule (:func:`~synctva_ros.features.faces.evidence.thin_stamps`); each kept frame takes the cached observations
+of that very frame (``face_hit``), else of the nearest cached frame within half the grid period
+(``face_near``), else it is processed now (``face_miss``): only frames not yet processed run at close.
+Bad frames (wrong shape or type, empty) are logged (the first, then every 100th) and counted
+(``face_bad_frame``), never raised. Windows without a face count ``face_absent``.
+
+The expert (its tracker above all) is not thread-safe: one lock serialises the background thread's and the
+closing thread's calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import Counter
+
+import numpy as np
+
+from synctva_ros.core.window import UtteranceWindow
+from synctva_ros.features.faces.evidence import (FaceEvidence, FaceEvidenceExtractor, FaceObservation, aggregate,
+                                                 thin_stamps)
+
+__all__ = ["FaceEvidenceCache"]
+
+log = logging.getLogger(__name__)
+
+
+class FaceEvidenceCache:
+    """Per-frame face observations by stamp, processed on a grid of ``ext.fps`` ticks per second.
+
+    Args:
+        ext: the batch face stage (its ``fps``, ``policy`` and ``observe`` are used).
+        stats: the streaming cache's counters, incremented in place (``face_hit``, ``face_near``,
+            ``face_miss``, ``face_bad_frame``, ``face_absent``, ``face_windows``).
+        buffer_s: seconds of observations kept (before the newest processed frame).
+        gap_tolerance_s: slack, in seconds, before a stamp earlier than the grid counts as time going back.
+
+    Shapes:
+        :meth:`add` ``image (H, W, 3)`` uint8 RGB; :meth:`evidence` -> ``probs (7,)`` over MELD's classes.
+    """
+
+    def __init__(self, ext: FaceEvidenceExtractor, stats: Counter[str], *, buffer_s: float,
+                 gap_tolerance_s: float) -> None:
+        self.ext = ext
+        self.stats = stats
+        self.buffer_s = float(buffer_s)
+        self.gap_tolerance_s = float(gap_tolerance_s)
+        self._lock = threading.Lock()  # the cache's state
+        self._run_lock = threading.Lock()  # the expert (detector, tracker, networks)
+        self._gen = 0
+        self._obs: dict[float, list[FaceObservation]] = {}  # round(stamp, 6) -> observations
+        self._next_tick = -math.inf
+
+    def __len__(self) -> int:
+        """Processed frames cached now."""
+        with self._lock:
+            return len(self._obs)
+
+    def reset(self, gen: int) -> None:
+        """Forget every observation and the tracks; frames of a generation other than ``gen`` are ignored."""
+        with self._lock:
+            self._gen = gen
+            self._obs.clear()
+            self._next_tick = -math.inf
+        with self._run_lock:
+            self.ext.expert.tracker.reset()
+
+    def due(self, stamp: float) -> bool:
+        """Whether a frame at ``stamp`` s is due for processing (advances the grid when it is)."""
+        period = 1.0 / self.ext.fps
+        with self._lock:
+            if stamp < self._next_tick - period - self.gap_tolerance_s - 1.0:  # time went back (bag restart)
+                self._obs.clear()
+                self._next_tick = -math.inf
+            if stamp < self._next_tick - 1e-9 or round(stamp, 6) in self._obs:
+                return False
+            self._next_tick = self._next_tick + period if math.isfinite(self._next_tick) else stamp + period
+            if self._next_tick <= stamp:
+                self._next_tick = stamp + period
+            return True
+
+    def _observe(self, stamp: float, image: np.ndarray) -> list[FaceObservation] | None:
+        """The frame's observations, None for a bad frame (logged and counted)."""
+        try:
+            with self._run_lock:
+                return self.ext.observe(stamp, image)
+        except ValueError as exc:
+            self.stats["face_bad_frame"] += 1
+            n = self.stats["face_bad_frame"]
+            if n == 1 or n % 100 == 0:
+                log.warning("face evidence: frame at %.3f s skipped (%d bad frames so far): %s", stamp, n, exc)
+            return None
+
+    def add(self, stamp: float, image: np.ndarray, gen: int) -> None:
+        """Process the frame at ``stamp`` s and cache its observations, unless the cache was reset meanwhile
+        (``gen`` no longer current); drops observations older than ``buffer_s``. Raises nothing for bad frames."""
+        obs = self._observe(stamp, image)
+        if obs is None:
+            return
+        with self._lock:
+            if gen != self._gen:
+                return
+            self._obs[round(stamp, 6)] = obs
+            for s in [s for s in self._obs if s < stamp - self.buffer_s]:
+                del self._obs[s]
+
+    def evidence(self, window: UtteranceWindow) -> FaceEvidence:
+        """The evidence of a closed window: cached observations where there are, the rest processed now.
+
+        Returns:
+            :class:`~synctva_ros.features.faces.evidence.FaceEvidence` (``probs`` None: no face, or no frame).
+        """
+        frames = list(window.frames)
+        chosen = [frames[i] for i in thin_stamps([f.stamp for f in frames], self.ext.fps)] if frames else []
+        tol = 0.5 / self.ext.fps
+        per_frame: list[list[FaceObservation] | None] = []
+        with self._lock:
+            stamps = np.array(sorted(self._obs)) if self._obs else np.zeros(0)
+            for f in chosen:
+                key = round(f.stamp, 6)
+                if key in self._obs:
+                    per_frame.append(self._obs[key])
+                    self.stats["face_hit"] += 1
+                    continue
+                if stamps.size:
+                    j = int(np.abs(stamps - f.stamp).argmin())
+                    if abs(stamps[j] - f.stamp) <= tol + 1e-9:
+                        per_frame.append(self._obs[float(stamps[j])])
+                        self.stats["face_near"] += 1
+                        continue
+                per_frame.append(None)
+        bad = 0
+        for k, f in enumerate(chosen):
+            if per_frame[k] is None:
+                self.stats["face_miss"] += 1
+                per_frame[k] = self._observe(f.stamp, f.image)
+                bad += per_frame[k] is None
+        obs = [o for p in per_frame if p is not None for o in p]
+        ev = aggregate(obs, self.ext.policy, frames=len(chosen) - bad, bad_frames=bad)
+        self.stats["face_windows"] += 1
+        if ev.probs is None:
+            self.stats["face_absent"] += 1
+        return ev

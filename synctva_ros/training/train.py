@@ -26,8 +26,9 @@ selection protocol is issue 8's):
    manifest ``training.validation`` the held-out dialogue ids, their sha256 and the counts; the
    selected model's temperature (Guo et al. 2017) is fitted on the validation split
    (:func:`~synctva_ros.model.calibration.fit_temperature`) and stored as manifest
-   ``training.calibration`` (with NLL and ECE before/after), the model expert's temperature in a
-   product of experts (:mod:`synctva_ros.model.experts`);
+   ``training.calibration`` (with NLL and ECE before/after) and as the model expert's temperature in
+   the manifest's ``expert_fusion`` block (:mod:`synctva_ros.checkpoint.fusion`; the visual expert's
+   defaults, a uniform prior), the product of experts the pipeline fuses the face evidence with;
 7. a resume file (``resume.pt`` in ``out_dir``: model, optimizer, epoch, best state, torch RNG) is
    written after each epoch, so ``resume=True`` ends with the same result as an uninterrupted run.
 
@@ -52,6 +53,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from synctva_ros.checkpoint.fusion import default_fusion_block, fusion_block, write_fusion
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.evaluation.metrics import classification_metrics
 from synctva_ros.model.calibration import fit_temperature
@@ -239,6 +241,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         info["calibration"] = calibrate(probs, y)
         rm = score(final, data.report_ds, data.names, tcfg.eval_batch_size, device) if data.report_ds else None
         _save(out, final, best_state, info, vm, rm, best_epoch, history, **save)
+        write_fusion(out, fusion_with_model_temperature(data.names, info["calibration"]))
         write_metrics(out, {"name": tcfg.name, "dataset": tcfg.dataset, "best_epoch": best_epoch + 1,
                             "select_metric": tcfg.select_metric, "train_s": round(train_s, 1),
                             "valid_split": _valid_split_record(tcfg, data), "report_split": tcfg.report_split or None,
@@ -268,6 +271,23 @@ def calibrate(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     log.info("temperature on the validation split: T = %.3f (NLL %.4f -> %.4f, ECE %.4f -> %.4f)", fit.temperature,
              fit.nll_before, fit.nll_after, fit.ece_before, fit.ece_after)
     return {**fit.as_dict(), "split": "valid"}
+
+
+def fusion_with_model_temperature(class_names: Sequence[str], fit: dict[str, Any]) -> dict[str, Any]:
+    """The default ``expert_fusion`` block with the model expert's temperature and its fit record.
+
+    Args:
+        class_names: the checkpoint's classes (the visual class map follows from them).
+        fit: :func:`calibrate`'s record (``temperature`` > 0).
+
+    Raises:
+        synctva_ros.checkpoint.CheckpointError: classes the face evidence cannot be mapped onto.
+    """
+    base = default_fusion_block(class_names)
+    temps = {k: v["temperature"] for k, v in base["experts"].items()}
+    temps["model"] = float(fit["temperature"])
+    return fusion_block(temps, base["prior"], {k: v["weight"] for k, v in base["experts"].items()},
+                        base["class_map"], fits={"model": fit})
 
 
 def _valid_split_record(tcfg: TrainingConfig, data: TrainingData) -> dict[str, Any]:

@@ -54,6 +54,9 @@ def test_train_end_to_end_writes_a_loadable_checkpoint(tiny_cache, tmp_path):
     cal = man["training"]["calibration"]  # temperature fitted on the 7 validation utterances
     assert cal["split"] == "valid" and cal["n"] == 7 and cal["temperature"] > 0
     assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+    block = man["expert_fusion"]  # the pipeline's product of experts starts from that temperature
+    assert block["experts"]["model"]["temperature"] == pytest.approx(cal["temperature"])
+    assert block["experts"]["model"]["fit"]["split"] == "valid" and block["experts"]["visual"]["weight"] == 1.0
     model, _ = load_checkpoint(out, expected_extractors=man["extractors"])
     assert model.active["visual"] is False
 

@@ -85,6 +85,17 @@ def cmd_evaluate_faces(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``synctva calibrate --checkpoint CKPT --out DIR BAG...``: a calibrated copy; print the report as JSON."""
+    # deferred: torch, transformers, openSMILE and the face weights (the pipeline)
+    from synctva_ros.evaluation.calibrate import calibrate_checkpoint
+
+    report = calibrate_checkpoint(args.checkpoint, args.bags, _config(args), args.out, overwrite=args.overwrite,
+                                  fit_weights_too=not args.temperatures_only)
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``synctva train CONFIG``: train, print the checkpoint directory."""
     # deferred: torch and the feature extractors
@@ -142,7 +153,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, evaluate-faces, train, baseline, cache,
+    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, evaluate-faces, calibrate, train, baseline, cache,
     demo,    bench); each sub-parser sets ``func``, the command to run with the parsed arguments."""
     ap = argparse.ArgumentParser(prog="synctva", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -191,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experts", default="face_api", help="comma-separated: face_api, fer (both: ensemble)")
     p.add_argument("--limit", type=int, default=None, help="first N scored rows only")
     p.set_defaults(func=cmd_evaluate_faces)
+
+    p = sub.add_parser("calibrate", help="fit the experts' temperatures and weights on labelled, aligned bags and "
+                                         "write a calibrated copy of the checkpoint")
+    p.add_argument("bags", type=Path, nargs="+", help="rosbag2 recordings with /synctva/ground_truth labels")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory to calibrate (unchanged)")
+    p.add_argument("--out", type=Path, required=True, help="directory of the calibrated copy")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--temperatures-only", action="store_true", help="keep the experts' weights")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("train", help="train Sync-TVA from a training config (YAML) + overrides")
     p.add_argument("config", type=Path)

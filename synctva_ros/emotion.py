@@ -38,6 +38,9 @@ class EmotionResult:
             mapped onto ``class_names``); a modality that gave none has no key.
         faces_seen: distinct face tracks in the window's processed frames (>= 0).
         face_track_id: track id of the face whose expression was used (>= 1), -1 when none.
+        expert_inputs: the fused experts' raw outputs (:attr:`~synctva_ros.model.window_fusion.WindowFusion.inputs`):
+            ``"model"`` logits over ``class_names``, ``"visual"`` face probabilities over MELD's seven classes
+            (only when a face was seen); ``synctva calibrate`` fits on them.
     """
 
     start: float
@@ -60,3 +63,4 @@ class EmotionResult:
     modality_probabilities: dict[str, list[float]] = field(default_factory=dict)
     faces_seen: int = 0
     face_track_id: int = -1
+    expert_inputs: dict[str, list[float]] = field(default_factory=dict)

@@ -318,6 +318,7 @@ class EmotionPipeline:
             modality_probabilities={m: [float(p) for p in v] for m, v in fused.modality_probabilities.items()},
             faces_seen=0 if evidence is None else evidence.faces_seen,
             face_track_id=-1 if evidence is None else evidence.face_track_id,
+            expert_inputs={k: [float(x) for x in v] for k, v in fused.inputs.items()},
         )
 
     def reset_dialogue(self) -> None:

@@ -43,7 +43,7 @@ from synctva_ros.evaluation.summary import summarise_predictions
 from synctva_ros.pipeline import EmotionPipeline
 from synctva_ros.windowing.windower import UtteranceWindower
 
-__all__ = ["evaluate", "dataset_windows", "is_bag"]
+__all__ = ["evaluate", "dataset_windows", "bag_windows", "is_bag"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,32 @@ def dataset_windows(path: Path, sample_rate: int = 16000,
         yield win, u.label
 
 
+def bag_windows(bag: Path, cfg: SyncTVAConfig, pipe: EmotionPipeline
+                ) -> tuple[Iterator[tuple[UtteranceWindow, str | None]], list[Any]]:
+    """The windows of a bag with their ground-truth labels, windowed as the node windows them.
+
+    The pipeline's streaming cache sees the bag's audio and frames as they come, and each window is meant
+    to be predicted as soon as it is emitted (in the caller's thread: deterministic); a time reset of the
+    windower starts a new session in the windows after it, and the pipeline then forgets the dialogue
+    context, as in the node.
+
+    Args:
+        bag: a rosbag2 directory or file (:func:`is_bag`).
+        cfg: the windowing, topics and audio rate.
+        pipe: the pipeline whose streaming cache is fed.
+
+    Returns:
+        ``(pairs, truth)``: a generator of ``(window, label or None)`` and the bag's ground truth
+        (:func:`~synctva_ros.bags.reader.ground_truth_from_bag`).
+    """
+    truth = ground_truth_from_bag(bag)
+    by_id = {g.utterance_id: g for g in truth if g.utterance_id}
+    windower = UtteranceWindower(cfg.windowing, sample_rate=cfg.features.audio_sample_rate, sink=pipe.streaming)
+    windows = iter_windows_from_bag(bag, sample_rate=cfg.features.audio_sample_rate, topics=cfg.topics,
+                                    windower=windower)
+    return ((w, match_label(w, truth, by_id)) for w in windows), truth
+
+
 def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit: int | None = None,
              verbose: bool = True, stream: bool = False) -> dict[str, Any]:
     """Run the pipeline of ``cfg`` on every utterance of ``data`` and score it.
@@ -109,16 +135,7 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
     pipe = EmotionPipeline(cfg)
     bag = is_bag(data)
     if bag:
-        truth = ground_truth_from_bag(data)
-        by_id = {g.utterance_id: g for g in truth if g.utterance_id}
-        # as in the node: the pipeline's streaming cache sees the bag's audio and frames as they come,
-        # and each window is processed as soon as it is emitted (in this thread: deterministic)
-        windower = UtteranceWindower(cfg.windowing, sample_rate=cfg.features.audio_sample_rate, sink=pipe.streaming)
-        # a time reset of the windower starts a new session in the windows after it: the pipeline then
-        # forgets the dialogue context, as in the node
-        windows = iter_windows_from_bag(data, sample_rate=cfg.features.audio_sample_rate, topics=cfg.topics,
-                                        windower=windower)
-        pairs: Any = ((w, match_label(w, truth, by_id)) for w in windows)
+        pairs, truth = bag_windows(data, cfg, pipe)
         total = len(truth) or None
     else:
         pairs = dataset_windows(data, cfg.features.audio_sample_rate, limit)

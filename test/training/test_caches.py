@@ -38,7 +38,8 @@ def test_text_layer_cache_reencodes_text_and_keeps_audio(tiny_cache, tmp_path):
 def test_load_split_cache_matches_extractors_limits_and_derives_the_text_layer(tiny_cache, tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(tiny_cache, cache)
-    small = [f"training.cache_dir={cache}", "features.text_max_tokens=16", "features.audio_max_nodes=8"]
+    small = [f"training.cache_dir={cache}", "features.text_max_tokens=16", "features.audio_max_nodes=8",
+             "features.text_layer=-1", "features.text_context_turns=0"]  # the tiny caches' text settings
     tcfg, cfg = load_training_config(None, small)
     c = load_split_cache(tcfg, cfg, "train", limit=5)
     assert len(c.items) == 5 and c.identities["text"]["layer"] == -1

@@ -20,7 +20,8 @@ from synctva_ros.training.saving import CheckpointTooLarge
 from synctva_ros.training.train import RESUME_FILE, evaluate_model, train, train_from_file
 
 SMALL = ["model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_max_tokens=16",
-         "features.audio_max_nodes=8", "training.batch_size=8", "training.progress=false", "training.lr=3e-3"]
+         "features.audio_max_nodes=8", "training.batch_size=8", "training.progress=false", "training.lr=3e-3",
+         "features.text_layer=-1", "features.text_context_turns=0"]  # the tiny caches' text, whatever the profile
 
 
 def _cfg(cache, out, *extra):

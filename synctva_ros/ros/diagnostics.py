@@ -16,7 +16,11 @@ Values (``KeyValue``, strings): ``count.<name>`` (messages in, windows, publishe
 rejected by kind; sorted), ``latency.last_s``, ``latency.max_period_s``,
 ``latency.p50_s``/``latency.p95_s`` (once a window was published), ``queue``
 (windows waiting for inference), ``model``, ``backend``, ``windower.<stat>`` and
-``streaming.<stat>`` / ``streaming.<info>`` (where each window's features came from).
+``streaming.<stat>`` / ``streaming.<info>`` (where each window's features came from), and once a
+pipeline exists ``checkpoint.<outcome>`` (checkpoint loads in this process by integrity outcome:
+``verified``, ``unrecorded``, ``refused``; :mod:`synctva_ros.checkpoint.integrity`) and
+``engine_cache.<outcome>`` (cached ONNX/TensorRT files: ``hits``, ``builds``, ``rebuilt_mismatch``;
+:mod:`synctva_ros.backends.engine_cache`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any, Mapping
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from synctva_ros.backends.engine_cache import cache_counters
+from synctva_ros.checkpoint.integrity import counters as integrity_counters
 from synctva_ros.ros.latency import LatencySnapshot
 
 __all__ = ["latency_level", "status_values", "emotion_status", "diagnostic_array"]
@@ -87,6 +93,11 @@ def status_values(counters: Mapping[str, int], latency: LatencySnapshot, queue: 
             values[f"streaming.{k}"] = str(v)
         for k, v in info.items():
             values[f"streaming.{k}"] = str(v)
+    if pipeline is not None:
+        for k, v in sorted(integrity_counters().items()):
+            values[f"checkpoint.{k}"] = str(v)
+        for k, v in sorted(cache_counters().items()):
+            values[f"engine_cache.{k}"] = str(v)
     return values
 
 

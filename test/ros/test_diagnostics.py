@@ -46,7 +46,9 @@ def test_values_in_report_order():
     assert list(values) == ["count.audio_in", "count.bad_image", "count.windows", "latency.last_s",
                             "latency.max_period_s", "latency.p50_s", "latency.p95_s", "queue", "model", "backend",
                             "windower.frames", "windower.time_resets", "streaming.audio_batch:gap",
-                            "streaming.audio_context", "streaming.audio_mode", "streaming.drain_timeout"]
+                            "streaming.audio_context", "streaming.audio_mode", "streaming.drain_timeout",
+                            "checkpoint.refused", "checkpoint.unrecorded", "checkpoint.verified",
+                            "engine_cache.builds", "engine_cache.hits", "engine_cache.rebuilt_mismatch"]
     assert values["count.audio_in"] == "40"
     assert values["latency.last_s"] == "0.2000" and values["latency.max_period_s"] == "0.3000"
     assert values["latency.p50_s"] == "0.2000" and values["latency.p95_s"] == "0.3000"
@@ -72,3 +74,15 @@ def test_status_and_array():
     assert (arr.header.stamp.sec, arr.header.stamp.nanosec) == (12, 5)
     assert len(arr.status) == 1 and arr.status[0].message == st.message
     assert not math.isnan(snap.worst_s)
+
+
+def test_checkpoint_integrity_outcomes_are_reported(tiny_checkpoint):
+    """A real checkpoint load in this process moves ``checkpoint.verified`` (the node loads at configure)."""
+    from synctva_ros.checkpoint import load_checkpoint  # deferred: torch, only this test loads a checkpoint
+
+    snap = LatencyStats().report()
+    before = int(status_values({}, snap, 0, Pipeline())["checkpoint.verified"])
+    load_checkpoint(tiny_checkpoint)
+    after = status_values({}, snap, 0, Pipeline())
+    assert int(after["checkpoint.verified"]) == before + 1
+    assert int(after["engine_cache.rebuilt_mismatch"]) >= 0 and "checkpoint.refused" in after

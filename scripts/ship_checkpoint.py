@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from synctva_ros.checkpoint.fusion import write_fusion
-from synctva_ros.checkpoint.integrity import INTEGRITY_KEY, integrity_problems, integrity_record
+from synctva_ros.checkpoint.integrity import INTEGRITY_KEY, integrity_problems
+from synctva_ros.checkpoint.io import record_integrity
 from synctva_ros.core.hashing import file_sha256
 from synctva_ros.training.train import fusion_with_model_temperature
 
@@ -35,9 +36,9 @@ def main(run: str, dest: str, name: str) -> None:
     man["name"] = name
     man["training"] = {**man["training"], "name": name, "out_dir": str(dest), "shipped_from": run_name}
     man.pop("expert_fusion", None)
-    doc = {k: v for k, v in man.items() if k != INTEGRITY_KEY}
-    doc[INTEGRITY_KEY] = integrity_record(doc, sha)
-    (out / "manifest.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    man.pop(INTEGRITY_KEY, None)
+    (out / "manifest.json").write_text(json.dumps(man, indent=2, sort_keys=True, default=str) + "\n")
+    record_integrity(out)  # the renamed manifest and the unchanged weights, recorded as save_checkpoint does
     write_fusion(out, fusion_with_model_temperature(man["class_names"], man["training"]["calibration"]))
     for extra in ("metrics.json", "seeds.json"):
         if (src / extra).exists():

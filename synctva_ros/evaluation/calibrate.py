@@ -37,7 +37,7 @@ from synctva_ros.config import SyncTVAConfig
 from synctva_ros.evaluation.metrics import classification_metrics
 from synctva_ros.evaluation.offline import bag_windows, is_bag
 from synctva_ros.model.calibration import fit_temperature, fit_weights, nll
-from synctva_ros.model.experts import ExpertFusion, expert_log_posterior, product_of_experts
+from synctva_ros.model.experts import ExpertFusion, expert_log_posterior
 from synctva_ros.pipeline import EmotionPipeline
 
 __all__ = ["MIN_WINDOWS", "Observations", "collect", "fit_fusion", "calibrate_checkpoint"]
@@ -119,15 +119,18 @@ def _fit_mapped_temperature(q: np.ndarray, y: np.ndarray, fusion: ExpertFusion) 
             "class_map": cmap.name}
 
 
+def _raw_outputs(obs: Observations) -> dict[str, np.ndarray]:
+    """The experts' raw outputs as :class:`~synctva_ros.model.experts.ExpertFusion` takes them: model logits,
+    face log-probabilities (floored, so a probability of 0 stays finite)."""
+    return {"model": obs.model, "visual": np.log(np.maximum(obs.visual, _FLOOR))}
+
+
 def _fused_scores(fusion: ExpertFusion, obs: Observations, names: Sequence[str]) -> dict[str, Any]:
     """Fused NLL, accuracy, weighted and macro F1 of ``fusion`` on ``obs`` (faces where seen)."""
-    lps = {"model": expert_log_posterior(obs.model, fusion.temperatures.get("model", 1.0))}
-    if "visual" in fusion.temperatures and fusion.weights.get("visual", 1.0) > 0 and obs.has_face.any():
-        lv = expert_log_posterior(np.log(np.maximum(obs.visual, _FLOOR)), fusion.temperatures["visual"],
-                                  fusion.class_maps.get("visual"))
-        lps["visual"] = np.where(obs.has_face[:, None], lv, np.nan)
-    present = {k: (obs.has_face if k == "visual" else np.ones(len(obs.labels), bool)) for k in lps}
-    fused = product_of_experts(lps, fusion.prior, fusion.weights, present=present)
+    raw = _raw_outputs(obs)
+    if "visual" not in fusion.temperatures:  # a block without the face expert fuses the model alone
+        del raw["visual"]
+    fused = fusion(raw, present={"visual": obs.has_face})
     m = classification_metrics(obs.labels, fused.argmax(1), list(names))
     return {"nll": nll(fused, obs.labels), "accuracy": m["accuracy"], "weighted_f1": m["weighted_f1"],
             "macro_f1": m["macro_f1"]}
@@ -165,10 +168,7 @@ def fit_fusion(obs: Observations, block: dict[str, Any], names: Sequence[str], r
         log.warning("%d labelled window(s) with a face: the visual expert keeps T = %s", n_face, temps.get("visual"))
     new = fusion_from_block(fusion_block(temps, block["prior"], weights, block["class_map"]), names)
     if fit_weights_too and "visual" in fits:
-        lps = {"model": expert_log_posterior(obs.model, temps["model"]),
-               "visual": expert_log_posterior(np.log(np.maximum(obs.visual, _FLOOR)), temps["visual"],
-                                              new.class_maps.get("visual"))}
-        wf = fit_weights(lps, obs.labels, block["prior"], present={"model": np.ones(n, bool), "visual": obs.has_face},
+        wf = fit_weights(new.log_posteriors(_raw_outputs(obs)), obs.labels, block["prior"], present={"model": np.ones(n, bool), "visual": obs.has_face},
                          ridge=ridge)
         weights = {k: float(v) for k, v in wf.weights.items()}
         fits["weights"] = wf.as_dict()

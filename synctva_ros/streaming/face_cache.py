@@ -1,6 +1,7 @@
 """Face observations computed while the utterance goes on, aggregated into the window's evidence at close.
 
-The structure of :mod:`~synctva_ros.streaming.visual_cache`: frames offered by the windower are processed
+The structure of :mod:`~synctva_ros.streaming.visual_cache`, on the same
+:class:`~synctva_ros.streaming.stamp_store.StampStore`: frames offered by the windower are processed
 (:meth:`~synctva_ros.features.faces.evidence.FaceEvidenceExtractor.observe`: detection, tracking, expression)
 on a fixed grid of ``fps`` ticks per second (``features.face_fps``); each processed frame's observations are
 cached by stamp (an empty list for a frame without a face), older than ``buffer_s`` dropped; a stamp more than
@@ -18,7 +19,6 @@ closing thread's calls.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import Counter
 
@@ -27,6 +27,7 @@ import numpy as np
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.features.faces.evidence import (FaceEvidence, FaceEvidenceExtractor, FaceObservation, aggregate,
                                                  thin_stamps)
+from synctva_ros.streaming.stamp_store import StampStore
 
 __all__ = ["FaceEvidenceCache"]
 
@@ -53,39 +54,24 @@ class FaceEvidenceCache:
         self.stats = stats
         self.buffer_s = float(buffer_s)
         self.gap_tolerance_s = float(gap_tolerance_s)
-        self._lock = threading.Lock()  # the cache's state
         self._run_lock = threading.Lock()  # the expert (detector, tracker, networks)
-        self._gen = 0
-        self._obs: dict[float, list[FaceObservation]] = {}  # round(stamp, 6) -> observations
-        self._next_tick = -math.inf
+        #: Each processed frame's observations by stamp, on the grid of ``ext.fps`` ticks per second
+        self.store: StampStore[list[FaceObservation]] = StampStore(1.0 / ext.fps, self.buffer_s,
+                                                                  self.gap_tolerance_s, tick_slack_s=1e-9)
 
     def __len__(self) -> int:
         """Processed frames cached now."""
-        with self._lock:
-            return len(self._obs)
+        return len(self.store)
 
     def reset(self, gen: int) -> None:
         """Forget every observation and the tracks; frames of a generation other than ``gen`` are ignored."""
-        with self._lock:
-            self._gen = gen
-            self._obs.clear()
-            self._next_tick = -math.inf
+        self.store.reset(gen)
         with self._run_lock:
             self.ext.expert.tracker.reset()
 
     def due(self, stamp: float) -> bool:
         """Whether a frame at ``stamp`` s is due for processing (advances the grid when it is)."""
-        period = 1.0 / self.ext.fps
-        with self._lock:
-            if stamp < self._next_tick - period - self.gap_tolerance_s - 1.0:  # time went back (bag restart)
-                self._obs.clear()
-                self._next_tick = -math.inf
-            if stamp < self._next_tick - 1e-9 or round(stamp, 6) in self._obs:
-                return False
-            self._next_tick = self._next_tick + period if math.isfinite(self._next_tick) else stamp + period
-            if self._next_tick <= stamp:
-                self._next_tick = stamp + period
-            return True
+        return self.store.due(stamp)
 
     def _observe(self, stamp: float, image: np.ndarray) -> list[FaceObservation] | None:
         """The frame's observations, None for a bad frame (logged and counted)."""
@@ -103,14 +89,8 @@ class FaceEvidenceCache:
         """Process the frame at ``stamp`` s and cache its observations, unless the cache was reset meanwhile
         (``gen`` no longer current); drops observations older than ``buffer_s``. Raises nothing for bad frames."""
         obs = self._observe(stamp, image)
-        if obs is None:
-            return
-        with self._lock:
-            if gen != self._gen:
-                return
-            self._obs[round(stamp, 6)] = obs
-            for s in [s for s in self._obs if s < stamp - self.buffer_s]:
-                del self._obs[s]
+        if obs is not None:
+            self.store.put(stamp, obs, gen)
 
     def evidence(self, window: UtteranceWindow) -> FaceEvidence:
         """The evidence of a closed window: cached observations where there are, the rest processed now.
@@ -120,23 +100,11 @@ class FaceEvidenceCache:
         """
         frames = list(window.frames)
         chosen = [frames[i] for i in thin_stamps([f.stamp for f in frames], self.ext.fps)] if frames else []
-        tol = 0.5 / self.ext.fps
-        per_frame: list[list[FaceObservation] | None] = []
-        with self._lock:
-            stamps = np.array(sorted(self._obs)) if self._obs else np.zeros(0)
-            for f in chosen:
-                key = round(f.stamp, 6)
-                if key in self._obs:
-                    per_frame.append(self._obs[key])
-                    self.stats["face_hit"] += 1
-                    continue
-                if stamps.size:
-                    j = int(np.abs(stamps - f.stamp).argmin())
-                    if abs(stamps[j] - f.stamp) <= tol + 1e-9:
-                        per_frame.append(self._obs[float(stamps[j])])
-                        self.stats["face_near"] += 1
-                        continue
-                per_frame.append(None)
+        found = self.store.lookup([f.stamp for f in chosen], 0.5 / self.ext.fps)
+        per_frame: list[list[FaceObservation] | None] = [o for o, _ in found]
+        for _, how in found:
+            if how != "miss":
+                self.stats[f"face_{how}"] += 1
         bad = 0
         for k, f in enumerate(chosen):
             if per_frame[k] is None:

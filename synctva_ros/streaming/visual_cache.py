@@ -14,8 +14,6 @@ extractor's.
 
 from __future__ import annotations
 
-import math
-import threading
 from collections import Counter
 
 import numpy as np
@@ -23,6 +21,7 @@ import numpy as np
 from synctva_ros.core.batch import ModalityFeatures
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.features.visual import ResNetVisual, sample_frames
+from synctva_ros.streaming.stamp_store import StampStore
 
 __all__ = ["VisualCache"]
 
@@ -53,49 +52,26 @@ class VisualCache:
         self.oversample = float(oversample)
         self.exact = bool(exact)
         self.gap_tolerance_s = float(gap_tolerance_s)
-        self._lock = threading.Lock()  # sensor callbacks / worker vs the processing thread
-        self._gen = 0  # the cache's generation; frames of an older one are ignored
-        self._emb: dict[float, np.ndarray] = {}  # round(stamp, 6) -> (F_v,) embedding
-        self._next_tick = -math.inf
+        #: ``(F_v,)`` embeddings by stamp on the encoding grid (sensor callbacks / worker vs the processing thread)
+        self.store: StampStore[np.ndarray] = StampStore(1.0 / (ext.fps * self.oversample), self.buffer_s,
+                                                       self.gap_tolerance_s)
 
     def __len__(self) -> int:
         """Embeddings cached now."""
-        with self._lock:
-            return len(self._emb)
+        return len(self.store)
 
     def reset(self, gen: int) -> None:
         """Forget every embedding; frames of a generation other than ``gen`` are ignored from now on."""
-        with self._lock:
-            self._gen = gen
-            self._emb.clear()
-            self._next_tick = -math.inf
+        self.store.reset(gen)
 
     def due(self, stamp: float) -> bool:
         """Whether a frame at ``stamp`` s is due for encoding (advances the encoding grid when it is)."""
-        period = 1.0 / (self.ext.fps * self.oversample)
-        with self._lock:
-            if stamp < self._next_tick - period - self.gap_tolerance_s - 1.0:  # time went back (bag restart)
-                self._emb.clear()
-                self._next_tick = -math.inf
-            if stamp < self._next_tick or round(stamp, 6) in self._emb:
-                return False
-            # ticks on a fixed grid, so the encoding rate does not drift below fps * oversample
-            self._next_tick = self._next_tick + period if math.isfinite(self._next_tick) else stamp + period
-            if self._next_tick <= stamp:
-                self._next_tick = stamp + period
-            return True
+        return self.store.due(stamp)
 
     def add(self, stamp: float, image: np.ndarray, gen: int) -> None:
         """Encode the frame at ``stamp`` s (``(H, W, 3)`` uint8 RGB) and cache its embedding, unless the
         cache was reset (``gen`` no longer current) meanwhile; drops embeddings older than ``buffer_s``."""
-        emb = self.ext.encode_images([image])[0]
-        with self._lock:
-            if gen != self._gen:
-                return
-            self._emb[round(stamp, 6)] = emb
-            old = [s for s in self._emb if s < stamp - self.buffer_s]
-            for s in old:
-                del self._emb[s]
+        self.store.put(stamp, self.ext.encode_images([image])[0], gen)
 
     def features(self, window: UtteranceWindow) -> tuple[ModalityFeatures | None, str]:
         """Visual nodes of a closed window: the batch rule's frames, cached embeddings where there are.
@@ -110,23 +86,11 @@ class VisualCache:
             return None, "none"
         idx = sample_frames([f.stamp for f in frames], window.start, window.end, ext.fps, ext.max_frames)
         chosen = [frames[i] for i in idx]
-        tol = 0.5 / (ext.fps * self.oversample)
-        embs: list[np.ndarray | None] = []
-        with self._lock:
-            stamps = np.array(sorted(self._emb)) if self._emb else np.zeros(0)
-            for f in chosen:
-                key = round(f.stamp, 6)
-                if key in self._emb:
-                    embs.append(self._emb[key])
-                    self.stats["visual_hit"] += 1
-                    continue
-                if not self.exact and stamps.size:
-                    j = int(np.abs(stamps - f.stamp).argmin())
-                    if abs(stamps[j] - f.stamp) <= tol + 1e-9:
-                        embs.append(self._emb[float(stamps[j])])
-                        self.stats["visual_near"] += 1
-                        continue
-                embs.append(None)
+        found = self.store.lookup([f.stamp for f in chosen], 0.5 / (ext.fps * self.oversample), self.exact)
+        embs: list[np.ndarray | None] = [e for e, _ in found]
+        for _, how in found:
+            if how != "miss":
+                self.stats[f"visual_{how}"] += 1
         missing = [i for i, e in enumerate(embs) if e is None]
         if missing:
             self.stats["visual_miss"] += len(missing)

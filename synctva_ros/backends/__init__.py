@@ -28,13 +28,15 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def _max_nodes(manifest: dict) -> dict[str, int]:
-    """Most nodes per modality from the manifest's extractor identities (defaults: 64 / 32 / 8)."""
+    """Most nodes per modality from the manifest's extractor identities (defaults: 64 / 32 / 8), and of the
+    text prefix (the context word pieces: ``context_max_tokens`` + 8 for speaker tags, default 264)."""
     ex = manifest.get("extractors") or {}
     text = (ex.get("text") or {}).get("max_tokens", 64)
+    prefix = int((ex.get("text") or {}).get("context_max_tokens") or 256) + 8
     audio_id = ex.get("audio") or {}
     audio = 1 if audio_id.get("level") == "functionals" else audio_id.get("max_nodes", 32)
     visual = (ex.get("visual") or {}).get("max_frames", 8)
-    return {"text": int(text), "audio": int(audio), "visual": int(visual)}
+    return {"text": int(text), "audio": int(audio), "visual": int(visual), "text_prefix": prefix}
 
 
 def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:

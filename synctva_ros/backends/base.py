@@ -19,7 +19,7 @@ __all__ = ["Backend", "BackendUnavailable", "MODEL_INPUTS"]
 #: Model input names, in ``SyncTVA.forward`` order (also the ONNX graph's input names).
 MODEL_INPUTS: tuple[str, ...] = (
     "text", "text_mask", "text_time", "audio", "audio_mask", "audio_time",
-    "visual", "visual_mask", "visual_time", "context", "context_mask",
+    "visual", "visual_mask", "visual_time", "context", "context_mask", "text_prefix", "text_prefix_mask",
 )
 
 

@@ -11,9 +11,10 @@ graph exports but onnxruntime cannot load it, measured with the legacy exporter)
   orders of magnitude slower to export here.
 
 Every dynamic axis is named: ``batch`` (B), ``n_text``, ``n_audio``, ``n_visual`` (node
-counts N_m), ``n_context`` (K), ``tokens`` (text-encoder sequence length) and ``frames``
+counts N_m), ``n_context`` (K), ``n_text_prefix`` (M, context word pieces), ``tokens`` (text-encoder sequence length) and ``frames``
 (visual-encoder images). Input names are :data:`~synctva_ros.backends.base.MODEL_INPUTS`
-(the context inputs only when the model has ``context_turns > 0``); outputs are
+(the context inputs only when the model has ``context_turns > 0``, the text prefix only when its fine-tuned
+text layers take the context's word pieces); outputs are
 ``logits`` ``(B, C)`` and ``contributions`` ``(B, 3)``.
 
 The exported fusion graph is cached (:mod:`~synctva_ros.backends.engine_cache`) under a key of the
@@ -37,7 +38,7 @@ from synctva_ros.core.batch import Batch
 from .base import MODEL_INPUTS
 from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha256, state_dict_sha256
 
-__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "fusion_input_names", "example_fusion_inputs",
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "fusion_input_names", "uses_text_prefix", "example_fusion_inputs",
            "batch_to_feeds", "export_fusion", "export_text_encoder", "export_visual_encoder",
            "cached_fusion_onnx", "ExportError"]
 
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
 EXPORTERS = ("torchscript", "dynamo")
 FUSION_OUTPUTS = ("logits", "contributions")
-_NODE_AXIS = {"text": "n_text", "audio": "n_audio", "visual": "n_visual", "context": "n_context"}
+_NODE_AXIS = {"text": "n_text", "audio": "n_audio", "visual": "n_visual", "context": "n_context",
+              "text_prefix": "n_text_prefix"}
 
 
 class ExportError(RuntimeError):
@@ -55,9 +57,21 @@ class ExportError(RuntimeError):
 
 
 def fusion_input_names(model: torch.nn.Module) -> list[str]:
-    """The fusion graph's input names: :data:`MODEL_INPUTS`, without context when ``context_turns == 0``."""
+    """The fusion graph's input names: :data:`MODEL_INPUTS`, without context when ``context_turns == 0`` and
+    without the text prefix unless the fine-tuned text layers take it (``text_top.spec["context_keys"]``)."""
     has_ctx = int(getattr(model, "cfg").context_turns) > 0
-    return [n for n in MODEL_INPUTS if has_ctx or not n.startswith("context")]
+    return [n for n in MODEL_INPUTS if (has_ctx or not n.startswith("context"))
+            and (uses_text_prefix(model) or not n.startswith("text_prefix"))]
+
+
+def uses_text_prefix(model: torch.nn.Module) -> bool:
+    """Whether the model's fine-tuned text layers attend over the dialogue context's word pieces."""
+    top = getattr(model, "text_top", None)
+    return bool(top is not None and top.spec.get("context_keys"))
+
+
+def _axis(name: str) -> str:
+    return _NODE_AXIS["text_prefix" if name.startswith("text_prefix") else name.split("_")[0]]
 
 
 def example_fusion_inputs(model: torch.nn.Module, batch: int = 2, nodes: Mapping[str, int] | None = None,
@@ -73,7 +87,8 @@ def example_fusion_inputs(model: torch.nn.Module, batch: int = 2, nodes: Mapping
             other rows get a random number (>= 1) of real nodes followed by padding.
 
     Returns:
-        The tensors (context ones only when the model uses context).
+        The tensors (context ones only when the model uses context; the text prefix only when its text
+        layers take it, after two ``None`` context slots when it has no context).
     """
     g = torch.Generator().manual_seed(seed)
     n = {"text": 6, "audio": 5, "visual": 3, **dict(nodes or {})}
@@ -91,6 +106,13 @@ def example_fusion_inputs(model: torch.nn.Module, batch: int = 2, nodes: Mapping
         ctx = torch.randn(batch, turns, model.dims["text"], generator=g)
         cmask = torch.rand(batch, turns, generator=g) < 0.7
         out += [ctx * cmask.unsqueeze(-1), cmask]
+    if uses_text_prefix(model):
+        m = int(n.get("text_prefix", 7))
+        prefix = torch.randn(batch, m, model.dims["text"], generator=g)
+        pmask = torch.arange(m).unsqueeze(0) < torch.randint(0, m + 1, (batch,), generator=g).unsqueeze(1)
+        if turns <= 0:  # forward's positional order: context slots first
+            out += [None, None]  # type: ignore[list-item]
+        out += [prefix * pmask.unsqueeze(-1), pmask]
     return tuple(out)
 
 
@@ -103,6 +125,9 @@ def batch_to_feeds(batch: Batch, names: list[str] | tuple[str, ...]) -> dict[str
     feeds: dict[str, np.ndarray] = {}
     for name in names:
         v = getattr(batch, name)
+        if v is None and name.startswith("text_prefix"):  # no context yet (a session's first turn): 1 masked slot
+            b, f = batch.text.shape[0], batch.text.shape[-1]
+            v = torch.zeros(b, 1, f) if name == "text_prefix" else torch.zeros(b, 1, dtype=torch.bool)
         if v is None:
             raise ValueError(f"the exported model needs input '{name}' but the batch has none "
                              "(context_turns of the checkpoint and the pipeline differ)")
@@ -161,15 +186,27 @@ def export_fusion(model: torch.nn.Module, path: str | Path, opset: int = DEFAULT
     model = model.to("cpu").eval()
     names = fusion_input_names(model)
     # B=2 and N>1 everywhere so no axis is specialised to size 1 while tracing.
-    args = example_fusion_inputs(model, batch=2, nodes={"text": 5, "audio": 4, "visual": 3})
+    args = example_fusion_inputs(model, batch=2, nodes={"text": 5, "audio": 4, "visual": 3, "text_prefix": 6})
     axes: dict[str, dict[int, str]] = {}
     for name in names:
-        mod = name.split("_")[0]
-        axes[name] = {0: "batch", 1: _NODE_AXIS[mod]}
+        axes[name] = {0: "batch", 1: _axis(name)}
     axes["logits"] = {0: "batch"}
     axes["contributions"] = {0: "batch"}
-    _export(model, args, path, names, list(FUSION_OUTPUTS), axes, opset, exporter)
+    _export(_NamedInputs(model, names).eval(), tuple(a for a in args if a is not None), path, names, list(FUSION_OUTPUTS),
+            axes, opset, exporter)
     return path
+
+
+class _NamedInputs(torch.nn.Module):
+    """``forward(*inputs)`` in ``names`` order -> ``model(**inputs)``: the graph's inputs are exactly ``names``
+    (a model without context but with a text prefix would otherwise need ``None`` positional slots)."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, list(names)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(**dict(zip(self.names, inputs)))
 
 
 class _HiddenStates(torch.nn.Module):

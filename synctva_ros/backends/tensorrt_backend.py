@@ -75,7 +75,8 @@ def profile_shapes(input_names: list[str], dims: Mapping[str, int], max_nodes: M
     """min/opt/max shapes of every fusion input for one optimisation profile.
 
     Batch: 1 / 1 / ``max_batch`` (the node sends one utterance at a time). Node axes:
-    1 / ``max_nodes[m]`` / ``max_nodes[m]``. Context: ``context_turns`` fixed.
+    1 / ``max_nodes[m]`` / ``max_nodes[m]`` (the text prefix: ``max_nodes["text_prefix"]``). Context:
+    ``context_turns`` fixed.
 
     Args:
         input_names: the ONNX graph's input names.
@@ -89,14 +90,14 @@ def profile_shapes(input_names: list[str], dims: Mapping[str, int], max_nodes: M
     """
     out: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
     for name in input_names:
-        mod = name.split("_")[0]
+        mod = "text_prefix" if name.startswith("text_prefix") else name.split("_")[0]
         if mod == "context":
             n_lo = n_opt = n_hi = int(context_turns)
             width = int(dims["text"])
         else:
             n_lo, n_opt, n_hi = 1, int(max_nodes[mod]), int(max_nodes[mod])
-            width = int(dims[mod])
-        tail = (width,) if name in ("text", "audio", "visual", "context") else ()
+            width = int(dims["text" if mod == "text_prefix" else mod])
+        tail = (width,) if name in ("text", "audio", "visual", "context", "text_prefix") else ()
         out[name] = ((1, n_lo, *tail), (1, n_opt, *tail), (int(max_batch), n_hi, *tail))
     return out
 

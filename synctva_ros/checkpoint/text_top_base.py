@@ -181,12 +181,14 @@ def special_token_states(base: Any, text_layer: int, texts: Any = CALIBRATION_TE
 
 
 def build_text_top(base: Any, text_layer: int, num_layers: int, name: str | None = None,
-                   texts: Any = CALIBRATION_TEXTS) -> TextTopLayers:
+                   texts: Any = CALIBRATION_TEXTS, context_keys: bool = False) -> TextTopLayers:
     """:class:`TextTopLayers` initialised from the pretrained layers and special-token states.
 
     Args:
         base, text_layer, num_layers, name: see :func:`load_base_layers`.
         texts: calibration texts for :func:`special_token_states` (training: training transcripts).
+        context_keys: the layers attend over the dialogue context's states (``features.text_context_states``;
+            :class:`~synctva_ros.model.text_top.TextTopLayers`).
 
     Returns:
         The layers (train mode) with the pretrained weights of encoder layers ``l .. l+K-1``,
@@ -202,6 +204,7 @@ def build_text_top(base: Any, text_layer: int, num_layers: int, name: str | None
         ident["name"] = str(base)
     special = special_token_states(enc, text_layer, texts)
     spec["special_tokens"] = int(special.shape[0])
+    spec["context_keys"] = bool(context_keys)
     top = TextTopLayers(spec, ident)
     top.load_hf_state(state)
     with torch.no_grad():

@@ -96,6 +96,10 @@ class FeaturesConfig:
     text_context_max_tokens: int = _f(256, "Most word pieces of dialogue context per sequence (with "
                                       "features.text_context_turns > 0); the oldest turns are cut first.",
                                       range=(8, 512), read_only=True)
+    text_context_states: bool = _f(False, "Also hand the context's word-piece states (layer features.text_layer) "
+                                   "to the model, whose fine-tuned text layers (model.text_top_layers) then "
+                                   "attend over the dialogue as the encoder does; needs text_context_turns > 0.",
+                                   read_only=True)
     audio_feature_set: str = _f("eGeMAPSv02", "openSMILE feature set.", read_only=True,
                                 choices=("eGeMAPSv02", "IS10", "ComParE_2016"))
     audio_sample_rate: int = _f(16000, "Sample rate (Hz) audio is resampled to.", range=(8000, 48000),

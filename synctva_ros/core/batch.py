@@ -13,12 +13,12 @@ These types sit in the lowest layer so that the model and every backend can take
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["ModalityFeatures", "UtteranceFeatures", "Batch", "collate"]
+__all__ = ["ModalityFeatures", "TextEncoding", "UtteranceFeatures", "Batch", "collate"]
 
 
 @dataclass
@@ -28,14 +28,36 @@ class ModalityFeatures:
     Attributes:
         x: ``(N, F)`` float32 node features, ``N >= 1``.
         t: ``(N,)`` float32 node times in [0, 1] over the window.
+        prefix: ``(M, F)`` float32 states of the encoder-input tokens that precede the nodes and are not
+            nodes themselves (text only: the dialogue context's word pieces with
+            ``features.text_context_states``), keys for the model's fine-tuned text layers; ``None``
+            otherwise.
     """
 
     x: np.ndarray
     t: np.ndarray
+    prefix: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim != 2 or self.t.shape != (self.x.shape[0],) or self.x.shape[0] == 0:
             raise ValueError(f"ModalityFeatures needs x (N>=1, F) and t (N,), got {self.x.shape}, {self.t.shape}")
+        if self.prefix is not None and (self.prefix.ndim != 2 or self.prefix.shape[1] != self.x.shape[1]):
+            raise ValueError(f"ModalityFeatures prefix must be (M, {self.x.shape[1]}), got {self.prefix.shape}")
+
+
+class TextEncoding(NamedTuple):
+    """One text's encoding.
+
+    Attributes:
+        tokens: ``(N, F)`` float32 node states (the utterance's own word pieces), ``None`` for an empty text.
+        sentence: ``(F,)`` float32 L2-normalised sentence embedding of the utterance alone, ``None`` if empty.
+        prefix: ``(M, F)`` float32 states of the sequence's other non-special tokens (context turns, speaker
+            tag; ``M`` may be 0) when the text encoder's ``context_states`` is on and context was given, else ``None``.
+    """
+
+    tokens: np.ndarray | None
+    sentence: np.ndarray | None
+    prefix: np.ndarray | None = None
 
 
 @dataclass
@@ -70,6 +92,9 @@ class Batch:
     ``context``: ``(B, K, F_t)`` sentence embeddings of the K previous utterances
     (oldest first), ``context_mask``: ``(B, K)`` bool; both ``None`` when context is off.
     ``labels``: ``(B,)`` int64 (-1 unknown).
+    ``text_prefix``: ``(B, M, F_t)`` float32, the text's :attr:`ModalityFeatures.prefix` states (dialogue
+    context word pieces, keys of the fine-tuned text layers), zero-padded; ``text_prefix_mask``: ``(B, M)``
+    bool; both ``None`` when no utterance of the batch has a prefix.
     """
 
     text: torch.Tensor
@@ -84,6 +109,8 @@ class Batch:
     labels: torch.Tensor
     context: torch.Tensor | None = None
     context_mask: torch.Tensor | None = None
+    text_prefix: torch.Tensor | None = None
+    text_prefix_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         """Move every tensor to ``device``."""
@@ -138,4 +165,9 @@ def collate(items: Sequence[UtteranceFeatures], dims: dict[str, int],
             for j, e in enumerate(prev):
                 context[i, off + j] = torch.from_numpy(np.asarray(e, dtype=np.float32))
                 context_mask[i, off + j] = True
-    return Batch(*text, *audio, *visual, labels, context, context_mask)
+    prefix = prefix_mask = None
+    prefixes = [None if u.text is None else u.text.prefix for u in items]
+    if any(p is not None for p in prefixes):
+        prefix, prefix_mask, _ = _pad([None if p is None else ModalityFeatures(p, np.zeros(p.shape[0], np.float32))
+                                       if p.shape[0] else None for p in prefixes], dims["text"])
+    return Batch(*text, *audio, *visual, labels, context, context_mask, prefix, prefix_mask)

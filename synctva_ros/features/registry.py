@@ -29,7 +29,8 @@ def build_extractor(modality: str, cfg: FeaturesConfig, device: str = "cpu") -> 
         from synctva_ros.features.text import TextEncoder
 
         return TextEncoder(cfg.text_encoder, max_tokens=cfg.text_max_tokens, layer=cfg.text_layer, device=device,
-                           context_turns=cfg.text_context_turns, context_max_tokens=cfg.text_context_max_tokens)
+                           context_turns=cfg.text_context_turns, context_max_tokens=cfg.text_context_max_tokens,
+                           context_states=cfg.text_context_states)
     if modality == "audio":
         # deferred: OpenSmileAudio imports opensmile (1-3 s) when built; keeps torch-only callers lean
         from synctva_ros.features.audio import OpenSmileAudio

@@ -30,6 +30,13 @@ dropped. The **sentence embedding stays the utterance's own**: it is computed fr
 alone (a second, short forward pass), exactly as with K = 0, so the pooled dialogue context
 (``model.context_turns``) means the same thing with or without text context. With K = 0 nothing of
 this runs and the outputs are those of the single-sequence path, bit for bit.
+
+Context states (``context_states``, ``features.text_context_states``, with K > 0): the states of the
+sequence's other non-special tokens (the context turns and the current utterance's speaker tag) are
+returned as well, as the nodes' **prefix** (:attr:`~synctva_ros.core.batch.ModalityFeatures.prefix`,
+``(M, F)``), for a model whose fine-tuned top layers attend over them
+(:class:`~synctva_ros.model.text_top.TextTopLayers`, ``context_keys``): with ``layer = 0`` and every layer
+fine-tuned, the whole encoder is trained on ``context | utterance`` as in CoMPM and EmoBERTa.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from synctva_ros.core.batch import ModalityFeatures
+from synctva_ros.core.batch import ModalityFeatures, TextEncoding
 from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.base import FeatureExtractor
 from synctva_ros.features.dialogue import TAG_FORMAT, TURN_SEPARATOR, Turn, context_string, tag_turn, window_speaker
@@ -56,7 +63,7 @@ try:  # optional: only used to find a hub model's weight file in the local cache
 except ImportError:  # pragma: no cover - depends on the environment
     try_to_load_from_cache = None
 
-__all__ = ["TextEncoder", "resolve_text_encoder", "MINILM_ALIASES", "MPNET_ALIASES"]
+__all__ = ["TextEncoder", "TextEncoding", "resolve_text_encoder", "MINILM_ALIASES", "MPNET_ALIASES"]
 
 log = logging.getLogger(__name__)
 
@@ -128,23 +135,29 @@ class TextEncoder(FeatureExtractor):
         context_turns: K previous turns encoded with the utterance (0 = the utterance alone; see the
             module docstring).
         context_max_tokens: most word pieces of context per sequence (used when K > 0).
+        context_states: also return the context's word-piece states as the nodes' prefix (needs K > 0;
+            see the module docstring).
 
     Shapes:
         ``__call__``: window -> :class:`ModalityFeatures` with ``x`` ``(N, F)``, ``N <= max_tokens``.
-        :meth:`encode_texts`: ``list[str]`` (B) -> B pairs ``(tokens (N, F), sentence (F,))``.
+        :meth:`encode_texts`: ``list[str]`` (B) -> B :class:`TextEncoding` ``(tokens (N, F), sentence (F,),
+        prefix (M, F) or None)``.
 
     Raises:
         OSError: the model or tokenizer is not on this machine (files are looked up locally only unless
             ``SYNCTVA_ALLOW_DOWNLOAD=1``); the message says how to put them in place.
-        ValueError: ``max_tokens < 1``, ``context_turns < 0``, ``context_max_tokens < 1``, or
-            K > 0 with a tokenizer that has no offsets (not a "fast" tokenizer).
+        ValueError: ``max_tokens < 1``, ``context_turns < 0``, ``context_max_tokens < 1``,
+            K > 0 with a tokenizer that has no offsets (not a "fast" tokenizer), or ``context_states``
+            with K = 0.
     """
 
     modality = "text"
 
     def __init__(self, name_or_path: str = "all-MiniLM-L6-v2", max_tokens: int = 64, layer: int = -1,
                  device: str | torch.device = "cpu", batch_size: int = 32, context_turns: int = 0,
-                 context_max_tokens: int = 256) -> None:
+                 context_max_tokens: int = 256, context_states: bool = False) -> None:
+        if context_states and context_turns < 1:
+            raise ValueError("context_states needs context_turns >= 1 (there is no context to return)")
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         if context_turns < 0 or context_max_tokens < 1:
@@ -177,6 +190,7 @@ class TextEncoder(FeatureExtractor):
         self._max_length = min(self._max_length, self._limit)
         self.context_turns = int(context_turns)
         self.context_max_tokens = int(context_max_tokens)
+        self.context_states = bool(context_states)
         self._pair_tokenizer = None
         if self.context_turns > 0:
             if not getattr(self.tokenizer, "is_fast", False):
@@ -204,7 +218,8 @@ class TextEncoder(FeatureExtractor):
         when no weight file is on disk (unusual), a hash of the state dict's tensors is used.
         With ``context_turns`` K > 0 it also holds ``context_turns``, ``context_max_tokens`` and
         ``context_format`` (tag, separator, segments, truncation), so features with and without
-        context never mix; with K = 0 those keys are absent (the identity of earlier releases).
+        context never mix; with K = 0 those keys are absent (the identity of earlier releases). With
+        ``context_states`` it holds ``prefix`` (absent otherwise).
         """
         if self._identity is None:
             wf = _weights_file(self.resolved)
@@ -234,6 +249,8 @@ class TextEncoder(FeatureExtractor):
                     "context_format": {"tag": TAG_FORMAT, "separator": TURN_SEPARATOR,
                                        "segments": "context|utterance", "truncation": "oldest_first",
                                        "nodes": "utterance_only", "sentence": "utterance_alone"}})
+            if self.context_states:  # only then: the identities of context-without-states caches stay as they were
+                self._identity["prefix"] = "context_and_tag_states"
         return dict(self._identity)
 
     # ------------------------------------------------------------------ encoding
@@ -246,7 +263,7 @@ class TextEncoder(FeatureExtractor):
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], contexts: Sequence[Sequence[Turn]] | None = None,
-                     speakers: Sequence[str] | None = None) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+                     speakers: Sequence[str] | None = None) -> list[TextEncoding]:
         """Encode B texts, each with its dialogue context when ``context_turns`` > 0.
 
         Args:
@@ -256,12 +273,13 @@ class TextEncoder(FeatureExtractor):
             speakers: per text, its speaker ('' = unknown, no tag); only used with context.
 
         Returns:
-            B pairs ``(tokens, sentence)``: ``tokens`` is ``(N, F)`` float32 hidden states of
+            B :class:`TextEncoding`: ``tokens`` is ``(N, F)`` float32 hidden states of
             the utterance's own non-special tokens (``N <= max_tokens``), ``sentence`` is ``(F,)``
-            float32, the L2-normalised masked mean over all tokens of the utterance encoded alone.
-            Both are ``None`` for an empty or whitespace-only text.
+            float32, the L2-normalised masked mean over all tokens of the utterance encoded alone,
+            ``prefix`` the context's states (``context_states`` with contexts given; else ``None``).
+            ``tokens`` and ``sentence`` are ``None`` for an empty or whitespace-only text.
         """
-        out: list[tuple[np.ndarray | None, np.ndarray | None]] = [(None, None)] * len(texts)
+        out: list[TextEncoding] = [TextEncoding(None, None)] * len(texts)
         idx = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
         for s in range(0, len(idx), self.batch_size):
             chunk = idx[s:s + self.batch_size]
@@ -276,22 +294,24 @@ class TextEncoder(FeatureExtractor):
             for j, i in enumerate(chunk):
                 keep = attn[j] & ~special[j]
                 tok = hidden[j][keep][: self.max_tokens]
-                out[i] = (tok.numpy().astype(np.float32) if tok.shape[0] else None,
-                          sent[j].numpy().astype(np.float32))
+                out[i] = TextEncoding(tok.numpy().astype(np.float32) if tok.shape[0] else None,
+                                      sent[j].numpy().astype(np.float32))
         if self.context_turns > 0 and contexts is not None:
             for s in range(0, len(idx), self.batch_size):
                 chunk = idx[s:s + self.batch_size]
                 seqs = [self._pair_inputs(texts[i].strip(), contexts[i], speakers[i] if speakers else "")
                         for i in chunk]
-                for i, tok in zip(chunk, self._encode_pairs(seqs)):
-                    out[i] = (tok, out[i][1])
+                for i, (tok, prefix) in zip(chunk, self._encode_pairs(seqs)):
+                    out[i] = TextEncoding(tok, out[i].sentence, prefix if self.context_states else None)
         return out
 
-    def _pair_inputs(self, text: str, turns: Sequence[Turn], speaker: str) -> tuple[dict[str, list[int]], list[bool]]:
-        """Token ids of ``context | utterance`` for one text and which positions are its nodes.
+    def _pair_inputs(self, text: str, turns: Sequence[Turn], speaker: str
+                     ) -> tuple[dict[str, list[int]], list[bool], list[bool]]:
+        """Token ids of ``context | utterance`` for one text, which positions are its nodes and which its prefix.
 
         Returns:
-            ``({"input_ids", "attention_mask"[, "token_type_ids"]}, node mask)``, lists of length L.
+            ``({"input_ids", "attention_mask"[, "token_type_ids"]}, node mask, prefix mask)``, lists of
+            length L; the prefix is every other non-special token (context turns, speaker tag).
         """
         tok = self._pair_tokenizer
         offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
@@ -311,24 +331,31 @@ class TextEncoder(FeatureExtractor):
         seq_ids = enc.sequence_ids()
         nodes = [sid == seg and not sp and off[0] >= prefix
                  for sid, sp, off in zip(seq_ids, enc["special_tokens_mask"], enc["offset_mapping"])]
+        others = [sid is not None and not sp and not node
+                  for sid, sp, node in zip(seq_ids, enc["special_tokens_mask"], nodes)]
         ids = {k: list(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        return ids, nodes
+        return ids, nodes, others
 
-    def _encode_pairs(self, seqs: list[tuple[dict[str, list[int]], list[bool]]]) -> list[np.ndarray | None]:
-        """Hidden states of the node positions of each sequence (``(N, F)`` float32, ``None`` if N = 0)."""
-        batch = self.tokenizer.pad([ids for ids, _ in seqs], padding=True, return_tensors="pt")
+    def _encode_pairs(self, seqs: list[tuple[dict[str, list[int]], list[bool], list[bool]]]
+                      ) -> list[tuple[np.ndarray | None, np.ndarray]]:
+        """Per sequence: the node positions' hidden states (``(N, F)`` float32, ``None`` if N = 0) and the
+        prefix positions' (``(M, F)`` float32, the other non-special tokens)."""
+        batch = self.tokenizer.pad([ids for ids, _, _ in seqs], padding=True, return_tensors="pt")
         hidden, _ = self._hidden(dict(batch))
-        out: list[np.ndarray | None] = []
-        for j, (_, nodes) in enumerate(seqs):
+        out: list[tuple[np.ndarray | None, np.ndarray]] = []
+        for j, (_, nodes, prefix) in enumerate(seqs):
             keep = torch.zeros(hidden.shape[1], dtype=torch.bool)
             keep[:len(nodes)] = torch.tensor(nodes, dtype=torch.bool)
             tok = hidden[j][keep][: self.max_tokens]
-            out.append(tok.numpy().astype(np.float32) if tok.shape[0] else None)
+            before = torch.zeros(hidden.shape[1], dtype=torch.bool)
+            before[:len(prefix)] = torch.tensor(prefix, dtype=torch.bool)
+            out.append((tok.numpy().astype(np.float32) if tok.shape[0] else None,
+                        hidden[j][before].numpy().astype(np.float32)))
         return out
 
     def sentence_embedding(self, text: str) -> np.ndarray | None:
         """``(F,)`` float32 sentence embedding of one text (dialogue context), ``None`` if empty."""
-        return self.encode_texts([text])[0][1]
+        return self.encode_texts([text])[0].sentence
 
     @staticmethod
     def token_times(n: int) -> np.ndarray:
@@ -349,10 +376,10 @@ class TextEncoder(FeatureExtractor):
         if not text or not text.strip():
             return None, None
         ctx = [list(context or [])] if self.context_turns > 0 else None
-        tokens, sentence = self.encode_texts([text], ctx, [window_speaker(window)])[0]
+        tokens, sentence, prefix = self.encode_texts([text], ctx, [window_speaker(window)])[0]
         if tokens is None:
             return None, sentence
-        return ModalityFeatures(tokens, self.token_times(tokens.shape[0])), sentence
+        return ModalityFeatures(tokens, self.token_times(tokens.shape[0]), prefix), sentence
 
     def __call__(self, window: Any) -> ModalityFeatures | None:
         """Text nodes of an :class:`~synctva_ros.core.window.UtteranceWindow` (``None`` without transcript)."""

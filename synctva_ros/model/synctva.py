@@ -57,6 +57,9 @@ class SyncTVA(nn.Module):
     Shapes (``forward``):
         - ``{m}``: ``(B, N_m, F_m)`` float; ``{m}_mask``: ``(B, N_m)`` bool; ``{m}_time``: ``(B, N_m)`` in [0, 1]
         - context: ``(B, K, F_t)``, context_mask ``(B, K)`` bool, or ``None``
+        - text_prefix: ``(B, M, F_t)``, text_prefix_mask ``(B, M)`` bool, or ``None``: the dialogue
+          context's word-piece states, attended by the fine-tuned text layers when they were trained
+          with them (:class:`~synctva_ros.model.text_top.TextTopLayers`, ``context_keys``); else ignored
         - returns logits ``(B, C)`` and contributions ``(B, 3)`` (text, audio, visual) in [0, 1],
           summing to 1 over present, active modalities, 0 for absent ones
 
@@ -142,14 +145,15 @@ class SyncTVA(nn.Module):
     def forward(self, text: Tensor, text_mask: Tensor, text_time: Tensor,
                 audio: Tensor, audio_mask: Tensor, audio_time: Tensor,
                 visual: Tensor, visual_mask: Tensor, visual_time: Tensor,
-                context: Tensor | None = None, context_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                context: Tensor | None = None, context_mask: Tensor | None = None,
+                text_prefix: Tensor | None = None, text_prefix_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.text_top_layers > 0 and self.active["text"]:
             if self.text_top is None:
                 raise RuntimeError(
                     f"this model fine-tunes the text encoder's top {self.text_top_layers} layers but none are "
                     "attached: load them with synctva_ros.checkpoint.restore_text_top (checkpoint deltas + "
                     "base encoder) or build_text_top (training)")
-            text = self.text_top(text, text_mask)
+            text = self.text_top(text, text_mask, text_prefix, text_prefix_mask)
         xs = {"text": text, "audio": audio, "visual": visual}
         masks = {"text": text_mask.to(torch.bool), "audio": audio_mask.to(torch.bool),
                  "visual": visual_mask.to(torch.bool)}
@@ -177,6 +181,7 @@ class SyncTVA(nn.Module):
         return logits, contributions
 
     def forward_batch(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """:meth:`forward` on a :class:`~synctva_ros.core.batch.Batch` (context used when present)."""
+        """:meth:`forward` on a :class:`~synctva_ros.core.batch.Batch` (context and text prefix used when present)."""
         return self(batch.text, batch.text_mask, batch.text_time, batch.audio, batch.audio_mask, batch.audio_time,
-                    batch.visual, batch.visual_mask, batch.visual_time, batch.context, batch.context_mask)
+                    batch.visual, batch.visual_mask, batch.visual_time, batch.context, batch.context_mask,
+                    batch.text_prefix, batch.text_prefix_mask)

@@ -24,6 +24,14 @@ This module holds the layers only. Their weights come from one place, the checkp
 special states, for training) and :func:`~synctva_ros.checkpoint.text_top_deltas.restore_text_top`
 (base encoder + fine-tuned deltas, for inference).
 
+Dialogue context as keys (``spec["context_keys"]``, ``features.text_context_states``): when the text
+encoder's input held the previous turns (``features.text_context_turns``), their layer-``l`` states
+can be handed in as a **prefix** ``(B, M, F)``. They are prepended like the special states, run through
+every layer (so context and utterance attend to each other as in the encoder itself) and dropped at the
+end: the fine-tuned layers then see the dialogue, as in CoMPM/EmoBERTa-style fine-tuning, while the
+nodes stay the utterance's own word pieces. With ``l = 0`` and ``K = L`` this is the whole encoder
+fine-tuned on ``context | utterance`` sequences.
+
 Supported encoders: BERT-style layer naming (BERT, RoBERTa, MiniLM, XLM-R:
 ``encoder.layer.{i}.attention.self.query`` ...), post-LayerNorm, absolute positions.
 """
@@ -111,7 +119,7 @@ class TextTopLayers(nn.Module):
 
     Args:
         spec: ``{"hidden", "heads", "intermediate", "act", "eps", "dropout", "layers",
-            "text_layer", "special_tokens"}`` where ``layers`` are the base encoder's 0-based layer
+            "text_layer", "special_tokens"[, "context_keys"]}`` where ``layers`` are the base encoder's 0-based layer
             indices (``l .. l+K-1``), ``text_layer`` is ``l`` and ``special_tokens`` is ``S``, the
             number of special-token states prepended (see the module docstring); see
             :func:`~synctva_ros.checkpoint.text_top_base.load_base_layers`.
@@ -124,7 +132,9 @@ class TextTopLayers(nn.Module):
     Shapes:
         ``x`` ``(B, N, F)``, ``mask`` ``(B, N)`` bool -> ``(B, N, F)``; padded positions
         (mask False) are zeroed on input, so NaN padding cannot leak, and their outputs are
-        meaningless (the model masks them).
+        meaningless (the model masks them). Optional ``prefix`` ``(B, M, F)`` with ``prefix_mask``
+        ``(B, M)`` bool: context states attended by every layer, outputs dropped (module docstring);
+        ignored unless ``spec["context_keys"]`` is true, so a model trained without them never sees them.
     """
 
     def __init__(self, spec: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> None:
@@ -133,6 +143,7 @@ class TextTopLayers(nn.Module):
                                           "text_layer")}
         self.spec["layers"] = [int(i) for i in self.spec["layers"]]
         self.spec["special_tokens"] = int(spec.get("special_tokens", 0))
+        self.spec["context_keys"] = bool(spec.get("context_keys", False))
         self.base = dict(base) if base is not None else None
         self.special = nn.Parameter(torch.zeros(self.spec["special_tokens"], int(spec["hidden"])))
         self.layers = nn.ModuleList(
@@ -144,14 +155,23 @@ class TextTopLayers(nn.Module):
         """Width ``F`` of the token states."""
         return int(self.spec["hidden"])
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, prefix: Tensor | None = None,
+                prefix_mask: Tensor | None = None) -> Tensor:
         mask = mask.to(torch.bool)
         x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x))
-        s = self.special.shape[0]
-        if s:
+        n_special = int(self.spec["special_tokens"])
+        s = n_special
+        if prefix is not None and self.spec["context_keys"]:
+            pm = (torch.ones(prefix.shape[:2], dtype=torch.bool, device=prefix.device) if prefix_mask is None
+                  else prefix_mask.to(torch.bool))
+            prefix = torch.where(pm.unsqueeze(-1), prefix.to(x.dtype), torch.zeros_like(prefix, dtype=x.dtype))
+            x = torch.cat([prefix, x], dim=1)
+            mask = torch.cat([pm, mask], dim=1)
+            s += prefix.shape[1]
+        if n_special:
             b = x.shape[0]
             x = torch.cat([self.special.to(x.dtype).unsqueeze(0).expand(b, -1, -1), x], dim=1)
-            mask = torch.cat([torch.ones(b, s, dtype=torch.bool, device=mask.device), mask], dim=1)
+            mask = torch.cat([torch.ones(b, n_special, dtype=torch.bool, device=mask.device), mask], dim=1)
         for layer in self.layers:
             x = layer(x, mask)
         return x[:, s:]

@@ -28,7 +28,7 @@ from safetensors.numpy import load_file
 from synctva_ros.config import FeaturesConfig, SyncTVAConfig
 from synctva_ros.datasets.cache import (CACHE_FORMAT, CachedSplit, build_cache, cache_key, cache_stem, find_cache,
                                         load_cache)
-from synctva_ros.datasets.cache.parts import write_cache
+from synctva_ros.datasets.cache.parts import text_cache_arrays, write_cache
 from synctva_ros.features.dialogue import dataset_contexts
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.training.config import TrainingConfig
@@ -43,7 +43,8 @@ def _wanted_identities(cfg: SyncTVAConfig) -> dict[str, Any]:
     f = cfg.features
     # the text identity holds context_turns / context_max_tokens only when K > 0 (features.text)
     k = int(getattr(f, "text_context_turns", 0))
-    context = {"context_turns": k or None, "context_max_tokens": f.text_context_max_tokens if k else None}
+    context = {"context_turns": k or None, "context_max_tokens": f.text_context_max_tokens if k else None,
+               "prefix": "context_and_tag_states" if k and f.text_context_states else None}
     return {"text": {"name": f.text_encoder, "max_tokens": f.text_max_tokens, "layer": f.text_layer, **context},
             "audio": {"feature_set": f.audio_feature_set, "sample_rate": f.audio_sample_rate,
                       "max_nodes": f.audio_max_nodes, "level": f.audio_level}}
@@ -143,7 +144,8 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
         raise ValueError(f"{stem} is not a {CACHE_FORMAT} cache")
     enc = encoder or TextEncoder(features.text_encoder, max_tokens=features.text_max_tokens,
                                  layer=features.text_layer, context_turns=features.text_context_turns,
-                                 context_max_tokens=features.text_context_max_tokens)
+                                 context_max_tokens=features.text_context_max_tokens,
+                                 context_states=features.text_context_states)
     new_ident = enc.identity()
     extractors = {**header["extractors"], "text": new_ident}
     key = cache_key(extractors, header.get("speech"))
@@ -159,16 +161,11 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
         contexts = [turns[r["utterance_id"]] for r in rows]
         speakers = [str(r.get("speaker") or "") for r in rows]
     enc_out = enc.encode_texts([r["text"] for r in rows], contexts, speakers)
-    tx, se = [], []
-    for r, (tok, sent) in zip(rows, enc_out):
-        r["n_text"] = int(tok.shape[0]) if tok is not None else 0
-        r["has_sentence"] = sent is not None
-        if tok is not None:
-            tx.append(tok)
-        se.append(sent if sent is not None else np.zeros(enc.dim, np.float32))
-    arrays = {"text_x": (np.concatenate(tx) if tx else np.zeros((0, enc.dim))).astype(np.float16),
-              "audio_x": arr["audio_x"], "audio_t": arr["audio_t"],
-              "sentence": (np.stack(se) if se else np.zeros((0, enc.dim))).astype(np.float16)}
+    text_arrays, text_rows = text_cache_arrays(enc_out, enc.dim)
+    for r, t in zip(rows, text_rows):
+        r.pop("n_text_prefix", None)
+        r.update(t)
+    arrays = {**text_arrays, "audio_x": arr["audio_x"], "audio_t": arr["audio_t"]}
     log.info("re-encoded %d texts at layer %d (%d context turns) in %.1f s", len(rows), enc.layer,
              enc.context_turns, time.perf_counter() - t0)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

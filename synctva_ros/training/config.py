@@ -75,6 +75,9 @@ class TrainingConfig:
         select_metric: validation metric that picks the epoch (``weighted_f1``, ``macro_f1``, ``accuracy``).
         lr, weight_decay: AdamW settings; grad_clip: max gradient norm (0 = off).
         encoder_lr: AdamW learning rate of the fine-tuned text top layers (``model.text_top_layers > 0``).
+        lr_schedule: ``constant``, or ``linear``: linear warm-up over the first ``warmup_fraction`` of
+            all steps (``epochs`` x batches), then linear decay to 0 at the last epoch (the BERT fine-tuning
+            recipe, Devlin et al. 2019; ``transformers.get_linear_schedule_with_warmup``), for every group.
         delta_dtype: storage dtype of the text top layers' deltas (``float16`` or ``float32``).
         max_checkpoint_mb: largest checkpoint (weights, MB = 1e6 bytes) that may be saved.
         loss: training loss overriding ``model.loss`` ('' = ``model.loss``): ``ce``, ``weighted_ce``
@@ -108,6 +111,8 @@ class TrainingConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     encoder_lr: float = 3e-5
+    lr_schedule: str = "constant"
+    warmup_fraction: float = 0.06
     delta_dtype: str = "float16"
     max_checkpoint_mb: float = 30.0
     loss: str = ""
@@ -136,6 +141,9 @@ class TrainingConfig:
                 raise ConfigError(f"'training.{k}' must be >= 0")
         if not self.lr > 0 or not self.encoder_lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("'training.lr' and 'training.encoder_lr' must be > 0, weight_decay and grad_clip >= 0")
+        if self.lr_schedule not in ("constant", "linear") or not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"'training.lr_schedule' = {self.lr_schedule!r} is not constant or linear, or "
+                              f"'training.warmup_fraction' = {self.warmup_fraction} is not in [0, 1)")
         if not 0.0 < self.valid_fraction <= 0.5:
             raise ConfigError(f"'training.valid_fraction' = {self.valid_fraction} is not in (0, 0.5]")
         for k, allowed in (("select_metric", SELECT_METRICS), ("loss", _LOSSES),

@@ -135,7 +135,7 @@ def build_model(cfg: SyncTVAConfig, data: TrainingData, device: torch.device
         enc = TextEncoder(f.text_encoder, max_tokens=f.text_max_tokens, layer=f.text_layer)
         texts = [u.meta.get("text", "") for u in data.train_ds.items[:CALIBRATION_TEXT_COUNT]]
         model.attach_text_top(build_text_top(enc, f.text_layer, cfg.model.text_top_layers, name=f.text_encoder,
-                                             texts=texts))
+                                             texts=texts, context_keys=f.text_context_states))
         _, _, base_state = load_base_layers(enc, f.text_layer, cfg.model.text_top_layers, f.text_encoder)
         top_params = list(model.text_top.parameters())
         del enc

@@ -112,11 +112,12 @@ def score(model: torch.nn.Module, ds: UtteranceDataset, names: Sequence[str], ba
 
 
 def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Module, opt: torch.optim.Optimizer,
-                    tcfg: TrainingConfig, epoch: int, device: torch.device) -> float:
+                    tcfg: TrainingConfig, epoch: int, device: torch.device,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
     """One pass over ``train_ds`` (shuffled with ``seed * 100003 + epoch``); returns the mean training loss.
 
     Gradients of all parameters (fusion and top layers) are clipped together to ``tcfg.grad_clip``
-    (0 = off); progress bar when ``tcfg.progress``.
+    (0 = off); ``scheduler`` (if any) steps after every batch; progress bar when ``tcfg.progress``.
     """
     model.train()
     loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
@@ -132,6 +133,8 @@ def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Mod
         if tcfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         total += float(loss.detach()) * batch.labels.shape[0]
         n += batch.labels.shape[0]
         bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
@@ -145,6 +148,20 @@ def _optimizer(model: torch.nn.Module, top_params: list, tcfg: TrainingConfig) -
     if top_params:
         groups.append({"params": top_params, "lr": tcfg.encoder_lr})
     return torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, tcfg: TrainingConfig, batches_per_epoch: int
+               ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule of ``tcfg.lr_schedule`` (``None`` for ``constant``)."""
+    if tcfg.lr_schedule == "constant":
+        return None
+    from synctva_ros.features.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from transformers import get_linear_schedule_with_warmup  # deferred: transformers takes seconds to import
+
+    total = max(1, tcfg.epochs * batches_per_epoch)
+    return get_linear_schedule_with_warmup(opt, int(round(tcfg.warmup_fraction * total)), total)
 
 
 def _row(prefix: str, m: dict[str, Any]) -> dict[str, float]:
@@ -185,6 +202,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
     model, top_params, base_state = build_model(cfg, data, device)
     loss_fn = build_loss(cfg.model, data.counts, tcfg.loss or None, tcfg.logit_tau).to(device)
     opt = _optimizer(model, top_params, tcfg)
+    sched = _scheduler(opt, tcfg, -(-len(data.train_ds) // tcfg.batch_size))
     split_sha = data.split["valid_dialogues_sha256"]
     start_epoch, best, best_epoch, best_state, history = 0, -1.0, -1, None, []
     rpath = out / RESUME_FILE
@@ -195,6 +213,8 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
                              f"data): start without resume or restore the settings")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
+        if sched is not None and st.get("scheduler") is not None:
+            sched.load_state_dict(st["scheduler"])
         start_epoch, best_epoch = int(st["epoch"]) + 1, int(st["best_epoch"])
         best = float(st.get("best_score", st.get("best_f1", -1.0)))
         best_state = st.get("best_model")
@@ -212,7 +232,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         if best_epoch >= 0 and tcfg.patience and epoch - best_epoch > tcfg.patience:
             break
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, data.train_ds, loss_fn, opt, tcfg, epoch, device)
+        train_loss = train_one_epoch(model, data.train_ds, loss_fn, opt, tcfg, epoch, device, sched)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_s": round(time.perf_counter() - t0, 3)}
         vm = score(model, data.valid_ds, data.names, tcfg.eval_batch_size, device)
         row.update(_row("valid", vm))
@@ -226,6 +246,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             _save(out, model, best_state, info, vm, None, epoch, history, **save)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                    "scheduler": None if sched is None else sched.state_dict(),
                     "best_score": best, "best_epoch": best_epoch, "best_model": best_state,
                     "history": json.dumps(history), "rng": torch.get_rng_state(), "split_sha256": split_sha},
                    str(rpath) + ".tmp")

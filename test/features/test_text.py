@@ -26,7 +26,7 @@ def test_max_tokens_truncates_and_empty_gives_none(tiny_bert):
     enc = TextEncoder(str(tiny_bert), max_tokens=5)
     out = enc.encode_texts(["happy " * 40, "", "   ", "scared"])
     assert out[0][0].shape[0] == 5
-    assert out[1] == (None, None) and out[2] == (None, None)
+    assert out[1] == (None, None, None) and out[2] == (None, None, None)
     assert out[3][0].shape[0] >= 1
     assert enc(UtteranceWindow(0.0, 1.0, transcript=None)) is None
     assert enc(UtteranceWindow(0.0, 1.0, transcript="  ")) is None
@@ -36,8 +36,8 @@ def test_sentence_embedding_is_normalised_mean_and_batch_independent(tiny_bert):
     enc = TextEncoder(str(tiny_bert), max_tokens=16, batch_size=2)
     texts = ["I am so happy", "Get out of my apartment right now, I said get out", "noise"]
     batched = enc.encode_texts(texts)
-    for t, (tok, sent) in zip(texts, batched):
-        single_tok, single_sent = enc.encode_texts([t])[0]
+    for t, (tok, sent, _) in zip(texts, batched):
+        single_tok, single_sent, _ = enc.encode_texts([t])[0]
         np.testing.assert_allclose(tok, single_tok, atol=1e-5)  # padding does not leak
         np.testing.assert_allclose(sent, single_sent, atol=1e-5)
         assert abs(np.linalg.norm(sent) - 1.0) < 1e-5
@@ -84,7 +84,7 @@ def test_real_minilm_matches_sentence_transformers():
     assert ident["weights_sha256"] == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     texts = ["I can't believe you did that!", "Well, that is fine."]
     ref = st.SentenceTransformer(path, device="cpu").encode(texts)
-    ours = np.stack([s for _, s in enc.encode_texts(texts)])
+    ours = np.stack([s for _, s, _ in enc.encode_texts(texts)])
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     # emotionally close sentences are closer than unrelated ones (real weights)
     a, b, c = (enc.sentence_embedding(t) for t in ("I am so happy today", "I feel very glad today",

@@ -32,7 +32,7 @@ def _reference(enc: TextEncoder, text: str) -> tuple[np.ndarray, np.ndarray]:
 
 def test_k0_is_the_single_sequence_path_bit_for_bit(tiny_bert):
     enc = TextEncoder(str(tiny_bert), max_tokens=16)
-    tok, sent = enc.encode_texts([TEXT], [TURNS], ["Ross"])[0]  # contexts are ignored with K = 0
+    tok, sent, _ = enc.encode_texts([TEXT], [TURNS], ["Ross"])[0]  # contexts are ignored with K = 0
     ref_tok, ref_sent = _reference(enc, TEXT)
     np.testing.assert_array_equal(tok, ref_tok)
     np.testing.assert_array_equal(sent, ref_sent)
@@ -55,25 +55,30 @@ def test_nodes_are_the_utterance_word_pieces_only(tiny_bert):
     enc = TextEncoder(str(tiny_bert), max_tokens=16, context_turns=2)
     alone = enc.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     for speaker in ("Monica", ""):
-        ids, nodes = enc._pair_inputs(TEXT, TURNS, speaker)
+        ids, nodes, prefix = enc._pair_inputs(TEXT, TURNS, speaker)
         assert [i for i, n in zip(ids["input_ids"], nodes) if n] == alone
+        special = {enc.tokenizer.cls_token_id, enc.tokenizer.sep_token_id, enc.tokenizer.pad_token_id}
+        # the prefix is every other real token: the context, and the speaker tag when there is one
+        assert [i for i, p in zip(ids["input_ids"], prefix) if p] == [
+            i for i, n in zip(ids["input_ids"], nodes) if not n and i not in special]
+        assert not any(n and p for n, p in zip(nodes, prefix))
         sep = ids["input_ids"].index(enc.tokenizer.sep_token_id)  # [CLS] context [SEP] utterance [SEP]
         assert ids["input_ids"][1:sep] == enc.tokenizer(context_string(TURNS[-2:]), add_special_tokens=False)[
             "input_ids"] and not any(nodes[:sep + 1])
-    tok, sent = enc.encode_texts([TEXT], [TURNS], ["Monica"])[0]
+    tok, sent, _ = enc.encode_texts([TEXT], [TURNS], ["Monica"])[0]
     plain_tok, plain_sent = _reference(enc, TEXT)
     assert tok.shape == plain_tok.shape and not np.allclose(tok, plain_tok, atol=1e-3)  # context changes them
     np.testing.assert_allclose(sent, plain_sent, atol=1e-6)  # the sentence embedding is the utterance's own
     other = enc.encode_texts([TEXT], [TURNS[:1]], ["Monica"])[0][0]
     assert other.shape == tok.shape and not np.allclose(other, tok, atol=1e-4)
     # first turn of a session: the tagged utterance alone, same nodes
-    ids, nodes = enc._pair_inputs(TEXT, [], "Monica")
+    ids, nodes, _ = enc._pair_inputs(TEXT, [], "Monica")
     assert [i for i, n in zip(ids["input_ids"], nodes) if n] == alone
 
 
 def test_oldest_context_is_cut_first_and_the_utterance_never(tiny_bert):
     enc = TextEncoder(str(tiny_bert), max_tokens=4, context_turns=3, context_max_tokens=10)
-    ids, nodes = enc._pair_inputs(TEXT, TURNS, "Monica")
+    ids, nodes, _ = enc._pair_inputs(TEXT, TURNS, "Monica")
     full = enc.tokenizer(context_string(TURNS[-3:]), add_special_tokens=False)["input_ids"]
     ctx = ids["input_ids"][1:ids["input_ids"].index(enc.tokenizer.sep_token_id)]
     assert len(full) > 10 and ctx == full[-10:]  # the newest 10 word pieces of the last 3 turns
@@ -82,7 +87,7 @@ def test_oldest_context_is_cut_first_and_the_utterance_never(tiny_bert):
     # a context longer than the encoder's positions still leaves the whole utterance (limit 62 here)
     long = [Turn("Ross", "happy " * 200)]
     wide = TextEncoder(str(tiny_bert), max_tokens=16, context_turns=1, context_max_tokens=512)
-    ids, nodes = wide._pair_inputs(TEXT, long, "Monica")
+    ids, nodes, _ = wide._pair_inputs(TEXT, long, "Monica")
     assert len(ids["input_ids"]) <= 62 and sum(nodes) == len(wide.tokenizer(TEXT, add_special_tokens=False)["input_ids"])
 
 
@@ -90,7 +95,7 @@ def test_batch_equals_single_and_window_speaker_is_used(tiny_bert):
     enc = TextEncoder(str(tiny_bert), max_tokens=16, context_turns=2, batch_size=2)
     texts = [TEXT, "so happy", "Get out!"]
     ctxs, spk = [TURNS, [], TURNS[:1]], ["Monica", "", "Joey"]
-    for i, (tok, sent) in enumerate(enc.encode_texts(texts, ctxs, spk)):
+    for i, (tok, sent, _) in enumerate(enc.encode_texts(texts, ctxs, spk)):
         single = enc.encode_texts([texts[i]], [ctxs[i]], [spk[i]])[0]
         np.testing.assert_allclose(tok, single[0], atol=1e-5)
     w = UtteranceWindow(0.0, 1.0, transcript=TEXT)

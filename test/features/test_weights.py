@@ -96,4 +96,4 @@ def test_installed_mpnet_matches_sentence_transformers():
         return
     texts = ["I can't believe you did that!", "Well, that is fine."]
     ref = st.SentenceTransformer(str(path), device="cpu").encode(texts)
-    np.testing.assert_allclose(np.stack([s for _, s in enc.encode_texts(texts)]), ref, atol=1e-4)
+    np.testing.assert_allclose(np.stack([s for _, s, _ in enc.encode_texts(texts)]), ref, atol=1e-4)

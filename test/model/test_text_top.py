@@ -89,3 +89,68 @@ def test_onnx_export_with_top_layers(bert, tmp_path):
         ref = model(*inp)
     for g, r in zip(got, ref):
         assert np.allclose(g, r.numpy(), atol=1e-4)
+
+
+def _pair(bert: Path, context: str, text: str):
+    """Layer-0 and last-layer states of ``[CLS] context [SEP] text [SEP]`` and which positions are the text's."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(bert))
+    enc = tok(context, text, return_tensors="pt", return_special_tokens_mask=True)
+    special = enc.pop("special_tokens_mask")[0].bool()
+    nodes = torch.tensor([sid == 1 for sid in enc.sequence_ids(0)]) & ~special
+    with torch.no_grad():
+        out = AutoModel.from_pretrained(str(bert)).eval()(**enc, output_hidden_states=True)
+    return out.hidden_states[0][0], out.last_hidden_state[0], nodes
+
+
+def test_context_keys_make_the_layers_the_encoder_on_context_and_utterance(bert):
+    """With every layer from the embeddings up (text_layer 0, K = L) and the other positions' states as the
+    prefix, the nodes' outputs are the encoder's own last layer on the pair: the context is attended."""
+    h0, last, nodes = _pair(bert, "Ross: we were on a break!", "Rachel: you're unbelievable")
+    spec = {**build_text_top(str(bert), 0, 3).spec, "special_tokens": 0, "context_keys": True}
+    top = TextTopLayers(spec).eval()
+    top.load_hf_state(build_text_top(str(bert), 0, 3).hf_state())
+    x, prefix = h0[nodes][None], h0[~nodes][None]
+    one = torch.ones(1, x.shape[1], dtype=torch.bool)
+    pad = torch.zeros(1, 3, h0.shape[1])  # masked padding slots must not change anything
+    pmask = torch.cat([torch.ones(1, prefix.shape[1], dtype=torch.bool), torch.zeros(1, 3, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        y = top(x, one, torch.cat([prefix, pad + 1e3], 1), pmask)
+        alone = top(x, one)
+        ignored = TextTopLayers({**spec, "context_keys": False}).eval()
+        ignored.load_hf_state(top.hf_state())
+        y_ignored = ignored(x, one, prefix, None)
+    assert torch.allclose(y[0], last[nodes], atol=1e-5)
+    assert not torch.allclose(alone[0], last[nodes], atol=1e-3)  # without the context it differs
+    assert torch.allclose(y_ignored, alone, atol=1e-6)  # a model not trained with context keys ignores them
+
+
+def test_onnx_export_with_context_keys_matches_torch(bert, tmp_path):
+    """The fusion graph of a model whose top layers take the text prefix gets the two prefix inputs; a batch
+    without a prefix (a session's first turn) is fed one masked slot and gives torch's no-prefix result."""
+    pytest.importorskip("onnxruntime")
+    from synctva_ros.backends.export import batch_to_feeds, export_fusion, fusion_input_names
+    from synctva_ros.core.batch import Batch
+    import onnxruntime
+
+    model = finetuned_model(bert)
+    model.text_top.spec["context_keys"] = True
+    names = fusion_input_names(model)
+    assert names[-2:] == ["text_prefix", "text_prefix_mask"] and "context" not in names
+    path = export_fusion(model, tmp_path / "m.onnx")
+    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == names
+    inp = model_inputs(b=3, nt=7, seed=4)
+    g = torch.Generator().manual_seed(5)
+    prefix = torch.randn(3, 11, DIMS["text"], generator=g)
+    pmask = torch.arange(11)[None] < torch.tensor([[11], [4], [0]])
+    for pre in ((prefix, pmask), (None, None)):
+        batch = Batch(*inp, labels=torch.zeros(3, dtype=torch.long), text_prefix=pre[0], text_prefix_mask=pre[1])
+        got = sess.run(None, batch_to_feeds(batch, names))
+        with torch.no_grad():
+            ref = model.forward_batch(batch)
+        for a, r in zip(got, ref):
+            assert np.allclose(a, r.numpy(), atol=1e-4)
+    with torch.no_grad():  # the prefix matters (row 0 has 11 context states)
+        assert not torch.allclose(model(*inp, text_prefix=prefix, text_prefix_mask=pmask)[0][0], ref[0][0], atol=1e-4)

@@ -24,7 +24,7 @@ def test_text_layer_cache_reencodes_text_and_keeps_audio(tiny_cache, tmp_path):
     assert new.header["key"] != old.header["key"] and new.header["derived_from"] == src.with_suffix("").name
     for a, b in zip(old.items, new.items):
         np.testing.assert_array_equal(a.audio.x, b.audio.x)
-        tok, _ = enc.encode_texts([b.meta["text"]])[0]
+        tok = enc.encode_texts([b.meta["text"]])[0].tokens
         np.testing.assert_allclose(b.text.x, tok, atol=2e-2, rtol=1e-2)
         assert not np.allclose(a.text.x, b.text.x, atol=0.1)  # layer 4, not the last layer
     assert build_text_layer_cache(src, cfg, tmp_path, encoder=enc) == path  # an existing one is reused
@@ -77,3 +77,31 @@ def test_derived_context_cache_equals_a_cache_built_with_that_context(tiny_cache
     cfg0 = FeaturesConfig(text_max_tokens=16, audio_max_nodes=8, text_layer=3)
     back = load_cache(build_text_layer_cache(derived_path, cfg0, tmp_path / "back"))
     assert "context_turns" not in back.identities["text"]
+
+
+def test_context_states_travel_through_derived_and_built_caches(tiny_cache, tiny_utterances, tmp_path):
+    """features.text_context_states: each text's context states are stored (text_prefix_x) and come back as
+    its nodes' prefix, the same from a derived cache and from `synctva cache`; the cache is found by them."""
+    src = find_cache(tiny_cache, "meld", "dev")[0]
+    cfg = FeaturesConfig(text_max_tokens=16, audio_max_nodes=8, text_layer=0, text_context_turns=2,
+                         text_context_max_tokens=24, text_context_states=True)
+    enc = TextEncoder(cfg.text_encoder, max_tokens=16, layer=0, context_turns=2, context_max_tokens=24,
+                      context_states=True)
+    derived = load_cache(build_text_layer_cache(src, cfg, tmp_path / "derived", encoder=enc))
+    direct = load_cache(build_cache("meld", "dev", cfg, tmp_path / "direct", progress=False,
+                                    extractors={"text": enc, "audio": None, "visual": None},
+                                    utterances=tiny_utterances("dev")))
+    assert derived.identities["text"]["prefix"] == direct.identities["text"]["prefix"] == "context_and_tag_states"
+    by_id = {it.meta["utterance_id"]: it for it in direct.items}
+    sizes = []
+    for a in derived.items:
+        b = by_id[a.meta["utterance_id"]]
+        assert a.text.prefix.shape == b.text.prefix.shape and a.text.prefix.shape[1] == 384
+        np.testing.assert_allclose(a.text.prefix, b.text.prefix, atol=1e-3)
+        sizes.append(a.text.prefix.shape[0])
+    assert min(sizes) >= 1 and max(sizes) > 10  # speaker tags at least; the context when there is one
+    plain = FeaturesConfig(text_max_tokens=16, audio_max_nodes=8, text_layer=0, text_context_turns=2,
+                           text_context_max_tokens=24)
+    assert "prefix" not in load_cache(build_text_layer_cache(src, plain, tmp_path / "plain")).identities["text"]
+    with pytest.raises(ValueError, match="context_turns >= 1"):
+        TextEncoder(cfg.text_encoder, context_states=True)

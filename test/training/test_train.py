@@ -190,3 +190,31 @@ def test_top_layers_fine_tune_inside_train(tiny_cache, tmp_path):
     with pytest.raises(CheckpointTooLarge, match="max_checkpoint_mb=2"):
         train(tcfg, cfg)
     assert not (tmp_path / "too_big" / "model.safetensors").exists()
+
+
+def test_top_layers_attend_over_the_context_states(tiny_cache, tmp_path):
+    """features.text_context_states with model.text_top_layers: the fine-tuned layers take the context's
+    states (the checkpoint's layer spec says so), a linear warm-up/decay schedule runs, resume keeps it,
+    and the restored model's predictions depend on the prefix."""
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_cache, cache)
+    extra = ["features.text_layer=4", "model.text_top_layers=2", "features.text_context_turns=2",
+             "features.text_context_max_tokens=24", "features.text_context_states=true",
+             "training.lr_schedule=linear", "training.warmup_fraction=0.2", "training.encoder_lr=1e-3"]
+    tcfg, cfg = _cfg(cache, tmp_path / "ck", "training.epochs=2", *extra)
+    out = train(tcfg, cfg)
+    man = read_manifest(out)
+    assert man["text_top"]["spec"]["context_keys"] is True
+    assert man["extractors"]["text"]["prefix"] == "context_and_tag_states"
+    assert man["training"]["lr_schedule"] == "linear"
+    st = torch.load(out / RESUME_FILE, weights_only=True)
+    assert st["scheduler"]["last_epoch"] >= 2 and st["scheduler"]["_last_lr"] == [0.0, 0.0]  # decayed to 0 at the end
+    model, _ = load_text_top_checkpoint(out, base="all-MiniLM-L6-v2")
+    c = load_cache(find_cache(cache, "meld", "dev")[0])
+    assert c.identities["text"].get("prefix") == "context_and_tag_states"
+    ds = UtteranceDataset(c.items, model.dims, 0, model.active)
+    _, _, probs = evaluate_model(model, ds)
+    for it in c.items:
+        it.text.prefix = None
+    _, _, alone = evaluate_model(model, UtteranceDataset(c.items, model.dims, 0, model.active))
+    assert np.isfinite(probs).all() and not np.allclose(probs, alone, atol=1e-4)

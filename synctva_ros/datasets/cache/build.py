@@ -22,8 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from synctva_ros.config import FeaturesConfig, load_config
+from synctva_ros.core.batch import TextEncoding
 from synctva_ros.datasets.cache.keys import CACHE_FORMAT, cache_key, cache_stem
-from synctva_ros.datasets.cache.parts import merge_parts, part_done, part_path, save_part
+from synctva_ros.datasets.cache.parts import merge_parts, part_done, part_path, save_part, text_cache_arrays
 from synctva_ros.datasets.rendering import render_utterance, speech_identity
 from synctva_ros.datasets.splits import dataset_classes, load_utterances
 from synctva_ros.datasets.utterance import Utterance
@@ -47,23 +48,20 @@ def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audi
     ``contexts``: ``{utterance_id: previous turns}`` for a text encoder with dialogue context (else ``None``).
     """
     rows: list[dict[str, Any]] = []
-    tx, ax, at, se = [], [], [], []
+    ax, at = [], []
     if text is None:
-        enc = [(None, None)] * len(utts)
+        enc = [TextEncoding(None, None)] * len(utts)
     elif contexts is not None:
         enc = text.encode_texts([u.text for u in utts], [contexts[u.utterance_id] for u in utts],  # type: ignore[attr-defined]
                                 [u.speaker for u in utts])
     else:
         enc = text.encode_texts([u.text for u in utts])  # type: ignore[attr-defined]
-    for u, (tok, sent) in zip(utts, enc):
+    td = text.dim if text is not None else 0
+    text_arrays, text_rows = text_cache_arrays(list(enc), td)
+    for u, trow in zip(utts, text_rows):
         row: dict[str, Any] = {"utterance_id": u.utterance_id, "dialogue_id": u.dialogue_id,
                                "utterance_index": u.utterance_index, "speaker": u.speaker, "label": u.label,
-                               "text": u.text, "n_text": 0, "n_audio": 0, "has_sentence": sent is not None,
-                               "audio_s": 0.0}
-        if tok is not None:
-            tx.append(tok)
-            row["n_text"] = int(tok.shape[0])
-        se.append(sent if sent is not None else np.zeros(text.dim if text is not None else 0, np.float32))
+                               "text": u.text, **trow, "n_audio": 0, "audio_s": 0.0}
         if audio is not None and render is not None and u.text.strip():
             wav, sr = render(u)
             row["audio_s"] = float(wav.size / sr) if sr else 0.0
@@ -73,13 +71,11 @@ def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audi
                 at.append(feats.t)
                 row["n_audio"] = int(feats.x.shape[0])
         rows.append(row)
-    td = text.dim if text is not None else 0
     ad = audio.dim if audio is not None else 0
     arrays = {
-        "text_x": np.concatenate(tx).astype(np.float16) if tx else np.zeros((0, td), np.float16),
+        **text_arrays,
         "audio_x": np.concatenate(ax).astype(np.float16) if ax else np.zeros((0, ad), np.float16),
         "audio_t": np.concatenate(at).astype(np.float32) if at else np.zeros(0, np.float32),
-        "sentence": np.stack(se).astype(np.float16) if se else np.zeros((0, td), np.float16),
     }
     return arrays, rows
 

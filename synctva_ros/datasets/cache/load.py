@@ -45,8 +45,8 @@ class CachedSplit:
 def load_cache(path: str | os.PathLike[str], class_names: Sequence[str] | None = None) -> CachedSplit:
     """Load a cache (path of the ``.safetensors`` or ``.json``, or the stem).
 
-    Text nodes get evenly spaced times ``(i + 0.5) / n`` in [0, 1]; audio nodes keep their
-    stored times (seconds).
+    Text nodes get evenly spaced times ``(i + 0.5) / n`` in [0, 1] (and their context states as the
+    prefix when the cache has ``text_prefix_x``); audio nodes keep their stored times (seconds).
 
     Args:
         path: the cache.
@@ -67,14 +67,19 @@ def load_cache(path: str | os.PathLike[str], class_names: Sequence[str] | None =
     names = list(class_names or header["class_names"])
     tx, ax, at, se = (arr["text_x"].astype(np.float32), arr["audio_x"].astype(np.float32), arr["audio_t"],
                       arr["sentence"].astype(np.float32))
+    px = arr["text_prefix_x"].astype(np.float32) if "text_prefix_x" in arr else None
     items: list[UtteranceFeatures] = []
-    ti = ai = 0
+    ti = ai = pi = 0
     for i, row in enumerate(header["utterances"]):
         text = audio = None
         if row["n_text"]:
             n = row["n_text"]
             x = tx[ti:ti + n]
-            text = ModalityFeatures(x, ((np.arange(n, dtype=np.float32) + 0.5) / n).astype(np.float32))
+            prefix = None
+            if px is not None:  # a text encoder with context states (features.text_context_states)
+                m = int(row.get("n_text_prefix", 0))
+                prefix, pi = px[pi:pi + m], pi + m
+            text = ModalityFeatures(x, ((np.arange(n, dtype=np.float32) + 0.5) / n).astype(np.float32), prefix)
             ti += n
         if row["n_audio"]:
             n = row["n_audio"]

@@ -1,7 +1,7 @@
 """The resumable on-disk chunks of a cache build and their merge into the final files.
 
 A chunk is ``{stem}.parts/{c:05d}.safetensors`` (arrays ``text_x``, ``audio_x``, ``audio_t``,
-``sentence``) plus ``{c:05d}.json`` (one index row per utterance). The arrays are written to
+``sentence``, and ``text_prefix_x`` for a text encoder with context states) plus ``{c:05d}.json`` (one index row per utterance). The arrays are written to
 ``.tmp`` and renamed only after the index rows are written, so a chunk with both files is complete.
 """
 
@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from synctva_ros.datasets.cache.keys import CACHE_FORMAT
 
-__all__ = ["part_path", "part_done", "save_part", "merge_parts", "write_cache"]
+__all__ = ["part_path", "part_done", "save_part", "merge_parts", "write_cache", "text_cache_arrays"]
 
 
 def part_path(parts: Path, c: int) -> Path:
@@ -88,3 +88,37 @@ def write_cache(stem: Path, arrays: dict[str, np.ndarray], header: dict[str, Any
     stem.with_suffix(".json").write_text(json.dumps(header, ensure_ascii=False, indent=0))
     os.replace(tmp, stem.with_suffix(".safetensors"))
     return stem.with_suffix(".safetensors")
+
+
+def text_cache_arrays(encodings: list[Any], dim: int) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """The text arrays of a cache and each utterance's text fields, from its encodings.
+
+    Args:
+        encodings: one :class:`~synctva_ros.features.text.TextEncoding` (``tokens``, ``sentence``,
+            ``prefix``) per utterance, in row order.
+        dim: the text width ``F``.
+
+    Returns:
+        ``({"text_x": (sum N, F), "sentence": (B, F)[, "text_prefix_x": (sum M, F)]} float16,
+        [{"n_text", "has_sentence"[, "n_text_prefix"]}] per utterance)``; the prefix entries only when
+        some encoding has a prefix (``features.text_context_states``).
+    """
+    tx, se, px, rows = [], [], [], []
+    with_prefix = any(e.prefix is not None for e in encodings)
+    for e in encodings:
+        row: dict[str, Any] = {"n_text": 0 if e.tokens is None else int(e.tokens.shape[0]),
+                               "has_sentence": e.sentence is not None}
+        if e.tokens is not None:
+            tx.append(e.tokens)
+        se.append(e.sentence if e.sentence is not None else np.zeros(dim, np.float32))
+        if with_prefix:
+            m = 0 if e.prefix is None or e.tokens is None else int(e.prefix.shape[0])
+            row["n_text_prefix"] = m
+            if m:
+                px.append(e.prefix)
+        rows.append(row)
+    arrays = {"text_x": (np.concatenate(tx) if tx else np.zeros((0, dim))).astype(np.float16),
+              "sentence": (np.stack(se) if se else np.zeros((0, dim))).astype(np.float16)}
+    if with_prefix:
+        arrays["text_prefix_x"] = (np.concatenate(px) if px else np.zeros((0, dim))).astype(np.float16)
+    return arrays, rows

@@ -49,7 +49,9 @@ def _base_info(base: Any) -> tuple[dict[str, Any], str, Any]:
     """``(config dict, weights sha256, source)`` of a TextEncoder, a model directory or a name."""
     if hasattr(base, "model") and hasattr(base, "identity"):  # a features.text.TextEncoder
         ident = base.identity()
-        return base.model.config.to_dict(), str(ident["weights_sha256"]), base
+        # its weight file when there is one: the encoder may run only the layers below its text_layer
+        wf = _weights_file(getattr(base, "resolved", ""))
+        return base.model.config.to_dict(), str(ident["weights_sha256"]), base if wf is None else wf
     resolved = resolve_text_encoder(str(base))
     wf = _weights_file(resolved)
     if wf is None:
@@ -167,9 +169,12 @@ def special_token_states(base: Any, text_layer: int, texts: Any = CALIBRATION_TE
     tok = enc.tokenizer(texts, padding=True, truncation=True, max_length=getattr(enc, "_max_length", 128),
                         return_special_tokens_mask=True, return_tensors="pt")
     sp = tok.pop("special_tokens_mask").bool() & tok["attention_mask"].bool()
-    device = next(enc.model.parameters()).device
-    out = enc.model(**{k: v.to(device) for k, v in tok.items()}, output_hidden_states=True)
-    h = out.hidden_states[text_layer].float().cpu()
+    if getattr(enc, "layer", None) == text_layer and hasattr(enc, "layer_states"):
+        h, _ = enc.layer_states(dict(tok))  # the encoder may run only the layers up to text_layer
+    else:
+        device = next(enc.model.parameters()).device
+        out = enc.model(**{k: v.to(device) for k, v in tok.items()}, output_hidden_states=True)
+        h = out.hidden_states[text_layer].float().cpu()
     ids = tok["input_ids"]
     order: list[int] = []
     for i in ids[0][sp[0]].tolist():

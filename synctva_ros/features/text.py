@@ -182,6 +182,8 @@ class TextEncoder(FeatureExtractor):
                           f"weights) in a directory and set features.text_encoder to that path, or set "
                           f"{ALLOW_DOWNLOAD_ENV}=1 to let transformers download it ({exc.__class__.__name__})") from exc
         self.dim = int(self.model.config.hidden_size)
+        self._truncated = False
+        self._drop_unused_layers()
         n_special = self.tokenizer.num_special_tokens_to_add(pair=False)
         self._max_length = self.max_tokens + n_special
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -201,6 +203,19 @@ class TextEncoder(FeatureExtractor):
             self._pair_tokenizer = AutoTokenizer.from_pretrained(self.resolved, truncation_side="left",
                                                                  local_files_only=local)
         self._identity: dict[str, Any] | None = None
+
+    def _drop_unused_layers(self) -> None:
+        """With ``layer`` = l >= 0, keep only the encoder's first l layers: ``hidden_states[l]`` is then its last
+        output, computed without running the layers above it (half the cost for the demo's l = 3; the
+        embeddings alone for l = 0). Only when the weights are in a file, which then stays the source of the
+        dropped layers (:mod:`synctva_ros.checkpoint.text_top_base` reads the fine-tuned layers' base from it)."""
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if self.layer < 0 or not isinstance(layers, torch.nn.ModuleList) or self.layer >= len(layers):
+            return
+        if _weights_file(self.resolved) is None:
+            return
+        self.model.encoder.layer = torch.nn.ModuleList(list(layers)[: self.layer])
+        self._truncated = True
 
     # ------------------------------------------------------------------ identity
     def tokenizer_hash(self) -> str:
@@ -254,11 +269,19 @@ class TextEncoder(FeatureExtractor):
         return dict(self._identity)
 
     # ------------------------------------------------------------------ encoding
-    def _hidden(self, enc: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(hidden (B, L, F) float32 on CPU, attention mask (B, L) bool)`` of one tokenised batch."""
+    def layer_states(self, enc: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The states of layer ``layer`` of one tokenised batch.
+
+        Args:
+            enc: the tokenizer's output (``input_ids``, ``attention_mask``[, ``token_type_ids``]), ``(B, L)``.
+
+        Returns:
+            ``(hidden (B, L, F) float32 on CPU, attention mask (B, L) bool)``.
+        """
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        res = self.model(**enc, output_hidden_states=self.layer != -1)
-        hidden = res.last_hidden_state if self.layer == -1 else res.hidden_states[self.layer]
+        top = self.layer == -1 or self._truncated  # the model's last output is the wanted layer
+        res = self.model(**enc, output_hidden_states=not top)
+        hidden = res.last_hidden_state if top else res.hidden_states[self.layer]
         return hidden.float().cpu(), enc["attention_mask"].cpu().bool()
 
     @torch.inference_mode()
@@ -287,7 +310,7 @@ class TextEncoder(FeatureExtractor):
                                  max_length=self._max_length, return_special_tokens_mask=True,
                                  return_tensors="pt")
             special = enc.pop("special_tokens_mask").bool()
-            hidden, attn = self._hidden(enc)
+            hidden, attn = self.layer_states(enc)
             m = attn.unsqueeze(-1).float()
             sent = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
             sent = torch.nn.functional.normalize(sent, dim=-1)
@@ -341,7 +364,7 @@ class TextEncoder(FeatureExtractor):
         """Per sequence: the node positions' hidden states (``(N, F)`` float32, ``None`` if N = 0) and the
         prefix positions' (``(M, F)`` float32, the other non-special tokens)."""
         batch = self.tokenizer.pad([ids for ids, _, _ in seqs], padding=True, return_tensors="pt")
-        hidden, _ = self._hidden(dict(batch))
+        hidden, _ = self.layer_states(dict(batch))
         out: list[tuple[np.ndarray | None, np.ndarray]] = []
         for j, (_, nodes, prefix) in enumerate(seqs):
             keep = torch.zeros(hidden.shape[1], dtype=torch.bool)

@@ -68,6 +68,22 @@ def test_layer_selection(tiny_bert):
     assert last.shape == emb.shape and not np.allclose(last, emb)
 
 
+def test_layers_above_the_used_one_are_not_run(tiny_bert):
+    """layer = l keeps only the encoder's first l layers; the nodes are still the full model's hidden_states[l]."""
+    import torch
+    from transformers import AutoModel
+
+    full = AutoModel.from_pretrained(str(tiny_bert)).eval()
+    for layer in (0, 1):
+        enc = TextEncoder(str(tiny_bert), max_tokens=16, layer=layer)
+        assert len(enc.model.encoder.layer) == layer
+        t = enc.tokenizer(["so happy today"], return_tensors="pt", return_special_tokens_mask=True)
+        special = t.pop("special_tokens_mask")[0].bool()
+        with torch.no_grad():
+            want = full(**t, output_hidden_states=True).hidden_states[layer][0][~special].numpy()
+        np.testing.assert_allclose(enc.encode_texts(["so happy today"])[0].tokens, want, atol=1e-5)
+
+
 def test_missing_model_raises(tmp_path):
     with pytest.raises(OSError):
         TextEncoder(str(tmp_path / "nope"))

@@ -27,7 +27,8 @@ from safetensors import safe_open
 from torch import Tensor
 
 from synctva_ros.core.hashing import file_sha256
-from synctva_ros.features.text import TextEncoder, _weights_file, resolve_text_encoder
+from synctva_ros.features.text import TextEncoder
+from synctva_ros.features.weights import encoder_weights_file, resolve_text_encoder
 from synctva_ros.model.text_top import HF_LAYER_NAMES, TextTopLayers
 
 __all__ = ["CALIBRATION_TEXTS", "load_base_layers", "special_token_states", "build_text_top"]
@@ -50,10 +51,10 @@ def _base_info(base: Any) -> tuple[dict[str, Any], str, Any]:
     if hasattr(base, "model") and hasattr(base, "identity"):  # a features.text.TextEncoder
         ident = base.identity()
         # its weight file when there is one: the encoder may run only the layers below its text_layer
-        wf = _weights_file(getattr(base, "resolved", ""))
+        wf = encoder_weights_file(getattr(base, "resolved", ""))
         return base.model.config.to_dict(), str(ident["weights_sha256"]), base if wf is None else wf
     resolved = resolve_text_encoder(str(base))
-    wf = _weights_file(resolved)
+    wf = encoder_weights_file(resolved)
     if wf is None:
         raise FileNotFoundError(f"no weight file (model.safetensors / pytorch_model.bin) for text encoder "
                                 f"'{base}' ({resolved})")

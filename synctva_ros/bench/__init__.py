@@ -31,7 +31,8 @@ Output: ``<out>/bench.json`` and ``<out>/bench.png``.
 Modules: :mod:`~synctva_ros.bench.inputs` (windows, matmul peak), :mod:`~synctva_ros.bench.setups`
 (configurations and their checkpoints), :mod:`~synctva_ros.bench.measure` (latency per mode, FLOPs,
 fusion only), :mod:`~synctva_ros.bench.plot` (the chart), :mod:`~synctva_ros.bench.runner` (the run,
-the printed summary).
+the printed summary). :mod:`~synctva_ros.bench.soak` is the long soak of the node on the looped demo bag
+(``scripts/soak.py`` through :mod:`synctva_ros.ros.soak`, not part of ``synctva bench``).
 """
 
 from __future__ import annotations

@@ -56,6 +56,14 @@ def import_message_class(msgtype: str) -> type:
         raise ImportError(f"{pkg}.{kind} has no message '{name}'") from None
 
 
+def _failed(stats: dict[str, Any], topic: str, exc: Exception) -> None:
+    """Count a message the middleware refused on ``topic``; warn at the first one per topic."""
+    n = stats["failed"][topic] = stats["failed"].get(topic, 0) + 1
+    if n == 1:
+        log.warning("publishing on %s failed (%s): readers do not keep up; skipping such messages, counted", topic,
+                    str(exc).splitlines()[0])
+
+
 def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | None = None,
                publish_clock: bool = True, loop: bool = False, wait_for_subscribers_s: float = 2.0,
                clock_hz: float = 100.0, qos_depth: int = 100, node: Any = None,
@@ -78,8 +86,10 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
         stop_event: set it (from another thread) to stop.
 
     Returns:
-        ``{"published": {topic: n}, "skipped_topics": {topic: reason}, "clock": n,
-        "loops": n, "wall_s": s, "bag_s": s}``.
+        ``{"published": {topic: n}, "failed": {topic: n}, "skipped_topics": {topic: reason}, "clock": n,
+        "loops": n, "wall_s": s, "bag_s": s}``; ``failed`` counts messages the middleware refused to
+        publish (a reliable writer whose readers do not keep up: its history stayed full past the
+        writer's blocking time), logged once per topic and skipped.
 
     Raises:
         ValueError: ``rate`` or ``clock_hz`` not positive. FileNotFoundError: no bag.
@@ -99,7 +109,7 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
         ctx = Context()
         rclpy.init(context=ctx)
         node = rclpy.create_node("synctva_bag_replay", context=ctx)
-    stats: dict[str, Any] = {"published": {}, "skipped_topics": {}, "clock": 0, "loops": 0,
+    stats: dict[str, Any] = {"published": {}, "failed": {}, "skipped_topics": {}, "clock": 0, "loops": 0,
                              "wall_s": 0.0, "bag_s": 0.0}
     publishers: dict[str, Any] = {}
     pubs_to_destroy = []
@@ -173,7 +183,11 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
                     if clock_pub is not None and (last_clock is None or ts > last_clock):
                         send_clock(ts)
                         last_clock = ts
-                    publishers[conn.topic].publish(bytes(raw))
+                    try:
+                        publishers[conn.topic].publish(bytes(raw))
+                    except RuntimeError as exc:  # rclpy's RCLError: a reliable writer whose history stayed full
+                        _failed(stats, conn.topic, exc)
+                        continue
                     stats["published"][conn.topic] += 1
                     if t0 is not None:
                         stats["bag_s"] = max(stats["bag_s"], (ts - t0) * 1e-9)

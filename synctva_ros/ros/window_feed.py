@@ -71,17 +71,19 @@ class WindowFeed:
                                                                      f"[windower.{key}: {n} so far]")
             self._poll_locked(stamp)
 
-    def thin_frame(self, stamp: float) -> bool:
+    def thin_frame(self, stamp: float, now: float | None = None) -> bool:
         """Whether the windower's thinning (``windowing.frame_keep_hz``) drops a camera frame at ``stamp``.
 
         A dropped frame is counted (``image_in`` here, ``thinned_frames`` by the windower)
-        and polled for, so the caller need not decode its pixels.
+        and polled for, so the caller need not decode its pixels. A 0 stamp (unknown) is
+        thinned, and polled, at ``now`` (the arrival time, seconds) when given, as the windower
+        stamps such a frame on arrival.
         """
         with self._lock:
-            if not self.windower.thin_frame(stamp):
+            if not self.windower.thin_frame(stamp, now):
                 return False
             self._counters.count("image_in")
-            self._poll_locked(stamp)
+            self._poll_locked(now if stamp == 0 and now is not None else stamp)
             return True
 
     def poll(self, now: float) -> None:

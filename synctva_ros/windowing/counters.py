@@ -22,7 +22,8 @@ STAT_KEYS: tuple[str, ...] = (
     "rejected_frames", "rejected_audio", "rejected_transcripts", "resampled_audio",
     "evicted_frames", "evicted_audio", "unknown_end", "unknown_start", "thinned_frames",
     "future_frames", "future_audio", "future_transcripts", "negative_stamps", "zero_stamps",
-    "duplicate_transcripts", "control_chars", "truncated_fields",
+    "duplicate_transcripts", "control_chars", "truncated_fields", "stale_frames", "stale_audio",
+    "stale_transcripts",
 )
 
 
@@ -52,3 +53,23 @@ class WindowerCounters:
         n = self._n[key]
         if n <= 5 or n % 1000 == 0:
             log.warning("%s (%s #%d)" % (msg, key, n), *args)
+
+    def kept(self, res: str, what: str, late_key: str, kept_key: str, stamp: float) -> bool:
+        """Count a buffer insert's outcome (rules 4, 5 of :mod:`.windower`); True when the item was kept.
+
+        Args:
+            res: the buffer's answer: ``"duplicate"``, ``"too_old"``, ``"inserted"`` (out of order)
+                or anything else (appended).
+            what: the item, for the log (``"frame"``, ``"audio chunk"``).
+            late_key, kept_key: counters of a too-old and of a kept item.
+            stamp: the item's stamp (seconds), for the log.
+        """
+        if res == "duplicate":
+            self.warn("duplicates", "duplicate %s at %.6f s dropped", what, stamp)
+        elif res == "too_old":
+            self.warn(late_key, "%s at %.3f s is older than the buffer horizon: dropped", what, stamp)
+        else:
+            self.add(kept_key)
+            self.add("out_of_order", int(res == "inserted"))
+            return True
+        return False

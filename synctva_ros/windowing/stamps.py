@@ -1,9 +1,9 @@
 """Stamps and transcript strings the windower does not trust (rules 12-14 of :mod:`.windower`).
 
-* :class:`StampGuard`: zero stamps (unknown: stamped on arrival), negative stamps (rejected)
-  and far-future stamps (rejected unless a sensor stream confirms a forward time jump), all
-  counted; it also keeps a rejected stamp from closing windows through the ``poll`` its
-  caller makes with it.
+* :class:`StampGuard`: zero stamps (unknown: stamped on arrival), negative stamps (rejected),
+  far-future stamps (rejected unless a sensor stream confirms a forward time jump) and, after
+  time went back, the old timeline's stragglers (rejected), all counted; it also keeps a
+  rejected stamp from closing windows through the ``poll`` its caller makes with it.
 * :func:`clean_text`, :func:`bound_field`: control characters stripped from transcript text,
   identifier strings cut to :data:`MAX_FIELD_CHARS`.
 * :class:`SeenUtterances`: final-transcript utterance ids already windowed (deduplication).
@@ -23,6 +23,19 @@ Rules of :mod:`.windower` implemented here (sensor time, seconds):
     ``future_transcripts``) and moves no clock; a ``poll`` with its stamp polls at T.
     :data:`~.stamps.FUTURE_CONFIRM` consecutive far-future stamps of one sensor stream
     within the tolerance of the first are a forward time jump: a reset as in rule 6.
+13b. **One time jump, one reset.** After a reset because a sensor stream went back (rule 6)
+    from the stream time O, the other streams may still deliver messages of the old timeline
+    (a looped bag: the old loop's last frames or audio chunks, queued behind the new loop's
+    first message). Until a sensor stream delivers a stamp that is not such a straggler, its
+    stamps in (T + ``time_reset_s``, O + ``time_reset_s``] (T: the new stream time) are
+    dropped (``stale_frames`` / ``stale_audio``), move no clock and never count towards a
+    forward jump; a transcript in that range nearer O than T is dropped too
+    (``stale_transcripts``) until T reaches O. Accepted, such a stamp would make the
+    stream's next message go back by more than ``time_reset_s`` (a second reset) or, ahead
+    by more than ``future_tolerance_s``, confirm a forward jump (a second and third one),
+    whatever the loop length; stamps up to ``time_reset_s`` ahead of T are accepted, as
+    their stream's next message cannot reset. So one restart is one reset, across
+    modalities.
 14. **Transcript strings.** Control characters are stripped from the text
     (``control_chars``); identifiers are cut to 256 characters (``truncated_fields``); a
     final transcript whose non-empty ``utterance_id`` already made a window since the
@@ -41,7 +54,7 @@ from synctva_ros.config import WindowingConfig
 from synctva_ros.windowing.clock import finite_time
 from synctva_ros.windowing.counters import WindowerCounters
 
-__all__ = ["StampGuard", "clean_transcript", "FUTURE_CONFIRM", "FUTURE_KEYS", "MAX_FIELD_CHARS",
+__all__ = ["StampGuard", "clean_transcript", "FUTURE_CONFIRM", "FUTURE_KEYS", "STALE_KEYS", "MAX_FIELD_CHARS",
            "MAX_SEEN_UTTERANCES", "clean_text", "bound_field", "SeenUtterances"]
 
 #: Consecutive far-future stamps on one sensor stream, each within ``future_tolerance_s`` of the
@@ -49,6 +62,8 @@ __all__ = ["StampGuard", "clean_transcript", "FUTURE_CONFIRM", "FUTURE_KEYS", "M
 FUTURE_CONFIRM = 3
 #: Counter of rejected far-future stamps per stream.
 FUTURE_KEYS = {"frame": "future_frames", "audio": "future_audio", "transcript": "future_transcripts"}
+#: Counter of rejected stragglers of the timeline before a backward reset (rule 13b), per stream.
+STALE_KEYS = {"frame": "stale_frames", "audio": "stale_audio", "transcript": "stale_transcripts"}
 #: Longest identifier copied into a window (``utterance_id``, ``dialogue_id``, ``speaker_id``,
 #: ``language``), in characters.
 MAX_FIELD_CHARS = 256
@@ -129,11 +144,11 @@ class SeenUtterances:
 
 
 class StampGuard:
-    """Rules 12 and 13 of :mod:`.windower` for one windower.
+    """Rules 12, 13 and 13b of :mod:`.windower` for one windower.
 
     Args:
-        cfg: ``future_tolerance_s`` (read at every call).
-        counters: where ``zero_stamps``, ``negative_stamps`` and ``future_*`` are counted.
+        cfg: ``future_tolerance_s`` and ``time_reset_s`` (read at every call).
+        counters: where ``zero_stamps``, ``negative_stamps``, ``future_*`` and ``stale_*`` are counted.
     """
 
     def __init__(self, cfg: WindowingConfig, counters: WindowerCounters) -> None:
@@ -141,11 +156,49 @@ class StampGuard:
         self.counters = counters
         self._jump: dict[str, tuple[float, int]] = {}
         self._rejected: float | None = None
+        self._old: float | None = None  # stream time before the last backward reset (rule 13b)
+        self._behind: set[str] = set()  # sensor streams that may still deliver the old timeline
 
     def clear(self) -> None:
-        """Forget forward-jump candidates and the last rejected stamp (a windower reset)."""
+        """Forget forward-jump candidates, the last rejected stamp and the old timeline (a windower reset)."""
         self._jump = {}
         self._rejected = None
+        self._old = None
+        self._behind = set()
+
+    def old_timeline(self, old: float, behind: set[str]) -> None:
+        """Rule 13b: the windower was just reset because a sensor stream went back from stream time ``old``.
+
+        Args:
+            old: the newest camera/audio stamp before the reset (seconds).
+            behind: the other sensor streams seen before the reset (``frame``, ``audio``): their
+                next stamps may still be the old timeline's.
+        """
+        self._old = float(old)
+        self._behind = set(behind)
+
+    def _stale(self, stream: str, t: float, ref: float) -> bool:
+        """Rule 13b: whether ``t`` (seconds) on ``stream`` is a straggler of the old timeline (counted, logged)."""
+        old = self._old
+        if old is None:
+            return False
+        if ref >= old:  # the new timeline has caught up: no stamp can be the old one's any more
+            self._old, self._behind = None, set()
+            return False
+        rs = self.cfg.time_reset_s
+        if stream == "transcript":
+            stale = ref + rs < t <= old + rs and t - ref > old - t
+        elif stream in self._behind:
+            stale = ref + rs < t <= old + rs
+            if not stale:
+                self._behind.discard(stream)  # this stream is on the new timeline now
+        else:
+            return False
+        if stale:
+            self.counters.warn(STALE_KEYS[stream], "%s stamped %.3f s is from before sensor time went back "
+                               "(stream time %.3f s, before %.3f s): dropped", stream, t, ref, old)
+            self._rejected = t
+        return stale
 
     def resolve(self, stream: str, stamp: float, now: float | None) -> float | None:
         """A frame's or audio chunk's stamp (seconds) after rule 12.
@@ -178,11 +231,15 @@ class StampGuard:
                 anything is accepted).
 
         Returns:
-            ``"ok"``; ``"jump"`` when this is the :data:`FUTURE_CONFIRM`-th consecutive far-future
-            stamp of a sensor stream within ``future_tolerance_s`` of the first (the caller resets);
-            ``"reject"`` otherwise (counted ``future_<stream>``, logged).
+            ``"ok"``; ``"reject"`` for a straggler of the timeline before a backward reset (rule
+            13b, counted ``stale_<stream>``); ``"jump"`` when this is the :data:`FUTURE_CONFIRM`-th
+            consecutive far-future stamp of a sensor stream within ``future_tolerance_s`` of the
+            first (the caller resets); ``"reject"`` for other far-future stamps (counted
+            ``future_<stream>``, logged).
         """
         tol = self.cfg.future_tolerance_s
+        if ref is not None and self._stale(stream, t, ref):
+            return "reject"
         if ref is None or t <= ref + tol:
             self._jump.pop(stream, None)
             return "ok"

@@ -63,10 +63,11 @@ Rules
     (frames also at most ``max_frames``); at most ``max_pending`` windows wait
     (the earliest-ending is dropped beyond that, ``dropped_windows``).
 12-14. **Stamps and strings** (:mod:`~synctva_ros.windowing.stamps`): a 0 stamp is unknown
-    (the caller's ``now`` when given), negative times drop the message; the stream time is the
-    newest camera/audio stamp, and anything beyond it by ``future_tolerance_s`` is dropped
-    and moves no clock; transcript text loses control characters, identifiers are bounded,
-    a repeated final ``utterance_id`` makes no second window.
+    (the caller's ``now`` when given, for the ``frame_keep_hz`` thinning too), negative times drop
+    the message; the stream time is the newest camera/audio stamp, and anything beyond it by
+    ``future_tolerance_s`` is dropped and moves no clock; after time went back, the old
+    timeline's stragglers are dropped (one time jump, one reset); transcript text loses control
+    characters, identifiers are bounded, a repeated final ``utterance_id`` makes no second window.
 """
 
 from __future__ import annotations
@@ -203,24 +204,16 @@ class UtteranceWindower:
         return None if verdict == "reject" else t_ok
 
     def _check_time(self, stream: str, t: float) -> None:
-        """Rule 6: reset on a stream going back by more than ``time_reset_s``, then record ``t``."""
-        if self._clock.went_back(stream, t, self.cfg.time_reset_s):
+        """Rules 6, 13b: reset on a stream going back by more than ``time_reset_s``, then record ``t``."""
+        clock = self._clock
+        if clock.went_back(stream, t, self.cfg.time_reset_s):
             log.warning("sensor time of %s went back from %.3f to %.3f s (> time_reset_s=%.3f): "
-                        "resetting the windower", stream, self._clock.last(stream), t, self.cfg.time_reset_s)
+                        "resetting the windower", stream, clock.last(stream), t, self.cfg.time_reset_s)
+            old = clock.sensor_latest
+            behind = {s for s in ("frame", "audio") if s != stream and clock.last(s) is not None}
             self._time_reset(t)
-        self._clock.advance(stream, t)
-
-    def _kept(self, res: str, what: str, late_key: str, kept_key: str, stamp: float) -> bool:
-        """Count a buffer insert's outcome (rules 4, 5); True when the item was kept."""
-        if res == "duplicate":
-            self._stats.warn("duplicates", "duplicate %s at %.6f s dropped", what, stamp)
-        elif res == "too_old":
-            self._stats.warn(late_key, "%s at %.3f s is older than the buffer horizon: dropped", what, stamp)
-        else:
-            self._stats.add(kept_key)
-            self._stats.add("out_of_order", int(res == "inserted"))
-            return True
-        return False
+            self._guard.old_timeline(old, behind)  # type: ignore[arg-type]  # went_back: not None
+        clock.advance(stream, t)
 
     # ------------------------------------------------------------------ inputs
     def wants_frame(self, stamp: float) -> bool:
@@ -233,16 +226,23 @@ class UtteranceWindower:
         last = self._last_kept_frame
         return not (hz > 0 and last is not None and last <= stamp < last + 0.95 / hz)
 
-    def thin_frame(self, stamp: float) -> bool:
+    def thin_frame(self, stamp: float, now: float | None = None) -> bool:
         """Count and skip a frame the thinning would drop, before it is decoded.
 
+        Args:
+            stamp: the frame's stamp (seconds); 0 = unknown: thinned by ``now`` (rule 12).
+            now: the caller's arrival time (seconds), as given to :meth:`add_frame`.
+
         Returns:
-            True when the frame stamped ``stamp`` is not needed (counted in ``thinned_frames``,
-            as :meth:`add_frame` would); False when the caller should decode it and call
-            :meth:`add_frame`.
+            True when the frame is not needed (counted in ``thinned_frames``, and a 0 stamp in
+            ``zero_stamps``, as :meth:`add_frame` would); False when the caller should decode it
+            and call :meth:`add_frame`.
         """
-        if finite_time(stamp) and not self.wants_frame(float(stamp)):
+        zero = stamp == 0 and now is not None and finite_time(now)
+        t = now if zero else stamp
+        if finite_time(t) and not self.wants_frame(float(t)):  # type: ignore[arg-type]
             self._stats.add("thinned_frames")
+            self._stats.add("zero_stamps", int(zero))
             return True
         return False
 
@@ -254,7 +254,7 @@ class UtteranceWindower:
             image: ``(H, W, 3)`` uint8 RGB.
             now: the caller's arrival time (seconds), replaces a 0 stamp.
         """
-        if self.thin_frame(stamp):
+        if self.thin_frame(stamp, now):
             return
         try:
             stamp, image = accept_frame(stamp, image)
@@ -271,7 +271,7 @@ class UtteranceWindower:
                              "dropped", stamp, self._watermark)
             return
         image = np.ascontiguousarray(image)
-        if self._kept(self._frames.insert(TimedFrame(stamp, image)), "frame", "late_frames", "frames", stamp):
+        if self._stats.kept(self._frames.insert(TimedFrame(stamp, image)), "frame", "late_frames", "frames", stamp):
             if self._last_kept_frame is None or stamp > self._last_kept_frame:
                 self._last_kept_frame = stamp
             if self.sink is not None:
@@ -304,7 +304,7 @@ class UtteranceWindower:
             self._stats.warn("late_audio", "audio chunk at %.3f s ends before an emitted window (%.3f s): "
                              "dropped", stamp, self._watermark)
             return
-        if not self._kept(self._audio.insert(stamp, x), "audio chunk", "late_audio", "audio_chunks", stamp):
+        if not self._stats.kept(self._audio.insert(stamp, x), "audio chunk", "late_audio", "audio_chunks", stamp):
             return
         if self.sink is not None:
             self.sink.on_audio(stamp, x, self.sample_rate)

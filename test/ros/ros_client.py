@@ -165,6 +165,8 @@ def _bad_inputs(c: Client, case: str, t: float) -> list[tuple[Any, Any]]:
         return [(c.image_pub, c.image(t - 0.5)), (c.image_pub, c.image(t - 0.8))]
     if case == "stamps_backwards":
         return [(c.audio_pub, c.audio(t - 0.5, noise)), (c.audio_pub, c.audio(t - 50.0, noise))]
+    if case == "image_zero_stamp":  # a driver that leaves the stamp unset, 6 frames within one clock tick:
+        return [(c.image_pub, c.image(0.0)) for _ in range(6)]  # stamped on arrival, 5 thinned (10 Hz)
     raise SystemExit(f"unknown case {case}")
 
 
@@ -179,6 +181,7 @@ EXPECTED = {
     "transcript_10mb": "transcript_truncated",
     "stamps_out_of_order": "windower.out_of_order",
     "stamps_backwards": "windower.time_resets",
+    "image_zero_stamp": "windower.thinned_frames",
 }
 
 

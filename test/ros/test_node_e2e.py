@@ -23,7 +23,7 @@ from synctva_ros.ros.conversions import MAX_TRANSCRIPT_CHARS
 ROOT = Path(__file__).resolve().parents[2]
 
 CASES = ["image_unknown_encoding", "image_wrong_step", "audio_empty", "audio_nan", "audio_bad_rate",
-         "transcript_empty", "transcript_10mb", "stamps_out_of_order", "stamps_backwards"]
+         "transcript_empty", "transcript_10mb", "stamps_out_of_order", "stamps_backwards", "image_zero_stamp"]
 TEXT = "I am so happy to see you again, this is wonderful news!"
 UTTERANCE_S = 2.0
 

@@ -100,6 +100,25 @@ def test_thinned_frames_are_counted_and_never_added():
     assert f.windower.count("thinned_frames") == 2
 
 
+def test_zero_stamp_frames_are_thinned_and_polled_at_their_arrival_time():
+    # issue 14 item 2: the node hands the raw header stamp and its clock; a 0 stamp is "stamped on arrival",
+    # for the thinning too (raw 0 was never thinned: every frame of a 30 fps camera was decoded)
+    f = Feed()
+    frame = np.zeros((4, 4, 3), dtype=np.uint8)
+    decoded = 0
+    for i in range(30):  # one second of a 30 fps camera whose driver leaves the stamp at 0
+        now = 100.0 + i / 30
+        if not f.feed.thin_frame(0.0, now):
+            f.feed.add("image", now, lambda w, now=now: w.add_frame(0.0, frame, now=now))
+            decoded += 1
+    assert decoded == 10 and f.windower.count("thinned_frames") == 20 and f.windower.count("zero_stamps") == 30
+    assert f.counters.get("image_in") == 30
+    f.final(100.2, 100.5)
+    assert f.windows == [] and f.feed.thin_frame(0.0, 100.95)  # thinned; its poll at 100.95 s closes the window
+    (win,) = f.windows
+    assert [round(fr.stamp, 3) for fr in win.frames] in ([100.2, 100.3, 100.4, 100.5], [100.3, 100.4, 100.5])
+
+
 def test_value_errors_of_the_windower_are_rejected_per_stream():
     f = Feed()
 

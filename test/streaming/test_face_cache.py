@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synctva_ros.config import WindowingConfig
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
 from synctva_ros.evaluation.faces import read_rgb
 from synctva_ros.features.faces.evidence import FaceEvidenceExtractor, build_face_evidence
 from synctva_ros.features.faces.experts import MELD_ORDER
 from synctva_ros.streaming import StreamingFeatureCache
+from synctva_ros.windowing.windower import UtteranceWindower
 
 FACES = Path(os.environ.get("SYNCTVA_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")) / "faces"
 HAPPY = "images/Ai_Sugiyama_0001.jpg"
@@ -85,3 +87,17 @@ def test_background_thread_bad_frames_and_reset(faces, frame) -> None:
     assert len(cache.face) == 0
     ev = cache.face_evidence_for(UtteranceWindow(start=40.0, end=41.0, frames=[]))
     assert ev.probs is None and cache.stats["face_absent"] == 1
+
+
+def test_zero_stamp_frames_are_processed_on_the_face_fps_grid_of_their_arrival_time(faces, frame) -> None:
+    """Issue 14 item 2: frames stamped 0 reach the face grid (face_fps 5) with their arrival stamps, after the
+    windower's 10 Hz thinning, and the window's thinned frames are all served from the cache."""
+    cache = StreamingFeatureCache({}, faces=faces)
+    w = UtteranceWindower(WindowingConfig(vad_enabled=False), 16000, sink=cache)
+    for i, f in enumerate(frames_of(frame, 0.0, 1.0)):  # 1 s of a 30 fps camera, arriving from 80 s on
+        w.add_frame(0.0, f.image, now=80.0 + i / 30)
+    assert w.count("frames") == 10 and w.count("zero_stamps") == 30 and len(cache.face) == 5
+    w.add_transcript("hi", 80.0, 80.95, True, stamp=80.95)
+    (win,) = w.poll(81.3)
+    ev = cache.face_evidence_for(win)
+    assert ev.frames == 5 and cache.stats["face_miss"] == 0 and ev.probs is not None

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from stream_helpers import camera_frames
 
+from synctva_ros.config import WindowingConfig
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.features.visual import ResNetVisual
 from synctva_ros.streaming import StreamingFeatureCache
 from synctva_ros.streaming.visual_cache import VisualCache
+from synctva_ros.windowing.windower import UtteranceWindower
 
 
 def test_visual_cache_exact_and_nearest(visual_ext: ResNetVisual) -> None:
@@ -63,3 +65,22 @@ def test_a_frame_encoded_across_a_reset_is_not_cached(visual_ext: ResNetVisual) 
     for t in (1.0, 1.5, 2.0, 2.5):
         v.add(t, image, gen=3)
     assert len(v) == 3  # older than buffer_s before the newest frame: dropped
+
+
+def test_zero_stamp_frames_are_encoded_and_looked_up_by_their_arrival_time(visual_ext: ResNetVisual) -> None:
+    """Issue 14 item 2: a camera that leaves the stamp at 0. The windower stamps each frame on arrival before the
+    frame_keep_hz thinning (10 Hz) and before the sink, so the visual_fps x oversample grid (4 Hz) and the
+    window's batch rule run on arrival times, and the window's frames are served from the cache."""
+    cache = StreamingFeatureCache({"visual": visual_ext})
+    w = UtteranceWindower(WindowingConfig(vad_enabled=False), 16000, sink=cache)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for i in range(90):  # 3 s of a 30 fps camera, arriving from 60 s on
+        w.add_frame(0.0, image, now=60.0 + i / 30)
+    assert w.count("frames") == 30 and w.count("thinned_frames") == 60
+    assert len(cache.visual) == 12  # 3 s at 4 Hz, on arrival times:
+    assert all(how != "miss" for _, how in cache.visual.store.lookup([60.0 + i / 4 for i in range(12)], 0.051))
+    w.add_transcript("hi", 60.5, 62.5, True, stamp=62.5)
+    (win,) = w.poll(62.9)
+    assert all(60.5 <= f.stamp <= 62.5 for f in win.frames) and len(win.frames) == 21
+    got = cache.features_for(win)
+    assert got.meta["streaming"]["visual"] == "4/4 cached" and cache.stats["visual_miss"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from synctva_ros.config import WindowingConfig
 from synctva_ros.windowing.stamps import MAX_FIELD_CHARS
@@ -45,7 +46,8 @@ def speech(t0: float, t1: float) -> list[tuple[float, np.ndarray]]:
 
 def test_new_counters_are_stat_keys():
     for k in ("future_frames", "future_audio", "future_transcripts", "negative_stamps", "zero_stamps",
-              "duplicate_transcripts", "control_chars", "truncated_fields"):
+              "duplicate_transcripts", "control_chars", "truncated_fields", "stale_frames", "stale_audio",
+              "stale_transcripts"):
         assert k in STAT_KEYS
 
 
@@ -146,7 +148,7 @@ def test_control_characters_stripped_and_fields_bounded():
 def test_a_looped_replay_resets_once_per_loop_even_with_a_late_frame_of_the_old_loop():
     # issue 14 item 4: at each restart of a looped bag the audio went back first (one reset), then a last
     # frame of the old loop was accepted into the cleared clock, and the next new-loop frame reset again
-    # (11 resets for 8 loops). The old loop's frame is now far ahead of the stream time: dropped, counted.
+    # (11 resets for 8 loops). The old loop's frame is a straggler of the old timeline: dropped, counted.
     w = UtteranceWindower(cfg(), SR)
     loop_s, loops = 30.0, 8
     for loop in range(loops):
@@ -158,4 +160,107 @@ def test_a_looped_replay_resets_once_per_loop_even_with_a_late_frame_of_the_old_
             w.add_frame(t + 0.05, img())
             w.poll(t)
     assert w.count("time_resets") == loops - 1
-    assert w.count("future_frames") == loops - 1
+    assert w.count("stale_frames") == loops - 1 and w.count("future_frames") == 0
+
+
+CHUNK = np.zeros(int(0.1 * SR), np.float32)
+
+
+def looped_replay(w: UtteranceWindower, loop_s: float, loops: int, late_frames: int = 0, late_audio: int = 0,
+                  now: bool = False) -> list:
+    """A bag of ``loop_s`` seconds (100 ms audio chunks, 10 fps camera) replayed ``loops`` times; at each
+    restart the old loop's last ``late_frames`` frames arrive after the new loop's first audio chunk, or
+    its last ``late_audio`` audio chunks after the new loop's first frame (queued behind it)."""
+    out = []
+    for loop in range(loops):
+        for k in range(int(round(loop_s * 10))):
+            t = k * 0.1
+            if loop and k == 0 and late_audio:
+                w.add_frame(t + 0.05, img())
+                for j in range(late_audio, 0, -1):
+                    w.add_audio(loop_s - 0.1 * j, CHUNK, SR)
+                w.add_audio(t, CHUNK, SR)
+                out += w.poll(t)
+                continue
+            w.add_audio(t, CHUNK, SR)
+            if loop and k == 0:
+                for j in range(late_frames - 1, -1, -1):
+                    w.add_frame(loop_s - 0.05 - 0.1 * j, img())
+            w.add_frame(t + 0.05, img())
+            out += w.poll(t + 0.05)
+            if k == int(round(loop_s * 10)) // 2:  # one utterance per loop, the same id every loop
+                w.add_transcript("again", t - 1.0, t - 0.2, True, stamp=t, utterance_id="u-loop")
+    return out
+
+
+@pytest.mark.parametrize("loop_s", [2.5, 4.0, 9.5, 10.5, 25.0])
+@pytest.mark.parametrize("late", [dict(late_frames=1), dict(late_frames=4), dict(late_audio=4)])
+def test_one_reset_per_restart_whatever_the_loop_length(loop_s, late):
+    # issue 14: loops shorter than future_tolerance_s (10 s) reset twice per restart (the old loop's late
+    # frame was accepted into the cleared clock, then the next new-loop frame went back again), and any
+    # loop with 3 or more late messages of one stream reset three times (a "forward jump" back to the old
+    # loop, then back again). One time jump, one reset: the old loop's stragglers are dropped and counted.
+    loops = 5
+    w = UtteranceWindower(cfg(late_s=0.1), SR)
+    out = looped_replay(w, loop_s, loops, **late)
+    out += w.flush()
+    n_late = late.get("late_frames", 0) + late.get("late_audio", 0)
+    assert w.count("time_resets") == loops - 1
+    assert w.count("stale_frames") + w.count("stale_audio") == (loops - 1) * n_late
+    assert w.count("future_frames") == w.count("future_audio") == 0
+    assert [x.utterance_id for x in out] == ["u-loop"] * loops  # one window per loop, none deduplicated
+    assert [x.session for x in out] == list(range(loops))
+
+
+def test_late_transcript_of_the_old_loop_is_dropped_not_windowed_in_the_new_one():
+    # a 6 s loop (shorter than future_tolerance_s): the old loop's last final transcript arrives after the
+    # restart; accepted, it would wait for the new loop to reach its end, be cut from the new loop's data,
+    # and make the new loop's own transcript of that utterance a duplicate
+    w = UtteranceWindower(cfg(late_s=0.1), SR)
+    for t in np.arange(0.0, 6.0, 0.1):
+        w.add_audio(float(t), CHUNK, SR)
+    w.add_audio(0.0, CHUNK, SR)  # restart
+    w.add_transcript("late", 4.5, 5.5, True, stamp=5.6, utterance_id="u5")
+    assert w.count("time_resets") == 1 and w.pending == 0 and w.count("stale_transcripts") == 1
+    out = []
+    for t in np.arange(0.1, 6.0, 0.1):
+        w.add_audio(float(t), CHUNK, SR)
+        if abs(t - 5.6) < 1e-6:
+            w.add_transcript("late", 4.5, 5.5, True, stamp=5.6, utterance_id="u5")
+        out += w.poll(float(t))
+    assert [(x.utterance_id, x.session) for x in out] == [("u5", 1)]
+    assert w.count("duplicate_transcripts") == 0
+
+
+def test_a_stream_ahead_on_the_new_timeline_is_kept_once_it_is_no_straggler():
+    # after a restart, a stamp within time_reset_s of the new stream time is accepted (its stream's next
+    # message cannot reset), and a stream that delivered one is on the new timeline: rule 13b is over for it
+    w = UtteranceWindower(cfg(), SR)
+    for k in range(300):
+        w.add_audio(k * 0.1, CHUNK, SR)
+        w.add_frame(k * 0.1 + 0.05, img())
+    w.add_audio(0.0, CHUNK, SR)  # restart at 0 from 29.9 s
+    w.add_frame(1.5, img())  # 1.5 s ahead of the audio: accepted (within time_reset_s = 2 s)
+    w.add_frame(4.0, img())  # the frame stream is on the new timeline: a forward gap, not a straggler
+    w.add_frame(29.0, img())
+    s = w.stats
+    assert s["time_resets"] == 1 and s["stale_frames"] == 0 and s["frames"] == 300 + 2
+    assert s["future_frames"] == 1  # 29 s is beyond future_tolerance_s of the stream time 4.0 s
+
+
+def test_zero_stamp_frames_are_thinned_by_their_arrival_time():
+    # issue 14 item 2: a camera driver that leaves the stamp at 0 at 30 fps; frame_keep_hz = 10 must keep
+    # about 10 of them per second of arrival time (the raw stamp 0 was never thinned: all 30 decoded)
+    w = UtteranceWindower(cfg(frame_keep_hz=10.0), SR)
+    for i in range(90):  # 3 s at 30 fps
+        w.add_frame(0.0, img(), now=50.0 + i / 30)
+    assert w.count("frames") == 30 and w.count("thinned_frames") == 60 and w.count("zero_stamps") == 90
+    w2 = UtteranceWindower(cfg(frame_keep_hz=10.0), SR)  # thin_frame before decoding (the node) agrees
+    kept = []
+    for i in range(90):
+        now = 50.0 + i / 30
+        if not w2.thin_frame(0.0, now=now):
+            w2.add_frame(0.0, img(), now=now)
+            kept.append(now)
+    assert len(kept) == 30 and w2.count("frames") == 30 and w2.count("thinned_frames") == 60
+    assert w2.count("zero_stamps") == 90 and np.diff(kept).min() >= 0.095

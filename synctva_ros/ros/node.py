@@ -18,8 +18,8 @@ Topics (relative names, so a namespace applies; names are parameters ``topics.*`
 
 ====================  ===============================  ===================================
 ``camera/image_raw``  sensor_msgs/Image                in, ``topics.sensor_qos``
-``audio``             synctva_ros/AudioChunk           in, ``topics.sensor_qos``
-``speech``            synctva_ros/Transcript           in, reliable
+``audio``             synctva_ros/AudioChunk           in, ``topics.sensor_qos`` (or ``topics.audio_msg_type``)
+``speech``            synctva_ros/Transcript           in, reliable (or ``topics.transcript_msg_type``)
 ``speech/text``       std_msgs/String                  in, reliable, stamped on arrival
 ``emotion_state``     synctva_ros/EmotionState         out, reliable
 ``/diagnostics``      diagnostic_msgs/DiagnosticArray  out, ``runtime.diagnostics_hz``
@@ -55,7 +55,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from synctva_ros.config import SyncTVAConfig
-from synctva_ros.msg import AudioChunk, EmotionState, Transcript
+from synctva_ros.msg import EmotionState
 from synctva_ros.ros.conversions import (InputError, TranscriptFields, audio_msg_to_samples, image_msg_stamp,
                                          image_msg_to_rgb, result_to_msg, string_msg_to_fields,
                                          transcript_msg_to_fields)
@@ -67,6 +67,8 @@ from synctva_ros.ros.parameters import AUTOSTART, apply_parameter_updates, decla
     declare_config_parameters
 from synctva_ros.ros.qos import reliable_qos, sensor_qos
 from synctva_ros.ros.signals import stop_on_signals
+from synctva_ros.ros.inputs import InputSubscriptions, import_optional_messages, input_type_problem, \
+    missing_package_lines
 from synctva_ros.ros.window_feed import WindowFeed
 from synctva_ros.ros.worker import InferenceWorker
 from synctva_ros.windowing.windower import UtteranceWindower
@@ -128,6 +130,9 @@ class EmotionNode(LifecycleNode):
         self._pipeline_factory = pipeline_factory or _default_pipeline
         self.cfg = declare_config_parameters(self)
         declare_autostart(self)
+        self._optional_msgs = import_optional_messages()  # hri_msgs, audio_common_msgs, whisper_msgs if present
+        for line in missing_package_lines(self._optional_msgs):
+            self.get_logger().info(line)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # Steady no-op wake-up in every lifecycle state: returns control to Python so Ctrl-C is
         # seen within a second even while sim time is paused (main() installs no rclpy signal
@@ -147,6 +152,10 @@ class EmotionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the checkpoint; create windower, worker, publishers, subscriptions, timers."""
         log = self.get_logger()
+        problem = input_type_problem(self.cfg.topics, self._optional_msgs)
+        if problem:  # before loading the model: a wrong input type fails at once
+            log.error(f"configure failed: {problem}")
+            return TransitionCallbackReturn.FAILURE
         try:
             t0 = time.monotonic()
             self._pipeline = self._pipeline_factory(self.cfg)
@@ -175,10 +184,11 @@ class EmotionNode(LifecycleNode):
         self._feed = WindowFeed(windower, self._counters, submit=self._worker.submit)
         self._subs = [
             self.create_subscription(Image, t.image, self._on_image, sensor),
-            self.create_subscription(AudioChunk, t.audio, self._on_audio, sensor),
-            self.create_subscription(Transcript, t.transcript, self._on_transcript, reliable),
             self.create_subscription(String, t.text, self._on_text, reliable),
         ]
+        # microphone and speech-to-text in the types topics.audio_msg_type / transcript_msg_type choose
+        InputSubscriptions(self, t, self._optional_msgs, sensor, reliable, audio=self._on_audio,
+                           transcript=self._on_transcript, now=self._now_s, subs=self._subs).subscribe()
         self._poll_timer = self.create_timer(1.0 / POLL_HZ, self._on_poll_timer)  # node clock: follows /clock
         self._restart_diagnostics_timer()
         return TransitionCallbackReturn.SUCCESS
@@ -251,21 +261,22 @@ class EmotionNode(LifecycleNode):
         self._gate(msg, image_msg_stamp, lambda stamp: self._take_frame(msg, stamp))  # pixels not decoded yet
 
     def _take_frame(self, msg: Image, stamp: float) -> None:
-        # ``now=``: a header stamp of 0 (a driver that leaves it unset) is stamped on arrival by the windower.
-        # Frames the windower's thinning (windowing.frame_keep_hz) drops are never decoded: at 30 fps
-        # 640x480 the decode is most of the node's sensor-side CPU time.
-        feed = self._feed
-        if feed is None or feed.thin_frame(stamp):
+        # ``now``: a header stamp of 0 (a driver that leaves it unset) is stamped on arrival by the windower,
+        # for the thinning too. Frames the windower's thinning (windowing.frame_keep_hz) drops are never
+        # decoded: at 30 fps 640x480 the decode is most of the node's sensor-side CPU time.
+        feed, now = self._feed, self._now_s()
+        if feed is None or feed.thin_frame(stamp, now):
             return
-        self._gate(msg, image_msg_to_rgb, lambda frame: self._add("image", frame[0],
-                                                                 lambda w: w.add_frame(*frame, now=self._now_s())))
+        self._gate(msg, image_msg_to_rgb,
+                   lambda frame: self._add("image", frame[0] or now, lambda w: w.add_frame(*frame, now=now)))
 
-    def _on_audio(self, msg: AudioChunk) -> None:
-        self._gate(msg, audio_msg_to_samples,
-                   lambda chunk: self._add("audio", chunk[0], lambda w: w.add_audio(*chunk, now=self._now_s())))
+    def _on_audio(self, msg: Any, convert: Callable[[Any], Any] = audio_msg_to_samples) -> None:
+        now = self._now_s()
+        self._gate(msg, convert,
+                   lambda chunk: self._add("audio", chunk[0] or now, lambda w: w.add_audio(*chunk, now=now)))
 
-    def _on_transcript(self, msg: Transcript) -> None:
-        self._gate(msg, transcript_msg_to_fields, self._add_transcript)
+    def _on_transcript(self, msg: Any, convert: Callable[[Any], Any] = transcript_msg_to_fields) -> None:
+        self._gate(msg, convert, self._add_transcript)
 
     def _on_text(self, msg: String) -> None:
         self._gate(msg, lambda m: string_msg_to_fields(m, self._now_s()), self._add_transcript)

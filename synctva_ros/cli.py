@@ -126,7 +126,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from synctva_ros.datasets.cache import cache_split
 
     print(cache_split(args.dataset, args.split, out_dir=args.out, data_dir=args.data_dir, limit=args.limit,
-                      workers=args.workers, profile=args.profile, overrides=args.overrides))
+                      workers=args.workers, profile=args.profile, overrides=args.overrides, raw_dir=args.meld_raw))
     return 0
 
 
@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--workers", type=int, default=1,
                    help="processes rendering speech and running openSMILE (default 1: in this process)")
+    p.add_argument("--meld-raw", type=Path, default=None, metavar="DIR",
+                   help="a MELD.Raw folder: features of its mp4 clips (audio track, frames for the visual branch, "
+                        "e.g. --set features.visual_encoder=face_api) instead of espeak-ng speech")
     _add_config_args(p)
     p.set_defaults(func=cmd_cache)
 

@@ -9,6 +9,9 @@ from synctva_ros.config import FeaturesConfig
 from synctva_ros.features.base import FeatureExtractor
 from synctva_ros.core.modalities import MODALITIES
 
+#: ``features.visual_encoder`` values served by the face-expression networks (:mod:`.faces.embedding`).
+FACE_ENCODERS = ("face_api", "fer", "fer+face_api")
+
 __all__ = ["build_extractors", "extractor_identities", "build_extractor"]
 
 log = logging.getLogger(__name__)
@@ -18,11 +21,14 @@ def build_extractor(modality: str, cfg: FeaturesConfig, device: str = "cpu") -> 
     """One modality's extractor from ``cfg``.
 
     Returns ``None`` for the visual modality when no weight file is configured
-    (``features.visual_weights`` empty or missing): that branch stays off.
+    (``features.visual_weights`` empty or missing): that branch stays off. A ``features.visual_encoder``
+    of :data:`FACE_ENCODERS` (``face_api``, ``fer``, ``fer+face_api``) needs no such file: its nodes are
+    face-expression embeddings (:class:`~synctva_ros.features.faces.embedding.FaceEmbeddingVisual`).
 
     Raises:
         ValueError: unknown modality or invalid setting; OSError: a text model cannot be loaded;
-        VisualWeightsUnavailable is never raised (mapped to ``None``).
+        VisualWeightsUnavailable is never raised (mapped to ``None``); FaceWeightsMissing: a face encoder's
+        weights are not installed.
     """
     if modality == "text":
         # deferred: features.text imports torch and transformers, which the other branches do not need
@@ -38,6 +44,12 @@ def build_extractor(modality: str, cfg: FeaturesConfig, device: str = "cpu") -> 
         return OpenSmileAudio(cfg.audio_feature_set, sample_rate=cfg.audio_sample_rate,
                               max_nodes=cfg.audio_max_nodes, level=cfg.audio_level)
     if modality == "visual":
+        if cfg.visual_encoder in FACE_ENCODERS:
+            # deferred: the face networks import torch and cv2 and read their weight files
+            from synctva_ros.features.faces.embedding import FaceEmbeddingVisual
+
+            return FaceEmbeddingVisual(cfg.visual_encoder, fps=cfg.visual_fps, max_frames=cfg.max_frames,
+                                       policy=cfg.face_policy)
         # deferred: features.visual imports torch (and cv2, torchvision when built)
         from synctva_ros.features.visual import ResNetVisual, visual_weights_available
 

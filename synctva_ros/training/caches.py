@@ -47,7 +47,8 @@ def _wanted_identities(cfg: SyncTVAConfig) -> dict[str, Any]:
                "prefix": "context_and_tag_states" if k and f.text_context_states else None}
     return {"text": {"name": f.text_encoder, "max_tokens": f.text_max_tokens, "layer": f.text_layer, **context},
             "audio": {"feature_set": f.audio_feature_set, "sample_rate": f.audio_sample_rate,
-                      "max_nodes": f.audio_max_nodes, "level": f.audio_level}}
+                      "max_nodes": f.audio_max_nodes, "level": f.audio_level},
+            "visual": {"encoder": f.visual_encoder, "fps": f.visual_fps, "max_frames": f.max_frames}}
 
 
 
@@ -94,11 +95,21 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
         FileNotFoundError: no matching cache and ``build_cache`` is false (the message says how to build it).
     """
     names = list(cfg.model.class_names)
+    raw_dir = getattr(tcfg, "raw_dir", "")
     if tcfg.build_cache:
+        clips = None
+        if raw_dir:  # deferred: PyAV, only for recordings
+            from synctva_ros.datasets.meld_raw import read_meld_raw
+
+            clips = read_meld_raw(raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
+                                  fps=cfg.features.visual_fps)
         path = build_cache(tcfg.dataset, split, cfg.features, tcfg.cache_dir, limit=limit or None,
-                           data_dir=tcfg.data_dir or None, progress=tcfg.progress)
+                           data_dir=tcfg.data_dir or None, progress=tcfg.progress, clips=clips)
         return load_cache(path, names)
     found = find_cache(tcfg.cache_dir, tcfg.dataset, split)
+    if raw_dir:  # only caches built from recordings (their header's decoder), not from rendered transcripts
+        found = [p for p in found if (json.loads(p.with_suffix(".json").read_text()).get("speech") or {})
+                 .get("source") == "meld_raw"]
     wanted = _wanted_identities(cfg)
     path = _pick(found, wanted, limit)
     if path is None:
@@ -165,7 +176,8 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
     for r, t in zip(rows, text_rows):
         r.pop("n_text_prefix", None)
         r.update(t)
-    arrays = {**text_arrays, "audio_x": arr["audio_x"], "audio_t": arr["audio_t"]}
+    arrays = {**text_arrays, "audio_x": arr["audio_x"], "audio_t": arr["audio_t"],
+              **{k: arr[k] for k in ("visual_x", "visual_t") if k in arr}}  # recordings' visual nodes, as they are
     log.info("re-encoded %d texts at layer %d (%d context turns) in %.1f s", len(rows), enc.layer,
              enc.context_turns, time.perf_counter() - t0)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

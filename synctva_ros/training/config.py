@@ -70,6 +70,9 @@ class TrainingConfig:
         cache_dir: feature-cache directory (built on demand when ``build_cache`` is true).
         out_dir: checkpoint directory written at the end (and at each improvement).
         build_cache: build missing caches (slow: speech rendering + encoders) instead of failing.
+        raw_dir: a MELD.Raw folder (``{split}_sent_emo.csv`` + ``train_splits/`` ...,
+            :mod:`synctva_ros.datasets.meld_raw`): the caches are those built from its clips (audio
+            tracks, and frames for the visual branch) instead of rendered transcripts ('' = transcripts).
         limit, report_limit: first N utterances of the training / report split (0 = all).
         epochs: most epochs; patience: epochs without improvement of ``select_metric`` before stopping.
         select_metric: validation metric that picks the epoch (``weighted_f1``, ``macro_f1``, ``accuracy``).
@@ -102,6 +105,7 @@ class TrainingConfig:
     cache_dir: str = "cache"
     out_dir: str = "out/train/synctva"
     build_cache: bool = False
+    raw_dir: str = ""
     limit: int = 0
     report_limit: int = 0
     epochs: int = 30
@@ -152,6 +156,8 @@ class TrainingConfig:
                 raise ConfigError(f"'training.{k}' = {getattr(self, k)!r} is not one of {list(allowed)}")
         if self.logit_tau < 0 or not self.max_checkpoint_mb > 0:
             raise ConfigError("'training.logit_tau' must be >= 0 and 'training.max_checkpoint_mb' > 0")
+        if self.raw_dir and self.dataset != "meld":
+            raise ConfigError(f"'training.raw_dir' is a MELD.Raw folder; 'training.dataset' is {self.dataset!r}")
         bad = set(self.modalities) - {"text", "audio", "visual"}
         if bad:
             raise ConfigError(f"'training.modalities' has unknown modalities {sorted(bad)}")

@@ -7,7 +7,9 @@ For every utterance of a split (MELD CSV / IEMOCAP JSONL):
   bag writer uses** (:func:`synctva_ros.datasets.rendering.render_utterance`), so training audio
   matches the audio in the project's bags, then openSMILE nodes
   (:class:`~synctva_ros.features.audio.OpenSmileAudio`);
-* visual: absent (no MELD/IEMOCAP video on these machines).
+* visual: from recordings only (``build_cache(..., clips=...)``, e.g. a MELD.Raw split read by
+  :func:`synctva_ros.datasets.meld_raw.read_meld_raw`, whose clips also give the audio): the
+  configured visual extractor's nodes of the clip's sampled frames; absent otherwise.
 
 Storage: one safetensors file plus one JSON index per split, named
 ``{dataset}_{split}_{key}.safetensors`` / ``.json`` where ``key`` is a hash of the extractor

@@ -4,9 +4,12 @@ For every utterance: the text encoder's token states (with its previous turns as
 when the encoder has ``context_turns`` > 0: :func:`synctva_ros.features.dialogue.dataset_contexts`, the
 dataset's dialogue order, the pipeline's rules) and sentence embedding; the transcript
 rendered to speech (:func:`synctva_ros.datasets.rendering.render_utterance`, the bag writer's
-rules) and run through openSMILE; no visual features (no MELD/IEMOCAP video here). Each chunk
-of ``chunk_size`` utterances is written to ``{stem}.parts/`` (:mod:`.parts`) and skipped on
-restart; the chunks are merged at the end.
+rules) and run through openSMILE. With recordings (``clips``: e.g. a MELD.Raw split,
+:class:`synctva_ros.datasets.meld_raw.MeldRawSplit`) the audio is the clip's own track instead of
+rendered speech, and the clip's sampled frames give the visual nodes (``visual_x``/``visual_t``,
+times in [0, 1]; e.g. :class:`~synctva_ros.features.faces.embedding.FaceEmbeddingVisual`); without
+clips there are no visual features. Each chunk of ``chunk_size`` utterances is written to
+``{stem}.parts/`` (:mod:`.parts`) and skipped on restart; the chunks are merged at the end.
 """
 
 from __future__ import annotations
@@ -38,17 +41,24 @@ log = logging.getLogger(__name__)
 
 #: ``Utterance -> (samples (S,) float32, sample rate Hz)``.
 Renderer = Callable[[Utterance], tuple[np.ndarray, int]]
+#: ``Utterance -> decoded clip or None`` (unreadable): an object with ``audio`` ``(S,)`` float32,
+#: ``sample_rate`` (Hz), ``frames`` ``(K, H, W, 3)`` uint8, ``frame_times`` ``(K,)`` s and ``duration_s``
+#: (:class:`synctva_ros.datasets.meld_raw.ClipMedia`); optionally with ``identity()`` for the cache key.
+ClipSource = Callable[[Utterance], Any]
 
 
 def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audio: FeatureExtractor | None,
-                  render: Renderer | None, contexts: dict[str, list[Turn]] | None = None
+                  render: Renderer | None, contexts: dict[str, list[Turn]] | None = None,
+                  visual: FeatureExtractor | None = None, clips: ClipSource | None = None
                   ) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
     """Features of a chunk: concatenated arrays + one index row per utterance.
 
     ``contexts``: ``{utterance_id: previous turns}`` for a text encoder with dialogue context (else ``None``).
+    ``clips``: decoded recordings (audio from them instead of ``render``; visual nodes from their frames
+    with ``visual``); an utterance whose clip is unreadable (``None``) keeps only its text, row ``clip_error``.
     """
     rows: list[dict[str, Any]] = []
-    ax, at = [], []
+    ax, at, vx, vt = [], [], [], []
     if text is None:
         enc = [TextEncoding(None, None)] * len(utts)
     elif contexts is not None:
@@ -62,14 +72,28 @@ def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audi
         row: dict[str, Any] = {"utterance_id": u.utterance_id, "dialogue_id": u.dialogue_id,
                                "utterance_index": u.utterance_index, "speaker": u.speaker, "label": u.label,
                                "text": u.text, **trow, "n_audio": 0, "audio_s": 0.0}
-        if audio is not None and render is not None and u.text.strip():
-            wav, sr = render(u)
+        clip = clips(u) if clips is not None else None
+        if clips is not None:
+            row.update(n_visual=0, clip_error=clip is None)
+        sound = None
+        if audio is not None and clip is not None and clip.audio.size:
+            sound = clip.audio, int(clip.sample_rate)
+        elif audio is not None and clips is None and render is not None and u.text.strip():
+            sound = render(u)
+        if sound is not None:
+            wav, sr = sound
             row["audio_s"] = float(wav.size / sr) if sr else 0.0
-            feats = audio.extract(wav, sr)  # type: ignore[attr-defined]
+            feats = audio.extract(wav, sr)  # type: ignore[union-attr]
             if feats is not None:
                 ax.append(feats.x)
                 at.append(feats.t)
                 row["n_audio"] = int(feats.x.shape[0])
+        if visual is not None and clip is not None and len(clip.frames):
+            vf = visual.extract_frames(clip.frames, clip.frame_times, clip.duration_s)  # type: ignore[attr-defined]
+            if vf is not None:
+                vx.append(vf.x)
+                vt.append(vf.t)
+                row["n_visual"] = int(vf.x.shape[0])
         rows.append(row)
     ad = audio.dim if audio is not None else 0
     arrays = {
@@ -77,6 +101,9 @@ def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audi
         "audio_x": np.concatenate(ax).astype(np.float16) if ax else np.zeros((0, ad), np.float16),
         "audio_t": np.concatenate(at).astype(np.float32) if at else np.zeros(0, np.float32),
     }
+    if visual is not None and clips is not None:
+        arrays["visual_x"] = (np.concatenate(vx) if vx else np.zeros((0, visual.dim))).astype(np.float16)
+        arrays["visual_t"] = np.concatenate(vt).astype(np.float32) if vt else np.zeros(0, np.float32)
     return arrays, rows
 
 
@@ -123,7 +150,7 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
                 limit: int | None = None, workers: int = 1, data_dir: str | os.PathLike[str] | None = None,
                 chunk_size: int = 256, extractors: dict[str, FeatureExtractor | None] | None = None,
                 render: Renderer | None = None, utterances: Sequence[Utterance] | None = None,
-                progress: bool = True) -> Path:
+                progress: bool = True, clips: ClipSource | None = None) -> Path:
     """Build (or finish) the feature cache of one split; returns the ``.safetensors`` path.
 
     Args:
@@ -135,12 +162,18 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
         workers: processes rendering speech + running openSMILE (1 = in this process).
         data_dir: dataset root (default :data:`~synctva_ros.datasets.splits.DEFAULT_DATA_DIR`).
         chunk_size: utterances per resumable chunk.
-        extractors: pre-built ``{"text", "audio"}`` extractors (default: built from ``cfg``).
+        extractors: pre-built ``{"text", "audio", "visual"}`` extractors (default: built from ``cfg``;
+            the visual one only with ``clips``).
         render: ``Utterance -> (samples, Hz)`` (default
             :func:`~synctva_ros.datasets.rendering.render_utterance`; tests may pass another real
             renderer); ``None`` audio extractor disables audio.
         utterances: use these instead of reading the split.
         progress: show a tqdm progress bar.
+        clips: recordings of the utterances (``Utterance -> decoded clip or None``, e.g. a
+            :class:`~synctva_ros.datasets.meld_raw.MeldRawSplit`, whose ``utterances`` then are the
+            default ``utterances``): audio from their tracks instead of rendered speech, visual nodes
+            from their frames; its ``identity()`` replaces the speech renderer's in the key and header.
+            Clips that do not decode are counted in the header's ``clips`` (``unreadable``).
 
     Returns:
         Path of the ``{dataset}_{split}_{key}.safetensors`` file (its ``.json`` index beside it).
@@ -148,21 +181,28 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
     Raises:
         ValueError: unknown dataset/split; RuntimeError: the speech renderer is unavailable.
     """
+    if utterances is None and clips is not None and hasattr(clips, "utterances"):
+        utterances = clips.utterances  # a MeldRawSplit: the rows that have a clip
     utts = list(utterances) if utterances is not None else load_utterances(dataset, split, data_dir)
     if limit is not None:
         utts = utts[:limit]
     if extractors is None:
-        extractors = {"text": build_extractor("text", cfg), "audio": build_extractor("audio", cfg), "visual": None}
+        extractors = {"text": build_extractor("text", cfg), "audio": build_extractor("audio", cfg),
+                      "visual": build_extractor("visual", cfg) if clips is not None else None}
     text, audio = extractors.get("text"), extractors.get("audio")
+    visual = extractors.get("visual") if clips is not None else None
     k = int(getattr(text, "context_turns", 0) or 0)
     # turns from the split's dialogue order (every utterance of the split, not only its chunk)
     contexts = dataset_contexts(utts, k) if text is not None and k > 0 else None
     render_fn = render
     if audio is not None and render_fn is None:
         render_fn = lambda u: render_utterance(u, cfg.audio_sample_rate)  # noqa: E731
-    idents = extractor_identities({"text": text, "audio": audio, "visual": None})
+    idents = extractor_identities({"text": text, "audio": audio, "visual": visual})
     speech = (speech_identity(cfg.audio_sample_rate) if render is None else
               {"renderer": getattr(render, "__qualname__", repr(render))}) if audio is not None else None
+    if clips is not None:  # the recordings' decoder instead of a speech renderer
+        speech = (clips.identity() if hasattr(clips, "identity") else
+                  {"clips": getattr(clips, "__qualname__", type(clips).__qualname__)})
     key = cache_key(idents, speech) + (f"-lim{limit}" if limit is not None else "")
     stem = cache_stem(out_dir, dataset, split, key)
     final = stem.with_suffix(".safetensors")
@@ -173,7 +213,7 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
     parts.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(utts) + chunk_size - 1) // chunk_size
     pool = None
-    if workers > 1 and audio is not None and render is None:
+    if workers > 1 and audio is not None and render is None and clips is None:
         a = audio
         pool = mp.get_context("spawn").Pool(workers, initializer=_audio_worker_init,
                                             initargs=(a.feature_set, a.sample_rate, a.max_nodes, a.level))
@@ -190,7 +230,7 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
             if pool is not None:
                 arrays, rows = _encode_chunk_pooled(pool, chunk, text, audio, contexts)
             else:
-                arrays, rows = _encode_chunk(chunk, text, audio, render_fn, contexts)
+                arrays, rows = _encode_chunk(chunk, text, audio, render_fn, contexts, visual, clips)
             save_part(pfile, arrays, rows)
             done_new += len(chunk)
             bar.update(len(chunk))
@@ -206,17 +246,21 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
     header = {"format": CACHE_FORMAT, "dataset": dataset, "split": Path(split).stem, "key": key,
               "extractors": idents, "speech": speech,
               "dims": {"text": text.dim if text is not None else 0, "audio": audio.dim if audio is not None else 0,
-                       "visual": 0},
+                       "visual": visual.dim if visual is not None else 0},
               "class_names": list(dataset_classes(dataset)), "count": len(utts),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "build_s_per_utterance": (elapsed / done_new) if done_new else None}
+    if clips is not None:
+        header["clips"] = dict(clips.counts()) if hasattr(clips, "counts") else {}
+        log.info("%s", clips.summary() if hasattr(clips, "summary") else header["clips"])
     merge_parts(parts, n_chunks, stem, header)
     return final
 
 
 def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = Path("cache"),
                 data_dir: str | os.PathLike[str] | None = None, limit: int | None = None, workers: int = 1,
-                profile: str | os.PathLike[str] = "demo", overrides: Sequence[str] = ()) -> Path:
+                profile: str | os.PathLike[str] = "demo", overrides: Sequence[str] = (),
+                raw_dir: str | os.PathLike[str] | None = None) -> Path:
     """``synctva cache``: build the cache of one split with a profile's feature extractors.
 
     Args:
@@ -228,14 +272,25 @@ def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = P
         workers: speech + openSMILE processes (1 = in this process).
         profile: profile name in ``config/profiles`` or a YAML path.
         overrides: ``"section.key=value"`` strings (:func:`synctva_ros.config.load_config`).
+        raw_dir: a MELD.Raw folder (``dataset`` ``meld``): features of its clips (audio tracks; frames
+            through ``features.visual_encoder``, e.g. ``face_api``, at ``features.visual_fps``) instead of
+            rendered transcripts; clips missing or unreadable are skipped and counted.
 
     Returns:
         Path of the cache's ``.safetensors`` file.
 
     Raises:
-        ConfigError (a ValueError): bad override; ValueError: unknown dataset/split;
-        FileNotFoundError: missing profile or split file; RuntimeError: espeak-ng is missing.
+        ConfigError (a ValueError): bad override; ValueError: unknown dataset/split, or ``raw_dir`` with
+        IEMOCAP; FileNotFoundError: missing profile, split file or clip folder; RuntimeError: espeak-ng is missing.
     """
     cfg = load_config(profile, list(overrides) or None)
+    clips = None
+    if raw_dir:
+        if dataset != "meld":
+            raise ValueError(f"raw_dir is a MELD.Raw folder; dataset is {dataset!r}")
+        # deferred: PyAV, only for recordings
+        from synctva_ros.datasets.meld_raw import read_meld_raw
+
+        clips = read_meld_raw(raw_dir, split, sample_rate=cfg.features.audio_sample_rate, fps=cfg.features.visual_fps)
     return build_cache(dataset, split, cfg.features, out_dir, limit=limit, workers=max(1, int(workers)),
-                       data_dir=data_dir)
+                       data_dir=data_dir, clips=clips)

@@ -46,7 +46,10 @@ def load_cache(path: str | os.PathLike[str], class_names: Sequence[str] | None =
     """Load a cache (path of the ``.safetensors`` or ``.json``, or the stem).
 
     Text nodes get evenly spaced times ``(i + 0.5) / n`` in [0, 1] (and their context states as the
-    prefix when the cache has ``text_prefix_x``); audio nodes keep their stored times (seconds).
+    prefix when the cache has ``text_prefix_x``); audio nodes keep their stored times (seconds); visual
+    nodes (a cache built from recordings: ``visual_x`` ``(sum N_v, F_v)``, ``visual_t`` in [0, 1]) keep
+    theirs. A cache without visual arrays (built from transcripts, or before they existed) gives
+    ``visual=None`` for every item.
 
     Args:
         path: the cache.
@@ -68,10 +71,12 @@ def load_cache(path: str | os.PathLike[str], class_names: Sequence[str] | None =
     tx, ax, at, se = (arr["text_x"].astype(np.float32), arr["audio_x"].astype(np.float32), arr["audio_t"],
                       arr["sentence"].astype(np.float32))
     px = arr["text_prefix_x"].astype(np.float32) if "text_prefix_x" in arr else None
+    vx = arr["visual_x"].astype(np.float32) if "visual_x" in arr else None
+    vt = arr["visual_t"].astype(np.float32) if "visual_t" in arr else None
     items: list[UtteranceFeatures] = []
-    ti = ai = pi = 0
+    ti = ai = pi = vi = 0
     for i, row in enumerate(header["utterances"]):
-        text = audio = None
+        text = audio = visual = None
         if row["n_text"]:
             n = row["n_text"]
             x = tx[ti:ti + n]
@@ -85,10 +90,13 @@ def load_cache(path: str | os.PathLike[str], class_names: Sequence[str] | None =
             n = row["n_audio"]
             audio = ModalityFeatures(ax[ai:ai + n], at[ai:ai + n].astype(np.float32))
             ai += n
+        if vx is not None and vt is not None and row.get("n_visual"):
+            n = int(row["n_visual"])
+            visual, vi = ModalityFeatures(vx[vi:vi + n], vt[vi:vi + n]), vi + n
         if row["label"] not in names:
             raise ValueError(f"label '{row['label']}' of {row['utterance_id']} is not in class_names {names}")
         items.append(UtteranceFeatures(
-            text=text, audio=audio, visual=None, sentence=se[i] if row.get("has_sentence") else None,
+            text=text, audio=audio, visual=visual, sentence=se[i] if row.get("has_sentence") else None,
             label=names.index(row["label"]), dialogue_id=str(row["dialogue_id"]),
             utterance_index=int(row["utterance_index"]),
             meta={"utterance_id": row["utterance_id"], "speaker": row["speaker"], "text": row["text"],

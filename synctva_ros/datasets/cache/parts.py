@@ -1,7 +1,8 @@
 """The resumable on-disk chunks of a cache build and their merge into the final files.
 
 A chunk is ``{stem}.parts/{c:05d}.safetensors`` (arrays ``text_x``, ``audio_x``, ``audio_t``,
-``sentence``, and ``text_prefix_x`` for a text encoder with context states) plus ``{c:05d}.json`` (one index row per utterance). The arrays are written to
+``sentence``, ``text_prefix_x`` for a text encoder with context states, ``visual_x``/``visual_t`` for a
+cache built from recordings) plus ``{c:05d}.json`` (one index row per utterance). The arrays are written to
 ``.tmp`` and renamed only after the index rows are written, so a chunk with both files is complete.
 """
 

@@ -79,8 +79,8 @@ class TextEncoder(FeatureExtractor):
         context_turns: K previous turns encoded with the utterance (0 = the utterance alone; see the
             module docstring).
         context_max_tokens: most word pieces of context per sequence (used when K > 0).
-        context_states: also return the context's word-piece states as the nodes' prefix (needs K > 0;
-            see the module docstring).
+        context_states: also return the context's word-piece states as the nodes' prefix (ignored when
+            K = 0; see the module docstring).
 
     Shapes:
         ``__call__``: window -> :class:`ModalityFeatures` with ``x`` ``(N, F)``, ``N <= max_tokens``.
@@ -91,8 +91,7 @@ class TextEncoder(FeatureExtractor):
         OSError: the model or tokenizer is not on this machine (files are looked up locally only unless
             ``SYNCTVA_ALLOW_DOWNLOAD=1``); the message says how to put them in place.
         ValueError: ``max_tokens < 1``, ``context_turns < 0``, ``context_max_tokens < 1``,
-            K > 0 with a tokenizer that has no offsets (not a "fast" tokenizer), or ``context_states``
-            with K = 0.
+            or K > 0 with a tokenizer that has no offsets (not a "fast" tokenizer).
     """
 
     modality = "text"
@@ -100,8 +99,6 @@ class TextEncoder(FeatureExtractor):
     def __init__(self, name_or_path: str = "all-MiniLM-L6-v2", max_tokens: int = 64, layer: int = -1,
                  device: str | torch.device = "cpu", batch_size: int = 32, context_turns: int = 0,
                  context_max_tokens: int = 256, context_states: bool = False) -> None:
-        if context_states and context_turns < 1:
-            raise ValueError("context_states needs context_turns >= 1 (there is no context to return)")
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         if context_turns < 0 or context_max_tokens < 1:
@@ -136,7 +133,7 @@ class TextEncoder(FeatureExtractor):
         self._max_length = min(self._max_length, self._limit)
         self.context_turns = int(context_turns)
         self.context_max_tokens = int(context_max_tokens)
-        self.context_states = bool(context_states)
+        self.context_states = bool(context_states) and self.context_turns > 0  # K = 0: no context to hand over
         self._pair_tokenizer = None
         if self.context_turns > 0:
             if not getattr(self.tokenizer, "is_fast", False):

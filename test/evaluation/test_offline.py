@@ -14,6 +14,10 @@ from synctva_ros.config import load_config
 from synctva_ros.evaluation.offline import evaluate
 
 
+#: The plain context runs' text settings, whatever the demo profile says: last layer, no context states.
+PLAIN_CONTEXT = {"features.text_context_states": False, "features.text_layer": -1}
+
+
 @pytest.fixture(scope="module")
 def small_bag(tmp_path_factory, meld_sample_csv):
     out = tmp_path_factory.mktemp("bag") / "sample"
@@ -56,7 +60,8 @@ def context_checkpoint(tmp_path_factory, meld_sample_csv):
     tcfg, cfg = load_training_config(None, [
         "training.name=tiny_context", f"training.cache_dir={root / 'cache'}", f"training.out_dir={root / 'ckpt'}",
         "training.epochs=2", "training.batch_size=8", "training.progress=false", "training.seed=0",
-        "model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_context_turns=2"])
+        "model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_context_turns=2",
+        "features.text_context_states=false", "features.text_layer=-1", "model.text_top_layers=0"])
     text = TextEncoder("all-MiniLM-L6-v2", max_tokens=cfg.features.text_max_tokens, context_turns=2)
     for split, items in (("train", utts[:14]), ("dev", utts[14:])):
         build_cache("meld", split, cfg.features, tcfg.cache_dir, utterances=items, progress=False,
@@ -72,7 +77,7 @@ def test_context_checkpoint_needs_the_context_profile(context_checkpoint, tiny_c
         EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(context_checkpoint)}))
     with pytest.raises(CheckpointError, match="context_turns"):
         EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint),
-                                             "features.text_context_turns": 2}))
+                                             "features.text_context_turns": 2, **PLAIN_CONTEXT}))
 
 
 def test_offline_and_stream_windows_give_the_same_context(context_checkpoint, meld_sample_csv):
@@ -82,7 +87,7 @@ def test_offline_and_stream_windows_give_the_same_context(context_checkpoint, me
     from synctva_ros.evaluation.stream import stream_windows
     from synctva_ros.pipeline import EmotionPipeline
 
-    cfg = load_config("demo", {"runtime.checkpoint": str(context_checkpoint), "features.text_context_turns": 2})
+    cfg = load_config("demo", {"runtime.checkpoint": str(context_checkpoint), "features.text_context_turns": 2, **PLAIN_CONTEXT})
     offline, streamed = EmotionPipeline(cfg), EmotionPipeline(cfg)
     assert offline.extractors["text"].context_turns == 2 and set(offline.extractors) == {"text"}
     pairs = list(dataset_windows(meld_sample_csv, limit=8))
@@ -105,7 +110,7 @@ def test_pipeline_encodes_the_previous_windows_and_forgets_them_on_reset(context
     from synctva_ros.pipeline import EmotionPipeline
 
     pipe = EmotionPipeline(load_config("demo", {"runtime.checkpoint": str(context_checkpoint),
-                                                "features.text_context_turns": 2}))
+                                                "features.text_context_turns": 2, **PLAIN_CONTEXT}))
     text = pipe.extractors["text"]
     wins = [w for w, _ in dataset_windows(meld_sample_csv, limit=4)]
     assert len({w.dialogue_id for w in wins}) == 1
@@ -164,7 +169,8 @@ def states_checkpoint(tmp_path_factory, meld_sample_csv):
         "training.name=tiny_states", f"training.cache_dir={root / 'cache'}", f"training.out_dir={root / 'ckpt'}",
         "training.epochs=1", "training.batch_size=8", "training.progress=false", "training.encoder_lr=1e-3",
         "model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_context_turns=2",
-        "features.text_context_max_tokens=32", "features.text_context_states=true"])
+        "features.text_context_max_tokens=32", "features.text_context_states=true", "features.text_layer=4",
+        "model.text_top_layers=2"])
     f = cfg.features
     text = TextEncoder("all-MiniLM-L6-v2", max_tokens=f.text_max_tokens, layer=f.text_layer, context_turns=2,
                        context_max_tokens=32, context_states=True)
@@ -182,7 +188,7 @@ def test_context_states_checkpoint_runs_the_same_on_torch_and_onnxruntime(states
     from synctva_ros.pipeline import EmotionPipeline
 
     over = {"runtime.checkpoint": str(states_checkpoint), "features.text_context_turns": 2,
-            "features.text_context_max_tokens": 32, "features.text_context_states": True}
+            "features.text_context_max_tokens": 32, "features.text_context_states": True, "features.text_layer": 4}
     pipes = [EmotionPipeline(load_config("demo", {**over, "runtime.backend": b})) for b in ("torch", "onnxruntime")]
     wins = [w for w, _ in dataset_windows(meld_sample_csv, limit=6)]
     prefixes = []

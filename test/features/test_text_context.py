@@ -46,7 +46,7 @@ def test_the_shipped_checkpoints_identities_are_rebuilt_from_their_settings(name
     stored = json.loads((ROOT / "models" / name / "manifest.json").read_text())["extractors"]["text"]
     k = int(stored.get("context_turns") or 0)
     enc = TextEncoder("all-MiniLM-L6-v2", max_tokens=stored["max_tokens"], layer=stored["layer"], context_turns=k,
-                      context_max_tokens=stored.get("context_max_tokens") or 256)
+                      context_max_tokens=stored.get("context_max_tokens") or 256, context_states="prefix" in stored)
     assert enc.identity() == stored
     assert ("context_turns" in stored) == (k > 0)
 

@@ -60,7 +60,7 @@ weights-mpnet: $(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED
 
 # Messages: rosidl into the venv (ENVIRONMENT pitfalls handled in CMakeLists.txt). The Python library itself is
 # used from this checkout (editable install), so CMake installs only the generated code here.
-$(VENV)/.stamp-msgs: $(MSG_FILES) CMakeLists.txt package.xml $(VENV)/.stamp-deps
+$(VENV)/.stamp-msgs: $(MSG_FILES) CMakeLists.txt cmake/pypi_wheel_fixes.cmake package.xml $(VENV)/.stamp-deps
 	AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) cmake -S . -B build -DCMAKE_PREFIX_PATH=$(CURDIR)/$(VENV) \
 	  -DCMAKE_INSTALL_PREFIX=$(CURDIR)/$(VENV) -DPython3_EXECUTABLE=$(CURDIR)/$(PY) -DBUILD_TESTING=OFF \
 	  -DSYNCTVA_INSTALL_PYTHON_LIBRARY=OFF > build.log 2>&1 || (tail -n 40 build.log; exit 1)
@@ -73,7 +73,7 @@ $(VENV)/.stamp-msgs: $(MSG_FILES) CMakeLists.txt package.xml $(VENV)/.stamp-deps
 # Built for the tests only (`make test`); in a ROS install the real packages are used (COLCON_IGNORE there).
 THIRD_PARTY_MSGS := hri_msgs audio_common_msgs whisper_msgs
 THIRD_PARTY_FILES := $(wildcard third_party_msgs/*/msg/*.msg third_party_msgs/*/CMakeLists.txt third_party_msgs/*/package.xml) \
-  third_party_msgs/pypi_wheel_fixes.cmake
+  cmake/pypi_wheel_fixes.cmake
 $(VENV)/.stamp-third-party-msgs: $(THIRD_PARTY_FILES) $(VENV)/.stamp-deps
 	@mkdir -p build; for p in $(THIRD_PARTY_MSGS); do echo "building stand-in $$p"; \
 	  AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) cmake -S third_party_msgs/$$p -B build/third_party_msgs/$$p \

@@ -30,7 +30,8 @@ from synctva_ros.core.batch import ModalityFeatures
 from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 
-__all__ = ["ResNetVisual", "VisualWeightsUnavailable", "visual_weights_available", "sample_frames",
+__all__ = ["ResNetVisual", "VisualWeightsUnavailable", "visual_weights_available", "sample_frames", "window_frames",
+           "node_times",
            "FaceCropper", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,23 @@ class VisualWeightsUnavailable(FileNotFoundError):
 def visual_weights_available(path: str | os.PathLike[str] | None) -> bool:
     """True when ``path`` names an existing weight file."""
     return bool(path) and Path(os.path.expanduser(str(path))).is_file()
+
+
+def window_frames(window: Any, fps: float, max_frames: int) -> list[Any]:
+    """The frames of an :class:`~synctva_ros.core.window.UtteranceWindow` that a visual extractor encodes
+    (:func:`sample_frames` over their stamps, in seconds); ``[]`` when the window has none."""
+    frames = list(window.frames)
+    if not frames:
+        return []
+    return [frames[i] for i in sample_frames([f.stamp for f in frames], window.start, window.end, fps, max_frames)]
+
+
+def node_times(offsets_s: Sequence[float], duration_s: float) -> np.ndarray:
+    """``(N,)`` float32 node times in [0, 1]: each offset from the window start (seconds) over the window's
+    duration (seconds), clipped; 0.5 for every node of a window of zero duration."""
+    if duration_s > 0:
+        return np.clip(np.asarray(offsets_s, np.float64) / duration_s, 0.0, 1.0).astype(np.float32)
+    return np.full(len(offsets_s), 0.5, np.float32)
 
 
 def sample_frames(stamps: Sequence[float], start: float, end: float, fps: float, max_frames: int) -> list[int]:
@@ -230,15 +248,9 @@ class ResNetVisual(FeatureExtractor):
 
     def __call__(self, window: Any) -> ModalityFeatures | None:
         """Visual nodes of an :class:`~synctva_ros.core.window.UtteranceWindow` (``None`` without frames)."""
-        frames = list(window.frames)
-        if not frames:
+        chosen = window_frames(window, self.fps, self.max_frames)
+        if not chosen:
             return None
-        idx = sample_frames([f.stamp for f in frames], window.start, window.end, self.fps, self.max_frames)
-        chosen = [frames[i] for i in idx]
         x = self.encode_images([f.image for f in chosen])
-        dur = window.end - window.start
-        if dur > 0:
-            t = np.clip([(f.stamp - window.start) / dur for f in chosen], 0.0, 1.0)
-        else:
-            t = np.full(len(chosen), 0.5)
-        return ModalityFeatures(x.astype(np.float32), np.asarray(t, np.float32))
+        return ModalityFeatures(x.astype(np.float32),
+                                node_times([f.stamp - window.start for f in chosen], window.end - window.start))

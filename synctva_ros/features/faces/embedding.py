@@ -27,7 +27,7 @@ import numpy as np
 
 from synctva_ros.core.batch import ModalityFeatures
 from synctva_ros.features.base import FeatureExtractor
-from synctva_ros.features.visual import sample_frames
+from synctva_ros.features.visual import node_times, window_frames
 from .detect import find_faces
 from .experts import VisualExpert
 
@@ -141,16 +141,12 @@ class FaceEmbeddingVisual(FeatureExtractor):
         x, kept = self.embed_frames([frames[i] for i in idx])
         if not len(kept):
             return None
-        t = np.asarray(times_s, np.float64)[idx][kept]
-        t = np.clip(t / duration_s, 0.0, 1.0) if duration_s > 0 else np.full(len(kept), 0.5)
-        return ModalityFeatures(x, t.astype(np.float32))
+        return ModalityFeatures(x, node_times(np.asarray(times_s, np.float64)[idx][kept], duration_s))
 
     def __call__(self, window: Any) -> ModalityFeatures | None:
         """Visual nodes of an :class:`~synctva_ros.core.window.UtteranceWindow` (``None``: no frame or no face)."""
-        frames = list(window.frames)
-        if not frames:
+        chosen = window_frames(window, self.fps, self.max_frames)
+        if not chosen:
             return None
-        idx = sample_frames([f.stamp for f in frames], window.start, window.end, self.fps, self.max_frames)
-        chosen = [frames[i] for i in idx]
         return self.extract_frames([f.image for f in chosen], [f.stamp - window.start for f in chosen],
                                    window.end - window.start)

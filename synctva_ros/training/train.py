@@ -220,7 +220,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         best_state = st.get("best_model")
         history = json.loads(st.get("history", "[]"))
         torch.set_rng_state(st["rng"])
-        log.info("resuming %s after epoch %d (best valid %s %.4f at epoch %d)", out, start_epoch - 1,
+        log.info("resuming %s after epoch %d (best valid %s %.4f at epoch %d)", out, start_epoch,
                  tcfg.select_metric, best, best_epoch + 1)
     elif resume:
         log.warning("no resume file at %s: starting from scratch", rpath)

@@ -1,5 +1,6 @@
 """``synctva train`` from a folder in MELD.Raw's layout: one command builds the caches from the clips and
-trains Sync-TVA with text, audio and visual active."""
+trains Sync-TVA with text, audio and visual active; the pipeline (node and ``synctva evaluate``) then runs
+that checkpoint with its visual branch, streamed or not."""
 
 from __future__ import annotations
 
@@ -37,12 +38,25 @@ def raw_root(tmp_path_factory):
     return root
 
 
-def test_synctva_train_on_meld_raw_has_every_branch_active(raw_root, tmp_path, capsys):
-    cache, out = tmp_path / "cache", tmp_path / "ckpt"
-    cfg_file = tmp_path / "train.yaml"
+@pytest.fixture(scope="module")
+def trained(raw_root, tmp_path_factory):
+    """``(training YAML, cache dir, checkpoint dir, stdout)`` of one ``synctva train`` on the clips."""
+    import contextlib
+    import io
+
+    tmp = tmp_path_factory.mktemp("meld_raw_run")
+    cache, out = tmp / "cache", tmp / "ckpt"
+    cfg_file = tmp / "train.yaml"
     cfg_file.write_text(f"training:\n  raw_dir: {raw_root}\n  cache_dir: {cache}\n  out_dir: {out}\n")
-    assert main(["train", str(cfg_file), *sum((["--set", s] for s in SETTINGS), [])]) == 0
-    assert capsys.readouterr().out.strip().endswith(str(out))
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["train", str(cfg_file), *sum((["--set", s] for s in SETTINGS), [])]) == 0
+    return cfg_file, cache, out, stdout.getvalue()
+
+
+def test_synctva_train_on_meld_raw_has_every_branch_active(trained):
+    cfg_file, cache, out, stdout = trained
+    assert stdout.strip().endswith(str(out))
     man = read_manifest(out)
     assert man["active"] == {"text": True, "audio": True, "visual": True}
     assert man["dims"]["visual"] == 256 and man["extractors"]["visual"]["kind"] == "face_expression_embedding"
@@ -69,3 +83,45 @@ def test_synctva_train_on_meld_raw_has_every_branch_active(raw_root, tmp_path, c
     from synctva_ros.training.caches import load_split_cache
 
     assert len(load_split_cache(tcfg, cfg, "train").items) == 8  # dialogue 1 has only 2 short rows
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "batch"])
+def test_the_pipeline_runs_the_visual_branch_of_a_video_trained_checkpoint(trained, raw_root, streaming):
+    """A window made of a clip (its audio, its frames at 30 fps, its transcript) goes through every branch; the
+    streamed visual nodes (faces encoded as the frames arrive) equal the batch extractor's."""
+    from synctva_ros.core.window import TimedFrame, UtteranceWindow
+    from synctva_ros.datasets.meld_raw import clip_dir, decode_clip
+    from synctva_ros.pipeline import EmotionPipeline
+
+    cfg_file, _, out, _ = trained
+    _, cfg = load_training_config(cfg_file, SETTINGS)
+    cfg.runtime.checkpoint = str(out)
+    cfg.features.streaming = streaming
+    pipe = EmotionPipeline(cfg)
+    try:
+        assert pipe.active == {"text": True, "audio": True, "visual": True}
+        clip = sorted(clip_dir(raw_root, "dev").glob("dia*.mp4"))[0]
+        media = decode_clip(clip, fps=30.0)
+        t0 = 100.0
+        frames = [TimedFrame(t0 + float(t), np.ascontiguousarray(f)) for f, t in zip(media.frames, media.frame_times)]
+        win = UtteranceWindow(start=t0, end=t0 + media.duration_s, transcript="I don't know.", frames=frames,
+                              audio=media.audio, dialogue_id="d0", utterance_id="u0")
+        if streaming:  # the windower's sink sees every frame while the utterance goes on
+            for f in frames:
+                pipe.streaming.on_frame(f.stamp, f.image)
+        feats, _ = pipe.extract(win)
+        batch = pipe.extractors["visual"](win)
+        assert feats.visual is not None and batch is not None
+        np.testing.assert_array_equal(feats.visual.t, batch.t)
+        if not streaming:
+            np.testing.assert_allclose(feats.visual.x, batch.x, atol=1e-4)
+        else:  # nearest cached frames (features.streaming_exact off): the same faces, close embeddings
+            # (every frame of the clip shows the face: each picked frame is a node, from the cache or encoded at close)
+            assert feats.visual.x.shape == batch.x.shape and feats.meta["streaming"]["visual"].endswith(
+                f"/{len(batch.x)} cached")
+        res = pipe.predict(win)
+        assert res.present == {"text": True, "audio": True, "visual": True} and res.active["visual"]
+        assert np.isfinite(res.probabilities).all() and sum(res.probabilities) == pytest.approx(1.0)
+        assert res.contributions["visual"] > 0
+    finally:
+        pipe.close()

@@ -103,7 +103,9 @@ class EmotionPipeline:
         manifest = read_manifest(ckpt_dir)
         trained = {m: bool(manifest.get("active", {}).get(m, False)) for m in MODALITIES}
         # Build only the extractors of branches the checkpoint trained.
-        extractors = build_extractors(cfg.features, modalities=[m for m in MODALITIES if trained[m]])
+        # ... on runtime.device, as the backend (issue 10): the encoders are the costly stages
+        extractors = build_extractors(cfg.features, modalities=[m for m in MODALITIES if trained[m]],
+                                      device=cfg.runtime.device)
         self.extractors: dict[str, FeatureExtractor] = {m: e for m, e in extractors.items() if e is not None}
         for m in MODALITIES:
             if trained[m] and m not in self.extractors:

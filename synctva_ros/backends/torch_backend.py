@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
 from synctva_ros.core.batch import Batch
 from .base import Backend, BackendUnavailable
 
-__all__ = ["TorchBackend"]
+__all__ = ["TorchBackend", "model_on"]
+
+
+def model_on(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` itself when every parameter and buffer is already on ``device``, else a deep copy moved there.
+
+    ``nn.Module.to`` moves a module in place, so a backend that moved the model it was given would pull it
+    from under another backend (or the pipeline's feature extractors) that shares it on another device; a
+    backend never does (issue 10): the second device gets its own copy.
+
+    Args:
+        model: the loaded model (not changed).
+        device: the backend's torch device (``cuda`` means the current CUDA device).
+
+    Returns:
+        A module whose tensors are all on ``device``.
+    """
+    want = torch.device(device)
+    if want.type == "cuda" and want.index is None and torch.cuda.is_available():
+        want = torch.device("cuda", torch.cuda.current_device())
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device == want for t in tensors):
+        return model
+    return copy.deepcopy(model).to(want)
 
 
 class TorchBackend(Backend):
     """Eager PyTorch inference.
 
     Args:
-        model: a loaded ``SyncTVA`` (eval mode is set here).
+        model: a loaded ``SyncTVA``; used as is when it is already on ``device`` (eval mode is set), else a
+            copy is moved there (:func:`model_on`: the model given is never moved).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         precision: ``"fp32"``, ``"fp16"`` (CUDA only) or ``"bf16"`` (autocast).
 
@@ -33,7 +59,7 @@ class TorchBackend(Backend):
             raise BackendUnavailable("fp16 on CPU is not supported by the torch backend; use precision bf16 or fp32")
         self.device = torch.device(device)
         self.precision = precision
-        self.model = model.to(self.device).eval()
+        self.model = model_on(model, self.device).eval()
         self.tolerance = {"fp32": 1e-6, "bf16": 2e-2, "fp16": 5e-3}[precision]
 
     @torch.inference_mode()

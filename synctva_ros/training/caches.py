@@ -104,7 +104,7 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
             clips = read_meld_raw(raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
                                   fps=cfg.features.visual_fps)
         path = build_cache(tcfg.dataset, split, cfg.features, tcfg.cache_dir, limit=limit or None,
-                           data_dir=tcfg.data_dir or None, progress=tcfg.progress, clips=clips)
+                           data_dir=tcfg.data_dir or None, progress=tcfg.progress, clips=clips, device=tcfg.device)
         return load_cache(path, names)
     found = find_cache(tcfg.cache_dir, tcfg.dataset, split)
     if raw_dir:  # only caches built from recordings (their header's decoder), not from rendered transcripts
@@ -117,7 +117,7 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
         if source is not None:
             log.info("deriving a text cache (layer %d, %d context turns) of %s/%s from %s", cfg.features.text_layer,
                      cfg.features.text_context_turns, tcfg.dataset, split, source.name)
-            path = build_text_layer_cache(source, cfg.features, tcfg.cache_dir)
+            path = build_text_layer_cache(source, cfg.features, tcfg.cache_dir, device=tcfg.device)
     if path is None:
         raise FileNotFoundError(
             f"no feature cache of {tcfg.dataset}/{split} for the configured extractors in {tcfg.cache_dir} "
@@ -130,7 +130,7 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
 
 
 def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesConfig,
-                           out_dir: str | os.PathLike[str], encoder: Any = None) -> Path:
+                           out_dir: str | os.PathLike[str], encoder: Any = None, device: str = "cpu") -> Path:
     """Copy a feature cache with its text re-encoded at ``features.text_layer`` with ``features.text_context_turns``.
 
     Args:
@@ -141,6 +141,7 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
         out_dir: where to write (name ``{dataset}_{split}_{key}`` with the new key); an existing
             cache of that name is returned as it is.
         encoder: a pre-built :class:`~synctva_ros.features.text.TextEncoder` (default: from ``features``).
+        device: torch device of the encoder built here (``cpu``, ``cuda``, ``cuda:N``).
 
     Returns:
         Path of the new cache's ``.safetensors`` (its ``.json`` index beside it).
@@ -156,7 +157,7 @@ def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesCon
     enc = encoder or TextEncoder(features.text_encoder, max_tokens=features.text_max_tokens,
                                  layer=features.text_layer, context_turns=features.text_context_turns,
                                  context_max_tokens=features.text_context_max_tokens,
-                                 context_states=features.text_context_states)
+                                 context_states=features.text_context_states, device=device)
     new_ident = enc.identity()
     extractors = {**header["extractors"], "text": new_ident}
     key = cache_key(extractors, header.get("speech"))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -89,7 +90,9 @@ class TrainingConfig:
         batch_size: utterances per step; eval_batch_size: for evaluation.
         seed: seeds python, numpy and torch; shuffling is derived from ``seed * 100003 + epoch``.
         modalities: branches trained (absent or uncached ones are inactive).
-        device: torch device.
+        device: torch device (``cpu``, ``cuda``, ``cuda:N``) of training and of the encoders that build caches.
+        precision: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or ``fp16`` (autocast + loss scaling, CUDA only);
+            :mod:`synctva_ros.training.precision`.
         num_threads: torch CPU threads (0 = library default).
         progress: tqdm progress bars.
     """
@@ -126,6 +129,7 @@ class TrainingConfig:
     seed: int = 0
     modalities: list = field(default_factory=lambda: ["text", "audio", "visual"])
     device: str = "cpu"
+    precision: str = "fp32"
     num_threads: int = 0
     progress: bool = True
 
@@ -158,6 +162,11 @@ class TrainingConfig:
             raise ConfigError("'training.logit_tau' must be >= 0 and 'training.max_checkpoint_mb' > 0")
         if self.raw_dir and self.dataset != "meld":
             raise ConfigError(f"'training.raw_dir' is a MELD.Raw folder; 'training.dataset' is {self.dataset!r}")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"'training.device' = {self.device!r} is not cpu, cuda or cuda:N")
+        if self.precision not in ("fp32", "bf16", "fp16") or (self.precision == "fp16" and self.device == "cpu"):
+            raise ConfigError(f"'training.precision' = {self.precision!r} is not fp32, bf16 or fp16 (fp16 needs "
+                              f"training.device cuda)")
         bad = set(self.modalities) - {"text", "audio", "visual"}
         if bad:
             raise ConfigError(f"'training.modalities' has unknown modalities {sorted(bad)}")

@@ -60,6 +60,7 @@ from synctva_ros.model.calibration import fit_temperature
 from synctva_ros.model.losses import build_loss
 from synctva_ros.training.config import TrainingConfig, load_training_config
 from synctva_ros.training.data import UtteranceDataset, make_loader
+from synctva_ros.training.precision import TrainingPrecision
 from synctva_ros.training.prepare import TrainingData, build_model, prepare_data
 from synctva_ros.training.saving import METRICS_FILE, REPORTED, metric_summary, save_trained, write_metrics
 from synctva_ros.training.seeds import parse_seeds, write_seeds_report
@@ -113,26 +114,26 @@ def score(model: torch.nn.Module, ds: UtteranceDataset, names: Sequence[str], ba
 
 def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Module, opt: torch.optim.Optimizer,
                     tcfg: TrainingConfig, epoch: int, device: torch.device,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    precision: TrainingPrecision | None = None) -> float:
     """One pass over ``train_ds`` (shuffled with ``seed * 100003 + epoch``); returns the mean training loss.
 
     Gradients of all parameters (fusion and top layers) are clipped together to ``tcfg.grad_clip``
-    (0 = off); ``scheduler`` (if any) steps after every batch; progress bar when ``tcfg.progress``.
+    (0 = off); ``scheduler`` (if any) steps after every batch; progress bar when ``tcfg.progress``;
+    ``precision`` (default fp32) runs the forward under autocast (:mod:`.precision`).
     """
     model.train()
     loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
     total, n = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", disable=not tcfg.progress,
                leave=False)
+    prec = precision or TrainingPrecision("fp32", device)
     for batch in bar:
         batch = batch.to(device)
-        logits, _ = model.forward_batch(batch)
-        loss = loss_fn(logits, batch.labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tcfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-        opt.step()
+        with prec.autocast():
+            logits, _ = model.forward_batch(batch)
+            loss = loss_fn(logits.float(), batch.labels)
+        prec.step(loss, opt, model.parameters(), tcfg.grad_clip)
         if scheduler is not None:
             scheduler.step()
         total += float(loss.detach()) * batch.labels.shape[0]
@@ -203,6 +204,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
     loss_fn = build_loss(cfg.model, data.counts, tcfg.loss or None, tcfg.logit_tau).to(device)
     opt = _optimizer(model, top_params, tcfg)
     sched = _scheduler(opt, tcfg, -(-len(data.train_ds) // tcfg.batch_size))
+    precision = TrainingPrecision(tcfg.precision, device)
     split_sha = data.split["valid_dialogues_sha256"]
     start_epoch, best, best_epoch, best_state, history = 0, -1.0, -1, None, []
     rpath = out / RESUME_FILE
@@ -215,6 +217,8 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         opt.load_state_dict(st["optimizer"])
         if sched is not None and st.get("scheduler") is not None:
             sched.load_state_dict(st["scheduler"])
+        if precision.scaler is not None and st.get("scaler") is not None:
+            precision.scaler.load_state_dict(st["scaler"])
         start_epoch, best_epoch = int(st["epoch"]) + 1, int(st["best_epoch"])
         best = float(st.get("best_score", st.get("best_f1", -1.0)))
         best_state = st.get("best_model")
@@ -232,7 +236,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         if best_epoch >= 0 and tcfg.patience and epoch - best_epoch > tcfg.patience:
             break
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, data.train_ds, loss_fn, opt, tcfg, epoch, device, sched)
+        train_loss = train_one_epoch(model, data.train_ds, loss_fn, opt, tcfg, epoch, device, sched, precision)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_s": round(time.perf_counter() - t0, 3)}
         vm = score(model, data.valid_ds, data.names, tcfg.eval_batch_size, device)
         row.update(_row("valid", vm))
@@ -247,6 +251,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
             _save(out, model, best_state, info, vm, None, epoch, history, **save)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                     "scheduler": None if sched is None else sched.state_dict(),
+                    "scaler": None if precision.scaler is None else precision.scaler.state_dict(),
                     "best_score": best, "best_epoch": best_epoch, "best_model": best_state,
                     "history": json.dumps(history), "rng": torch.get_rng_state(), "split_sha256": split_sha},
                    str(rpath) + ".tmp")

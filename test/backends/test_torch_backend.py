@@ -65,6 +65,21 @@ def test_model_is_put_in_eval_mode_so_inference_is_deterministic(make_model) -> 
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_a_backend_on_another_device_gets_a_copy_and_never_moves_the_shared_model(make_model) -> None:
+    """Issue 10: ``nn.Module.to`` moves in place; a second backend on another device must not pull the model from
+    under the first. The ``meta`` device stands in for a GPU here (no data, but a real second device)."""
+    model = make_model()
+    cpu = TorchBackend(model)
+    other = TorchBackend(model, device="meta")
+    assert cpu.model is model and other.model is not model
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert {p.device.type for p in other.model.parameters()} == {"meta"}
+    batch = collate(_utterances(2), DIMS)
+    with torch.no_grad():
+        ref = model.forward_batch(batch)[0].numpy()
+    np.testing.assert_array_equal(cpu.infer(batch)[0], ref)  # the first backend still works on its device
+
+
 def test_context_inputs_are_used(make_model) -> None:
     model = make_model(context_turns=2)
     items = _utterances(2)[:3]

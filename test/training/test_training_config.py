@@ -56,3 +56,16 @@ def test_loss_names_match_the_model_losses():
     from synctva_ros.training.config import _LOSSES
 
     assert _LOSSES == ("", *LOSSES)
+
+
+@pytest.mark.parametrize("override", ["training.device=gpu", "training.device=cuda:x", "training.precision=fp8",
+                                      "training.precision=fp16"])
+def test_bad_device_or_precision_raises(override):
+    """Issue 10: devices are cpu, cuda or cuda:N; fp16 needs CUDA (its loss scaler is CUDA's)."""
+    with pytest.raises(ConfigError):
+        load_training_config(None, [override])
+
+
+def test_cuda_device_and_precisions_are_accepted_in_the_config():
+    t, _ = load_training_config(None, ["training.device=cuda:1", "training.precision=fp16"])
+    assert (t.device, t.precision) == ("cuda:1", "fp16")

@@ -150,7 +150,7 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
                 limit: int | None = None, workers: int = 1, data_dir: str | os.PathLike[str] | None = None,
                 chunk_size: int = 256, extractors: dict[str, FeatureExtractor | None] | None = None,
                 render: Renderer | None = None, utterances: Sequence[Utterance] | None = None,
-                progress: bool = True, clips: ClipSource | None = None) -> Path:
+                progress: bool = True, clips: ClipSource | None = None, device: str = "cpu") -> Path:
     """Build (or finish) the feature cache of one split; returns the ``.safetensors`` path.
 
     Args:
@@ -174,6 +174,8 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
             default ``utterances``): audio from their tracks instead of rendered speech, visual nodes
             from their frames; its ``identity()`` replaces the speech renderer's in the key and header.
             Clips that do not decode are counted in the header's ``clips`` (``unreadable``).
+        device: torch device of the text and visual encoders built here (``cpu``, ``cuda``, ``cuda:N``);
+            openSMILE always runs on the CPU. The cache key does not depend on it.
 
     Returns:
         Path of the ``{dataset}_{split}_{key}.safetensors`` file (its ``.json`` index beside it).
@@ -187,8 +189,8 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
     if limit is not None:
         utts = utts[:limit]
     if extractors is None:
-        extractors = {"text": build_extractor("text", cfg), "audio": build_extractor("audio", cfg),
-                      "visual": build_extractor("visual", cfg) if clips is not None else None}
+        extractors = {"text": build_extractor("text", cfg, device), "audio": build_extractor("audio", cfg),
+                      "visual": build_extractor("visual", cfg, device) if clips is not None else None}
     text, audio = extractors.get("text"), extractors.get("audio")
     visual = extractors.get("visual") if clips is not None else None
     k = int(getattr(text, "context_turns", 0) or 0)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from synctva_ros.config import ConfigError
@@ -69,3 +71,10 @@ def test_bad_device_or_precision_raises(override):
 def test_cuda_device_and_precisions_are_accepted_in_the_config():
     t, _ = load_training_config(None, ["training.device=cuda:1", "training.precision=fp16"])
     assert (t.device, t.precision) == ("cuda:1", "fp16")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "config" / "train").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_training_recipe_loads_and_validates(path):
+    t, cfg = load_training_config(path, [])
+    assert t.validate() is t and t.name == path.stem and cfg.model.class_names

@@ -95,6 +95,13 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
         FileNotFoundError: no matching cache and ``build_cache`` is false (the message says how to build it).
     """
     names = list(cfg.model.class_names)
+    if getattr(tcfg, "feature_pickle", ""):  # a literature feature pickle instead of the caches
+        from synctva_ros.training.pickle_source import load_pickle_split
+
+        c = load_pickle_split(tcfg, cfg, split)
+        if limit:
+            c.items = c.items[:limit]
+        return c
     raw_dir = getattr(tcfg, "raw_dir", "")
     if tcfg.build_cache:
         clips = None

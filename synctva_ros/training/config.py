@@ -74,6 +74,10 @@ class TrainingConfig:
         raw_dir: a MELD.Raw folder (``{split}_sent_emo.csv`` + ``train_splits/`` ...,
             :mod:`synctva_ros.datasets.meld_raw`): the caches are those built from its clips (audio
             tracks, and frames for the visual branch) instead of rendered transcripts ('' = transcripts).
+        feature_pickle: a literature feature pickle (MMGCN/M3Net, SDT, GraphSmile layouts) read instead of the
+            caches; ``train_split``/``report_split`` then name its dialogue lists (``train``, ``test``, ``all``)
+            (:mod:`synctva_ros.training.pickle_source`). pickle_layout: its layout ('' = detected);
+            pickle_text_field: ``text`` .. ``text4`` (the 4-layer layouts' RoBERTa layers).
         limit, report_limit: first N utterances of the training / report split (0 = all).
         epochs: most epochs; patience: epochs without improvement of ``select_metric`` before stopping.
         select_metric: validation metric that picks the epoch (``weighted_f1``, ``macro_f1``, ``accuracy``).
@@ -109,6 +113,9 @@ class TrainingConfig:
     out_dir: str = "out/train/synctva"
     build_cache: bool = False
     raw_dir: str = ""
+    feature_pickle: str = ""
+    pickle_layout: str = ""
+    pickle_text_field: str = "text"
     limit: int = 0
     report_limit: int = 0
     epochs: int = 30
@@ -160,6 +167,9 @@ class TrainingConfig:
                 raise ConfigError(f"'training.{k}' = {getattr(self, k)!r} is not one of {list(allowed)}")
         if self.logit_tau < 0 or not self.max_checkpoint_mb > 0:
             raise ConfigError("'training.logit_tau' must be >= 0 and 'training.max_checkpoint_mb' > 0")
+        if self.feature_pickle and (self.raw_dir or self.build_cache):
+            raise ConfigError("'training.feature_pickle' replaces the caches: unset training.raw_dir and "
+                              "training.build_cache")
         if self.raw_dir and self.dataset != "meld":
             raise ConfigError(f"'training.raw_dir' is a MELD.Raw folder; 'training.dataset' is {self.dataset!r}")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):

@@ -23,7 +23,8 @@ cover. Without a sink attached it simply falls back to the batch extractors.
 
 Dialogue context: the pipeline keeps the windows it predicted, per session (``dialogue_id``), in a
 :class:`~synctva_ros.features.dialogue.DialogueContext` (:attr:`EmotionPipeline.dialogue`): their
-transcripts and speakers feed the text encoder's context (``features.text_context_turns``) and their
+transcripts and speaker tags (the ROS4HRI person, else the voice: one history per dialogue, each turn tagged,
+:mod:`synctva_ros.features.dialogue`) feed the text encoder's context (``features.text_context_turns``) and their
 sentence embeddings the model's pooled context (the checkpoint's ``context_turns``). Only
 :meth:`EmotionPipeline.predict` adds a window, after predicting it, so the context follows the order
 in which windows are predicted; it is forgotten (:meth:`EmotionPipeline.reset_dialogue`) when a window
@@ -127,8 +128,10 @@ class EmotionPipeline:
         #: The product of experts (checkpoint block or defaults) and whether the block was the manifest's.
         self.fusion, self.fusion_block, self.fusion_from_manifest = self._fusion()
         #: The facial-expression stage (``None``: off, weights missing, or classes it cannot map onto).
-        self.faces = build_face_evidence(cfg.features.face_expert, cfg.features.face_fps,
-                                         cfg.features.face_policy) if self.fusion is not None else None
+        self.faces = build_face_evidence(
+            cfg.features.face_expert, cfg.features.face_fps, cfg.features.face_policy,
+            detect_every=cfg.features.face_detect_every, min_face_frac=cfg.features.face_min_size,
+            runtime=cfg.features.face_runtime) if self.fusion is not None else None
         if self.fusion is None:
             self.fusion = ExpertFusion(prior=np.ones(len(self.class_names)))
         #: Streaming feature cache of the active audio/visual branches and the face stage (``None`` when off

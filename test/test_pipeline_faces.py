@@ -80,3 +80,20 @@ def test_text_and_audio_each_alone_and_all_three_used(pipe) -> None:
         assert len(p) == len(res.class_names) and sum(p) == pytest.approx(1.0) and min(p) >= 0, m
     assert res.active == {"text": True, "audio": True, "visual": True}
     assert not np.allclose(res.modality_probabilities["text"], res.modality_probabilities["audio"])
+
+
+def test_the_face_cost_settings_reach_the_face_stage() -> None:
+    """features.face_detect_every / face_min_size / face_runtime are the stage's, not its defaults."""
+    if not (FACES / HAPPY).is_file():
+        pytest.skip(f"no labelled faces at {FACES}")
+    cfg = load_config("demo", {"runtime.checkpoint": str(resolve_path("models/meld_minilm")),
+                               "features.face_detect_every": 1, "features.face_min_size": 0.2,
+                               "features.face_runtime": "torch", "features.streaming": False})
+    p = EmotionPipeline(cfg)
+    try:
+        if p.faces is None:
+            pytest.skip("face weights not installed (make setup)")
+        expert = p.faces.expert
+        assert (expert.schedule.every, expert.detector.min_face_frac, expert.runtime) == (1, 0.2, "torch")
+    finally:
+        p.close()

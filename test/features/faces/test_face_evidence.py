@@ -109,3 +109,32 @@ def test_aggregate_is_the_renormalised_mean_log_probability_of_the_chosen_track(
     assert choose_track(obs, "central") == 2 and choose_track([], "largest") == -1
     with pytest.raises(ValueError):
         choose_track(obs, "loudest")
+
+
+def test_cost_settings_default_to_the_configuration_and_show_in_the_identity(extractor) -> None:
+    from synctva_ros.config import FeaturesConfig
+
+    cfg = FeaturesConfig()
+    ident = extractor.identity()
+    assert (ident["detect_every"], ident["min_face_frac"], ident["runtime"]) == \
+        (cfg.face_detect_every, cfg.face_min_size, cfg.face_runtime)
+    plain = build_face_evidence(True, 5.0, "largest", detect_every=1, min_face_frac=0.0, runtime="torch")
+    assert (plain.identity()["detect_every"], plain.identity()["min_face_frac"], plain.identity()["runtime"]) == \
+        (1, 0.0, "torch")
+    with pytest.raises(ValueError):
+        build_face_evidence(True, 5.0, "largest", detect_every=0)
+
+
+def test_carrying_faces_between_detections_gives_the_window_the_same_evidence(extractor, faces_dir) -> None:
+    """A face drifting across 2 s of 30 fps frames: the default schedule detects 4 of the 10 processed frames
+    (slots of 0.6 s), carries the other 6, and the window says what detecting every frame says."""
+    frame = in_frame(read_rgb(faces_dir / HAPPY))
+    frames = [np.roll(frame, i // 2, axis=1) for i in range(60)]
+    every = build_face_evidence(True, 5.0, "largest", detect_every=1)
+    extractor.expert.reset()
+    counts = dict(extractor.expert.schedule.counts)
+    ev, ref = extractor(window_of(frames)), every(window_of(frames))
+    done = {k: extractor.expert.schedule.counts[k] - counts.get(k, 0) for k in ("detected", "carried")}
+    assert done == {"detected": 4, "carried": 6}
+    assert ev.frames == ev.frames_used == 10 and ev.faces_seen == 1
+    assert np.argmax(ev.probs) == np.argmax(ref.probs) and np.abs(ev.probs - ref.probs).max() < 0.05

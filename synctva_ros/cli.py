@@ -38,7 +38,8 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     from synctva_ros.bags.make_bag import make_bag
 
     summary = make_bag(args.csv, args.out, storage=args.storage, dialogues=args.dialogues,
-                       max_utterances=args.max_utterances, faces=args.faces)
+                       max_utterances=args.max_utterances, faces=args.faces, audio_type=args.audio_type,
+                       speech_type=args.speech_type, persons=args.persons)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -76,8 +77,17 @@ def cmd_evaluate_faces(args: argparse.Namespace) -> int:
     from synctva_ros.evaluation.faces import evaluate_faces
 
     experts = tuple(e.strip() for e in args.experts.split(",") if e.strip())
-    report = evaluate_faces(args.labels, out_dir=args.out, detector=args.detector, experts=experts, limit=args.limit)
-    keys = ("n", "faces_found", "skipped", "accuracy", "weighted_f1", "macro_f1", "confusion_png")
+    frame = None
+    if args.frame:
+        try:
+            frame = tuple(int(v) for v in args.frame.lower().split("x"))
+        except ValueError:
+            frame = ()
+        if len(frame) != 2:
+            raise SystemExit(f"--frame must be WIDTHxHEIGHT (e.g. 640x480), got {args.frame!r}")
+    report = evaluate_faces(args.labels, out_dir=args.out, detector=args.detector, experts=experts, limit=args.limit,
+                            frame=frame, min_face_frac=args.min_face, runtime=args.runtime)
+    keys = ("n", "faces_found", "skipped", "accuracy", "weighted_f1", "macro_f1", "ms_per_image", "confusion_png")
     print(json.dumps({k: report[k] for k in keys if k in report}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
@@ -126,7 +136,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from synctva_ros.datasets.cache import cache_split
 
     print(cache_split(args.dataset, args.split, out_dir=args.out, data_dir=args.data_dir, limit=args.limit,
-                      workers=args.workers, profile=args.profile, overrides=args.overrides, raw_dir=args.meld_raw))
+                      workers=args.workers, profile=args.profile, overrides=args.overrides, raw_dir=args.raw))
     return 0
 
 
@@ -169,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", type=Path, default=None, metavar="LABELS.csv",
                    help="stage the camera: each utterance shows a face photograph of its emotion from this "
                         "labelled set (image,emotion CSV, e.g. ../shared/data/faces/labels.csv)")
+    p.add_argument("--audio-type", choices=("synctva", "audio_stamped"), default="synctva",
+                   help="microphone messages: synctva_ros/AudioChunk or audio_common_msgs/AudioStamped")
+    p.add_argument("--speech-type", choices=("synctva", "live_speech"), default="synctva",
+                   help="transcripts: synctva_ros/Transcript on /speech, or ROS4HRI hri_msgs/LiveSpeech on "
+                        "/humans/voices/<id>/speech with /humans/voices/tracked")
+    p.add_argument("--persons", action="store_true",
+                   help="with --speech-type live_speech: a ROS4HRI person per speaker (/humans/persons/tracked, "
+                        "latched /humans/persons/<id>/voice_id)")
     p.set_defaults(func=cmd_make_bag)
 
     p = sub.add_parser("replay", help="publish a bag on live topics with its original timing and /clock")
@@ -201,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=("mtcnn", "haar", "tiny"), default="mtcnn")
     p.add_argument("--experts", default="face_api", help="comma-separated: face_api, fer (both: ensemble)")
     p.add_argument("--limit", type=int, default=None, help="first N scored rows only")
+    p.add_argument("--frame", default=None, metavar="WxH",
+                   help="paste each image into a black camera frame of this size and use the camera rule "
+                        "(scores the camera settings, e.g. 640x480)")
+    p.add_argument("--min-face", type=float, default=0.0, metavar="FRAC",
+                   help="MTCNN's smallest face as a fraction of the shorter side (features.face_min_size; "
+                        "0 = 40 px floor only)")
+    p.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime",
+                   help="how the face networks run (features.face_runtime)")
     p.set_defaults(func=cmd_evaluate_faces)
 
     p = sub.add_parser("calibrate", help="fit the experts' temperatures and weights on labelled, aligned bags and "
@@ -235,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--workers", type=int, default=1,
                    help="processes rendering speech and running openSMILE (default 1: in this process)")
-    p.add_argument("--meld-raw", type=Path, default=None, metavar="DIR",
-                   help="a MELD.Raw folder: features of its mp4 clips (audio track, frames for the visual branch, "
-                        "e.g. --set features.visual_encoder=face_api) instead of espeak-ng speech")
+    p.add_argument("--raw", "--meld-raw", dest="raw", type=Path, default=None, metavar="DIR",
+                   help="recordings: a MELD.Raw folder (meld) or an IEMOCAP release folder (iemocap; splits train = "
+                        "sessions 1-4, test = session 5, all, session1..session5): features of their audio and "
+                        "frames (visual branch, e.g. --set features.visual_encoder=face_api) instead of espeak-ng "
+                        "speech")
     _add_config_args(p)
     p.set_defaults(func=cmd_cache)
 

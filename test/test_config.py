@@ -195,12 +195,14 @@ READ_AT_CONFIGURE = {"windowing.buffer_s", "windowing.max_frames", "windowing.va
                      "windowing.vad_aggressiveness", "windowing.vad_frame_ms", "windowing.vad_min_speech_s",
                      "windowing.vad_hangover_s", "features.visual_fps", "features.max_frames", "features.face_crop"}
 #: The writable keys: each is read from the live configuration at every use (windower and closer decisions,
-#: the diagnostics timer, the diagnostics thresholds). A new writable key must be added here deliberately.
+#: the diagnostics timer, the diagnostics thresholds, the EmotionState frame id at each publish). A new writable
+#: key must be added here deliberately.
 READ_AT_EACH_USE = {"windowing.frame_keep_hz", "windowing.max_window_s", "windowing.min_window_s",
                     "windowing.late_s", "windowing.stt_timeout_s", "windowing.time_reset_s",
                     "windowing.default_window_s", "windowing.max_pending", "windowing.audio_grid_s",
                     "windowing.future_tolerance_s",
-                    "runtime.diagnostics_hz", "runtime.latency_warn_s", "runtime.latency_error_s"}
+                    "runtime.diagnostics_hz", "runtime.latency_warn_s", "runtime.latency_error_s",
+                    "output.frame_id"}
 
 
 def test_keys_read_only_at_configure_are_read_only():

@@ -21,6 +21,13 @@ Topics (absolute names; the node's relative defaults resolve to them):
 ``/ground_truth/emotion``   ``synctva_ros/msg/EmotionState`` the MELD label (one-hot), stamped at the end
 ==========================  ===============================  ==========================================
 
+With ``audio_type="audio_stamped"`` the microphone is ``audio_common_msgs/AudioStamped`` on ``/audio``;
+with ``speech_type="live_speech"`` the transcripts are ROS4HRI ``hri_msgs/LiveSpeech`` on
+``/humans/voices/<voice id>/speech`` with the voices on ``/humans/voices/tracked``, and with ``persons``
+a ROS4HRI person per speaker on ``/humans/persons/...`` (:mod:`synctva_ros.bags.hri`). The ground truth then
+carries the utterance's ``voice_id`` and ``person_id`` (else the speaker as ``voice_id``, as the Transcript's
+``speaker_id``).
+
 Every message's bag (log) time equals its header stamp. Time starts at
 :data:`EPOCH_NS` plus ``lead_in_s``; utterances follow one another with
 ``gap_s`` of silence. An utterance lasts ``EndTime - StartTime`` when that is
@@ -49,14 +56,18 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from skimage.data import astronaut
 from skimage.transform import resize
 
+from synctva_ros.bags.hri import (AUDIO_TYPES, LATCHED_QOS, SPEECH_TYPES, TRACKED_PERIOD_S, audio_stamped_msg, hri_id,
+                                  ids_list_msg, live_speech_msg, voice_speech_topic)
 from synctva_ros.bags.staged_faces import choose_faces, frame_owner, staged_frames, write_staged
 from synctva_ros.bags.types import get_synctva_typestore
+from synctva_ros.core.persons import person_topic
 from synctva_ros.datasets.meld import MELD_CLASSES, parse_srt_time, read_meld
 from synctva_ros.datasets.rendering import MAX_UTT_S, MIN_UTT_S, plausible_duration, to_s16le
 from synctva_ros.datasets.speech import render_speech
 
 __all__ = [
-    "EPOCH_NS", "TOPIC_AUDIO", "TOPIC_IMAGE", "TOPIC_TRANSCRIPT", "TOPIC_GROUND_TRUTH",
+    "EPOCH_NS", "TOPIC_AUDIO", "TOPIC_IMAGE", "TOPIC_TRANSCRIPT", "TOPIC_GROUND_TRUTH", "TOPIC_VOICES_TRACKED",
+    "TOPIC_PERSONS_TRACKED",
     "MELD_CLASS_NAMES", "MeldRow", "read_meld_csv", "parse_meld_time", "face_image", "make_bag",
 ]
 
@@ -68,6 +79,8 @@ TOPIC_AUDIO = "/audio"
 TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_TRANSCRIPT = "/speech"
 TOPIC_GROUND_TRUTH = "/ground_truth/emotion"
+TOPIC_VOICES_TRACKED = "/humans/voices/tracked"
+TOPIC_PERSONS_TRACKED = "/humans/persons/tracked"
 #: MELD's seven emotions in the project's class order.
 MELD_CLASS_NAMES: tuple[str, ...] = MELD_CLASSES
 
@@ -160,7 +173,8 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
              gap_s: float = 0.8, lead_in_s: float = 0.5, tail_s: float = 1.0,
              stt_latency_s: float = 0.1, sample_rate: int = 16000, min_utt_s: float = MIN_UTT_S,
              max_utt_s: float = MAX_UTT_S, version: int = 9, overwrite: bool = False,
-             faces: str | Path | None = None, faces_seed: int = 0) -> dict[str, Any]:
+             faces: str | Path | None = None, faces_seed: int = 0, audio_type: str = "synctva",
+             speech_type: str = "synctva", persons: bool = False) -> dict[str, Any]:
     """Write a rosbag2 bag of MELD utterances (see the module docstring for the topics).
 
     Args:
@@ -179,12 +193,16 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
         faces: a labelled face set's CSV (``image,emotion``): stage the camera with a photograph of each
             utterance's emotion (:mod:`~synctva_ros.bags.staged_faces`); None: the astronaut throughout.
         faces_seed: seed of the photographs' choice.
+        audio_type: ``"synctva"`` (``AudioChunk``) or ``"audio_stamped"`` (``audio_common_msgs/AudioStamped``).
+        speech_type: ``"synctva"`` (``Transcript`` on ``/speech``) or ``"live_speech"`` (ROS4HRI, per voice).
+        persons: with ``"live_speech"``: a ROS4HRI person per speaker (tracked list, latched ``voice_id``).
 
     Returns:
         Summary dict: ``path, storage, version, utterances, duration_s, start_ns,
         messages`` (per topic), ``utterance_ids``, ``bounds`` (per utterance
         ``(start_s, end_s)`` relative to the bag start), ``staged_faces`` (``{utterance id:
-        {"image", "label"}}``, empty without ``faces``).
+        {"image", "label"}}``, empty without ``faces``), ``voices`` and ``persons`` (speaker -> REP-155 id;
+        empty unless written).
 
     Raises:
         ValueError: bad arguments or CSV, or no rows selected.
@@ -194,6 +212,11 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:
         raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
+    if audio_type not in AUDIO_TYPES or speech_type not in SPEECH_TYPES:
+        raise ValueError(f"audio_type must be one of {list(AUDIO_TYPES)} and speech_type one of {list(SPEECH_TYPES)}, "
+                         f"got {audio_type!r}, {speech_type!r}")
+    if persons and speech_type != "live_speech":
+        raise ValueError("persons needs speech_type 'live_speech' (ROS4HRI voices)")
     if version not in (8, 9):
         raise ValueError(f"version must be 8 (Humble) or 9 (Jazzy+), got {version}")
     if not fps > 0 or not chunk_s > 0 or sample_rate <= 0 or min(gap_s, lead_in_s, tail_s, stt_latency_s) < 0:
@@ -240,6 +263,10 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
     def audio_msgs() -> Iterator[tuple[int, int, str, Any]]:
         for k, i in enumerate(range(0, total, chunk)):
             ns = EPOCH_NS + int(round(i * ns_per_sample))
+            if audio_type == "audio_stamped":
+                yield ns, 1, TOPIC_AUDIO, lambda ns=ns, i=i: audio_stamped_msg(
+                    T, _header(ts, ns, "microphone"), pcm[i:i + chunk], sample_rate)
+                continue
             yield ns, 1, TOPIC_AUDIO, lambda ns=ns, i=i: T["synctva_ros/msg/AudioChunk"](
                 header=_header(ts, ns, "microphone"), sample_rate=sample_rate, channels=1, encoding="S16LE",
                 data=pcm[i:i + chunk].view(np.uint8).copy())
@@ -257,6 +284,28 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
                 is_bigendian=0, step=width * 3, data=np.roll(img, dx, axis=1).reshape(-1))
 
     bounds: list[tuple[float, float]] = []
+    live = speech_type == "live_speech"
+    voices = {r.speaker: hri_id("voice", r.speaker) for r, _, _ in placements} if live else {}
+    people = {spk: hri_id("person", spk) for spk in voices} if persons else {}
+    types = {TOPIC_AUDIO: AUDIO_TYPES[audio_type], TOPIC_IMAGE: "sensor_msgs/msg/Image",
+             TOPIC_GROUND_TRUTH: "synctva_ros/msg/EmotionState"}
+    types.update({voice_speech_topic(v): "hri_msgs/msg/LiveSpeech" for v in voices.values()} if live else
+                 {TOPIC_TRANSCRIPT: "synctva_ros/msg/Transcript"})
+    latched = {person_topic(p, "voice_id") for p in people.values()}
+    types.update({TOPIC_VOICES_TRACKED: "hri_msgs/msg/IdsList"} if live else {})
+    types.update({TOPIC_PERSONS_TRACKED: "hri_msgs/msg/IdsList"} if people else {})
+    types.update(dict.fromkeys(latched, "std_msgs/msg/String"))
+
+    def hri_msgs() -> Iterator[tuple[int, int, str, Any]]:
+        """Tracked lists every TRACKED_PERIOD_S from the start; each person's voice id once, at the start."""
+        for spk, pid in people.items():
+            yield EPOCH_NS, 4, person_topic(pid, "voice_id"), lambda v=voices[spk]: T["std_msgs/msg/String"](data=v)
+        end_ns = EPOCH_NS + int(round(total * ns_per_sample))
+        for ns in range(EPOCH_NS, end_ns, int(TRACKED_PERIOD_S * 1e9)) if live else ():
+            yield ns, 5, TOPIC_VOICES_TRACKED, lambda ns=ns: ids_list_msg(T, _header(ts, ns, ""), list(voices.values()))
+            if people:
+                yield ns, 5, TOPIC_PERSONS_TRACKED, lambda ns=ns: ids_list_msg(T, _header(ts, ns, ""),
+                                                                              list(people.values()))
 
     def label_msgs() -> Iterator[tuple[int, int, str, Any]]:
         items = []
@@ -275,9 +324,17 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
                 present=np.ones(3, bool), active=np.zeros(3, bool), contributions=np.zeros(3, np.float32),
                 text_probabilities=np.zeros(0, np.float32), audio_probabilities=np.zeros(0, np.float32),
                 visual_probabilities=np.zeros(0, np.float32), faces_seen=0, face_track_id=-1,
+                voice_id=voices.get(row.speaker, row.speaker), person_id=people.get(row.speaker, ""), face_id="",
                 transcript=row.text, utterance_id=row.uid, dialogue_id=str(row.dialogue_id),
                 model="ground_truth", backend="", latency=0.0)))
             t_ns = e_ns + int(round(stt_latency_s * 1e9))
+            if live:  # a partial result half-way through the speech, then the final one (no bounds, no ids)
+                words, topic = row.text.split(), voice_speech_topic(voices[row.speaker])
+                items.append(((s_ns + e_ns) // 2, 3, topic, lambda m=(s_ns + e_ns) // 2, w=words: live_speech_msg(
+                    T, _header(ts, m, "microphone"), incremental=" ".join(w[:max(1, len(w) // 2)]))))
+                items.append((t_ns, 3, topic, lambda row=row, t=t_ns: live_speech_msg(
+                    T, _header(ts, t, "microphone"), final=row.text)))
+                continue
             items.append((t_ns, 3, TOPIC_TRANSCRIPT, lambda row=row, s=s_ns, e=e_ns, t=t_ns: T[
                 "synctva_ros/msg/Transcript"](
                 header=_header(ts, t, "microphone"), text=row.text, is_final=True, start=_time(ts, s),
@@ -286,13 +343,13 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
         items.sort(key=lambda e: (e[0], e[1]))
         yield from items
 
-    types = {TOPIC_AUDIO: "synctva_ros/msg/AudioChunk", TOPIC_IMAGE: "sensor_msgs/msg/Image",
-             TOPIC_TRANSCRIPT: "synctva_ros/msg/Transcript", TOPIC_GROUND_TRUTH: "synctva_ros/msg/EmotionState"}
     counts = dict.fromkeys(types, 0)
     writer = Writer(out, version=version, storage_plugin=plugins[storage])
     with writer:
-        conns = {topic: writer.add_connection(topic, msgtype, typestore=ts) for topic, msgtype in types.items()}
-        for ns, _, topic, build in heapq.merge(image_msgs(), audio_msgs(), label_msgs(),
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=ts,
+                                              offered_qos_profiles=LATCHED_QOS if topic in latched else ())
+                 for topic, msgtype in types.items()}
+        for ns, _, topic, build in heapq.merge(image_msgs(), audio_msgs(), label_msgs(), hri_msgs(),
                                                key=lambda e: (e[0], e[1])):
             writer.write(conns[topic], ns, ts.serialize_cdr(build(), types[topic]))
             counts[topic] += 1
@@ -301,7 +358,8 @@ def make_bag(csv_path: str | Path, out_path: str | Path, storage: str = "mcap",
     summary = {
         "path": str(out), "storage": storage, "version": version, "utterances": len(rows),
         "duration_s": total / sample_rate, "start_ns": EPOCH_NS, "messages": counts,
-        "utterance_ids": [r.uid for r in rows], "bounds": bounds, "staged_faces": staged,
+        "utterance_ids": [r.uid for r in rows], "bounds": bounds, "staged_faces": staged, "voices": voices,
+        "persons": people,
     }
     log.info("wrote %s: %d utterances, %.1f s, %s", out, len(rows), total / sample_rate, counts)
     return summary

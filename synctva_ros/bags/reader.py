@@ -11,6 +11,16 @@ is called with ``now`` = the message's header stamp (for a ``std_msgs/String``
 transcript, which has no header, its log time: the node stamps it on arrival
 under ``/clock``). At the end of the bag ``flush()`` closes what is left.
 Camera frames that the windower's thinning would drop are not decoded (as in the node).
+
+Message types are recognised by their names, as the node's ``topics.*_msg_type`` parameters choose them:
+on ``topics.audio`` ``synctva_ros/AudioChunk`` or ``audio_common_msgs/AudioStamped``; on
+``topics.transcript`` ``synctva_ros/Transcript``, ``hri_msgs/LiveSpeech`` or ``whisper_msgs/Transcription``
+(stamped with its log time, as the node stamps it on arrival); LiveSpeech on each
+``/humans/voices/<id>/speech`` once ``topics.voices_tracked`` has listed the voice; the ROS4HRI persons
+of ``topics.persons_tracked`` (:class:`~synctva_ros.bags.hri.HriBagTopics`). The third-party messages are
+converted by the node's own functions (:mod:`synctva_ros.core.hri_fields`). Each window is attributed to a
+voice, person and camera frame as it is emitted (:meth:`~synctva_ros.core.persons.PersonRegistry.attribute`),
+as the node's window feed does.
 :func:`iter_windows_from_bag` yields each window as soon as it is polled, so a
 streaming feature cache attached to the windower sees the data up to that moment, as
 in the node.
@@ -21,10 +31,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 from rosbags.highlevel import AnyReader
 
+from synctva_ros.bags.hri import HriBagTopics
 from synctva_ros.bags.types import get_synctva_typestore
 from synctva_ros.config import TopicsConfig, WindowingConfig
 from synctva_ros.core.codecs import (
@@ -35,11 +46,15 @@ from synctva_ros.core.codecs import (
     image_to_rgb,
     stamp_to_seconds,
 )
+from synctva_ros.core.hri_fields import audio_stamped_to_samples, live_speech_to_fields, voice_id_from_topic, \
+    whisper_to_fields
+from synctva_ros.core.inputs import InputError
+from synctva_ros.core.persons import PersonRegistry
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.windowing.windower import UtteranceWindower
 
 __all__ = ["BagMessage", "GroundTruth", "read_bag", "ground_truth_from_bag", "windows_from_bag",
-           "iter_windows_from_bag", "match_label", "GROUND_TRUTH_TOPIC"]
+           "iter_windows_from_bag", "match_truth", "match_label", "GROUND_TRUTH_TOPIC"]
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +84,13 @@ class GroundTruth:
     dialogue_id: str
 
 
-def read_bag(path: str | Path, topics: list[str] | None = None) -> Iterator[BagMessage]:
+def read_bag(path: str | Path, topics: Collection[str] | Callable[[str], bool] | None = None
+             ) -> Iterator[BagMessage]:
     """Decoded messages of a bag in log-time order.
 
     Args:
         path: bag directory (or a single ``.mcap`` / ``.db3`` file).
-        topics: restrict to these topics (``None`` = all).
+        topics: restrict to these topics, or to the topics for which this predicate is true (``None`` = all).
 
     Raises:
         FileNotFoundError: no such bag. rosbags.highlevel.AnyReaderError: unreadable bag.
@@ -83,7 +99,8 @@ def read_bag(path: str | Path, topics: list[str] | None = None) -> Iterator[BagM
     if not p.exists():
         raise FileNotFoundError(f"bag {p} does not exist")
     with AnyReader([p], default_typestore=get_synctva_typestore()) as reader:
-        conns = [c for c in reader.connections if topics is None or c.topic in topics]
+        keep = topics if callable(topics) else (lambda t: topics is None or t in topics)
+        conns = [c for c in reader.connections if keep(c.topic)]
         if not conns:  # rosbags reads every connection when given none
             return
         for conn, ts, raw in reader.messages(connections=conns):
@@ -104,9 +121,10 @@ def _absolute(name: str) -> str:
     return name if name.startswith("/") else "/" + name.lstrip("~/")
 
 
-def match_label(window: UtteranceWindow, truth: list[GroundTruth],
-                by_id: dict[str, GroundTruth] | None = None) -> str | None:
-    """Ground-truth class of ``window``: by ``utterance_id``, else the utterance overlapping it most, else None.
+def match_truth(window: Any, truth: list[GroundTruth],
+                by_id: dict[str, GroundTruth] | None = None) -> GroundTruth | None:
+    """Ground truth of ``window`` (``utterance_id``, ``start``, ``end`` in seconds): by ``utterance_id``, else
+    the utterance overlapping it most (VAD windows, LiveSpeech windows: no id), else None.
 
     Args:
         by_id: ``{utterance_id: GroundTruth}`` of ``truth`` (built when ``None``).
@@ -114,13 +132,20 @@ def match_label(window: UtteranceWindow, truth: list[GroundTruth],
     if by_id is None:
         by_id = {g.utterance_id: g for g in truth if g.utterance_id}
     if window.utterance_id and window.utterance_id in by_id:
-        return by_id[window.utterance_id].label
+        return by_id[window.utterance_id]
     best, overlap = None, 0.0
     for g in truth:
         o = min(window.end, g.end) - max(window.start, g.start)
         if o > overlap:
             best, overlap = g, o
-    return best.label if best is not None else None
+    return best
+
+
+def match_label(window: UtteranceWindow, truth: list[GroundTruth],
+                by_id: dict[str, GroundTruth] | None = None) -> str | None:
+    """Ground-truth class of ``window`` (:func:`match_truth`), None when nothing matches."""
+    g = match_truth(window, truth, by_id)
+    return g.label if g is not None else None
 
 
 def windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sample_rate: int = 16000,
@@ -154,10 +179,12 @@ def windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sampl
 
 def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, sample_rate: int = 16000,
                           topics: TopicsConfig | None = None,
-                          windower: UtteranceWindower | None = None) -> Iterator[UtteranceWindow]:
+                          windower: UtteranceWindower | None = None,
+                          persons: PersonRegistry | None = None) -> Iterator[UtteranceWindow]:
     """Yield the windows of a bag in emission order, each as soon as the windower emits it.
 
-    Arguments as :func:`windows_from_bag` (without ground truth). Use this with a windower
+    Arguments as :func:`windows_from_bag` (without ground truth), and ``persons``: the registry that
+    attributes each window to a person (a new one when ``None``). Use this with a windower
     whose sink is a streaming feature cache and process each window before the next
     message is read, as the node does.
 
@@ -168,14 +195,17 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
     w = windower if windower is not None else UtteranceWindower(cfg or WindowingConfig(), sample_rate)
     t_img, t_aud = _absolute(topics.image), _absolute(topics.audio)
     t_tr, t_txt = _absolute(topics.transcript), _absolute(topics.text)
-    wanted = [t_img, t_aud, t_tr, t_txt]
+    registry = persons if persons is not None else PersonRegistry()
+    hri = HriBagTopics(topics, registry)
+    wanted = {t_img, t_aud, t_tr, t_txt}
     bad = 0
-    for m in read_bag(path, wanted):
-        msg, now = m.msg, None
+    for m in read_bag(path, lambda t: t in wanted or hri.wants(t)):
+        msg, now, kind = m.msg, None, m.msgtype.rsplit("/", 1)[-1]
         try:
             if m.topic == t_img and m.msgtype == "sensor_msgs/msg/Image":
                 now = stamp_to_seconds(msg.header.stamp)
                 check_image_layout(msg.height, msg.width, msg.encoding, msg.step, msg.data)
+                registry.set_camera_frame(msg.header.frame_id)
                 if not w.thin_frame(now):  # frames the thinning drops are not decoded (as in the node)
                     w.add_frame(now, image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
                                                   msg.step, msg.data))
@@ -183,6 +213,17 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
                 now = stamp_to_seconds(msg.header.stamp)
                 w.add_audio(now, audio_chunk_to_float(msg.sample_rate, msg.channels, msg.encoding, msg.data),
                             msg.sample_rate)
+            elif m.topic == t_aud and kind == "AudioStamped":
+                now, samples, rate = audio_stamped_to_samples(msg)
+                w.add_audio(now, samples, rate)
+            elif kind == "LiveSpeech" and (m.topic == t_tr or hri.voice_listed(m.topic)):
+                fields = live_speech_to_fields(msg, voice_id_from_topic(m.topic))
+                now = fields.stamp
+                w.add_transcript(**fields.windower_kwargs())
+            elif m.topic == t_tr and kind == "Transcription":
+                fields = whisper_to_fields(msg, m.timestamp_ns * 1e-9)
+                now = fields.stamp
+                w.add_transcript(**fields.windower_kwargs())
             elif m.topic == t_tr and m.msgtype.endswith("/Transcript"):
                 now = stamp_to_seconds(msg.header.stamp)
                 w.add_transcript(msg.text, stamp_to_seconds(msg.start), stamp_to_seconds(msg.end),
@@ -192,15 +233,16 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
             elif m.topic == t_txt and m.msgtype == "std_msgs/msg/String":
                 now = m.timestamp_ns * 1e-9
                 w.add_transcript(msg.data, 0.0, 0.0, True, stamp=now)
-            else:
+            else:  # tracked lists and persons' ids (no poll: the node's feed does not see them)
+                hri.on_message(m.topic, m.msgtype, msg)
                 continue
-        except (ImageDecodeError, AudioDecodeError) as e:
+        except (ImageDecodeError, AudioDecodeError, InputError) as e:
             bad += 1
             if bad <= 5:
                 log.warning("%s at %d ns cannot be decoded: %s", m.topic, m.timestamp_ns, e)
             continue
-        yield from w.poll(now)
-    yield from w.flush()
+        yield from map(registry.attribute, w.poll(now))
+    yield from map(registry.attribute, w.flush())
     if bad:
         log.warning("%d messages of %s could not be decoded", bad, path)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from synctva_ros.config.loading import load_config, parse_overrides
 from synctva_ros.config.paths import PROFILES_DIR, package_root, resolve_path
 from synctva_ros.config.schema import ConfigError, SyncTVAConfig
-from synctva_ros.config.sections import (FeaturesConfig, ModelConfig, RuntimeConfig, TopicsConfig,
-                                         WindowingConfig)
+from synctva_ros.config.sections import (FeaturesConfig, ModelConfig, OutputConfig, RuntimeConfig,
+                                         TopicsConfig, WindowingConfig)
 
 __all__ = [
     "ConfigError",
@@ -29,6 +29,7 @@ __all__ = [
     "FeaturesConfig",
     "ModelConfig",
     "RuntimeConfig",
+    "OutputConfig",
     "SyncTVAConfig",
     "load_config",
     "parse_overrides",

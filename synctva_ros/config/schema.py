@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from synctva_ros.config.sections import (FeaturesConfig, ModelConfig, RuntimeConfig, TopicsConfig,
-                                         WindowingConfig)
+from synctva_ros.config.sections import (FeaturesConfig, ModelConfig, OutputConfig, RuntimeConfig,
+                                         TopicsConfig, WindowingConfig)
 
 __all__ = ["ConfigError", "SyncTVAConfig"]
 
@@ -29,6 +29,7 @@ class SyncTVAConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     # ---------------------------------------------------------------- flat view
     def to_flat(self) -> dict[str, Any]:

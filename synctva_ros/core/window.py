@@ -45,8 +45,13 @@ class UtteranceWindow:
         dialogue_id: conversation id when known ('' otherwise), for dialogue context.
         session: the windower session the window was built in (0, 1, ...: +1 at every time reset); the
             pipeline forgets the dialogue context when it changes.
-        speaker_id: the transcript's speaker (``Transcript.msg`` ``speaker_id``; '' unknown), the speaker
-            tag of the dialogue context.
+        speaker_id: the voice that spoke (ROS4HRI voice id of ``/humans/voices/<id>/speech``, or
+            ``Transcript.msg`` ``speaker_id``; '' unknown): ``EmotionState.voice_id``.
+        person_id: the ROS4HRI person whose ``voice_id`` is ``speaker_id`` ('' unknown), set when the
+            window is emitted (:mod:`synctva_ros.core.persons`); with ``speaker_id`` as fallback it is
+            the speaker tag of the dialogue context (:func:`synctva_ros.features.dialogue.window_speaker`).
+        person_face_id: that person's ROS4HRI face id when known ('' otherwise).
+        camera_frame_id: ``header.frame_id`` of the newest camera image when the window was emitted.
         language: BCP-47 tag of the transcript ('' if unknown).
         stt_confidence: speech-to-text confidence in [0, 1] (NaN if unknown).
         closed_at: sensor time at which the window was closed (for latency).
@@ -63,6 +68,9 @@ class UtteranceWindow:
     utterance_id: str = ""
     dialogue_id: str = ""
     speaker_id: str = ""
+    person_id: str = ""
+    person_face_id: str = ""
+    camera_frame_id: str = ""
     session: int = 0
     language: str = ""
     stt_confidence: float = float("nan")

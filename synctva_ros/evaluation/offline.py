@@ -28,12 +28,12 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
-from synctva_ros.bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label
+from synctva_ros.bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label, match_truth
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.datasets.rendering import render_utterance
@@ -46,6 +46,14 @@ from synctva_ros.windowing.windower import UtteranceWindower
 __all__ = ["evaluate", "dataset_windows", "bag_windows", "is_bag"]
 
 log = logging.getLogger(__name__)
+
+
+class _Span(NamedTuple):
+    """A predicted row's window bounds (seconds) for :func:`match_truth`; it has no utterance id."""
+
+    start: float
+    end: float
+    utterance_id: str = ""
 
 
 def is_bag(path: Path) -> bool:
@@ -153,6 +161,10 @@ def evaluate(data: Path, cfg: SyncTVAConfig, out_dir: Path | None = None, limit:
         if batch is not None:
             batch.close()
     if truth is not None and not limit:
+        by_id = {t.utterance_id: t for t in truth if t.utterance_id}
+        for r in rows:  # a window without an utterance id (LiveSpeech) covers the utterance it overlaps most
+            g = None if r["utterance_id"] else match_truth(_Span(r["start"], r["end"]), truth, by_id)
+            seen.update([g.utterance_id] if g is not None else [])
         for t in truth:  # ground-truth utterances that produced no window count as dropped
             if t.utterance_id not in seen:
                 rows.append({"utterance_id": t.utterance_id, "truth": t.label, "pred": None, "latency_s": None,
@@ -184,6 +196,7 @@ def _predict_all(pipe: Any, batch: Any, pairs: Any, total: int | None, limit: in
         rows.append({"utterance_id": window.utterance_id, "truth": label, "pred": res.label,
                      "confidence": res.confidence, "probabilities": res.probabilities,
                      "start": window.start, "end": window.end, "transcript": res.transcript,
+                     "voice_id": window.speaker_id, "person_id": window.person_id,
                      "modalities": [m for m, p in res.present.items() if p],
                      "active": [m for m, a in res.active.items() if a],
                      "latency_s": sum(res.stage_s.values())})

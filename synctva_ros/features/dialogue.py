@@ -9,14 +9,25 @@ One :class:`DialogueContext` serves every place that needs turns, so the node, `
 and the training cache build them by the same rules:
 
 * a **session** is the window's ``dialogue_id`` ('' when unknown: one session for everything);
-* a turn is ``(speaker, text)``; ``speaker`` is the transcript's speaker id when known ('' otherwise:
-  the turn is written without a tag). Turns of all speakers of a session go into one history, each
-  with its own tag (the speaker is written per turn, as in EmoBERTa, not kept apart);
+* a turn is ``(speaker, text)``; ``speaker`` is :func:`window_speaker`: the window's ROS4HRI person id when
+  known, else its voice / transcript speaker id, else '' (the turn is written without a tag). Turns of all
+  speakers of a session go into one history, each with its own tag (the speaker is written per turn, as in
+  EmoBERTa, not kept apart);
 * a window without text (a voice-activity window, an empty transcript) adds no turn;
 * bounded: at most ``max_turns`` turns per session and ``max_sessions`` sessions (the least
   recently used session is forgotten first);
 * :meth:`DialogueContext.reset` forgets everything: ``EmotionPipeline.predict`` calls it (through
   ``reset_dialogue``) when a window belongs to a new windower session (sensor time jumped: a bag restart).
+
+Context per person (issue 11): the context is kept per person by **tagging** each turn with its person, not by
+splitting the dialogue into one history per person. The shipped checkpoints (MELD, IEMOCAP) were trained with
+the previous turns of the *dialogue*, all speakers interleaved, each as ``"Speaker: text"``
+(:func:`dataset_contexts`); a history holding only the current speaker's turns would be an input they never
+saw, and the other speakers' turns are much of the evidence (a reply's emotion follows what it answers).
+So the model sees exactly what it was trained on, and the tag says who said what: the person id when a
+ROS4HRI person manager associates the voice with a person (stable across that person's utterances, where a
+voice id may change), else the voice id. A dataset or a bag without ROS4HRI persons keeps the tags it had
+(the transcript's speaker). Which session a turn belongs to is unchanged (the window's ``dialogue_id``).
 
 The turns may carry the utterance's sentence embedding too (``Turn.sentence``), for the pooled
 dialogue context of ``model.context_turns`` (:mod:`synctva_ros.model.fusion`).
@@ -120,12 +131,13 @@ class DialogueContext:
 
 
 def window_speaker(window: Any) -> str:
-    """The speaker id of a window ('' when it has none).
+    """The speaker tag of a window: its ``person_id`` when known, else its ``speaker_id``, else ''.
 
-    ``UtteranceWindow`` gets ``speaker_id`` from the transcript (``Transcript.msg``'s ``speaker_id``);
-    windows built before that field existed have none, which reads as unknown.
+    ``UtteranceWindow.speaker_id`` is the voice id (ROS4HRI ``/humans/voices/<id>/speech``) or the
+    transcript's speaker (``Transcript.msg``); ``person_id`` the ROS4HRI person of that voice
+    (:mod:`synctva_ros.core.persons`). Objects without these fields read as unknown.
     """
-    return str(getattr(window, "speaker_id", "") or "")
+    return str(getattr(window, "person_id", "") or getattr(window, "speaker_id", "") or "")
 
 
 def dataset_contexts(utterances: Iterable[Any], k: int) -> dict[str, list[Turn]]:

@@ -8,7 +8,8 @@ what the message definitions promise (``msg/*.msg``), and builds the outgoing
 
 Times: ROS ``builtin_interfaces/Time`` <-> float seconds (REP-103, sensor time).
 
-Errors: :class:`InputError` (a ``ValueError``) for every message the node must
+Errors: :class:`~synctva_ros.core.inputs.InputError` (a ``ValueError``; re-exported here with
+:class:`~synctva_ros.core.inputs.TranscriptFields`) for every message the node must
 reject before the windower; it carries a short ``kind`` used as the diagnostics
 counter name. Everything else (order, time resets, empty transcripts, unknown
 bounds) is left to the windower, which the offline bag reader drives the same way.
@@ -17,7 +18,6 @@ bounds) is left to the windower, which the offline bag reader drives the same wa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -37,6 +37,7 @@ from synctva_ros.core.codecs import (
     seconds_to_stamp,
     stamp_to_seconds,
 )
+from synctva_ros.core.inputs import MAX_TRANSCRIPT_CHARS, InputError, TranscriptFields, clip_text
 from synctva_ros.core.modalities import MODALITIES
 
 __all__ = [
@@ -55,21 +56,6 @@ __all__ = [
     "string_msg_to_fields",
     "result_to_msg",
 ]
-
-#: Longest transcript kept, in characters; longer ones are truncated (a counted warning).
-MAX_TRANSCRIPT_CHARS = 10_000
-
-
-class InputError(ValueError):
-    """A message the node cannot use.
-
-    Attributes:
-        kind: counter name for diagnostics (``bad_image``, ``bad_audio``, ``bad_transcript``).
-    """
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 # ------------------------------------------------------------------ time
@@ -150,39 +136,6 @@ def audio_msg_to_samples(msg) -> tuple[float, np.ndarray, int]:
     return time_to_seconds(msg.header.stamp), samples, rate
 
 
-@dataclass
-class TranscriptFields:
-    """Keyword arguments of ``UtteranceWindower.add_transcript`` (seconds, sensor time).
-
-    ``start``/``end`` of 0.0 mean unknown (resolved by the windower); ``truncated``
-    says whether the text was cut to :data:`MAX_TRANSCRIPT_CHARS`.
-    """
-
-    text: str
-    start: float
-    end: float
-    is_final: bool
-    stamp: float
-    utterance_id: str = ""
-    dialogue_id: str = ""
-    language: str = ""
-    confidence: float = float("nan")
-    speaker_id: str = ""
-    truncated: bool = False
-
-    def windower_kwargs(self) -> dict:
-        """The fields ``add_transcript`` takes (everything but ``truncated``)."""
-        return {"text": self.text, "start": self.start, "end": self.end, "is_final": self.is_final,
-                "stamp": self.stamp, "utterance_id": self.utterance_id, "dialogue_id": self.dialogue_id,
-                "language": self.language, "confidence": self.confidence, "speaker_id": self.speaker_id}
-
-
-def _clip_text(text: str) -> tuple[str, bool]:
-    if len(text) > MAX_TRANSCRIPT_CHARS:
-        return text[:MAX_TRANSCRIPT_CHARS], True
-    return text, False
-
-
 def transcript_msg_to_fields(msg) -> TranscriptFields:
     """``synctva_ros/Transcript`` -> :class:`TranscriptFields`, times passed through unchanged.
 
@@ -191,7 +144,7 @@ def transcript_msg_to_fields(msg) -> TranscriptFields:
     so the node adds the same values the bag reader does. Text longer than
     :data:`MAX_TRANSCRIPT_CHARS` is truncated (``truncated=True``). Raises nothing.
     """
-    text, truncated = _clip_text(str(msg.text))
+    text, truncated = clip_text(str(msg.text))
     return TranscriptFields(text=text, start=time_to_seconds(msg.start), end=time_to_seconds(msg.end),
                             is_final=bool(msg.is_final), stamp=time_to_seconds(msg.header.stamp),
                             utterance_id=str(msg.utterance_id), dialogue_id=str(msg.dialogue_id),
@@ -206,13 +159,13 @@ def string_msg_to_fields(msg, now_s: float) -> TranscriptFields:
     clock, so ``use_sim_time`` applies); start and end are 0.0 (unknown), as the bag
     reader adds them with the bag's receive time. Raises nothing.
     """
-    text, truncated = _clip_text(str(msg.data))
+    text, truncated = clip_text(str(msg.data))
     return TranscriptFields(text=text, start=0.0, end=0.0, is_final=True, stamp=float(now_s), truncated=truncated)
 
 
 # ---------------------------------------------------------------- output
-def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = "",
-                  dialogue_id: str = "") -> EmotionState:
+def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = "", dialogue_id: str = "",
+                  voice_id: str = "", person_id: str = "", face_id: str = "") -> EmotionState:
     """:class:`~synctva_ros.emotion.EmotionResult` -> ``synctva_ros/EmotionState``.
 
     ``header.stamp`` = window end (sensor time); the modality arrays follow
@@ -220,7 +173,9 @@ def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = ""
     missing from a result's dicts counts as absent/inactive with contribution 0.
     ``text_probabilities``, ``audio_probabilities``, ``visual_probabilities`` carry
     ``result.modality_probabilities`` (empty where the modality gave none);
-    ``faces_seen`` is clipped to the ``uint16`` range.
+    ``faces_seen`` is clipped to the ``uint16`` range. ``frame_id``, ``voice_id``, ``person_id`` and
+    ``face_id`` (REP-155 ids, '' unknown) are copied as given: :func:`synctva_ros.core.persons.emotion_ids`
+    makes them by the node's policy.
 
     Raises:
         ValueError: window bounds not expressible as ROS time (negative / NaN), or
@@ -252,6 +207,7 @@ def result_to_msg(result: EmotionResult, latency_s: float, *, frame_id: str = ""
     msg.visual_probabilities = per_modality["visual"]
     msg.faces_seen = int(min(max(int(result.faces_seen), 0), 65535))
     msg.face_track_id = int(result.face_track_id) if result.face_track_id >= 0 else -1
+    msg.voice_id, msg.person_id, msg.face_id = str(voice_id), str(person_id), str(face_id)
     msg.transcript = str(result.transcript)
     msg.utterance_id = str(result.utterance_id)
     msg.dialogue_id = str(dialogue_id)

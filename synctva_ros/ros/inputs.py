@@ -21,7 +21,7 @@ speech ``whisper``     ``topics.transcript``: ``whisper_msgs/Transcription``  wh
 The third-party packages are imported when present (:func:`import_optional_messages`); the node logs one
 line per missing one saying what is off (:func:`missing_package_lines`), and refuses to configure when a
 parameter asks for a type whose package is missing (:func:`input_type_problem`). Conversions:
-:mod:`synctva_ros.ros.hri_conversions`.
+:mod:`synctva_ros.core.hri_fields`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from synctva_ros.core.hri_fields import (MAX_VOICES, ArrivalStamper, audio_data_to_samples,
+                                         audio_stamped_to_samples, live_speech_to_fields, voice_id_from_topic,
+                                         whisper_to_fields)
 from synctva_ros.msg import AudioChunk, Transcript
 from synctva_ros.ros.conversions import audio_msg_to_samples, transcript_msg_to_fields
-from synctva_ros.ros.hri_conversions import (ArrivalStamper, audio_data_to_samples, audio_stamped_to_samples,
-                                             live_speech_to_fields, voice_id_from_topic, whisper_to_fields)
 
 __all__ = ["AUDIO_MSG_TYPES", "TRANSCRIPT_MSG_TYPES", "MAX_VOICES", "OptionalMessages", "import_optional_messages",
            "missing_package_lines", "input_type_problem", "InputSubscriptions"]
@@ -44,12 +45,12 @@ AUDIO_MSG_TYPES = {"synctva": None, "audio_stamped": ("audio_common_msgs", "Audi
 #: ``topics.transcript_msg_type`` values -> (package needed, message class name) (None: this package).
 TRANSCRIPT_MSG_TYPES = {"synctva": None, "live_speech": ("hri_msgs", "LiveSpeech"),
                         "whisper": ("whisper_msgs", "Transcription")}
-#: Most per-voice LiveSpeech subscriptions made from ``topics.voices_tracked`` (ids beyond are ignored, counted).
-MAX_VOICES = 64
 
 #: What each optional package enables (for the start-up lines).
 _USES = {
-    "hri_msgs": "topics.transcript_msg_type 'live_speech' (ROS4HRI LiveSpeech on /humans/voices/<id>/speech)",
+    "hri_msgs": "topics.transcript_msg_type 'live_speech' (ROS4HRI LiveSpeech on /humans/voices/<id>/speech) and "
+                "the persons of topics.persons_tracked (EmotionState.person_id stays empty, face_id is the "
+                "expert's face)",
     "audio_common_msgs": "topics.audio_msg_type 'audio_stamped' and 'audio_data' (audio_common microphones)",
     "whisper_msgs": "topics.transcript_msg_type 'whisper' (whisper_ros Transcription)",
 }

@@ -21,9 +21,11 @@ Topics (relative names, so a namespace applies; names are parameters ``topics.*`
 ``audio``             synctva_ros/AudioChunk           in, ``topics.sensor_qos`` (or ``topics.audio_msg_type``)
 ``speech``            synctva_ros/Transcript           in, reliable (or ``topics.transcript_msg_type``)
 ``speech/text``       std_msgs/String                  in, reliable, stamped on arrival
-``emotion_state``     synctva_ros/EmotionState         out, reliable
+``emotion_state``     synctva_ros/EmotionState         out, reliable (ids: :mod:`synctva_ros.core.persons`)
 ``/diagnostics``      diagnostic_msgs/DiagnosticArray  out, ``runtime.diagnostics_hz``
 ====================  ===============================  ===================================
+
+ROS4HRI persons (``topics.persons_tracked`` and each person's ``voice_id``/``face_id``): :mod:`~.persons`.
 
 Times: windows are cut in sensor time (header stamps; :mod:`synctva_ros.ros.window_feed`
 drives the windower as the offline bag reader does); a timer also polls it with the node
@@ -55,6 +57,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from synctva_ros.config import SyncTVAConfig
+from synctva_ros.core.persons import PersonRegistry, emotion_ids
 from synctva_ros.msg import EmotionState
 from synctva_ros.ros.conversions import (InputError, TranscriptFields, audio_msg_to_samples, image_msg_stamp,
                                          image_msg_to_rgb, result_to_msg, string_msg_to_fields,
@@ -63,6 +66,7 @@ from synctva_ros.ros.counters import Counters, InputGate
 from synctva_ros.ros.diagnostics import diagnostic_array, emotion_status, status_values
 from synctva_ros.ros.latency import LatencyStats
 from synctva_ros.ros.log_bridge import RclpyLogHandler, bridge_core_logging, unbridge_core_logging
+from synctva_ros.ros.persons import PersonSubscriptions
 from synctva_ros.ros.parameters import AUTOSTART, apply_parameter_updates, declare_autostart, \
     declare_config_parameters
 from synctva_ros.ros.qos import reliable_qos, sensor_qos
@@ -131,6 +135,7 @@ class EmotionNode(LifecycleNode):
         self.cfg = declare_config_parameters(self)
         declare_autostart(self)
         self._optional_msgs = import_optional_messages()  # hri_msgs, audio_common_msgs, whisper_msgs if present
+        self._persons = PersonRegistry()  # who is speaking (REP-155 persons), read as each window is emitted
         for line in missing_package_lines(self._optional_msgs):
             self.get_logger().info(line)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -181,7 +186,8 @@ class EmotionNode(LifecycleNode):
         self._worker = InferenceWorker(predict=self._pipeline.predict, publish=self._publish_state,
                                        reject=self._counters.reject, published=self._on_published)
         self._worker.start()
-        self._feed = WindowFeed(windower, self._counters, submit=self._worker.submit)
+        worker, persons = self._worker, self._persons
+        self._feed = WindowFeed(windower, self._counters, submit=lambda w: worker.submit(persons.attribute(w)))
         self._subs = [
             self.create_subscription(Image, t.image, self._on_image, sensor),
             self.create_subscription(String, t.text, self._on_text, reliable),
@@ -189,6 +195,8 @@ class EmotionNode(LifecycleNode):
         # microphone and speech-to-text in the types topics.audio_msg_type / transcript_msg_type choose
         InputSubscriptions(self, t, self._optional_msgs, sensor, reliable, audio=self._on_audio,
                            transcript=self._on_transcript, now=self._now_s, subs=self._subs).subscribe()
+        PersonSubscriptions(self, t.persons_tracked, self._optional_msgs.get("hri_msgs", "IdsList"), persons, reliable,
+                            self._subs).subscribe()
         self._poll_timer = self.create_timer(1.0 / POLL_HZ, self._on_poll_timer)  # node clock: follows /clock
         self._restart_diagnostics_timer()
         return TransitionCallbackReturn.SUCCESS
@@ -265,6 +273,7 @@ class EmotionNode(LifecycleNode):
         # for the thinning too. Frames the windower's thinning (windowing.frame_keep_hz) drops are never
         # decoded: at 30 fps 640x480 the decode is most of the node's sensor-side CPU time.
         feed, now = self._feed, self._now_s()
+        self._persons.set_camera_frame(msg.header.frame_id)  # EmotionState.header.frame_id when a face is used
         if feed is None or feed.thin_frame(stamp, now):
             return
         self._gate(msg, image_msg_to_rgb,
@@ -307,7 +316,9 @@ class EmotionNode(LifecycleNode):
 
     # ------------------------------------------------- worker thread's output
     def _publish_state(self, window: Any, result: Any, latency_s: float) -> None:
-        self._state_pub.publish(result_to_msg(result, latency_s, dialogue_id=getattr(window, "dialogue_id", "")))
+        ids = emotion_ids(window, result.face_track_id, self.cfg.output.frame_id)  # the who-is-speaking policy
+        self._state_pub.publish(result_to_msg(result, latency_s, dialogue_id=getattr(window, "dialogue_id", ""),
+                                              **ids._asdict()))
 
     def _on_published(self, latency_s: float) -> None:
         self._counters.count("published")

@@ -9,6 +9,13 @@ the bag time (before every message with a new time and at ``clock_hz`` while
 waiting), so nodes with ``use_sim_time`` follow the bag, as with ``ros2 bag
 play --clock``.
 
+Durability follows the bag's recorded offered QoS: topics recorded from transient-local publishers
+(REP-155's latched ``/humans/persons/<id>/voice_id`` etc.) are replayed transient-local, so a node that
+subscribes after they were published (it learns the person ids from a tracked list first) still receives
+them; everything else is reliable and volatile. The wait for subscribers leaves out the per-id ROS4HRI
+topics (``/humans/voices/<id>/...``, ``/humans/persons/<id>/...``): nodes subscribe to those only after
+hearing a tracked list, i.e. after the replay has started.
+
 Message classes are imported from the type names stored in the bag
 (``pkg/msg/Name`` -> ``pkg.msg.Name``); topics whose type cannot be imported
 (e.g. ``synctva_ros/msg/*`` before the interfaces are built) are skipped with a
@@ -28,12 +35,19 @@ import rclpy
 from rclpy.context import Context
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
+from rosbags.interfaces import QosDurability
 
 from synctva_ros.bags.types import get_synctva_typestore
+from synctva_ros.core.hri_fields import voice_id_from_topic
+from synctva_ros.core.persons import person_from_topic
 
-__all__ = ["import_message_class", "replay_bag"]
+__all__ = ["import_message_class", "recorded_latched", "replay_bag"]
 
 log = logging.getLogger(__name__)
+
+
+#: Wait after every subscriber is seen, before the first message (seconds): the subscribers' side of discovery.
+_SETTLE_S = 0.5
 
 
 def import_message_class(msgtype: str) -> type:
@@ -54,6 +68,20 @@ def import_message_class(msgtype: str) -> type:
         return getattr(module, name)
     except AttributeError:
         raise ImportError(f"{pkg}.{kind} has no message '{name}'") from None
+
+
+def recorded_latched(conn: Any) -> bool:
+    """Whether a bag connection was recorded from a transient-local (latched) publisher (its offered QoS)."""
+    profiles = getattr(getattr(conn, "ext", None), "offered_qos_profiles", None) or ()
+    if isinstance(profiles, str):  # older rosbags / metadata: the YAML text
+        return "durability: 1" in profiles or "transient_local" in profiles.lower()
+    return any(getattr(q, "durability", None) == QosDurability.TRANSIENT_LOCAL for q in profiles)
+
+
+def _per_id_hri_topic(topic: str) -> bool:
+    """A REP-155 topic of one voice / person / face / body (subscribed only once a tracked list names it)."""
+    return bool(voice_id_from_topic(topic)) or person_from_topic(topic) is not None or \
+        (topic.startswith(("/humans/faces/", "/humans/bodies/")) and not topic.endswith("/tracked"))
 
 
 def _failed(stats: dict[str, Any], topic: str, exc: Exception) -> None:
@@ -78,9 +106,12 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
         loop: start again at the end until ``stop_event`` is set (or Ctrl-C).
         wait_for_subscribers_s: before starting, wait up to this long (wall
             seconds) until every replayed topic has a subscriber (discovery takes
-            about 0.7 s); it then starts anyway, logging the topics nobody listens to.
+            about 0.7 s; ROS4HRI per-id topics are not waited for), then 0.5 s more for the
+            subscribers to match this publisher too; it starts anyway after the wait, logging the topics
+            nobody listens to.
         clock_hz: rate of ``/clock`` ticks while waiting between messages (Hz, > 0).
-        qos_depth: history depth of the (reliable, volatile) publishers.
+        qos_depth: history depth of the (reliable, volatile) publishers; latched topics keep their last message
+            (transient-local, depth 1: :func:`recorded_latched`).
         node: an ``rclpy`` node to publish from; ``None`` creates one in a private
             context (initialised and shut down here).
         stop_event: set it (from another thread) to stop.
@@ -116,6 +147,8 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
     try:
         qos = QoSProfile(depth=int(qos_depth), reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
+        latched_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
         clock_pub = clock_cls = time_cls = None
         if publish_clock:
             # deferred: rosgraph_msgs is optional (only /clock needs it); ImportError documented above
@@ -132,7 +165,8 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
                     continue
                 if c.topic not in publishers and c.topic not in stats["skipped_topics"]:
                     try:
-                        publishers[c.topic] = node.create_publisher(import_message_class(c.msgtype), c.topic, qos)
+                        publishers[c.topic] = node.create_publisher(import_message_class(c.msgtype), c.topic,
+                                                                    latched_qos if recorded_latched(c) else qos)
                         pubs_to_destroy.append(publishers[c.topic])
                         stats["published"][c.topic] = 0
                     except (ImportError, ValueError) as e:
@@ -146,12 +180,18 @@ def replay_bag(bag_path: str | Path, rate: float = 1.0, topics: Iterable[str] | 
                 return stats
             deadline = time.monotonic() + max(0.0, wait_for_subscribers_s)
             while time.monotonic() < deadline and not stop.is_set():
-                if all(p.get_subscription_count() > 0 for p in publishers.values()):
+                if all(p.get_subscription_count() > 0 for t, p in publishers.items() if not _per_id_hri_topic(t)):
                     break
                 time.sleep(0.05)
-            lonely = [t for t, p in publishers.items() if p.get_subscription_count() == 0]
+            lonely = [t for t, p in publishers.items()
+                      if p.get_subscription_count() == 0 and not _per_id_hri_topic(t)]
             if lonely:
                 log.warning("no subscribers on %s after %.1f s; replaying anyway", lonely, wait_for_subscribers_s)
+            elif wait_for_subscribers_s > 0:
+                # discovery is asymmetric: a publisher counts a subscription before that subscription has matched
+                # the publisher, and what is published in between is lost to a volatile reader (its first audio
+                # chunks: a shifted voice-activity frame grid)
+                stop.wait(_SETTLE_S)
 
             def send_clock(ns: int) -> None:
                 sec, nsec = divmod(int(ns), 1_000_000_000)

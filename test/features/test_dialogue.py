@@ -67,3 +67,23 @@ def test_dataset_contexts_follow_dialogue_order_not_file_order():
     assert got == {"1_0": [], "1_1": [("A", "first")], "1_2": [("A", "first")],  # the empty one adds nothing
                    "1_3": [("A", "first"), ("B", "third")], "2_0": []}
     assert all(v == [] for v in dataset_contexts(utts, 0).values())
+
+
+def test_context_per_person_is_one_dialogue_history_tagged_by_person():
+    """Issue 11: the turns of all speakers stay in the dialogue's one history (what the checkpoints were trained
+    on); each is tagged with its ROS4HRI person when known, else its voice, else untagged."""
+    from synctva_ros.core.persons import PersonRegistry
+    from synctva_ros.features.dialogue import window_speaker
+
+    reg = PersonRegistry()
+    reg.set_voice("person_anna", "voice_3")  # a person manager associated this voice with Anna
+    ctx = DialogueContext(max_turns=4)
+    for voice, text in [("voice_3", "I got the job!"), ("voice_9", "No way, congratulations!"), ("", "Thanks.")]:
+        ctx.add_window(reg.attribute(UtteranceWindow(0.0, 1.0, transcript=text, speaker_id=voice)))
+    turns = ctx.turns("")
+    assert [(t.speaker, t.text) for t in turns] == [("person_anna", "I got the job!"),
+                                                    ("voice_9", "No way, congratulations!"), ("", "Thanks.")]
+    assert context_string(turns) == "person_anna: I got the job! voice_9: No way, congratulations! Thanks."
+    # without persons a window keeps its transcript speaker as the tag, as the datasets (MELD "Speaker") do
+    assert window_speaker(UtteranceWindow(0.0, 1.0, speaker_id="Ross")) == "Ross"
+    assert window_speaker(SimpleNamespace()) == ""

@@ -197,6 +197,8 @@ def _state_dict(m: EmotionState) -> dict[str, Any]:
         "contributions": [float(x) for x in m.contributions], "transcript_len": len(m.transcript),
         "transcript": m.transcript[:200], "utterance_id": m.utterance_id, "dialogue_id": m.dialogue_id,
         "model": m.model, "backend": m.backend, "latency": float(m.latency),
+        "frame_id": m.header.frame_id, "voice_id": m.voice_id, "person_id": m.person_id, "face_id": m.face_id,
+        "face_track_id": int(m.face_track_id),
     }
 
 

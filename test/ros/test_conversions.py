@@ -174,3 +174,14 @@ def test_result_to_msg_per_modality_distributions_and_faces_round_trip():
     assert result_to_msg(_result(faces_seen=70000), 0.0).faces_seen == 65535
     with pytest.raises(ValueError, match="modality probabilities"):
         result_to_msg(_result(modality_probabilities={"audio": [0.5, 0.5]}), 0.0)
+
+
+def test_result_to_msg_carries_the_rep155_ids_through_serialisation():
+    """voice_id, person_id, face_id and header.frame_id survive a CDR round trip; empty by default."""
+    msg = result_to_msg(_result(face_track_id=3), 0.0, frame_id="head_front_camera_optical_frame",
+                        voice_id="v_anna", person_id="p_anna", face_id="f_anna")
+    back = deserialize_message(serialize_message(msg), EmotionState)
+    assert (back.header.frame_id, back.voice_id, back.person_id, back.face_id, back.face_track_id) == \
+        ("head_front_camera_optical_frame", "v_anna", "p_anna", "f_anna", 3)
+    none = result_to_msg(_result(), 0.0)
+    assert (none.header.frame_id, none.voice_id, none.person_id, none.face_id) == ("", "", "", "")

@@ -191,3 +191,70 @@ node.destroy_node(); rclpy.shutdown()
     assert len(got["audio"]) == n_audio
     assert sum(got["audio"]) == round(summary["duration_s"] * 16000) * 2
     assert got["texts"] == [[row.text, row.uid]]
+
+
+def test_latched_topics_reach_a_subscriber_that_joins_later(tmp_path):
+    """A topic recorded from a transient-local publisher (REP-155's latched person ids) is replayed transient-local:
+    a subscriber that subscribes after it was published (as the node does once a tracked list names the person)
+    still gets it, and the replay does not wait for subscribers on per-person topics."""
+    from synctva_ros.bags.hri import LATCHED_QOS
+    from synctva_ros.ros.replay import recorded_latched
+
+    ts = get_synctva_typestore()
+    T = ts.types
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        c_lat = w.add_connection("/humans/persons/anna/voice_id", "std_msgs/msg/String", typestore=ts,
+                                 offered_qos_profiles=LATCHED_QOS)
+        c_vol = w.add_connection("/chatter", "std_msgs/msg/String", typestore=ts)
+        for c, data in ((c_lat, "voice_anna"), (c_vol, "missed")):
+            w.write(c, T0_NS, ts.serialize_cdr(T["std_msgs/msg/String"](data=data), "std_msgs/msg/String"))
+        end = ts.serialize_cdr(T["std_msgs/msg/String"](data="end"), "std_msgs/msg/String")
+        w.write(c_vol, T0_NS + 4 * 10**9, end)
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag], default_typestore=ts) as reader:
+        assert {c.topic: recorded_latched(c) for c in reader.connections} == \
+            {"/humans/persons/anna/voice_id": True, "/chatter": False}
+    late_sub = r"""
+import json, sys, time
+import rclpy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+out, ready = sys.argv[1], sys.argv[2]
+rclpy.init(); node = rclpy.create_node("late_sub")
+got = []
+latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+node.create_subscription(String, "/chatter", lambda m: got.append(["/chatter", m.data]), QoSProfile(depth=10))
+open(ready, "w").write("ready")
+end = time.monotonic() + 1.5  # the replay publishes both at its start, before the late subscription exists
+while time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+node.create_subscription(String, "/humans/persons/anna/voice_id",
+                         lambda m: got.append(["voice_id", m.data]), latched)
+end = time.monotonic() + 20
+while len(got) < 3 and time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+json.dump(got, open(out, "w"))
+node.destroy_node(); rclpy.shutdown()
+"""
+    env = _env(random.Random(os.getpid() + 11 ^ time.time_ns()).randint(1, 100))
+    out, ready, stats = tmp_path / "sub.json", tmp_path / "ready", tmp_path / "stats.json"
+    sub = subprocess.Popen([sys.executable, "-c", late_sub, str(out), str(ready)], env=env, cwd=REPO)
+    try:
+        end = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < end and sub.poll() is None:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        player = subprocess.run([sys.executable, "-c", PLAYER, str(bag), "1.0", str(stats)],
+                                env=env, cwd=REPO, timeout=60, capture_output=True, text=True)
+        assert player.returncode == 0, player.stderr
+        sub.wait(timeout=30)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+    got = json.loads(out.read_text())
+    assert ["voice_id", "voice_anna"] in got, got  # delivered to the late joiner (published 1.5 s before it joined)
+    assert ["/chatter", "end"] in got and ["/chatter", "missed"] in got, got
+    assert json.loads(stats.read_text())["published"] == {"/humans/persons/anna/voice_id": 1, "/chatter": 2}
+    assert time.monotonic() - t0 < 9.0  # no 10 s wait for a subscriber on the per-person topic

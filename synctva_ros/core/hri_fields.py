@@ -1,4 +1,4 @@
-"""Conversions of the common ROS 2 audio and speech messages into the node's audio chunks and transcripts.
+"""Conversions of the common ROS 2 audio and speech messages into audio chunks and transcripts (ROS-free).
 
 The node's own inputs (``synctva_ros/AudioChunk``, ``synctva_ros/Transcript``) are converted in
 :mod:`synctva_ros.ros.conversions`; this module converts the de-facto standard ones a robot already
@@ -20,14 +20,16 @@ publishes, field by field from the packages' published definitions:
 =========================================  ==========================================================
 
 The message packages themselves are never imported here (they may be missing: the node imports them,
-:mod:`synctva_ros.ros.optional_msgs`); every function reads only the fields named above, so the same code
-serves the real packages and the stand-ins in ``third_party_msgs/`` (same names and type hashes).
+:mod:`synctva_ros.ros.inputs`); every function reads only the fields named above, so the same code
+serves the real packages, the stand-ins in ``third_party_msgs/`` (same names and type hashes) and the
+messages ``rosbags`` decodes from a bag: the node (:mod:`synctva_ros.ros.inputs`) and the offline bag reader
+(:mod:`synctva_ros.bags.reader`) convert them with these same functions.
 
 Output: audio as ``(stamp_s of the first sample, (S,) float32 mono in [-1, 1], sample_rate Hz)``, exactly
 what :func:`synctva_ros.ros.conversions.audio_msg_to_samples` returns; transcripts as
-:class:`~synctva_ros.ros.conversions.TranscriptFields`. Times are seconds (REP-103).
+:class:`~synctva_ros.core.inputs.TranscriptFields`. Times are seconds (REP-103).
 
-Errors: :class:`~synctva_ros.ros.conversions.InputError` with ``kind`` ``bad_audio``, ``empty_audio``,
+Errors: :class:`~synctva_ros.core.inputs.InputError` with ``kind`` ``bad_audio``, ``empty_audio``,
 ``no_audio_info`` (AudioData before any AudioInfo) or ``bad_transcript``.
 """
 
@@ -40,10 +42,11 @@ from typing import Any
 import numpy as np
 
 from synctva_ros.core.codecs import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioDecodeError, \
-    audio_chunk_to_float
-from synctva_ros.ros.conversions import InputError, TranscriptFields, _clip_text, time_to_seconds
+    audio_chunk_to_float, stamp_to_seconds
+from synctva_ros.core.inputs import InputError, TranscriptFields, clip_text
 
 __all__ = [
+    "MAX_VOICES",
     "PORTAUDIO_FORMATS",
     "ArrivalStamper",
     "voice_id_from_topic",
@@ -54,6 +57,8 @@ __all__ = [
     "whisper_to_fields",
 ]
 
+#: Most voices whose ``/humans/voices/<id>/speech`` is read (node subscriptions, bag reader); ids beyond are ignored.
+MAX_VOICES = 64
 #: PortAudio sample-format flags of mgonzs13's ``AudioInfo.format`` -> (``AudioData`` array field, dtype,
 #: full scale, offset). paInt24 (4) has no array in ``AudioData`` and is refused.
 PORTAUDIO_FORMATS: dict[int, tuple[str, str, float, float]] = {
@@ -69,6 +74,11 @@ _GST_FORMATS = {"S16LE": "S16LE", "S32LE": "S32LE", "F32LE": "F32LE"}
 _RAW_CODINGS = {"", "wave", "wav", "pcm", "raw"}
 
 _VOICE_TOPIC = re.compile(r"(?:^|/)humans/voices/([^/]+)/speech$")
+
+
+def _seconds(stamp: Any) -> float:
+    """``builtin_interfaces/Time`` (any object with ``sec``, ``nanosec``) -> float seconds."""
+    return float(stamp_to_seconds(stamp))
 
 
 def voice_id_from_topic(topic: str) -> str:
@@ -144,7 +154,7 @@ def audio_stamped_to_samples(msg: Any) -> tuple[float, np.ndarray, int]:
         InputError(kind="empty_audio"): no samples in the array ``format`` names.
     """
     samples, rate = _portaudio_samples(msg.audio.audio_data, msg.audio.info)
-    return time_to_seconds(msg.header.stamp), _finish(samples), rate
+    return _seconds(msg.header.stamp), _finish(samples), rate
 
 
 class ArrivalStamper:
@@ -224,14 +234,14 @@ def live_speech_to_fields(msg: Any, voice_id: str = "") -> TranscriptFields:
     (unknown, resolved by the windower from ``header.stamp`` and voice activity). ``confidence`` is copied
     (NaN when outside [0, 1]); ``locale`` becomes a BCP-47 ``language``; ``voice_id`` (from the topic,
     :func:`voice_id_from_topic`) is the ``speaker_id``. Text longer than
-    :data:`~synctva_ros.ros.conversions.MAX_TRANSCRIPT_CHARS` is truncated. Raises nothing.
+    :data:`~synctva_ros.core.inputs.MAX_TRANSCRIPT_CHARS` is truncated. Raises nothing.
     """
     final = str(msg.final)
     is_final = bool(final.strip())
-    text, truncated = _clip_text(final if is_final else str(msg.incremental))
+    text, truncated = clip_text(final if is_final else str(msg.incremental))
     conf = float(msg.confidence)
     conf = conf if math.isfinite(conf) and 0.0 <= conf <= 1.0 else float("nan")
-    return TranscriptFields(text=text, start=0.0, end=0.0, is_final=is_final, stamp=time_to_seconds(msg.header.stamp),
+    return TranscriptFields(text=text, start=0.0, end=0.0, is_final=is_final, stamp=_seconds(msg.header.stamp),
                             language=locale_to_bcp47(getattr(msg, "locale", "")), confidence=conf,
                             speaker_id=str(voice_id), truncated=truncated)
 
@@ -245,7 +255,7 @@ def whisper_to_fields(msg: Any, now_s: float) -> TranscriptFields:
     ``start = end - audio_time`` (delivery delays not counted). Non-finite or negative times leave the
     bounds unknown (0.0). Raises nothing.
     """
-    text, truncated = _clip_text(str(msg.text))
+    text, truncated = clip_text(str(msg.text))
     audio_s, busy_s, now = float(msg.audio_time), float(msg.transcription_time), float(now_s)
     start = end = 0.0
     if all(math.isfinite(v) and v >= 0.0 for v in (audio_s, busy_s)) and now - busy_s - audio_s > 0.0:

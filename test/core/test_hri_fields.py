@@ -1,4 +1,4 @@
-"""ROS4HRI / audio_common / whisper_ros messages -> audio chunks and transcripts (synctva_ros.ros.hri_conversions).
+"""ROS4HRI / audio_common / whisper_ros messages -> audio chunks and transcripts (synctva_ros.core.hri_fields).
 
 Uses the real generated message classes: the stand-ins of ``third_party_msgs/`` (``make third-party-msgs``)
 or the real packages. The ros-drivers ``AudioData``/``AudioInfo`` (same package name as mgonzs13's, so the
@@ -14,10 +14,10 @@ import pytest
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
-from synctva_ros.ros.conversions import MAX_TRANSCRIPT_CHARS, InputError
-from synctva_ros.ros.hri_conversions import (PORTAUDIO_FORMATS, ArrivalStamper, audio_data_to_samples,
-                                             audio_stamped_to_samples, live_speech_to_fields, locale_to_bcp47,
-                                             voice_id_from_topic, whisper_to_fields)
+from synctva_ros.core.hri_fields import (PORTAUDIO_FORMATS, ArrivalStamper, audio_data_to_samples,
+                                         audio_stamped_to_samples, live_speech_to_fields, locale_to_bcp47,
+                                         voice_id_from_topic, whisper_to_fields)
+from synctva_ros.core.inputs import MAX_TRANSCRIPT_CHARS, InputError
 
 hri = pytest.importorskip("hri_msgs.msg", reason="hri_msgs missing: `make third-party-msgs` builds the stand-in")
 acm = pytest.importorskip("audio_common_msgs.msg", reason="audio_common_msgs missing: `make third-party-msgs`")

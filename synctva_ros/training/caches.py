@@ -29,6 +29,7 @@ from synctva_ros.config import FeaturesConfig, SyncTVAConfig
 from synctva_ros.datasets.cache import (CACHE_FORMAT, CachedSplit, build_cache, cache_key, cache_stem, find_cache,
                                         load_cache)
 from synctva_ros.datasets.cache.parts import text_cache_arrays, write_cache
+from synctva_ros.datasets.recordings import RECORDING_SOURCES, read_recordings
 from synctva_ros.features.dialogue import dataset_contexts
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.training.config import TrainingConfig
@@ -83,7 +84,9 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     text layer (:func:`build_text_layer_cache`) when only the text layer differs.
 
     Args:
-        tcfg: where the caches are (``cache_dir``, ``dataset``, ``build_cache``, ``data_dir``).
+        tcfg: where the caches are (``cache_dir``, ``dataset``, ``build_cache``, ``data_dir``); with
+            ``raw_dir`` (MELD.Raw or IEMOCAP's release) only caches of its recordings are used, without it
+            only caches of rendered transcripts.
         cfg: the configured extractors (``cfg.features``) and class names.
         split: split name (``train``, ``dev``, ...).
         limit: first N utterances (0 = all).
@@ -105,18 +108,17 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     raw_dir = getattr(tcfg, "raw_dir", "")
     if tcfg.build_cache:
         clips = None
-        if raw_dir:  # deferred: PyAV, only for recordings
-            from synctva_ros.datasets.meld_raw import read_meld_raw
-
-            clips = read_meld_raw(raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
-                                  fps=cfg.features.visual_fps)
+        if raw_dir:  # MELD.Raw clips or IEMOCAP's release, by dataset
+            clips = read_recordings(tcfg.dataset, raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
+                                    fps=cfg.features.visual_fps)
         path = build_cache(tcfg.dataset, split, cfg.features, tcfg.cache_dir, limit=limit or None,
                            data_dir=tcfg.data_dir or None, progress=tcfg.progress, clips=clips, device=tcfg.device)
         return load_cache(path, names)
     found = find_cache(tcfg.cache_dir, tcfg.dataset, split)
-    if raw_dir:  # only caches built from recordings (their header's decoder), not from rendered transcripts
-        found = [p for p in found if (json.loads(p.with_suffix(".json").read_text()).get("speech") or {})
-                 .get("source") == "meld_raw"]
+    # with raw_dir only caches built from recordings (MELD.Raw, IEMOCAP's release: their header's decoder), else
+    # only those from rendered transcripts (a release's `train` holds other utterances than the export's)
+    found = [p for p in found if bool(raw_dir) == ((json.loads(p.with_suffix(".json").read_text()).get("speech")
+                                                    or {}).get("source") in RECORDING_SOURCES.values())]
     wanted = _wanted_identities(cfg)
     path = _pick(found, wanted, limit)
     if path is None:
@@ -129,7 +131,7 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
         raise FileNotFoundError(
             f"no feature cache of {tcfg.dataset}/{split} for the configured extractors in {tcfg.cache_dir} "
             f"(found {len(found)} other(s)); build it with `synctva cache {tcfg.dataset} {split} --out "
-            f"{tcfg.cache_dir}` or set training.build_cache=true")
+            f"{tcfg.cache_dir}{' --raw ' + str(raw_dir) if raw_dir else ''}` or set training.build_cache=true")
     c = load_cache(path, names)
     if limit:
         c.items = c.items[:limit]

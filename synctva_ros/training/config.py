@@ -39,6 +39,7 @@ import yaml
 
 from synctva_ros.config import ConfigError, SyncTVAConfig, load_config, parse_overrides
 from synctva_ros.config.schema import _coerce
+from synctva_ros.datasets.iemocap_release import IEMOCAP_RELEASE_SPLITS
 
 __all__ = ["TrainingConfig", "load_training_config", "SELECT_METRICS", "RENAMED_KEYS"]
 
@@ -71,9 +72,12 @@ class TrainingConfig:
         cache_dir: feature-cache directory (built on demand when ``build_cache`` is true).
         out_dir: checkpoint directory written at the end (and at each improvement).
         build_cache: build missing caches (slow: speech rendering + encoders) instead of failing.
-        raw_dir: a MELD.Raw folder (``{split}_sent_emo.csv`` + ``train_splits/`` ...,
-            :mod:`synctva_ros.datasets.meld_raw`): the caches are those built from its clips (audio
-            tracks, and frames for the visual branch) instead of rendered transcripts ('' = transcripts).
+        raw_dir: recordings: a MELD.Raw folder (``{split}_sent_emo.csv`` + ``train_splits/`` ...,
+            :mod:`synctva_ros.datasets.meld_raw`) or, with ``dataset: iemocap``, an IEMOCAP release folder
+            (``Session{n}/``, :mod:`synctva_ros.datasets.iemocap_release`; splits ``train`` = sessions 1-4,
+            ``test`` = session 5, ``all``, ``session1`` .. ``session5``): the caches are those built from
+            its recordings (audio, and frames for the visual branch) instead of rendered transcripts
+            ('' = transcripts).
         feature_pickle: a literature feature pickle (MMGCN/M3Net, SDT, GraphSmile layouts) read instead of the
             caches; ``train_split``/``report_split`` then name its dialogue lists (``train``, ``test``, ``all``)
             (:mod:`synctva_ros.training.pickle_source`). pickle_layout: its layout ('' = detected);
@@ -170,8 +174,11 @@ class TrainingConfig:
         if self.feature_pickle and (self.raw_dir or self.build_cache):
             raise ConfigError("'training.feature_pickle' replaces the caches: unset training.raw_dir and "
                               "training.build_cache")
-        if self.raw_dir and self.dataset != "meld":
-            raise ConfigError(f"'training.raw_dir' is a MELD.Raw folder; 'training.dataset' is {self.dataset!r}")
+        if self.raw_dir and self.dataset == "iemocap":
+            bad_splits = [s for s in (self.train_split, self.report_split) if s and s not in IEMOCAP_RELEASE_SPLITS]
+            if bad_splits:
+                raise ConfigError(f"'training.raw_dir' is an IEMOCAP release: splits {bad_splits} are not among "
+                                  f"{list(IEMOCAP_RELEASE_SPLITS)} (train = sessions 1-4, test = session 5)")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"'training.device' = {self.device!r} is not cpu, cuda or cuda:N")
         if self.precision not in ("fp32", "bf16", "fp16") or (self.precision == "fp16" and self.device == "cpu"):

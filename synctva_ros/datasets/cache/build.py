@@ -5,7 +5,8 @@ when the encoder has ``context_turns`` > 0: :func:`synctva_ros.features.dialogue
 dataset's dialogue order, the pipeline's rules) and sentence embedding; the transcript
 rendered to speech (:func:`synctva_ros.datasets.rendering.render_utterance`, the bag writer's
 rules) and run through openSMILE. With recordings (``clips``: e.g. a MELD.Raw split,
-:class:`synctva_ros.datasets.meld_raw.MeldRawSplit`) the audio is the clip's own track instead of
+:class:`synctva_ros.datasets.meld_raw.MeldRawSplit`, or IEMOCAP's release,
+:class:`synctva_ros.datasets.iemocap_release.IemocapReleaseSplit`) the audio is the clip's own track instead of
 rendered speech, and the clip's sampled frames give the visual nodes (``visual_x``/``visual_t``,
 times in [0, 1]; e.g. :class:`~synctva_ros.features.faces.embedding.FaceEmbeddingVisual`); without
 clips there are no visual features. Each chunk of ``chunk_size`` utterances is written to
@@ -29,6 +30,7 @@ from synctva_ros.core.batch import TextEncoding
 from synctva_ros.datasets.cache.keys import CACHE_FORMAT, cache_key, cache_stem
 from synctva_ros.datasets.cache.parts import merge_parts, part_done, part_path, save_part, text_cache_arrays
 from synctva_ros.datasets.rendering import render_utterance, speech_identity
+from synctva_ros.datasets.recordings import read_recordings
 from synctva_ros.datasets.splits import dataset_classes, load_utterances
 from synctva_ros.datasets.utterance import Utterance
 from synctva_ros.features.base import FeatureExtractor
@@ -274,25 +276,24 @@ def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = P
         workers: speech + openSMILE processes (1 = in this process).
         profile: profile name in ``config/profiles`` or a YAML path.
         overrides: ``"section.key=value"`` strings (:func:`synctva_ros.config.load_config`).
-        raw_dir: a MELD.Raw folder (``dataset`` ``meld``): features of its clips (audio tracks; frames
-            through ``features.visual_encoder``, e.g. ``face_api``, at ``features.visual_fps``) instead of
-            rendered transcripts; clips missing or unreadable are skipped and counted.
+        raw_dir: recordings of the dataset (:func:`~synctva_ros.datasets.recordings.read_recordings`): a
+            MELD.Raw folder (``meld``) or an IEMOCAP release folder (``iemocap``; ``split`` then is ``train``
+            = sessions 1-4, ``test`` = session 5, ``all`` or ``session1`` .. ``session5``): features of its
+            recordings (audio; frames through ``features.visual_encoder``, e.g. ``face_api``, at
+            ``features.visual_fps``) instead of rendered transcripts; files missing or unreadable are skipped
+            and counted.
 
     Returns:
         Path of the cache's ``.safetensors`` file.
 
     Raises:
-        ConfigError (a ValueError): bad override; ValueError: unknown dataset/split, or ``raw_dir`` with
-        IEMOCAP; FileNotFoundError: missing profile, split file or clip folder; RuntimeError: espeak-ng is missing.
+        ConfigError (a ValueError): bad override; ValueError: unknown dataset/split (of the recordings too);
+        FileNotFoundError: missing profile, split file or recordings folder; RuntimeError: espeak-ng is missing.
     """
     cfg = load_config(profile, list(overrides) or None)
     clips = None
     if raw_dir:
-        if dataset != "meld":
-            raise ValueError(f"raw_dir is a MELD.Raw folder; dataset is {dataset!r}")
-        # deferred: PyAV, only for recordings
-        from synctva_ros.datasets.meld_raw import read_meld_raw
-
-        clips = read_meld_raw(raw_dir, split, sample_rate=cfg.features.audio_sample_rate, fps=cfg.features.visual_fps)
+        clips = read_recordings(dataset, raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
+                                fps=cfg.features.visual_fps)
     return build_cache(dataset, split, cfg.features, out_dir, limit=limit, workers=max(1, int(workers)),
                        data_dir=data_dir, clips=clips)

@@ -20,15 +20,29 @@ from synctva_ros.config import SyncTVAConfig, load_config
 __all__ = ["main", "build_parser"]
 
 
+def _add_device_arg(p: argparse.ArgumentParser, key: str) -> None:
+    """``--device cpu|cuda|cuda:N``: shorthand for ``--set KEY=DEVICE`` (applied after the other overrides)."""
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help=f"torch device of every neural stage: cpu, cuda or cuda:N (same as --set {key}=DEVICE)")
+    p.set_defaults(device_key=key)
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="demo", help="profile name in config/profiles or a YAML file (default demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration value, e.g. --set runtime.backend=onnxruntime (repeatable)")
+    _add_device_arg(p, "runtime.device")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides, with ``--device`` last (it wins over a ``--set`` of the same key)."""
+    extra = [f"{args.device_key}={args.device}"] if getattr(args, "device", None) else []
+    return [*(getattr(args, "overrides", None) or []), *extra]
 
 
 def _config(args: argparse.Namespace) -> SyncTVAConfig:
-    """The configuration of ``--profile`` with the ``--set`` overrides applied."""
-    return load_config(args.profile, args.overrides)
+    """The configuration of ``--profile`` with the ``--set`` (and ``--device``) overrides applied."""
+    return load_config(args.profile, _overrides(args))
 
 
 # ------------------------------------------------------------------ commands
@@ -111,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # deferred: torch and the feature extractors
     from synctva_ros.training.train import train_from_file
 
-    print(train_from_file(args.config, overrides=args.overrides, resume=args.resume, seeds=args.seeds))
+    print(train_from_file(args.config, overrides=_overrides(args), resume=args.resume, seeds=args.seeds))
     return 0
 
 
@@ -121,7 +135,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from synctva_ros.training.baseline import baseline_report
     from synctva_ros.training.config import load_training_config
 
-    tcfg, cfg = load_training_config(args.config, args.overrides or None)
+    tcfg, cfg = load_training_config(args.config, _overrides(args) or None)
     report = baseline_report(tcfg, cfg)
     brief = {k: {m: v[m] for m in ("accuracy", "weighted_f1", "macro_f1") if m in v} for k, v in report.items()}
     print(json.dumps(brief, indent=2))
@@ -136,7 +150,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from synctva_ros.datasets.cache import cache_split
 
     print(cache_split(args.dataset, args.split, out_dir=args.out, data_dir=args.data_dir, limit=args.limit,
-                      workers=args.workers, profile=args.profile, overrides=args.overrides, raw_dir=args.raw))
+                      workers=args.workers, profile=args.profile, overrides=_overrides(args), raw_dir=args.raw))
     return 0
 
 
@@ -157,7 +171,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
     doc = run_bench(out_dir=args.out, repeats=args.repeats, configs=configs, checkpoint=args.checkpoint,
-                    profile=args.profile, overrides=args.overrides)
+                    profile=args.profile, overrides=_overrides(args))
     print(format_summary(doc, args.out))
     return 0
 
@@ -245,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's resume file")
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="train each seed into OUT_DIR/seed_S and write OUT_DIR/seeds.json (mean and spread)")
+    _add_device_arg(p, "training.device")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("baseline", help="the floor: logistic regression on frozen sentence embeddings")

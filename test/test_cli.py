@@ -61,6 +61,25 @@ def test_parser_types_defaults_and_dispatch():
     assert n.repeats == 50 and n.configs == "demo,paper_random"
 
 
+def test_device_is_the_runtime_or_training_device_override():
+    """Issue 10: ``--device`` on every command with neural stages; it wins over a --set of the same key."""
+    from synctva_ros.cli import _config, _overrides
+
+    ap = build_parser()
+    e = ap.parse_args(["evaluate", "bag", "--set", "runtime.device=cpu", "--device", "cuda:1"])
+    assert _overrides(e) == ["runtime.device=cpu", "runtime.device=cuda:1"] and _config(e).runtime.device == "cuda:1"
+    assert _overrides(ap.parse_args(["train", "t.yaml", "--device", "cuda"])) == ["training.device=cuda"]
+    assert _overrides(ap.parse_args(["cache", "meld", "dev", "--device", "cuda"])) == ["runtime.device=cuda"]
+    assert _overrides(ap.parse_args(["bench"])) == [] and _overrides(ap.parse_args(["calibrate", "b", "--checkpoint",
+                                                                                       "c", "--out", "o"])) == []
+
+
+def test_a_bad_training_device_is_one_clear_error(tmp_path):
+    res = synctva("train", "config/train/meld_minilm.yaml", "--device", "gpu0", "--set",
+                  f"training.out_dir={tmp_path / 'x'}", timeout=120)
+    assert res.returncode == 2 and "training.device" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_usage_errors_exit_2_with_usage():
     res = synctva("cache", "meld", timeout=60)  # SPLIT missing
     assert res.returncode == 2 and "usage: synctva cache" in res.stderr and "split" in res.stderr

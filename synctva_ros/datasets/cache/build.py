@@ -275,7 +275,8 @@ def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = P
         limit: first N utterances only.
         workers: speech + openSMILE processes (1 = in this process).
         profile: profile name in ``config/profiles`` or a YAML path.
-        overrides: ``"section.key=value"`` strings (:func:`synctva_ros.config.load_config`).
+        overrides: ``"section.key=value"`` strings (:func:`synctva_ros.config.load_config`);
+            ``runtime.device`` is the device of the text and visual encoders.
         raw_dir: recordings of the dataset (:func:`~synctva_ros.datasets.recordings.read_recordings`): a
             MELD.Raw folder (``meld``) or an IEMOCAP release folder (``iemocap``; ``split`` then is ``train``
             = sessions 1-4, ``test`` = session 5, ``all`` or ``session1`` .. ``session5``): features of its
@@ -296,4 +297,4 @@ def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = P
         clips = read_recordings(dataset, raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
                                 fps=cfg.features.visual_fps)
     return build_cache(dataset, split, cfg.features, out_dir, limit=limit, workers=max(1, int(workers)),
-                       data_dir=data_dir, clips=clips)
+                       data_dir=data_dir, clips=clips, device=cfg.runtime.device)

@@ -147,10 +147,15 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     """``synctva cache DATASET SPLIT``: build the split's feature cache, print its path."""
     # deferred: torch and the feature extractors
+    from synctva_ros.bags.recordings import bag_split_dir, read_bag_recordings
     from synctva_ros.datasets.cache import cache_split
 
+    clips = None
+    if args.raw and bag_split_dir(args.raw, args.split) is not None:  # labelled bags: ROOT/SPLIT/<bag>
+        clips = read_bag_recordings(args.raw, args.split, args.dataset, _config(args))
     print(cache_split(args.dataset, args.split, out_dir=args.out, data_dir=args.data_dir, limit=args.limit,
-                      workers=args.workers, profile=args.profile, overrides=_overrides(args), raw_dir=args.raw))
+                      workers=args.workers, profile=args.profile, overrides=_overrides(args), raw_dir=args.raw,
+                      clips=clips))
     return 0
 
 
@@ -280,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recordings: a MELD.Raw folder (meld) or an IEMOCAP release folder (iemocap; splits train = "
                         "sessions 1-4, test = session 5, all, session1..session5): features of their audio and "
                         "frames (visual branch, e.g. --set features.visual_encoder=face_api) instead of espeak-ng "
-                        "speech")
+                        "speech; or a folder of labelled rosbag2 recordings, one subfolder per split (DIR/SPLIT/<bag>, "
+                        "labels on /ground_truth/emotion), windowed as the node windows them")
     _add_config_args(p)
     p.set_defaults(func=cmd_cache)
 

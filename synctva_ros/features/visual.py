@@ -246,6 +246,27 @@ class ResNetVisual(FeatureExtractor):
         x = torch.from_numpy(np.stack([self.preprocess(im) for im in images])).to(self.device)
         return self.model(x).float().cpu().numpy()
 
+    def extract_frames(self, frames: Sequence[np.ndarray] | np.ndarray, times_s: Sequence[float] | np.ndarray,
+                       duration_s: float) -> ModalityFeatures | None:
+        """Visual nodes of frames already sampled from a recording (a MELD.Raw clip, an IEMOCAP segment, a bag's
+        window), as :meth:`~synctva_ros.features.faces.embedding.FaceEmbeddingVisual.extract_frames`.
+
+        Args:
+            frames: ``(K, H, W, 3)`` uint8 RGB (or a list of such images).
+            times_s: ``(K,)`` frame times in seconds from the recording's start, ascending.
+            duration_s: the recording's length in seconds (node time = ``time / duration``, clipped to [0, 1]).
+
+        Returns:
+            ``x`` ``(N, F)`` float32, ``t`` ``(N,)``, ``N = min(K, max_frames)`` (more frames are thinned evenly);
+            ``None`` for no frames.
+        """
+        k = len(frames)
+        if k == 0:
+            return None
+        idx = np.arange(k) if k <= self.max_frames else np.linspace(0, k - 1, self.max_frames).round().astype(int)
+        x = self.encode_images([frames[i] for i in idx])
+        return ModalityFeatures(x.astype(np.float32), node_times(np.asarray(times_s, np.float64)[idx], duration_s))
+
     def __call__(self, window: Any) -> ModalityFeatures | None:
         """Visual nodes of an :class:`~synctva_ros.core.window.UtteranceWindow` (``None`` without frames)."""
         chosen = window_frames(window, self.fps, self.max_frames)

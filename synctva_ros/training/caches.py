@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file
 
+from synctva_ros.bags.recordings import BAG_SOURCE, bag_split_dir, read_bag_recordings
 from synctva_ros.config import FeaturesConfig, SyncTVAConfig
 from synctva_ros.datasets.cache import (CACHE_FORMAT, CachedSplit, build_cache, cache_key, cache_stem, find_cache,
                                         load_cache)
@@ -34,7 +35,7 @@ from synctva_ros.features.dialogue import dataset_contexts
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.training.config import TrainingConfig
 
-__all__ = ["load_split_cache", "build_text_layer_cache"]
+__all__ = ["load_split_cache", "build_text_layer_cache", "recordings_of"]
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,8 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     raw_dir = getattr(tcfg, "raw_dir", "")
     if tcfg.build_cache:
         clips = None
-        if raw_dir:  # MELD.Raw clips or IEMOCAP's release, by dataset
-            clips = read_recordings(tcfg.dataset, raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
-                                    fps=cfg.features.visual_fps)
+        if raw_dir:  # labelled bags (ROOT/split/), else MELD.Raw clips or IEMOCAP's release, by dataset
+            clips = recordings_of(tcfg.dataset, raw_dir, split, cfg)
         path = build_cache(tcfg.dataset, split, cfg.features, tcfg.cache_dir, limit=limit or None,
                            data_dir=tcfg.data_dir or None, progress=tcfg.progress, clips=clips, device=tcfg.device)
         return load_cache(path, names)
@@ -118,7 +118,8 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     # with raw_dir only caches built from recordings (MELD.Raw, IEMOCAP's release: their header's decoder), else
     # only those from rendered transcripts (a release's `train` holds other utterances than the export's)
     found = [p for p in found if bool(raw_dir) == ((json.loads(p.with_suffix(".json").read_text()).get("speech")
-                                                    or {}).get("source") in RECORDING_SOURCES.values())]
+                                                    or {}).get("source") in (*RECORDING_SOURCES.values(),
+                                                                             BAG_SOURCE))]
     wanted = _wanted_identities(cfg)
     path = _pick(found, wanted, limit)
     if path is None:
@@ -136,6 +137,19 @@ def load_split_cache(tcfg: TrainingConfig, cfg: SyncTVAConfig, split: str, limit
     if limit:
         c.items = c.items[:limit]
     return c
+
+
+def recordings_of(dataset: str, root: str | os.PathLike[str], split: str, cfg: SyncTVAConfig) -> Any:
+    """The clip source of ``split`` under ``root``: labelled bags when ``root/split`` holds rosbag2 recordings
+    (:func:`~synctva_ros.bags.recordings.read_bag_recordings`), else the dataset's own recordings
+    (:func:`~synctva_ros.datasets.recordings.read_recordings`: MELD.Raw, IEMOCAP's release).
+
+    Raises:
+        ValueError: unknown dataset or split; FileNotFoundError: no such recordings.
+    """
+    if bag_split_dir(root, split) is not None:
+        return read_bag_recordings(root, split, dataset, cfg)
+    return read_recordings(dataset, root, split, sample_rate=cfg.features.audio_sample_rate, fps=cfg.features.visual_fps)
 
 
 def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesConfig,

@@ -175,7 +175,9 @@ class TrainingConfig:
             raise ConfigError("'training.feature_pickle' replaces the caches: unset training.raw_dir and "
                               "training.build_cache")
         if self.raw_dir and self.dataset == "iemocap":
-            bad_splits = [s for s in (self.train_split, self.report_split) if s and s not in IEMOCAP_RELEASE_SPLITS]
+            # (a folder of labelled bags has one subfolder per split, any names: synctva_ros.bags.recordings)
+            bad_splits = [s for s in (self.train_split, self.report_split) if s and s not in IEMOCAP_RELEASE_SPLITS
+                          and not (Path(self.raw_dir).expanduser() / s).is_dir()]
             if bad_splits:
                 raise ConfigError(f"'training.raw_dir' is an IEMOCAP release: splits {bad_splits} are not among "
                                   f"{list(IEMOCAP_RELEASE_SPLITS)} (train = sessions 1-4, test = session 5)")

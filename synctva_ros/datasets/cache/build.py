@@ -264,7 +264,7 @@ def build_cache(dataset: str, split: str, cfg: FeaturesConfig, out_dir: str | os
 def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = Path("cache"),
                 data_dir: str | os.PathLike[str] | None = None, limit: int | None = None, workers: int = 1,
                 profile: str | os.PathLike[str] = "demo", overrides: Sequence[str] = (),
-                raw_dir: str | os.PathLike[str] | None = None) -> Path:
+                raw_dir: str | os.PathLike[str] | None = None, clips: ClipSource | None = None) -> Path:
     """``synctva cache``: build the cache of one split with a profile's feature extractors.
 
     Args:
@@ -283,6 +283,8 @@ def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = P
             recordings (audio; frames through ``features.visual_encoder``, e.g. ``face_api``, at
             ``features.visual_fps``) instead of rendered transcripts; files missing or unreadable are skipped
             and counted.
+        clips: a clip source built by the caller instead (e.g. labelled bags,
+            :func:`synctva_ros.bags.recordings.read_bag_recordings`); ``raw_dir`` is then ignored.
 
     Returns:
         Path of the cache's ``.safetensors`` file.
@@ -292,8 +294,7 @@ def cache_split(dataset: str, split: str, *, out_dir: str | os.PathLike[str] = P
         FileNotFoundError: missing profile, split file or recordings folder; RuntimeError: espeak-ng is missing.
     """
     cfg = load_config(profile, list(overrides) or None)
-    clips = None
-    if raw_dir:
+    if clips is None and raw_dir:
         clips = read_recordings(dataset, raw_dir, split, sample_rate=cfg.features.audio_sample_rate,
                                 fps=cfg.features.visual_fps)
     return build_cache(dataset, split, cfg.features, out_dir, limit=limit, workers=max(1, int(workers)),

@@ -54,7 +54,7 @@ from synctva_ros.backends import create_backend
 from synctva_ros.checkpoint import CheckpointError, load_checkpoint, read_manifest, restore_text_top
 from synctva_ros.checkpoint.fusion import fusion_for_manifest
 from synctva_ros.config import SyncTVAConfig, resolve_path
-from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
+from synctva_ros.core.batch import Batch, ModalityFeatures, UtteranceFeatures, collate
 from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.emotion import EmotionResult
@@ -245,13 +245,16 @@ class EmotionPipeline:
         The pooled context is the last ``context_turns`` sentence embeddings of ``feats.dialogue_id``
         in :attr:`dialogue` (read only).
         """
+        logits, contrib = self.backend.infer(self._collate(feats))
+        return np.asarray(logits, dtype=np.float64)[0], np.asarray(contrib, dtype=np.float64)[0]
+
+    def _collate(self, feats: UtteranceFeatures) -> Batch:
+        """The one-row batch of ``feats`` with its session's pooled context (read only, see :meth:`_infer`)."""
         contexts = None
         if self.context_turns > 0:
             turns = self.dialogue.turns(feats.dialogue_id)
             contexts = [[t.sentence for t in turns if t.sentence is not None][-self.context_turns:]]
-        batch = collate([feats], self.dims, contexts=contexts, context_turns=self.context_turns)
-        logits, contrib = self.backend.infer(batch)
-        return np.asarray(logits, dtype=np.float64)[0], np.asarray(contrib, dtype=np.float64)[0]
+        return collate([feats], self.dims, contexts=contexts, context_turns=self.context_turns)
 
     def face_evidence(self, window: UtteranceWindow) -> FaceEvidence | None:
         """The window's face evidence (streamed observations when the cache runs), None when the stage is off.
@@ -268,21 +271,35 @@ class EmotionPipeline:
 
     def fuse(self, feats: UtteranceFeatures, evidence: FaceEvidence | None) -> WindowFusion:
         """The network on the window's features (all present modalities, then each of text and audio alone
-        when more than one is present) fused with the face evidence (:func:`~synctva_ros.model.window_fusion.fuse_window`)."""
-        logits, contrib = self._infer(feats)
-        present = [m for m in ("text", "audio") if getattr(feats, m) is not None]
-        single = {m: logits for m in present} if len(present) == 1 and feats.visual is None else \
-            {m: self._infer(self._alone(feats, m))[0] for m in present}
-        return fuse_window(self.fusion, logits, contrib, single, None if evidence is None else evidence.probs)
+        when more than one is present) fused with the face evidence (:func:`~synctva_ros.model.window_fusion.fuse_window`).
+
+        The subsets go to the backend as one call (``Backend.infer_subsets``: one pass with the text layers
+        computed once on torch and onnxruntime), equal to one :meth:`_infer` per subset within the backend's
+        tolerance (``test/test_pipeline_subsets.py``)."""
+        keep, alone = self.subsets(feats)
+        if len(keep) == 1:
+            logits, contrib = self._infer(feats)
+            return fuse_window(self.fusion, logits, contrib, {m: logits for m in alone},
+                               None if evidence is None else evidence.probs)
+        logits, contrib = self.backend.infer_subsets(self._collate(feats), keep)
+        logits, contrib = np.asarray(logits, np.float64)[0], np.asarray(contrib, np.float64)[0]
+        single = {m: logits[1 + i] for i, m in enumerate(alone)}
+        return fuse_window(self.fusion, logits[0], contrib[0], single, None if evidence is None else evidence.probs)
 
     @staticmethod
-    def _alone(feats: UtteranceFeatures, modality: str) -> UtteranceFeatures:
-        """A copy of ``feats`` with only ``modality`` (same dialogue id, so the same pooled context)."""
-        out = UtteranceFeatures(dialogue_id=feats.dialogue_id)
-        setattr(out, modality, getattr(feats, modality))
-        if modality == "text":
-            out.sentence = feats.sentence
-        return out
+    def subsets(feats: UtteranceFeatures) -> tuple[np.ndarray, list[str]]:
+        """The modality subsets :meth:`fuse` asks the network for: all present modalities first, then each of
+        text and audio alone when it is present and not the only modality.
+
+        Returns:
+            ``(keep, alone)``: ``keep`` ``(S, 3)`` bool in :data:`MODALITIES` order (``S = 1``: the window's
+            only modality, or none), ``alone`` the modalities of rows ``1..S-1`` (with ``S = 1``, the one
+            modality whose distribution is the network's own, if any).
+        """
+        present = [m for m in ("text", "audio") if getattr(feats, m) is not None]
+        if len(present) == 1 and feats.visual is None:
+            return np.ones((1, 3), bool), present
+        return np.array([[True] * 3] + [[m == k for k in MODALITIES] for m in present], bool), present
 
     def predict(self, window: UtteranceWindow) -> EmotionResult:
         """Recognise the emotion of one window, then add it to its session's dialogue context.
@@ -336,8 +353,10 @@ class EmotionPipeline:
             self.streaming.close()
 
     def describe(self) -> dict[str, Any]:
-        """Name, backend, classes, active branches and streaming counters (for logs and diagnostics)."""
-        out = {"model": self.name, "backend": self.backend_name, "classes": self.class_names,
+        """Name, backend (and its ``quantize``: ``int8`` or ``none``), classes, active branches and streaming
+        counters (for logs and diagnostics)."""
+        out = {"model": self.name, "backend": self.backend_name,
+               "quantize": str(getattr(self.backend, "quantize", "none")), "classes": self.class_names,
                "active": dict(self.active), "face_expert": self.faces is not None,
                "expert_fusion": dict(self.fusion_block, source="manifest" if self.fusion_from_manifest else "default")}
         if self.streaming is not None:

@@ -1,7 +1,8 @@
 """Inference backends behind one interface (``Backend.infer``), chosen by ``runtime.backend``.
 
 * ``torch``: eager PyTorch (CPU/CUDA, fp32/bf16/fp16 autocast) — :mod:`.torch_backend`.
-* ``onnxruntime``: the exported fusion graph (cached ONNX file) — :mod:`.onnx_backend`.
+* ``onnxruntime``: the exported fusion graph (cached ONNX file) — :mod:`.onnx_backend`; with
+  ``runtime.quantize: int8`` its int8 dynamically quantised copy — :mod:`.quantize`.
 * ``tensorrt``: a TensorRT engine built from that graph (cached) — :mod:`.tensorrt_backend`.
   The engine is built/loaded in a background thread; until it is ready the backend
   answers with onnxruntime (torch when onnxruntime is missing) and logs the switch
@@ -43,7 +44,8 @@ def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
     """Backend named by ``runtime.backend`` for a loaded model.
 
     Args:
-        runtime: :class:`~synctva_ros.config.RuntimeConfig` (backend, device, precision, cache_dir, threads).
+        runtime: :class:`~synctva_ros.config.RuntimeConfig` (backend, device, precision, cache_dir, threads,
+            quantize: onnxruntime only, a warning for the others).
         model: the loaded ``SyncTVA`` (torch backend, and the source of ONNX export).
         manifest: the checkpoint manifest (part of the export/engine cache keys; its extractor
             identities give the TensorRT profile's max node counts).
@@ -53,6 +55,9 @@ def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
             (e.g. "tensorrt not installed ...: use backend onnxruntime or torch").
     """
     name = runtime.backend
+    if getattr(runtime, "quantize", "none") not in ("none", "") and name != "onnxruntime":
+        log.warning("runtime.quantize=%s applies to backend onnxruntime only; backend %s runs unquantised",
+                    runtime.quantize, name)
     if name == "torch":
         return TorchBackend(model, device=runtime.device, precision=runtime.precision)
     if name == "onnxruntime":

@@ -4,23 +4,45 @@ Every backend (torch, onnxruntime, tensorrt) takes a :class:`~synctva_ros.core.b
 and returns logits ``(B, C)`` and modality contributions ``(B, 3)`` as numpy arrays.
 A backend must not change predictions beyond the tolerance it states in ``tolerance``
 (max absolute difference of probabilities against torch fp32).
+
+``infer_subsets`` answers the same batch for several modality subsets at once (the pipeline's
+per-modality distributions: all present modalities, text alone, audio alone). The default runs
+``infer`` once per subset on the batch with the left-out modalities masked (:func:`keep_modalities`);
+the torch and onnxruntime backends run all subsets in one pass with the text layers computed once
+(``SyncTVA.forward_subsets``).
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import numpy as np
+import torch
 
 from synctva_ros.core.batch import Batch
 
-__all__ = ["Backend", "BackendUnavailable", "MODEL_INPUTS"]
+__all__ = ["Backend", "BackendUnavailable", "MODEL_INPUTS", "keep_modalities"]
 
 #: Model input names, in ``SyncTVA.forward`` order (also the ONNX graph's input names).
 MODEL_INPUTS: tuple[str, ...] = (
     "text", "text_mask", "text_time", "audio", "audio_mask", "audio_time",
     "visual", "visual_mask", "visual_time", "context", "context_mask", "text_prefix", "text_prefix_mask",
 )
+
+
+def keep_modalities(batch: Batch, keep: np.ndarray) -> Batch:
+    """A copy of ``batch`` whose modalities left out by ``keep`` are absent (their masks all False).
+
+    Args:
+        batch: the padded batch (not changed).
+        keep: ``(3,)`` bool in :data:`~synctva_ros.core.modalities.MODALITIES` order.
+    """
+    changes = {}
+    for m, k in zip(("text", "audio", "visual"), np.asarray(keep, bool).reshape(-1)):
+        if not k:
+            changes[f"{m}_mask"] = torch.zeros_like(getattr(batch, f"{m}_mask"), dtype=torch.bool)
+    return dataclasses.replace(batch, **changes)
 
 
 class BackendUnavailable(RuntimeError):
@@ -36,3 +58,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def infer(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Logits ``(B, C)`` float32 and contributions ``(B, 3)`` float32 for a batch."""
+
+    def infer_subsets(self, batch: Batch, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(B, S, C)`` and contributions ``(B, S, 3)``, float32, of ``batch`` for each subset ``keep[s]``.
+
+        Subset ``s`` equals :meth:`infer` on the batch with only the modalities ``keep[s]`` marks (the others
+        absent), within :attr:`tolerance`. This default calls :meth:`infer` once per subset.
+
+        Shapes:
+            ``keep`` ``(S, 3)`` bool in (text, audio, visual) order.
+        """
+        outs = [self.infer(keep_modalities(batch, k)) for k in np.asarray(keep, bool).reshape(-1, 3)]
+        return (np.stack([o[0] for o in outs], axis=1).astype(np.float32, copy=False),
+                np.stack([o[1] for o in outs], axis=1).astype(np.float32, copy=False))

@@ -59,14 +59,17 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return root
 
 
-def state_dict_sha256(module: torch.nn.Module) -> str:
+def state_dict_sha256(module: torch.nn.Module, exclude: tuple[str, ...] = ()) -> str:
     """sha256 over a module's state dict (names, dtypes, shapes and bytes, sorted by name).
 
     Hashes what would be exported, whatever file the weights came from (safetensors,
-    a Hugging Face directory, a torchvision state dict).
+    a Hugging Face directory, a torchvision state dict). Entries whose names start with one of
+    ``exclude`` are left out (weights that cannot change the outputs, e.g. an inactive branch's).
     """
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
+        if exclude and name.startswith(exclude):
+            continue
         t = t.detach().to("cpu").contiguous()
         h.update(name.encode())
         h.update(str(t.dtype).encode())

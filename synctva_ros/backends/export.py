@@ -17,6 +17,12 @@ counts N_m), ``n_context`` (K), ``n_text_prefix`` (M, context word pieces), ``to
 text layers take the context's word pieces); outputs are
 ``logits`` ``(B, C)`` and ``contributions`` ``(B, 3)``.
 
+The *subsets* variant (``subsets=True``, what the onnxruntime backend serves) is
+``SyncTVA.forward_subsets``: one more input ``subsets`` ``(S, 3)`` bool (dynamic axis ``subsets``, the
+modalities each subset keeps) before the model inputs, and outputs ``logits`` ``(B, S, C)`` and
+``contributions`` ``(B, S, 3)``: the all-modalities and single-modality answers of a window in one run,
+the text layers computed once.
+
 The exported fusion graph is cached (:mod:`~synctva_ros.backends.engine_cache`) under a key of the
 weights hash, the checkpoint manifest, the exporter, the opset and the torch version; a cached file is
 reused only when its content matches the sha256 recorded when it was exported (else it is re-exported).
@@ -38,7 +44,7 @@ from synctva_ros.core.batch import Batch
 from .base import MODEL_INPUTS
 from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha256, state_dict_sha256
 
-__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "fusion_input_names", "uses_text_prefix", "example_fusion_inputs",
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "SUBSETS_INPUT", "fusion_input_names", "uses_text_prefix", "example_fusion_inputs",
            "batch_to_feeds", "export_fusion", "export_text_encoder", "export_visual_encoder",
            "cached_fusion_onnx", "ExportError"]
 
@@ -48,6 +54,8 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
 EXPORTERS = ("torchscript", "dynamo")
 FUSION_OUTPUTS = ("logits", "contributions")
+#: Name of the subsets graph's first input, ``(S, 3)`` bool (see the module docstring).
+SUBSETS_INPUT = "subsets"
 _NODE_AXIS = {"text": "n_text", "audio": "n_audio", "visual": "n_visual", "context": "n_context",
               "text_prefix": "n_text_prefix"}
 
@@ -166,7 +174,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[
 
 
 def export_fusion(model: torch.nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
-                  exporter: str = "torchscript") -> Path:
+                  exporter: str = "torchscript", subsets: bool = False) -> Path:
     """Export a ``SyncTVA`` to ONNX.
 
     Args:
@@ -174,10 +182,12 @@ def export_fusion(model: torch.nn.Module, path: str | Path, opset: int = DEFAULT
         path: output ``.onnx`` file.
         opset: ONNX opset (>= 18).
         exporter: ``"torchscript"`` or ``"dynamo"``.
+        subsets: export ``SyncTVA.forward_subsets`` (input :data:`SUBSETS_INPUT` first) instead of ``forward``.
 
     Shapes:
         inputs as ``SyncTVA.forward`` with dynamic ``batch`` and node axes; outputs
-        ``logits`` ``(B, C)``, ``contributions`` ``(B, 3)``.
+        ``logits`` ``(B, C)``, ``contributions`` ``(B, 3)``; with ``subsets``, ``subsets`` ``(S, 3)`` bool
+        first and outputs ``(B, S, C)``, ``(B, S, 3)``.
 
     Raises:
         ExportError: unsupported exporter/opset or the exporter failed.
@@ -192,20 +202,30 @@ def export_fusion(model: torch.nn.Module, path: str | Path, opset: int = DEFAULT
         axes[name] = {0: "batch", 1: _axis(name)}
     axes["logits"] = {0: "batch"}
     axes["contributions"] = {0: "batch"}
-    _export(_NamedInputs(model, names).eval(), tuple(a for a in args if a is not None), path, names, list(FUSION_OUTPUTS),
-            axes, opset, exporter)
+    args = tuple(a for a in args if a is not None)
+    if subsets:  # S=3 while tracing, so the axis stays dynamic
+        args = (torch.tensor([[True, True, True], [True, False, False], [False, True, False]]), *args)
+        axes[SUBSETS_INPUT] = {0: "subsets"}
+        axes["logits"] = {0: "batch", 1: "subsets"}
+        axes["contributions"] = {0: "batch", 1: "subsets"}
+    inputs = [SUBSETS_INPUT, *names] if subsets else names
+    _export(_NamedInputs(model, names, subsets).eval(), args, path, inputs, list(FUSION_OUTPUTS), axes, opset,
+            exporter)
     return path
 
 
 class _NamedInputs(torch.nn.Module):
     """``forward(*inputs)`` in ``names`` order -> ``model(**inputs)``: the graph's inputs are exactly ``names``
-    (a model without context but with a text prefix would otherwise need ``None`` positional slots)."""
+    (a model without context but with a text prefix would otherwise need ``None`` positional slots); with
+    ``subsets``, ``forward(subsets, *inputs)`` -> ``model.forward_subsets(subsets, **inputs)``."""
 
-    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+    def __init__(self, model: torch.nn.Module, names: list[str], subsets: bool = False) -> None:
         super().__init__()
-        self.model, self.names = model, list(names)
+        self.model, self.names, self.subsets = model, list(names), subsets
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.subsets:
+            return self.model.forward_subsets(inputs[0], **dict(zip(self.names, inputs[1:])))
         return self.model(**dict(zip(self.names, inputs)))
 
 
@@ -265,22 +285,28 @@ def export_visual_encoder(trunk: torch.nn.Module, path: str | Path, image_size: 
 
 
 def _parts(kind: str, module: torch.nn.Module, opset: int, exporter: str, **extra: Any) -> dict[str, Any]:
-    return {"kind": kind, "weights_sha256": state_dict_sha256(module), "opset": opset, "exporter": exporter,
+    # An inactive branch's MSDE weights are not in the checkpoint (random at every load) and cannot change the
+    # outputs (the branch is masked): left out of the key, so the same checkpoint finds its export again.
+    inactive = tuple(f"msde.{m}." for m, on in getattr(module, "active", {}).items() if not on)
+    return {"kind": kind, "weights_sha256": state_dict_sha256(module, inactive), "opset": opset, "exporter": exporter,
             "torch": torch.__version__, **extra}
 
 
 def cached_fusion_onnx(model: torch.nn.Module, manifest: Mapping[str, Any] | None = None,
                        cache_dir: str | Path | None = None, opset: int = DEFAULT_OPSET,
-                       exporter: str = "torchscript") -> Path:
+                       exporter: str = "torchscript", subsets: bool = False) -> Path:
     """Path of the fusion model's ONNX file in the cache, exporting it when the key is new.
 
-    Key: weights hash + manifest hash (without ``created``) + exporter + opset + torch version.
+    Key: weights hash (without the MSDE weights of inactive branches: they are not in the checkpoint, random at
+    every load, and masked) + manifest hash (without ``created``) + exporter + opset + torch version (+ ``subsets``
+    for the subsets graph, ``fusion_subsets-<key>.onnx``).
 
     Raises:
         ExportError: export failed; OSError: the cache directory is not writable.
     """
+    extra = {"subsets": True} if subsets else {}
     parts = _parts("fusion", model, opset, exporter, manifest_sha256=manifest_sha256(manifest),
-                   inputs=fusion_input_names(model))
-    art = CachedArtifact(cache_root(cache_dir), "onnx", "fusion", "onnx", parts)
-    path, _ = cached_build(art, lambda p: export_fusion(model, p, opset, exporter))
+                   inputs=fusion_input_names(model), **extra)
+    art = CachedArtifact(cache_root(cache_dir), "onnx", "fusion_subsets" if subsets else "fusion", "onnx", parts)
+    path, _ = cached_build(art, lambda p: export_fusion(model, p, opset, exporter, subsets))
     return path

@@ -99,3 +99,7 @@ class SwitchingBackend(Backend):
     def infer(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Run the current backend (never waits for the build)."""
         return self.current.infer(batch)
+
+    def infer_subsets(self, batch: Batch, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The current backend's :meth:`~synctva_ros.backends.base.Backend.infer_subsets` (never waits)."""
+        return self.current.infer_subsets(batch, keep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -65,10 +66,23 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def infer(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         b = batch.to(self.device)
-        if self.precision == "fp32":
+        with self._autocast():
             logits, contrib = self.model.forward_batch(b)
-        else:
-            dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-            with torch.autocast(device_type=self.device.type, dtype=dtype):
-                logits, contrib = self.model.forward_batch(b)
         return logits.float().cpu().numpy(), contrib.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def infer_subsets(self, batch: Batch, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All subsets in one pass (``SyncTVA.forward_subsets``): logits ``(B, S, C)``, contributions ``(B, S, 3)``."""
+        b = batch.to(self.device)
+        k = torch.as_tensor(np.asarray(keep, bool).reshape(-1, 3), device=self.device)
+        with self._autocast():
+            logits, contrib = self.model.forward_subsets(
+                k, b.text, b.text_mask, b.text_time, b.audio, b.audio_mask, b.audio_time, b.visual, b.visual_mask,
+                b.visual_time, b.context, b.context_mask, b.text_prefix, b.text_prefix_mask)
+        return logits.float().cpu().numpy(), contrib.float().cpu().numpy()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)

@@ -3,7 +3,8 @@
 What is measured (one process, sequential windows; docs/performance.md explains the figures):
 
 * **End-to-end latency** from window close to :class:`~synctva_ros.emotion.EmotionResult`
-  (p50/p95/p99, seconds) for each backend (torch fp32, torch bf16, onnxruntime; torch CUDA and
+  (p50/p95/p99, seconds) for each backend (torch fp32, torch bf16, onnxruntime, onnxruntime int8
+  (``runtime.quantize: int8``); torch CUDA and
   tensorrt when available) in two modes: ``batch`` (every extractor runs at close,
   ``EmotionPipeline.predict`` with its streaming cache detached) and ``streaming`` (the pipeline's
   :class:`~synctva_ros.streaming.StreamingFeatureCache` is fed the window's audio and frames first,
@@ -12,7 +13,8 @@ What is measured (one process, sequential windows; docs/performance.md explains 
 * **Per-stage** medians (text, audio, visual, fusion), **throughput** (utterances/s = windows /
   wall time of the timed loop, sequential), **CPU use** (process CPU time / wall time; > 1 means
   several cores), **peak RSS** (``resource.getrusage``, whole process so far).
-* **Fusion only**: onnxruntime vs torch eager p50 on the same collated batch.
+* **Fusion only**: the network stage (all modalities, text alone, audio alone in one ``infer_subsets``
+  call) p50 of torch fp32, onnxruntime and onnxruntime int8 on the same collated batch.
 * **FLOPs per stage** (``torch.utils.flop_counter.FlopCounterMode``; openSMILE is C++ and not
   counted) and the compute lower bound FLOPs / peak, with the peak measured here as the best
   fp32 matmul rate of torch on this machine (with the thread count in use).

@@ -7,7 +7,7 @@
   medians, throughput, CPU use and peak RSS.
 * :func:`stage_flops`: FLOPs per stage (``torch.utils.flop_counter.FlopCounterMode``; openSMILE is
   C++ and not counted).
-* :func:`fusion_only`: the backends' ``infer`` alone on one collated batch.
+* :func:`fusion_only`: the backends' network stage (``infer_subsets``) alone on one collated batch.
 * :func:`backend_factories`: the backends worth measuring on this machine (CUDA and TensorRT only
   where available; the others are recorded with the reason).
 """
@@ -48,7 +48,8 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
                       unavailable: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
     """``(name, make)`` of each backend to measure for ``pipe``'s model; ``make()`` builds it.
 
-    Always torch fp32, torch bf16 and onnxruntime on the CPU; torch CUDA fp32/fp16 when torch sees
+    Always torch fp32, torch bf16, onnxruntime and onnxruntime int8 (``runtime.quantize: int8``) on the CPU;
+    torch CUDA fp32/fp16 when torch sees
     a GPU; TensorRT fp16 when :func:`~synctva_ros.backends.tensorrt_backend.tensorrt_available`.
     What is left out is added to ``unavailable`` (name -> reason).
 
@@ -63,17 +64,18 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
             return create_backend(rt, pipe.model, pipe.manifest)
         return f
 
-    out = [("torch fp32", make(backend="torch", precision="fp32", device="cpu")),
-           ("torch bf16", make(backend="torch", precision="bf16", device="cpu")),
-           ("onnxruntime", make(backend="onnxruntime", precision="fp32", device="cpu"))]
+    out = [("torch fp32", make(backend="torch", precision="fp32", device="cpu", quantize="none")),
+           ("torch bf16", make(backend="torch", precision="bf16", device="cpu", quantize="none")),
+           ("onnxruntime", make(backend="onnxruntime", precision="fp32", device="cpu", quantize="none")),
+           ("onnxruntime int8", make(backend="onnxruntime", precision="fp32", device="cpu", quantize="int8"))]
     if torch.cuda.is_available():
-        out.append(("torch cuda fp32", make(backend="torch", precision="fp32", device="cuda")))
-        out.append(("torch cuda fp16", make(backend="torch", precision="fp16", device="cuda")))
+        out.append(("torch cuda fp32", make(backend="torch", precision="fp32", device="cuda", quantize="none")))
+        out.append(("torch cuda fp16", make(backend="torch", precision="fp16", device="cuda", quantize="none")))
     else:
         unavailable["cuda"] = "torch sees no CUDA GPU on this machine"
     ok, why = tensorrt_available()
     if ok:
-        out.append(("tensorrt fp16", make(backend="tensorrt", precision="fp16", device="cuda")))
+        out.append(("tensorrt fp16", make(backend="tensorrt", precision="fp16", device="cuda", quantize="none")))
     else:
         unavailable["tensorrt"] = why
     return out
@@ -170,7 +172,8 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
     Returns:
         ``text`` (``flops``, ``tokens``) and ``visual`` (``flops`` for all sampled ``frames``) when
         those branches are active, ``audio`` (``flops: None``: openSMILE is C++) and ``fusion``
-        (``flops`` of ``model.forward_batch`` on the collated window).
+        (``flops`` of the network stage as the pipeline runs it: ``model.forward_subsets`` on the collated
+        window for the subsets of ``EmotionPipeline.subsets``, ``subsets`` of them).
     """
     out: dict[str, Any] = {}
     feats, _ = pipe.extract(window)
@@ -190,14 +193,20 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
     out["audio"] = {"flops": None, "note": "openSMILE (C++): not counted"}
     batch = collate([feats], pipe.dims, context_turns=pipe.context_turns,
                     contexts=[[]] if pipe.context_turns else None)
+    keep, _ = pipe.subsets(feats)
+    b = batch
     with FlopCounterMode(display=False) as fc, torch.inference_mode():
-        pipe.model.forward_batch(batch)
-    out["fusion"] = {"flops": int(fc.get_total_flops())}
+        pipe.model.forward_subsets(torch.as_tensor(keep), b.text, b.text_mask, b.text_time, b.audio, b.audio_mask,
+                                   b.audio_time, b.visual, b.visual_mask, b.visual_time, b.context, b.context_mask,
+                                   b.text_prefix, b.text_prefix_mask)
+    out["fusion"] = {"flops": int(fc.get_total_flops()), "subsets": int(len(keep))}
     return out
 
 
 def fusion_only(pipe: Any, window: UtteranceWindow, backends: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Median seconds of ``backend.infer`` on ``window``'s collated batch, per backend.
+    """Median seconds of the network stage on ``window``'s collated batch, per backend: ``backend.infer_subsets``
+    for the pipeline's subsets (``EmotionPipeline.subsets``: all modalities, text alone, audio alone), as
+    ``EmotionPipeline.fuse`` calls it.
 
     Args:
         pipe: the pipeline (extracts the window's features once).
@@ -208,13 +217,14 @@ def fusion_only(pipe: Any, window: UtteranceWindow, backends: dict[str, Any], re
     feats, _ = pipe.extract(window)
     batch = collate([feats], pipe.dims, context_turns=pipe.context_turns,
                     contexts=[[]] if pipe.context_turns else None)
+    keep, _ = pipe.subsets(feats)
     out = {}
     for name, b in backends.items():
-        b.infer(batch)
+        b.infer_subsets(batch, keep)
         ts = []
         for _ in range(max(repeats, 20)):
             t0 = time.perf_counter()
-            b.infer(batch)
+            b.infer_subsets(batch, keep)
             ts.append(time.perf_counter() - t0)
         out[name] = float(np.median(ts))
     return out

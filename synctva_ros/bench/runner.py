@@ -61,7 +61,8 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
     For each configuration (:func:`~synctva_ros.bench.setups.bench_setups`) and each backend
     available here (:func:`~synctva_ros.bench.measure.backend_factories`), ``repeats`` windows are
     timed in ``batch`` and ``streaming`` mode (:func:`~synctva_ros.bench.measure.run_mode`); per
-    configuration also the FLOPs per stage and the fusion-only p50 of torch fp32 vs onnxruntime.
+    configuration also the FLOPs per stage and the network stage's p50 alone for torch fp32, onnxruntime and
+    onnxruntime int8.
     The compute lower bound of a stage is its FLOPs / the measured fp32 matmul peak (seconds).
     Development checkpoints and random assets are kept in ``<cache_root>/bench``.
 
@@ -121,8 +122,8 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
                                     "checkpoint": setup.checkpoint, "random_weights": setup.random_weights,
                                     "repeats": setup.repeats, **r, "lower_bound_s": lb})
                 log.info("%s | %s | %s: p50 %.1f ms", setup.name, bname, mode, 1e3 * r["latency_s"]["p50"])
-        fo = fusion_only(pipe, windows[0], {k: v for k, v in built.items() if k in ("torch fp32", "onnxruntime")},
-                         repeats)
+        fo = fusion_only(pipe, windows[0], {k: v for k, v in built.items()
+                                            if k in ("torch fp32", "onnxruntime", "onnxruntime int8")}, repeats)
         doc["fusion_only"].append({"config": setup.name, "p50_s": fo})
         cache.close()
         pipe.close()  # its live openSMILE runs and threads

@@ -62,6 +62,8 @@ class SyncTVA(nn.Module):
           with them (:class:`~synctva_ros.model.text_top.TextTopLayers`, ``context_keys``); else ignored
         - returns logits ``(B, C)`` and contributions ``(B, 3)`` (text, audio, visual) in [0, 1],
           summing to 1 over present, active modalities, 0 for absent ones
+        - ``forward_subsets(keep (S, 3) bool, *inputs)``: logits ``(B, S, C)``, contributions ``(B, S, 3)``
+          for S modality subsets of the same rows in one pass (the text layers run once)
 
     Raises:
         ValueError: a modality missing from ``dims``, a non-positive width, unknown keys in
@@ -142,11 +144,9 @@ class SyncTVA(nn.Module):
         keep_one = torch.zeros_like(present).scatter(1, pick.argmax(dim=1, keepdim=True), True)
         return torch.where(lost_all.unsqueeze(1), keep_one & present, kept)
 
-    def forward(self, text: Tensor, text_mask: Tensor, text_time: Tensor,
-                audio: Tensor, audio_mask: Tensor, audio_time: Tensor,
-                visual: Tensor, visual_mask: Tensor, visual_time: Tensor,
-                context: Tensor | None = None, context_mask: Tensor | None = None,
-                text_prefix: Tensor | None = None, text_prefix_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _text_states(self, text: Tensor, text_mask: Tensor, text_prefix: Tensor | None,
+                     text_prefix_mask: Tensor | None) -> Tensor:
+        """The text nodes after the fine-tuned top layers (unchanged without them or with the branch off)."""
         if self.text_top_layers > 0 and self.active["text"]:
             if self.text_top is None:
                 raise RuntimeError(
@@ -154,6 +154,57 @@ class SyncTVA(nn.Module):
                     "attached: load them with synctva_ros.checkpoint.restore_text_top (checkpoint deltas + "
                     "base encoder) or build_text_top (training)")
             text = self.text_top(text, text_mask, text_prefix, text_prefix_mask)
+        return text
+
+    def forward(self, text: Tensor, text_mask: Tensor, text_time: Tensor,
+                audio: Tensor, audio_mask: Tensor, audio_time: Tensor,
+                visual: Tensor, visual_mask: Tensor, visual_time: Tensor,
+                context: Tensor | None = None, context_mask: Tensor | None = None,
+                text_prefix: Tensor | None = None, text_prefix_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        text = self._text_states(text, text_mask, text_prefix, text_prefix_mask)
+        return self._fuse(text, text_mask, text_time, audio, audio_mask, audio_time, visual, visual_mask,
+                          visual_time, context, context_mask)
+
+    def forward_subsets(self, keep: Tensor, text: Tensor, text_mask: Tensor, text_time: Tensor,
+                        audio: Tensor, audio_mask: Tensor, audio_time: Tensor,
+                        visual: Tensor, visual_mask: Tensor, visual_time: Tensor,
+                        context: Tensor | None = None, context_mask: Tensor | None = None,
+                        text_prefix: Tensor | None = None,
+                        text_prefix_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` once per modality subset, with the text layers run once.
+
+        Subset ``s`` is :meth:`forward` on the same inputs with the masks of the modalities that
+        ``keep[s]`` leaves out set to False (those modalities absent), which is what a batch holding only
+        the kept modalities gives. The fine-tuned text layers (:mod:`~synctva_ros.model.text_top`, the
+        costly part) do not depend on the other modalities, so they run once per row; MSDE, the graphs
+        and the fusion run on ``S * B`` rows. Equal to separate :meth:`forward` calls up to float rounding
+        (about 1e-7 in fp32, ``test/model/test_synctva_subsets.py``).
+
+        Shapes:
+            ``keep`` ``(S, 3)`` bool in :data:`~synctva_ros.core.modalities.MODALITIES` order; the other
+            inputs as :meth:`forward` (batch ``B``) -> logits ``(B, S, C)``, contributions ``(B, S, 3)``.
+        """
+        text = self._text_states(text, text_mask, text_prefix, text_prefix_mask)
+        keep = keep.to(torch.bool)
+        s, b = keep.shape[0], text.shape[0]
+
+        def rows(x: Tensor | None) -> Tensor | None:  # (B, ...) -> (S * B, ...), subset-major
+            return None if x is None else x.unsqueeze(0).expand(s, *([-1] * x.dim())).flatten(0, 1)
+
+        def kept(mask: Tensor, i: int) -> Tensor:  # (B, N) -> (S * B, N), False where subset drops i
+            return (mask.to(torch.bool).unsqueeze(0) & keep[:, i].reshape(s, 1, 1)).flatten(0, 1)
+
+        logits, contrib = self._fuse(rows(text), kept(text_mask, 0), rows(text_time),
+                                     rows(audio), kept(audio_mask, 1), rows(audio_time),
+                                     rows(visual), kept(visual_mask, 2), rows(visual_time),
+                                     rows(context), rows(context_mask))
+        return logits.reshape(s, b, -1).transpose(0, 1), contrib.reshape(s, b, -1).transpose(0, 1)
+
+    def _fuse(self, text: Tensor, text_mask: Tensor, text_time: Tensor,
+              audio: Tensor, audio_mask: Tensor, audio_time: Tensor,
+              visual: Tensor, visual_mask: Tensor, visual_time: Tensor,
+              context: Tensor | None, context_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """MSDE, graphs and fusion on the (already top-layered) text nodes and the other modalities."""
         xs = {"text": text, "audio": audio, "visual": visual}
         masks = {"text": text_mask.to(torch.bool), "audio": audio_mask.to(torch.bool),
                  "visual": visual_mask.to(torch.bool)}

@@ -74,6 +74,38 @@ def test_cache_reuses_and_rekeys(tmp_path, make_model) -> None:
     assert cached_fusion_onnx(model, {"name": "a"}, cache_dir=tmp_path) not in (p1, p2)
 
 
+def test_an_inactive_branchs_random_weights_do_not_rekey(tmp_path, make_model) -> None:
+    # issue 12: the inactive branch's MSDE weights are not in a checkpoint (random at every load), so keying on them
+    # re-exported (and re-quantised) the fusion graph at every start
+    model = make_model(active={"text": True, "audio": True, "visual": False})
+    p1 = cached_fusion_onnx(model, {"name": "a"}, cache_dir=tmp_path, subsets=True)
+    with torch.no_grad():
+        for p in model.msde["visual"].parameters():
+            p.normal_()
+    assert cached_fusion_onnx(model, {"name": "a"}, cache_dir=tmp_path, subsets=True) == p1
+    with torch.no_grad():
+        next(model.msde["audio"].parameters()).add_(1.0)
+    assert cached_fusion_onnx(model, {"name": "a"}, cache_dir=tmp_path, subsets=True) != p1
+    assert cached_fusion_onnx(model, {"name": "a"}, cache_dir=tmp_path).name.startswith("fusion-")
+
+
+def test_subsets_graph_matches_forward_subsets(tmp_path, make_model) -> None:
+    model = make_model(2)
+    path = export_fusion(model, tmp_path / "subsets.onnx", subsets=True)
+    sess = ort_session(path)
+    assert [i.name for i in sess.get_inputs()] == ["subsets", *fusion_input_names(model)]
+    for seed, (b, nodes, absent) in enumerate(CASES):
+        args = example_fusion_inputs(model, batch=b, nodes=nodes, seed=seed + 20, absent=absent)
+        keep = torch.tensor([[1, 1, 1], [0, 1, 1], [1, 0, 0], [0, 0, 0]][: 1 + seed], dtype=torch.bool)
+        with torch.no_grad():
+            logits, contrib = model.forward_subsets(keep, *args)
+        feeds = {n: a.numpy() for n, a in zip(fusion_input_names(model), args)}
+        out = sess.run(None, {"subsets": keep.numpy(), **feeds})
+        assert out[0].shape == (b, len(keep), model.num_classes) and out[1].shape == (b, len(keep), 3)
+        assert np.abs(_probs(out[0]) - _probs(logits.numpy())).max() < 1e-4
+        assert np.abs(out[1] - contrib.numpy()).max() < 1e-4
+
+
 def test_bad_exporter_and_opset(tmp_path, make_model) -> None:
     model = make_model()
     with pytest.raises(ExportError, match="opset"):

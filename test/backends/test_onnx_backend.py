@@ -51,3 +51,40 @@ def test_unknown_backend_and_cuda_without_gpu(make_model) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailable, match="cpu"):
             create_backend(RuntimeConfig(backend="torch", device="cuda"), make_model(), {})
+
+
+@pytest.mark.parametrize("context_turns", [0, 2])
+def test_subsets_in_one_run_match_torch_one_call_per_subset(tmp_path, make_model, context_turns: int) -> None:
+    from synctva_ros.backends.base import Backend
+    from synctva_ros.backends.export import cached_fusion_onnx
+    from synctva_ros.backends.onnx_backend import OnnxRuntimeBackend
+
+    model = make_model(context_turns)
+    ort_b = create_backend(RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=1), model, {"name": "t"})
+    torch_b = create_backend(RuntimeConfig(backend="torch"), model, {"name": "t"})
+    assert ort_b.subsets and ort_b.path.name.startswith("fusion_subsets-")
+    rng = np.random.default_rng(1)
+    items = [_utt(rng, model.dims, p) for p in [("text", "audio", "visual"), ("text", "audio"), ("audio",), ()]]
+    ctx = [[rng.standard_normal(model.dims["text"]).astype(np.float32)] * i for i in range(len(items))]
+    batch = collate(items, model.dims, contexts=ctx if context_turns else None, context_turns=context_turns)
+    keep = np.array([[1, 1, 1], [1, 0, 0], [0, 1, 0]], bool)
+    lo, co = ort_b.infer_subsets(batch, keep)
+    lt, ct = Backend.infer_subsets(torch_b, batch, keep)  # the loop: one torch call per subset
+    assert lo.shape == (4, 3, 7) and co.shape == (4, 3, 3) and lo.dtype == np.float32
+    for s in range(3):
+        assert np.abs(_softmax(lo[:, s]) - _softmax(lt[:, s])).max() < ort_b.tolerance
+        assert np.abs(co[:, s] - ct[:, s]).max() < ort_b.tolerance
+    one, _ = ort_b.infer(batch)  # infer = the all-modalities subset of the same graph
+    assert np.abs(one - lo[:, 0]).max() < 1e-6
+    plain = OnnxRuntimeBackend(cached_fusion_onnx(model, {"name": "t"}, cache_dir=tmp_path), threads=1)
+    assert not plain.subsets  # the plain graph (TensorRT's fallback) answers subsets one run each
+    lp, _ = plain.infer_subsets(batch, keep)
+    assert np.abs(_softmax(lp.reshape(-1, 7)) - _softmax(lo.reshape(-1, 7))).max() < ort_b.tolerance
+
+
+def test_unknown_quantize_is_refused(tmp_path, make_model) -> None:
+    from synctva_ros.backends.onnx_backend import OnnxRuntimeBackend
+
+    ort_b = create_backend(RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path)), make_model(), {"name": "t"})
+    with pytest.raises(ValueError, match="int8"):
+        OnnxRuntimeBackend(ort_b.path, quantize="int4")

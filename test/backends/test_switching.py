@@ -79,10 +79,11 @@ def test_build_runs_once_in_a_named_background_thread_and_infer_never_waits(make
     sw = SwitchingBackend(fallback, build, primary_name="slow")
     assert not sw.wait_ready(0.05) and sw.build_s is None and sw.primary is None
     batch = _batch(model)
-    t0 = time.perf_counter()
     for _ in range(3):
         sw.infer(batch)
-    assert time.perf_counter() - t0 < 5.0 and not sw.ready.is_set()  # answered while the build is blocked
+    # answered while the build is blocked on the gate (no wall-time bound: a loaded CI machine is slow, and a
+    # waiting infer would only return after the gate's 10 s timeout, with the build then finished)
+    assert not sw.ready.is_set()
     assert sw.current is fallback and sw.tolerance == fallback.tolerance == 1e-6
     time.sleep(0.1)
     gate.set()

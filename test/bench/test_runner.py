@@ -30,7 +30,7 @@ def test_tiny_bench_writes_json_and_png(tmp_path, monkeypatch, capsys) -> None:
     assert set(BENCH_SCHEMA_KEYS) <= set(doc)
     assert doc["meta"]["peak_gflops_fp32_measured"] > 0
     backends = {r["backend"] for r in doc["rows"]}
-    assert {"torch fp32", "torch bf16", "onnxruntime"} <= backends
+    assert {"torch fp32", "torch bf16", "onnxruntime", "onnxruntime int8"} <= backends
     assert {r["mode"] for r in doc["rows"]} == {"batch", "streaming"}
     for r in doc["rows"]:
         assert set(ROW_KEYS) <= set(r)
@@ -42,7 +42,7 @@ def test_tiny_bench_writes_json_and_png(tmp_path, monkeypatch, capsys) -> None:
     streaming = [r for r in doc["rows"] if r["mode"] == "streaming"]
     assert all(r["streaming"] == {"audio_context": 2} for r in streaming)  # both timed windows from the cache
     assert doc["flops"]["demo"]["fusion"]["flops"] > 0 and doc["flops"]["demo"]["text"]["flops"] > 0
-    assert set(doc["fusion_only"][0]["p50_s"]) == {"torch fp32", "onnxruntime"}
+    assert set(doc["fusion_only"][0]["p50_s"]) == {"torch fp32", "onnxruntime", "onnxruntime int8"}
     assert "tensorrt" in doc["unavailable"] or "tensorrt fp16" in backends
     png = (tmp_path / "out" / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -221,6 +221,9 @@ class RuntimeConfig:
     cache_dir: str = _f("", "Where exported ONNX files and TensorRT engines are cached ('' = ~/.cache/synctva).",
                         read_only=True)
     threads: int = _f(0, "CPU threads for inference (0 = library default).", range=(0, 256), read_only=True)
+    quantize: str = _f("none", "Backend onnxruntime only: 'int8' serves the network with int8 dynamically quantised "
+                       "MatMul/Gemm weights (faster on a CPU; tolerance 0.2 on probabilities, docs/performance.md).",
+                       read_only=True, choices=("none", "int8"))
     diagnostics_hz: float = _f(1.0, "Rate of /diagnostics status.", range=(0.0, 100.0))
     latency_warn_s: float = _f(0.25, "Diagnostics WARN when window-close -> publish exceeds this.",
                                range=(0.0, 60.0))
@@ -230,7 +233,17 @@ class RuntimeConfig:
 
 @dataclass
 class OutputConfig:
-    """What goes into the published ``EmotionState`` besides the model's output."""
+    """What goes into the published ``EmotionState`` besides the model's output, and the per-face
+    ``hri_msgs/Expression`` output (``synctva_ros.ros.expressions``)."""
 
     frame_id: str = _f("", "EmotionState header.frame_id when no face was used in the window (with a face: "
                        "the camera image's header.frame_id); '' = none.")
+    expression_hz: float = _f(5.0, "Frames per second of sensor time at which every tracked face's expression is "
+                              "published as hri_msgs/Expression on /humans/faces/face_<track id>/expression "
+                              "(ROS4HRI, REP-155; the ids EmotionState.face_id uses); at most features.face_fps, "
+                              "the face stage's rate (needs hri_msgs, features.face_expert and features.streaming); "
+                              "0 = off.", range=(0.0, 30.0), read_only=True)
+    faces_tracked: bool = _f(False, "Also publish the node's own face ids on /humans/faces/tracked (hri_msgs/IdsList, "
+                             "as a REP-155 face detector does) with each expression frame. Leave off when a ROS4HRI "
+                             "face detector (e.g. hri_face_detect) runs: it owns that topic, with its own ids; the "
+                             "node publishes no roi or cropped image for its faces.", read_only=True)

@@ -14,10 +14,11 @@ and lists the persons on ``/humans/persons/tracked`` (``hri_msgs/IdsList``). The
    No voice, or no person claims it: '' (unknown).
 3. **face**: that person's latest ``face_id`` when non-empty; otherwise the face whose expression the
    node's visual expert used, as :func:`track_face_id` (``face_<track id>``: the node's own face tracker,
-   not a ROS4HRI face detector, so it names no ``/humans/faces/<id>`` topic unless something publishes
-   them under that id); otherwise ''. The visual evidence always comes from the expert's own face choice
-   (``features.face_policy``; ``EmotionState.face_track_id``): the node does not read ROS4HRI face regions,
-   so a person's face id says who the person is seen as, not which pixels were used.
+   not a ROS4HRI face detector; the node's per-face output publishes that face's ``hri_msgs/Expression`` on
+   ``/humans/faces/face_<track id>/expression``, :mod:`synctva_ros.ros.expressions`); otherwise ''. The
+   visual evidence always comes from the expert's own face choice (``features.face_policy``;
+   ``EmotionState.face_track_id``, a geometric rule, not an active-speaker detector): the node does not read
+   ROS4HRI face regions, so a person's face id says who the person is seen as, not which pixels were used.
 4. **frame**: ``EmotionState.header.frame_id`` is the camera image's ``header.frame_id`` when the expert used
    a face, else ``output.frame_id`` (a parameter, default '').
 
@@ -163,6 +164,12 @@ class PersonRegistry:
         """``header.frame_id`` of the newest camera image (for ``EmotionState.header.frame_id``)."""
         with self._lock:
             self._camera_frame = _clean(frame_id)
+
+    @property
+    def camera_frame(self) -> str:
+        """``header.frame_id`` of the newest camera image ('' none yet): the frame of the per-face expressions."""
+        with self._lock:
+            return self._camera_frame
 
     def person_of_voice(self, voice_id: Any) -> str:
         """The person whose voice is ``voice_id`` (policy step 2): tracked first, then the most recent; '' none."""

@@ -19,7 +19,8 @@ speech ``whisper``     ``topics.transcript``: ``whisper_msgs/Transcription``  wh
 =====================  =============================================  ========================================
 
 The third-party packages are imported when present (:func:`import_optional_messages`); the node logs one
-line per missing one saying what is off (:func:`missing_package_lines`), and refuses to configure when a
+line per missing one saying what is off (:func:`missing_package_lines`; without ``hri_msgs`` also the per-face
+``hri_msgs/Expression`` output of :mod:`~synctva_ros.ros.expressions`), and refuses to configure when a
 parameter asks for a type whose package is missing (:func:`input_type_problem`). Conversions:
 :mod:`synctva_ros.core.hri_fields`.
 """
@@ -48,9 +49,10 @@ TRANSCRIPT_MSG_TYPES = {"synctva": None, "live_speech": ("hri_msgs", "LiveSpeech
 
 #: What each optional package enables (for the start-up lines).
 _USES = {
-    "hri_msgs": "topics.transcript_msg_type 'live_speech' (ROS4HRI LiveSpeech on /humans/voices/<id>/speech) and "
+    "hri_msgs": "topics.transcript_msg_type 'live_speech' (ROS4HRI LiveSpeech on /humans/voices/<id>/speech), "
                 "the persons of topics.persons_tracked (EmotionState.person_id stays empty, face_id is the "
-                "expert's face)",
+                "expert's face), and the per-face hri_msgs/Expression output on /humans/faces/<id>/expression "
+                "(output.expression_hz)",
     "audio_common_msgs": "topics.audio_msg_type 'audio_stamped' and 'audio_data' (audio_common microphones)",
     "whisper_msgs": "topics.transcript_msg_type 'whisper' (whisper_ros Transcription)",
 }

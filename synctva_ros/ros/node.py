@@ -25,7 +25,7 @@ Topics (relative names, so a namespace applies; names are parameters ``topics.*`
 ``/diagnostics``      diagnostic_msgs/DiagnosticArray  out, ``runtime.diagnostics_hz``
 ====================  ===============================  ===================================
 
-ROS4HRI persons (``topics.persons_tracked`` and each person's ``voice_id``/``face_id``): :mod:`~.persons`.
+ROS4HRI persons: :mod:`~.persons`; per-face ``hri_msgs/Expression`` (``output.expression_hz``): :mod:`~.expressions`.
 
 Times: windows are cut in sensor time (header stamps; :mod:`synctva_ros.ros.window_feed`
 drives the windower as the offline bag reader does); a timer also polls it with the node
@@ -64,6 +64,7 @@ from synctva_ros.ros.conversions import (InputError, TranscriptFields, audio_msg
                                          transcript_msg_to_fields)
 from synctva_ros.ros.counters import Counters, InputGate
 from synctva_ros.ros.diagnostics import diagnostic_array, emotion_status, status_values
+from synctva_ros.ros.expressions import ExpressionOutput
 from synctva_ros.ros.latency import LatencyStats
 from synctva_ros.ros.log_bridge import RclpyLogHandler, bridge_core_logging, unbridge_core_logging
 from synctva_ros.ros.persons import PersonSubscriptions
@@ -126,6 +127,7 @@ class EmotionNode(LifecycleNode):
         self._state_pub: LifecyclePublisher | None = None
         self._diag_pub: Publisher | None = None
         self._subs: list[Subscription] = []
+        self._expressions: ExpressionOutput | None = None  # hri_msgs/Expression per tracked face
         self._poll_timer: Timer | None = None
         self._diag_timer: Timer | None = None
         self._log_handler: RclpyLogHandler | None = None
@@ -197,6 +199,8 @@ class EmotionNode(LifecycleNode):
                            transcript=self._on_transcript, now=self._now_s, subs=self._subs).subscribe()
         PersonSubscriptions(self, t.persons_tracked, self._optional_msgs.get("hri_msgs", "IdsList"), persons, reliable,
                             self._subs).subscribe()
+        self._expressions = ExpressionOutput(self, self.cfg.output, self._optional_msgs, self._pipeline, persons,
+                                             self._gate)
         self._poll_timer = self.create_timer(1.0 / POLL_HZ, self._on_poll_timer)  # node clock: follows /clock
         self._restart_diagnostics_timer()
         return TransitionCallbackReturn.SUCCESS
@@ -250,8 +254,10 @@ class EmotionNode(LifecycleNode):
             self.destroy_lifecycle_publisher(self._state_pub)
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
+        if self._expressions is not None:
+            self._expressions.close()
         self._subs = []
-        self._poll_timer = self._diag_timer = self._state_pub = self._diag_pub = None
+        self._poll_timer = self._diag_timer = self._state_pub = self._diag_pub = self._expressions = None
         if self._pipeline is not None and hasattr(self._pipeline, "close"):
             self._pipeline.close()
         self._feed = self._pipeline = None

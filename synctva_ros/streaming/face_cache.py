@@ -12,6 +12,11 @@ of that very frame (``face_hit``), else of the nearest cached frame within half 
 Bad frames (wrong shape or type, empty) are logged (the first, then every 100th) and counted
 (``face_bad_frame``), never raised. Windows without a face count ``face_absent``.
 
+Every face of every frame processed as it arrives also goes to :attr:`FaceEvidenceCache.on_observed` when set
+(the node's per-face ``hri_msgs/Expression`` output, :mod:`synctva_ros.streaming.face_expressions`), so the
+expressions of all tracked faces come from the same computation as the window's evidence, at no extra network
+cost; frames processed only at window close (``face_miss``) are not reported there.
+
 The expert (its tracker above all) is not thread-safe: one lock serialises the background thread's and the
 closing thread's calls.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from typing import Callable
 
 import numpy as np
 
@@ -58,6 +64,9 @@ class FaceEvidenceCache:
         #: Each processed frame's observations by stamp, on the grid of ``ext.fps`` ticks per second
         self.store: StampStore[list[FaceObservation]] = StampStore(1.0 / ext.fps, self.buffer_s,
                                                                   self.gap_tolerance_s, tick_slack_s=1e-9)
+        #: Called as ``on_observed(stamp, observations)`` after each frame :meth:`add` processed (an empty list:
+        #: no face), in the thread that processed it (the streaming thread in the node); must be quick. None: off.
+        self.on_observed: Callable[[float, list[FaceObservation]], None] | None = None
 
     def __len__(self) -> int:
         """Processed frames cached now."""
@@ -88,10 +97,14 @@ class FaceEvidenceCache:
 
     def add(self, stamp: float, image: np.ndarray, gen: int) -> None:
         """Process the frame at ``stamp`` s and cache its observations, unless the cache was reset meanwhile
-        (``gen`` no longer current); drops observations older than ``buffer_s``. Raises nothing for bad frames."""
+        (``gen`` no longer current); drops observations older than ``buffer_s``; then hands them to
+        :attr:`on_observed`. Raises nothing for bad frames (an error of ``on_observed`` propagates)."""
         obs = self._observe(stamp, image)
         if obs is not None:
             self.store.put(stamp, obs, gen)
+            listener = self.on_observed
+            if listener is not None:
+                listener(stamp, obs)
 
     def evidence(self, window: UtteranceWindow) -> FaceEvidence:
         """The evidence of a closed window: cached observations where there are, the rest processed now.

@@ -83,7 +83,9 @@ def test_ids_are_stripped_and_cut_and_blank_person_ids_ignored():
 
 def test_emotion_ids_face_and_frame_policy():
     reg = PersonRegistry()
+    assert reg.camera_frame == ""
     reg.set_camera_frame("head_camera_optical_frame")
+    assert reg.camera_frame == "head_camera_optical_frame"  # the per-face expressions' header.frame_id
     reg.set_voice("anna", "v1")
     reg.set_face("anna", "f1")
     known = reg.attribute(_window("v1"))

@@ -1,6 +1,6 @@
 """Who is speaking, in the node over real DDS across processes (issue 11): EmotionState's voice_id, person_id,
 face_id and header.frame_id from ROS4HRI LiveSpeech and the latched /humans/persons/<id>/voice_id, face_id; the
-start-up line when hri_msgs is missing."""
+start-up lines when hri_msgs is missing (persons and the per-face expression output off)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def test_emotion_state_names_the_voice_the_person_and_the_persons_face(persons_r
     assert (bob["voice_id"], bob["person_id"], bob["face_id"]) == ("v_bob", "", ""), bob
     assert alive and status == 0, log[-3000:]
     assert "persons: tracked on '/humans/persons/tracked'" in log, log[-3000:]
+    # the per-face expression output is on by default, without /humans/faces/tracked (a face detector's topic)
+    assert "expressions: hri_msgs/Expression of every tracked face" in log and "at 5 Hz" in log, log[-3000:]
+    assert "/humans/faces/tracked: not published (output.faces_tracked)" in log, log[-3000:]
     assert "Traceback" not in log and "[ERROR]" not in log, log[-3000:]
 
 
@@ -63,9 +66,11 @@ def test_without_hri_msgs_the_node_says_persons_are_off(start_node, ros_env, tmp
     finally:
         ros_env["PYTHONPATH"] = saved
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and node.alive() and "persons: off" not in node.output():
+    while time.monotonic() < deadline and node.alive() and "expressions: off" not in node.output():
         time.sleep(0.5)
     log = node.output()
     assert "hri_msgs is not installed" in log and "the persons of topics.persons_tracked" in log, log[-3000:]
+    assert "and the per-face hri_msgs/Expression output on /humans/faces/<id>/expression" in log, log[-3000:]
     assert "persons: off (no hri_msgs): EmotionState.person_id stays empty" in log, log[-3000:]
+    assert "expressions: off (no hri_msgs): no hri_msgs/Expression on /humans/faces/<id>/expression" in log, log[-3000:]
     assert node.alive(), log[-3000:]

@@ -112,6 +112,13 @@ def _ground_truth(msg: Any) -> GroundTruth:
                        stamp_to_seconds(msg.window_end), msg.utterance_id, msg.dialogue_id)
 
 
+def is_bag(path: str | Path) -> bool:
+    """True for a rosbag2 recording: a directory with ``metadata.yaml``, or a ``.mcap`` / ``.db3`` file
+    (rosbag2's storage plugins)."""
+    path = Path(path)
+    return (path.is_dir() and (path / "metadata.yaml").exists()) or path.suffix in (".mcap", ".db3")
+
+
 def ground_truth_from_bag(path: str | Path, topic: str = GROUND_TRUTH_TOPIC) -> list[GroundTruth]:
     """The ground-truth labels of a bag, in time order."""
     return [_ground_truth(m.msg) for m in read_bag(path, [topic])]

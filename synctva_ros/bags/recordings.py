@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from synctva_ros.bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label
+from synctva_ros.bags.reader import ground_truth_from_bag, is_bag, iter_windows_from_bag, match_label
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.datasets.meld_raw import ClipMedia
@@ -48,14 +48,10 @@ log = logging.getLogger(__name__)
 BAG_SOURCE = "bags"
 
 
-def _is_bag(p: Path) -> bool:
-    return (p.is_dir() and (p / "metadata.yaml").exists()) or p.suffix in (".mcap", ".db3")
-
-
 def bag_split_dir(root: str | os.PathLike[str], split: str) -> Path | None:
     """``ROOT/split`` when it holds at least one rosbag2 recording, else ``None``."""
     d = Path(root).expanduser() / split
-    if d.is_dir() and any(_is_bag(p) for p in d.iterdir()):
+    if d.is_dir() and any(is_bag(p) for p in d.iterdir()):
         return d
     return None
 
@@ -150,7 +146,7 @@ def read_bag_recordings(root: str | os.PathLike[str], split: str, dataset: str, 
     if d is None:
         raise FileNotFoundError(f"no rosbag2 recordings in {Path(root) / split} (expected ROOT/{split}/<bag>)")
     names = set(class_names or cfg.model.class_names)
-    bags = sorted(p for p in d.iterdir() if _is_bag(p))
+    bags = sorted(p for p in d.iterdir() if is_bag(p))
     out = BagRecordings(split, bags, [], 0, cfg)
     for bag in bags:
         truth = ground_truth_from_bag(bag)

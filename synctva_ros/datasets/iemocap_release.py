@@ -45,7 +45,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from synctva_ros.datasets.iemocap import IEMOCAP_CLASSES
-from synctva_ros.datasets.meld_raw import ClipMedia, ClipUnreadable, decode_clip, decoder_identity, sampled_times
+from synctva_ros.datasets.meld_raw import (ClipMedia, ClipUnreadable, decode_clip, decoder_identity, picked_frames,
+                                         sampled_times)
 from synctva_ros.datasets.utterance import Utterance
 
 __all__ = ["IEMOCAP_RELEASE_SPLITS", "IemocapReleaseSplit", "read_iemocap_release", "read_evaluation",
@@ -169,19 +170,12 @@ def decode_segment(path: str | os.PathLike[str], start_s: float, end_s: float, f
                 n += n_new
                 if not overshot:
                     break
-            chosen: list[tuple[float, Any]] = []
-            for p in picked:  # a frame nearest to several targets counts once
-                if not chosen or chosen[-1][1] is not p[1]:
-                    chosen.append(p)
-            if max_frames is not None and len(chosen) > max_frames:
-                chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, max_frames).round().astype(int)]
-            frames = (np.stack([f.to_ndarray(format="rgb24") for _, f in chosen]) if chosen
-                      else np.zeros((0, 0, 0, 3), np.uint8))
+            frames, times = picked_frames(picked, max_frames)
     except ClipUnreadable:
         raise
     except (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError, IndexError) as exc:
         raise ClipUnreadable(f"{path}: {type(exc).__name__}: {exc}") from exc
-    return frames, np.asarray([t for t, _ in chosen], np.float64), rate, n
+    return frames, times, rate, n
 
 
 def release_root(root: str | os.PathLike[str]) -> Path:

@@ -97,6 +97,28 @@ def decoder_identity(sample_rate: int, fps: float, max_frames: int | None) -> di
             "sample_rate": int(sample_rate), "fps": float(fps), "max_frames": max_frames, "downmix": "swr mono"}
 
 
+def picked_frames(picked: Sequence[tuple[float, Any]], max_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The decoded frames picked for the sampling targets, as arrays.
+
+    Args:
+        picked: ``(time in seconds, av.VideoFrame)`` per target, ascending; a frame nearest to several targets
+            appears once per target and is kept once.
+        max_frames: at most this many, spread evenly (``None``: no limit).
+
+    Returns:
+        ``(frames (K, H, W, 3) uint8 RGB, times (K,) float64 seconds)``; ``(0, 0, 0, 3)`` and ``(0,)`` when empty.
+    """
+    chosen: list[tuple[float, Any]] = []
+    for p in picked:
+        if not chosen or chosen[-1][1] is not p[1]:
+            chosen.append(p)
+    if max_frames is not None and len(chosen) > max_frames:
+        chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, max_frames).round().astype(int)]
+    frames = (np.stack([f.to_ndarray(format="rgb24") for _, f in chosen]) if chosen
+              else np.zeros((0, 0, 0, 3), np.uint8))
+    return frames, np.asarray([t for t, _ in chosen], np.float64)
+
+
 def _nearest(prev: tuple[float, Any] | None, cur: tuple[float, Any], target: float) -> tuple[float, Any]:
     if prev is None:
         return cur
@@ -159,21 +181,14 @@ def decode_clip(path: str | os.PathLike[str], sample_rate: int = 16000, fps: flo
             duration = max(audio.size / sample_rate, video_s)
             if prev is not None and k / fps < duration:  # targets in the last frame's interval
                 picked.append(prev)
-            chosen: list[tuple[float, Any]] = []
-            for p in picked:  # a frame nearest to several targets counts once
-                if not chosen or chosen[-1][1] is not p[1]:
-                    chosen.append(p)
-            if max_frames is not None and len(chosen) > max_frames:
-                chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, max_frames).round().astype(int)]
-            frames = (np.stack([f.to_ndarray(format="rgb24") for _, f in chosen]) if chosen
-                      else np.zeros((0, 0, 0, 3), np.uint8))
+            frames, times = picked_frames(picked, max_frames)
     except ClipUnreadable:
         raise
     except (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError, IndexError) as exc:
         raise ClipUnreadable(f"{path}: {type(exc).__name__}: {exc}") from exc
     if n_video == 0 and audio.size == 0:
         raise ClipUnreadable(f"{path}: no audio samples or video frames decoded")
-    return ClipMedia(audio, int(sample_rate), frames, np.asarray([t for t, _ in chosen], np.float64),
+    return ClipMedia(audio, int(sample_rate), frames, times,
                      float(duration), rate, n_video)
 
 

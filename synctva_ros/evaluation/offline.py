@@ -33,7 +33,7 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from synctva_ros.bags.reader import ground_truth_from_bag, iter_windows_from_bag, match_label, match_truth
+from synctva_ros.bags.reader import ground_truth_from_bag, is_bag, iter_windows_from_bag, match_label, match_truth
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.datasets.rendering import render_utterance
@@ -54,11 +54,6 @@ class _Span(NamedTuple):
     start: float
     end: float
     utterance_id: str = ""
-
-
-def is_bag(path: Path) -> bool:
-    """True for a rosbag2 directory (``metadata.yaml``) or a ``.mcap``/``.db3`` file."""
-    return (path.is_dir() and (path / "metadata.yaml").exists()) or path.suffix in (".mcap", ".db3")
 
 
 def dataset_windows(path: Path, sample_rate: int = 16000,

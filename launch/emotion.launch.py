@@ -8,7 +8,7 @@ Arguments:
     namespace     namespace of the node and its relative topics (default: none).
     use_sim_time  follow /clock (true when replaying a bag with --clock).
     profile       runtime.profile: config/profiles/<name>.yaml supplies the other defaults.
-    backend       runtime.backend (torch, onnxruntime, tensorrt); empty keeps the profile's.
+    backend       runtime.backend (torch, onnxruntime, tensorrt, triton); empty keeps the profile's.
     log_level     rcutils log level of the node (debug, info, warn, error, fatal).
 """
 
@@ -58,7 +58,7 @@ def generate_launch_description():
         DeclareLaunchArgument("profile", default_value="demo",
                               description="runtime.profile: a profile name in config/profiles"),
         DeclareLaunchArgument("backend", default_value="",
-                              description="runtime.backend (torch, onnxruntime, tensorrt); empty = profile's"),
+                              description="runtime.backend (torch, onnxruntime, tensorrt, triton); empty = profile's"),
         DeclareLaunchArgument("log_level", default_value="info", description="Log level of the node"),
         OpaqueFunction(function=_node),
     ])

@@ -174,16 +174,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # deferred: torch and every backend
     from synctva_ros.bench import format_summary, run_bench
 
+    from synctva_ros.bench.scaling import SERIES, TINY_SERIES
+
     configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
+    scaling = {"full": SERIES, "tiny": TINY_SERIES}.get(args.scaling)
     doc = run_bench(out_dir=args.out, repeats=args.repeats, configs=configs, checkpoint=args.checkpoint,
-                    profile=args.profile, overrides=_overrides(args))
+                    profile=args.profile, overrides=_overrides(args), scaling=scaling,
+                    scaling_repeats=args.scaling_repeats, rows=not args.scaling_only)
     print(format_summary(doc, args.out))
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``synctva serve``: write the checkpoint's Triton model repository, then serve it until Ctrl-C (exit 1 when the
+    server died) unless ``--write-only``."""
+    # deferred: torch, the extractors (the checkpoint's model) and PyTriton
+    from synctva_ros.backends.triton_repository import write_model_repository
+    from synctva_ros.backends.triton_server import serve
+    from synctva_ros.pipeline import EmotionPipeline
+
+    cfg = _config(args)
+    if args.checkpoint:
+        cfg.runtime.checkpoint = str(args.checkpoint)
+    cfg.update({"runtime.backend": "torch", "features.face_expert": False, "features.streaming": False})
+    pipe = EmotionPipeline(cfg)  # the model exactly as the node loads it (extractor identities checked)
+    info = write_model_repository(pipe.model, pipe.manifest, args.repository, fusion_model=cfg.triton.fusion_model,
+                                  max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
+                                  overwrite=True)
+    pipe.close()
+    del pipe  # the server runs the exported graph; the torch model's memory is not needed any more
+    print(json.dumps({"repository": str(args.repository), "models": sorted(info["models"]),
+                      "checkpoint": info["checkpoint"], "weights_sha256": info["weights_sha256"]}, indent=2))
+    if args.write_only:
+        return 0
+    return serve(args.repository, grpc_port=args.grpc_port, http_port=args.http_port, host=args.host,
+                 threads=cfg.runtime.threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, evaluate-faces, calibrate, train, baseline, cache,
-    demo,    bench); each sub-parser sets ``func``, the command to run with the parsed arguments."""
+    demo,    bench, serve); each sub-parser sets ``func``, the command to run with the parsed arguments."""
     ap = argparse.ArgumentParser(prog="synctva", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -304,12 +334,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--configs", default="demo,paper_random",
-                   help="comma-separated configurations: demo (the --profile with its checkpoint), paper_random "
-                        "(RoBERTa-base + ResNet-50 sized, random weights: latency only)")
+                   help="comma-separated configurations: demo (the --profile with its checkpoint), quality (the "
+                        "quality profile, real mpnet; an untrained head until models/meld_mpnet exists), paper_random "
+                        "(RoBERTa-base + ResNet-50 sized, random weights: latency only), triton (the first "
+                        "configuration's network stage locally and through a local Triton server, 1/4/16 concurrent "
+                        "clients)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint for the demo configuration (default: the profile's, else a dev checkpoint)")
+    p.add_argument("--scaling", choices=("off", "full", "tiny"), default="off",
+                   help="also measure latency against utterance length, tokens, faces in view and camera rate on the "
+                        "first configuration (bench.json 'scaling', bench_scaling.png); tiny: two points per series")
+    p.add_argument("--scaling-repeats", type=int, default=5, help="timed windows per scaling point")
+    p.add_argument("--scaling-only", action="store_true", help="measure only the scaling series, no backend rows")
     _add_config_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="write a Triton model repository of a checkpoint and serve it (PyTriton)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: the profile's)")
+    p.add_argument("--repository", type=Path, default=Path("out/triton_repository"),
+                   help="model repository to write (a previous synctva repository there is replaced)")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default all: a fleet on the network)")
+    p.add_argument("--max-batch-size", type=int, default=16, help="most windows per execution (dynamic batching)")
+    p.add_argument("--max-queue-delay-us", type=int, default=1000,
+                   help="the dynamic batcher's wait for more requests, microseconds")
+    p.add_argument("--write-only", action="store_true",
+                   help="write the repository and exit (e.g. for NVIDIA's Triton container, docs/triton.md)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_serve)
     return ap
 
 

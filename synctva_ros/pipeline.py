@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from synctva_ros.backends import create_backend
+from synctva_ros.backends.text_encoder import serve_text_encoder
 from synctva_ros.checkpoint import CheckpointError, load_checkpoint, read_manifest, restore_text_top
 from synctva_ros.checkpoint.fusion import fusion_for_manifest
 from synctva_ros.config import SyncTVAConfig, resolve_path
@@ -124,7 +125,10 @@ class EmotionPipeline:
         self.dims: dict[str, int] = dict(self.manifest["dims"])
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
-        self.backend = create_backend(cfg.runtime, self.model, self.manifest)
+        self.backend = create_backend(cfg.runtime, self.model, self.manifest, triton=cfg.triton)
+        #: What runs the text extractor's encoder: ``torch``, ``onnxruntime``, ``onnxruntime-int8`` ("" without text).
+        self.text_runtime = serve_text_encoder(self.extractors.get("text") if self.active["text"] else None,
+                                               cfg.runtime)
         #: The product of experts (checkpoint block or defaults) and whether the block was the manifest's.
         self.fusion, self.fusion_block, self.fusion_from_manifest = self._fusion()
         #: The facial-expression stage (``None``: off, weights missing, or classes it cannot map onto).
@@ -187,7 +191,8 @@ class EmotionPipeline:
 
     @property
     def backend_name(self) -> str:
-        """Name of the backend serving now (a TensorRT backend reports onnxruntime until its engine is ready)."""
+        """Name of the backend serving now (a TensorRT backend reports onnxruntime until its engine is ready; a
+        Triton backend names who answered this thread's last window: ``triton`` or its local fallback)."""
         return self.backend.name
 
     @classmethod
@@ -353,10 +358,11 @@ class EmotionPipeline:
             self.streaming.close()
 
     def describe(self) -> dict[str, Any]:
-        """Name, backend (and its ``quantize``: ``int8`` or ``none``), classes, active branches and streaming
-        counters (for logs and diagnostics)."""
+        """Name, backend (and its ``quantize``: ``int8`` or ``none``), what runs the text encoder, classes, active
+        branches and streaming counters (for logs and diagnostics)."""
         out = {"model": self.name, "backend": self.backend_name,
-               "quantize": str(getattr(self.backend, "quantize", "none")), "classes": self.class_names,
+               "quantize": str(getattr(self.backend, "quantize", "none")), "text_encoder": self.text_runtime,
+               "classes": self.class_names,
                "active": dict(self.active), "face_expert": self.faces is not None,
                "expert_fusion": dict(self.fusion_block, source="manifest" if self.fusion_from_manifest else "default")}
         if self.streaming is not None:

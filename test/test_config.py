@@ -202,7 +202,10 @@ READ_AT_EACH_USE = {"windowing.frame_keep_hz", "windowing.max_window_s", "window
                     "windowing.default_window_s", "windowing.max_pending", "windowing.audio_grid_s",
                     "windowing.future_tolerance_s",
                     "runtime.diagnostics_hz", "runtime.latency_warn_s", "runtime.latency_error_s",
-                    "output.frame_id"}
+                    "output.frame_id",
+                    # backend triton reads its live section at every request (synctva_ros/backends/triton_backend.py)
+                    "triton.timeout_s", "triton.retries", "triton.retry_interval_s", "triton.pad_nodes",
+                    "triton.verify_tolerance"}
 
 
 def test_keys_read_only_at_configure_are_read_only():

@@ -7,10 +7,15 @@
   The engine is built/loaded in a background thread; until it is ready the backend
   answers with onnxruntime (torch when onnxruntime is missing) and logs the switch
   (:class:`~.switching.SwitchingBackend`). So ``backend.name`` can change once at run time.
+* ``triton``: a Triton Inference Server answers the network (settings: the ``triton`` section), the local
+  ``triton.fallback`` backend when it is down, slow or wrong — :mod:`.triton_backend`; the server's model
+  repository: :mod:`.triton_repository`, a local server: :mod:`.triton_server`. ``backend.name`` says which
+  answered the last window.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -20,12 +25,14 @@ from .onnx_backend import OnnxRuntimeBackend
 from .switching import SwitchingBackend
 from .tensorrt_backend import TensorRTBackend, profile_shapes, require_tensorrt
 from .torch_backend import TorchBackend
+from .triton_backend import TritonBackend
+from .triton_repository import fusion_model_spec
 
 __all__ = ["Backend", "BackendUnavailable", "MODEL_INPUTS", "create_backend", "BACKENDS"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "triton")
 
 
 def _max_nodes(manifest: dict) -> dict[str, int]:
@@ -40,7 +47,7 @@ def _max_nodes(manifest: dict) -> dict[str, int]:
     return {"text": int(text), "audio": int(audio), "visual": int(visual), "text_prefix": prefix}
 
 
-def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
+def create_backend(runtime: Any, model: Any, manifest: dict, triton: Any = None) -> Backend:
     """Backend named by ``runtime.backend`` for a loaded model.
 
     Args:
@@ -49,6 +56,12 @@ def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
         model: the loaded ``SyncTVA`` (torch backend, and the source of ONNX export).
         manifest: the checkpoint manifest (part of the export/engine cache keys; its extractor
             identities give the TensorRT profile's max node counts).
+        triton: the ``triton`` section (:class:`~synctva_ros.config.TritonConfig`) for backend ``triton``
+            (default: its defaults).
+
+    Returns:
+        The backend; for ``onnxruntime`` that cannot start here (not installed, export or quantisation failed, the
+        file does not load) torch fp32, with a warning (``name`` then says ``torch``).
 
     Raises:
         BackendUnavailable: the backend cannot start; the message says why and names an alternative
@@ -61,7 +74,11 @@ def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
     if name == "torch":
         return TorchBackend(model, device=runtime.device, precision=runtime.precision)
     if name == "onnxruntime":
-        return OnnxRuntimeBackend.from_model(model, manifest, runtime)
+        try:
+            return OnnxRuntimeBackend.from_model(model, manifest, runtime)
+        except BackendUnavailable as exc:  # torch is the fallback (issue 12): same predictions within 1e-4
+            log.warning("backend onnxruntime unavailable (%s); serving torch fp32 instead", exc)
+            return TorchBackend(model, device=runtime.device, precision="fp32")
     if name == "tensorrt":
         require_tensorrt()  # raises BackendUnavailable with the alternative
         precision = runtime.precision
@@ -80,4 +97,11 @@ def create_backend(runtime: Any, model: Any, manifest: dict) -> Backend:
         return SwitchingBackend(
             fallback, lambda: TensorRTBackend(onnx_path, shapes, precision=precision, device=device,
                                               cache_dir=runtime.cache_dir or None), primary_name="tensorrt")
+    if name == "triton":
+        if triton is None:
+            from synctva_ros.config import TritonConfig  # deferred: only for callers that pass no section
+
+            triton = TritonConfig()
+        local = create_backend(dataclasses.replace(runtime, backend=triton.fallback), model, manifest)
+        return TritonBackend(triton, fusion_model_spec(model, triton.fusion_model), local)
     raise BackendUnavailable(f"unknown backend '{name}': use one of {', '.join(BACKENDS)}")

@@ -24,7 +24,8 @@ with camera frames made from ``skimage.data.astronaut`` (shifted a little per fr
 
 Configurations: ``demo`` (the demo profile with the shipped ``models/meld_minilm`` when it
 exists, else a development checkpoint trained for a few seconds on random features: labelled
-``checkpoint: dev``), and ``paper_random`` (a RoBERTa-base-sized encoder from
+``checkpoint: dev``), ``quality`` (the quality profile's real all-mpnet-base-v2 and openSMILE extractors; an
+untrained head while ``models/meld_mpnet`` is not trained: latency only), and ``paper_random`` (a RoBERTa-base-sized encoder from
 ``RobertaConfig()`` defaults and a ResNet-50, **random weights: latency only**, frames
 streamed during the utterance; fusion at the paper profile's width).
 
@@ -33,7 +34,10 @@ Output: ``<out>/bench.json`` and ``<out>/bench.png``.
 Modules: :mod:`~synctva_ros.bench.inputs` (windows, matmul peak), :mod:`~synctva_ros.bench.setups`
 (configurations and their checkpoints), :mod:`~synctva_ros.bench.measure` (latency per mode, FLOPs,
 fusion only), :mod:`~synctva_ros.bench.plot` (the chart), :mod:`~synctva_ros.bench.runner` (the run,
-the printed summary). :mod:`~synctva_ros.bench.soak` is the long soak of the node on the looped demo bag
+the printed summary), :mod:`~synctva_ros.bench.triton` (``--configs demo,triton``: the network stage through a
+Triton server under 1, 4 and 16 concurrent clients), :mod:`~synctva_ros.bench.scaling` (``--scaling``: latency
+against utterance length, tokens, faces in view and camera rate; ``bench_scaling.png``).
+:mod:`~synctva_ros.bench.soak` is the long soak of the node on the looped demo bag
 (``scripts/soak.py`` through :mod:`synctva_ros.ros.soak`, not part of ``synctva bench``).
 """
 

@@ -8,7 +8,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -16,8 +16,10 @@ from synctva_ros.backends import BackendUnavailable
 from synctva_ros.backends.engine_cache import cache_root
 from synctva_ros.bench.inputs import measure_peak_gflops, realistic_windows
 from synctva_ros.bench.measure import backend_factories, fusion_only, ready_as_named, run_mode, stage_flops
-from synctva_ros.bench.plot import plot
+from synctva_ros.bench.plot import plot, plot_scaling
+from synctva_ros.bench.scaling import run_scaling
 from synctva_ros.bench.setups import bench_setups
+from synctva_ros.bench.triton import format_triton, triton_rows
 from synctva_ros.pipeline import EmotionPipeline
 from synctva_ros.streaming import StreamingFeatureCache
 
@@ -55,7 +57,8 @@ def _meta(windows: list[Any], peak: float) -> dict[str, Any]:
 
 def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFAULT_CONFIGS,
               checkpoint: Path | None = None, profile: str = "demo",
-              overrides: Sequence[str] = ()) -> dict[str, Any]:
+              overrides: Sequence[str] = (), scaling: Mapping[str, Sequence[float]] | None = None,
+              scaling_repeats: int = 5, rows: bool = True) -> dict[str, Any]:
     """Run the benchmark described in :mod:`synctva_ros.bench`; write ``bench.json`` and ``bench.png``.
 
     For each configuration (:func:`~synctva_ros.bench.setups.bench_setups`) and each backend
@@ -70,11 +73,17 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
         out_dir: folder for ``bench.json`` and ``bench.png`` (created).
         repeats: timed windows per backend and mode (at least 1).
         configs: configurations: ``demo`` (``profile`` with its checkpoint) and/or ``paper_random``
-            (RoBERTa-base + ResNet-50 sized, random weights: latency only).
+            (RoBERTa-base + ResNet-50 sized, random weights: latency only); ``triton`` adds the first
+            configuration's network stage locally and through a local Triton server under 1, 4 and 16 concurrent
+            clients (``doc["triton"]``, :mod:`~synctva_ros.bench.triton`).
         checkpoint: checkpoint of the ``demo`` configuration (default: the profile's, else a
             development checkpoint).
         profile: profile of the ``demo`` configuration (name in ``config/profiles`` or a YAML path).
         overrides: ``section.key=value`` overrides of the ``demo`` configuration.
+        scaling: the scaling series to measure (:mod:`~synctva_ros.bench.scaling`, e.g. its ``SERIES``) on the first
+            configuration with its configured backend: ``doc["scaling"]`` and ``bench_scaling.png``; ``None``: none.
+        scaling_repeats: timed windows per scaling point.
+        rows: measure the backend rows (False: only the scaling series, FLOPs and nothing else).
 
     Returns:
         The ``bench.json`` document (keys :data:`BENCH_SCHEMA_KEYS`; rows with :data:`ROW_KEYS`).
@@ -104,7 +113,9 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
             {m: e for m, e in pipe.extractors.items() if pipe.active[m] and m in ("audio", "visual")},
             audio_mode=setup.cfg.features.streaming_audio)
         built: dict[str, Any] = {}
-        for bname, make in backend_factories(setup.cfg, pipe, doc["unavailable"]):
+        if scaling and "scaling" not in doc:
+            doc["scaling"] = run_scaling(pipe, setup.cfg, setup.name, scaling, scaling_repeats)
+        for bname, make in (backend_factories(setup.cfg, pipe, doc["unavailable"]) if rows else ()):
             try:
                 backend = make()
             except BackendUnavailable as exc:
@@ -122,19 +133,24 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
                                     "checkpoint": setup.checkpoint, "random_weights": setup.random_weights,
                                     "repeats": setup.repeats, **r, "lower_bound_s": lb})
                 log.info("%s | %s | %s: p50 %.1f ms", setup.name, bname, mode, 1e3 * r["latency_s"]["p50"])
-        fo = fusion_only(pipe, windows[0], {k: v for k, v in built.items()
-                                            if k in ("torch fp32", "onnxruntime", "onnxruntime int8")}, repeats)
-        doc["fusion_only"].append({"config": setup.name, "p50_s": fo})
+        if "triton" in configs and "triton" not in doc:  # the first configuration's network through Triton
+            doc["triton"] = triton_rows(pipe, windows, repeats, work, unavailable=doc["unavailable"])
+        if rows:
+            fo = fusion_only(pipe, windows[0], {k: v for k, v in built.items()
+                                                if k in ("torch fp32", "onnxruntime", "onnxruntime int8")}, repeats)
+            doc["fusion_only"].append({"config": setup.name, "p50_s": fo})
         cache.close()
         pipe.close()  # its live openSMILE runs and threads
     (out_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
     plot(doc, out_dir / "bench.png")
+    if "scaling" in doc:
+        plot_scaling(doc["scaling"], out_dir / "bench_scaling.png")
     return doc
 
 
 def format_summary(doc: dict[str, Any], out_dir: Path) -> str:
     """The summary ``synctva bench`` prints: one line per row (p50/p95/p99 ms, utterances/s), what was
-    not measured and why, and where the files are.
+    not measured and why, one line per scaling series (p50/p95 ms per point), and where the files are.
 
     Args:
         doc: the ``bench.json`` document (:func:`run_bench`).
@@ -146,7 +162,15 @@ def format_summary(doc: dict[str, Any], out_dir: Path) -> str:
         lat = r["latency_s"]
         lines.append(f"{r['config'][:28]:<28} {r['backend']:<16} {r['mode']:<10} {1e3 * lat['p50']:8.1f} "
                      f"{1e3 * lat['p95']:8.1f} {1e3 * lat['p99']:8.1f} {r['throughput_per_s']:7.2f}")
+    if "triton" in doc:
+        lines += format_triton(doc["triton"])
     for k, v in doc["unavailable"].items():
         lines.append(f"not measured: {k}: {v}")
-    lines.append(f"wrote {Path(out_dir) / 'bench.json'} and {Path(out_dir) / 'bench.png'}")
+    sc = doc.get("scaling")
+    for name, s in (sc or {}).get("series", {}).items():
+        lines.append(f"scaling {sc['config']} {sc['backend']} {name}: " + ", ".join(
+            f"{p['x']:g} -> p50 {1e3 * p['latency_s']['p50']:.1f} / p95 {1e3 * p['latency_s']['p95']:.1f} ms"
+            for p in s["points"]))
+    png = " and " + str(Path(out_dir) / "bench_scaling.png") if sc else ""
+    lines.append(f"wrote {Path(out_dir) / 'bench.json'} and {Path(out_dir) / 'bench.png'}{png}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from synctva_ros.config.loading import load_config, parse_overrides
 from synctva_ros.config.paths import PROFILES_DIR, package_root, resolve_path
 from synctva_ros.config.schema import ConfigError, SyncTVAConfig
 from synctva_ros.config.sections import (FeaturesConfig, ModelConfig, OutputConfig, RuntimeConfig,
-                                         TopicsConfig, WindowingConfig)
+                                         TopicsConfig, TritonConfig, WindowingConfig)
 
 __all__ = [
     "ConfigError",
@@ -29,6 +29,7 @@ __all__ = [
     "FeaturesConfig",
     "ModelConfig",
     "RuntimeConfig",
+    "TritonConfig",
     "OutputConfig",
     "SyncTVAConfig",
     "load_config",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from synctva_ros.config.sections import (FeaturesConfig, ModelConfig, OutputConfig, RuntimeConfig,
-                                         TopicsConfig, WindowingConfig)
+                                         TopicsConfig, TritonConfig, WindowingConfig)
 
 __all__ = ["ConfigError", "SyncTVAConfig"]
 
@@ -29,6 +29,7 @@ class SyncTVAConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    triton: TritonConfig = field(default_factory=TritonConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     # ---------------------------------------------------------------- flat view

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TopicsConfig", "WindowingConfig", "FeaturesConfig", "ModelConfig", "RuntimeConfig", "OutputConfig"]
+__all__ = ["TopicsConfig", "WindowingConfig", "FeaturesConfig", "ModelConfig", "RuntimeConfig", "TritonConfig",
+           "OutputConfig"]
 
 
 def _f(default: Any, description: str, *, range: tuple[float, float] | None = None,
@@ -213,8 +214,9 @@ class RuntimeConfig:
     profile: str = _f("demo", "Profile in config/profiles/ that the other defaults come from.", read_only=True)
     checkpoint: str = _f("models/meld_minilm", "Checkpoint directory (manifest.json + model.safetensors).",
                          read_only=True)
-    backend: str = _f("torch", "Inference backend.", read_only=True,
-                      choices=("torch", "onnxruntime", "tensorrt"))
+    backend: str = _f("torch", "Inference backend ('triton': a Triton Inference Server answers the network, "
+                      "settings in the triton section).", read_only=True,
+                      choices=("torch", "onnxruntime", "tensorrt", "triton"))
     device: str = _f("cpu", "torch device ('cpu', 'cuda', 'cuda:0').", read_only=True)
     precision: str = _f("fp32", "Numeric precision of the backend.", read_only=True,
                         choices=("fp32", "fp16", "bf16"))
@@ -229,6 +231,32 @@ class RuntimeConfig:
                                range=(0.0, 60.0))
     latency_error_s: float = _f(1.0, "Diagnostics ERROR when window-close -> publish exceeds this.",
                                 range=(0.0, 600.0))
+
+
+@dataclass
+class TritonConfig:
+    """``runtime.backend: triton``: the network answered by a Triton Inference Server (``synctva serve``, or NVIDIA's
+    container with the same model repository); windowing, feature extraction and pooling stay local."""
+
+    url: str = _f("127.0.0.1:8001", "Triton server as host:port: its gRPC port (default 8001) with protocol grpc, "
+                  "its HTTP port (8000) with http.", read_only=True)
+    protocol: str = _f("grpc", "Triton protocol.", read_only=True, choices=("grpc", "http"))
+    fusion_model: str = _f("synctva_fusion", "Name of the fusion network in the server's model repository.",
+                           read_only=True)
+    timeout_s: float = _f(0.5, "Longest wait for one request; then it counts as failed (a retry, else the fallback "
+                          "answers).", range=(0.01, 60.0))
+    retries: int = _f(1, "Further attempts after a failed request before the fallback answers the window (the worst "
+                      "wait is (retries + 1) * timeout_s).", range=(0, 10))
+    retry_interval_s: float = _f(5.0, "After a failure the fallback answers every window for this long before the "
+                                 "server is tried again.", range=(0.0, 3600.0))
+    fallback: str = _f("onnxruntime", "Local backend that answers when the server is down, slow or gives a bad "
+                       "reply (loaded at start).", read_only=True, choices=("onnxruntime", "torch"))
+    pad_nodes: bool = _f(True, "Pad each window's node axes to the next power of two (masked nodes: outputs equal "
+                         "within 1e-6) so that windows of several robots have equal shapes and the server's dynamic "
+                         "batcher can batch them.")
+    verify_tolerance: float = _f(1e-3, "On every (re)connection the first reply's probabilities are compared with "
+                                 "the fallback's on the same window; a larger difference refuses the server (another "
+                                 "checkpoint's model). 0 = no check.", range=(0.0, 1.0))
 
 
 @dataclass

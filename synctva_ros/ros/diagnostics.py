@@ -15,7 +15,8 @@ OK       otherwise
 Values (``KeyValue``, strings): ``count.<name>`` (messages in, windows, published,
 rejected by kind; sorted), ``latency.last_s``, ``latency.max_period_s``,
 ``latency.p50_s``/``latency.p95_s`` (once a window was published), ``queue``
-(windows waiting for inference), ``model``, ``backend``, ``windower.<stat>`` and
+(windows waiting for inference), ``model``, ``backend`` (with backend triton also ``backend.<counter>``:
+``triton``, ``fallback``, ``failures``, ``bad_replies``, ``skipped``), ``windower.<stat>`` and
 ``streaming.<stat>`` / ``streaming.<info>`` (where each window's features came from), and once a
 pipeline exists ``checkpoint.<outcome>`` (checkpoint loads in this process by integrity outcome:
 ``verified``, ``unrecorded``, ``refused``; :mod:`synctva_ros.checkpoint.integrity`) and
@@ -84,6 +85,10 @@ def status_values(counters: Mapping[str, int], latency: LatencySnapshot, queue: 
     values["queue"] = str(queue)
     values["model"] = str(getattr(pipeline, "name", ""))
     values["backend"] = str(getattr(pipeline, "backend_name", ""))
+    backend_counts = getattr(getattr(pipeline, "backend", None), "counters", None)
+    if callable(backend_counts):  # backend triton: windows per answering backend, failures, refused replies
+        for k, v in sorted(backend_counts().items()):
+            values[f"backend.{k}"] = str(v)
     for k, v in (windower_stats or {}).items():
         values[f"windower.{k}"] = str(v)
     stream = getattr(pipeline, "streaming", None)

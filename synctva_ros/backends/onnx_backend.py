@@ -14,8 +14,9 @@ subset in one session run (the text layers computed once). A plain fusion graph 
 warm-up fallback) is served too; its ``infer_subsets`` then runs once per subset.
 
 ``runtime.quantize: int8`` serves the int8 dynamically quantised copy of that graph
-(:mod:`~synctva_ros.backends.quantize`); tolerance then :data:`~synctva_ros.backends.quantize.INT8_TOLERANCE`
-and ``quantize`` says ``"int8"``.
+(:mod:`~synctva_ros.backends.quantize`); tolerance then :data:`~synctva_ros.backends.quantize.INT8_TOLERANCE`,
+``quantize`` says ``"int8"`` and :attr:`OnnxRuntimeBackend.name` is ``"onnxruntime-int8"`` (what
+``EmotionState.backend``, the logs and diagnostics then say).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class OnnxRuntimeBackend(Backend):
         self.path = Path(onnx_path)
         self.quantize = quantize
         self.tolerance = INT8_TOLERANCE if quantize == "int8" else type(self).tolerance
+        #: ``onnxruntime``, or ``onnxruntime-int8`` when the file is the int8 quantised graph.
+        self.name = "onnxruntime-int8" if quantize == "int8" else type(self).name
         self.session = ort_session(self.path, device, threads)
         self.input_names: list[str] = [i.name for i in self.session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self.session.get_outputs()]

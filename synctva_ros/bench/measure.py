@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from synctva_ros.backends import create_backend
 from synctva_ros.backends.tensorrt_backend import tensorrt_available
+from synctva_ros.backends.text_encoder import serve_text_encoder
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import collate
 from synctva_ros.core.window import UtteranceWindow
@@ -46,7 +47,8 @@ def rss_mb() -> float:
 
 def backend_factories(cfg: SyncTVAConfig, pipe: Any,
                       unavailable: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
-    """``(name, make)`` of each backend to measure for ``pipe``'s model; ``make()`` builds it.
+    """``(name, make)`` of each backend to measure for ``pipe``'s model; ``make()`` builds it and serves ``pipe``'s
+    text extractor's encoder on the same backend (:func:`~synctva_ros.backends.text_encoder.serve_text_encoder`).
 
     Always torch fp32, torch bf16, onnxruntime and onnxruntime int8 (``runtime.quantize: int8``) on the CPU;
     torch CUDA fp32/fp16 when torch sees
@@ -61,7 +63,11 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     def make(**kw: Any) -> Callable[[], Any]:
         def f() -> Any:
             rt = dataclasses.replace(cfg.runtime, **kw)
-            return create_backend(rt, pipe.model, pipe.manifest)
+            backend = create_backend(rt, pipe.model, pipe.manifest)
+            # the text extractor's encoder on the same backend (issue 12; the pipeline's own at start)
+            pipe.text_runtime = serve_text_encoder(pipe.extractors.get("text") if pipe.active.get("text") else None,
+                                                   rt)
+            return backend
         return f
 
     out = [("torch fp32", make(backend="torch", precision="fp32", device="cpu", quantize="none")),

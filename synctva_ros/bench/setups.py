@@ -2,8 +2,12 @@
 
 ``demo``: the demo profile (or the one given) with the shipped ``models/meld_minilm`` when it
 exists, else a development checkpoint trained for a few seconds on random features (labelled
-``checkpoint: dev``). ``paper_random``: a RoBERTa-base-sized encoder from ``RobertaConfig()``
-defaults and a ResNet-50, **random weights: latency only**; fusion at the paper profile's width.
+``checkpoint: dev``). ``quality``: the quality profile (all-mpnet-base-v2 with its **real** weights, four turns of
+dialogue context, openSMILE eGeMAPSv02) with its checkpoint ``models/meld_mpnet`` when it exists, else a network
+head trained for a few seconds on random features over those real extractors (``checkpoint: untrained head``,
+``random_weights`` true: latency only, its predictions mean nothing). ``paper_random``: a RoBERTa-base-sized
+encoder from ``RobertaConfig()`` defaults and a ResNet-50, **random weights: latency only**; fusion at the paper
+profile's width.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 
 from synctva_ros.bench.inputs import SENTENCES
+from synctva_ros.backends.engine_cache import cache_key
 from synctva_ros.checkpoint import MANIFEST_FILE, save_checkpoint
 from synctva_ros.config import SyncTVAConfig, load_config, resolve_path
 from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
@@ -147,12 +152,35 @@ def _demo_setup(profile: str, overrides: Sequence[str], checkpoint: Path | None,
         except FileNotFoundError as exc:
             log.warning("demo checkpoint not usable (%s): using a development checkpoint trained on random "
                         "features (latency only)", exc)
-            ckpt = work / "dev_demo_checkpoint"
+            ckpt = work / f"dev_{Path(str(cfg.runtime.profile)).stem}_checkpoint"
             if not (ckpt / MANIFEST_FILE).is_file():
                 dev_checkpoint(ckpt, cfg, build_extractors(cfg.features))
             label = "dev"
     cfg.runtime.checkpoint = str(ckpt)
     return BenchSetup(f"{cfg.runtime.profile}", cfg, f"{label}: {ckpt}", label == "dev", repeats)
+
+
+def _quality_setup(work: Path, repeats: int, overrides: Sequence[str]) -> BenchSetup:
+    """The quality profile; without its trained checkpoint, an untrained head over its real extractors (the
+    development checkpoint's folder is named after the extractors' identities, so other weights get another)."""
+    cfg = load_config("quality", list(overrides))
+    try:
+        ckpt: Path | None = resolve_path(cfg.runtime.checkpoint)
+    except FileNotFoundError:
+        ckpt = None
+    if ckpt is not None and (ckpt / MANIFEST_FILE).is_file():
+        cfg.runtime.checkpoint = str(ckpt)
+        return BenchSetup("quality", cfg, f"shipped: {ckpt}", False, repeats)
+    log.warning("quality checkpoint %s not trained yet: benchmarking its real extractors with an untrained head "
+                "(latency only)", cfg.runtime.checkpoint)
+    extractors = build_extractors(cfg.features, modalities=("text", "audio"))
+    key = cache_key({m: (e.identity() if e is not None else None) for m, e in extractors.items()})[:12]
+    ckpt = work / f"dev_quality_{key}"
+    if not (ckpt / MANIFEST_FILE).is_file():
+        dev_checkpoint(ckpt, cfg, extractors)
+    cfg.runtime.checkpoint = str(ckpt)
+    return BenchSetup("quality", cfg, f"untrained head (real {cfg.features.text_encoder} and openSMILE "
+                      f"{cfg.features.audio_feature_set}; latency only): {ckpt}", True, repeats)
 
 
 def _paper_random_setup(work: Path, repeats: int) -> BenchSetup:
@@ -169,14 +197,15 @@ def _paper_random_setup(work: Path, repeats: int) -> BenchSetup:
 
 def bench_setups(configs: Sequence[str], work: Path, repeats: int, profile: str = "demo",
                  overrides: Sequence[str] = (), checkpoint: Path | None = None) -> list[BenchSetup]:
-    """The configurations named in ``configs`` (``demo``, ``paper_random``; others are ignored), in that order.
+    """The configurations named in ``configs`` (``demo``, ``quality``, ``paper_random``; others are ignored), in that
+    order. ``quality`` is left out, with a logged warning, when its encoder's weights are not installed.
 
     Args:
         configs: configuration names (surrounding blanks and empty names are ignored).
         work: folder for the development checkpoints and random assets (reused between runs).
         repeats: timed windows per backend and mode (``paper_random`` uses ``max(2, repeats // 5)``).
         profile: profile of the ``demo`` configuration (name in ``config/profiles`` or a YAML path).
-        overrides: ``section.key=value`` overrides of the ``demo`` configuration.
+        overrides: ``section.key=value`` overrides of the ``demo`` and ``quality`` configurations.
         checkpoint: checkpoint of the ``demo`` configuration (default: the profile's when it has a
             manifest, else a development checkpoint under ``work``).
 
@@ -190,6 +219,11 @@ def bench_setups(configs: Sequence[str], work: Path, repeats: int, profile: str 
     out = []
     if "demo" in wanted:
         out.append(_demo_setup(profile, overrides, checkpoint, work, repeats))
+    if "quality" in wanted:
+        try:
+            out.append(_quality_setup(work, repeats, overrides))
+        except (FileNotFoundError, OSError, ModuleNotFoundError) as exc:
+            log.warning("bench configuration quality skipped: %s", exc)
     if "paper_random" in wanted:
         out.append(_paper_random_setup(work, repeats))
     return out

@@ -24,8 +24,8 @@ def test_int8_within_its_tolerance_of_torch_fp32_on_real_windows(tmp_path) -> No
                               pipe.model, pipe.manifest)
         fp32 = create_backend(RuntimeConfig(backend="onnxruntime", threads=1, cache_dir=str(tmp_path)),
                               pipe.model, pipe.manifest)
-        assert (int8.name, int8.quantize, int8.tolerance) == ("onnxruntime", "int8", INT8_TOLERANCE)
-        assert (fp32.quantize, fp32.tolerance) == ("none", 1e-4)
+        assert (int8.name, int8.quantize, int8.tolerance) == ("onnxruntime-int8", "int8", INT8_TOLERANCE)
+        assert (fp32.name, fp32.quantize, fp32.tolerance) == ("onnxruntime", "none", 1e-4)
         assert int8.path.parent == fp32.path.parent and int8.path.name.startswith("fusion_subsets_int8-")
         assert int8.path.stat().st_size < 0.4 * fp32.path.stat().st_size  # int8 weights: a quarter, plus scales
         worst = 0.0

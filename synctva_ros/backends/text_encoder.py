@@ -1,0 +1,227 @@
+"""The text extractor's encoder served by the selected backend (issue 12): onnxruntime (CPU or CUDA), torch fallback.
+
+The pipeline's text extractor (:class:`~synctva_ros.features.text.TextEncoder`) runs a Hugging Face encoder on
+every window's transcript (with dialogue context, up to a few hundred word pieces). With ``runtime.backend``
+``onnxruntime`` (and ``tensorrt``, see below) :func:`serve_text_encoder` exports that encoder — as the extractor
+holds it, i.e. cut to ``features.text_layer`` layers when the checkpoint fine-tunes the layers above inside the
+model (:mod:`~synctva_ros.model.text_top`; those are part of the fusion graph the backend already serves) — to
+ONNX and hands the extractor a runner (:attr:`TextEncoder.runner`) that answers its ``layer_states`` calls with
+an onnxruntime session. Everything around the encoder (tokenisation, node selection, pooling) stays the
+extractor's, so the features are those of torch within the stated parity.
+
+* Graph: inputs ``input_ids`` ``(B, T)`` int64, ``attention_mask`` ``(B, T)`` int64 and, for tokenizers that
+  produce it (BERT, MiniLM), ``token_type_ids`` ``(B, T)`` int64 (the second segment of ``context | utterance``
+  pairs is 1); output ``hidden`` ``(B, T, F)`` float32, the states of the extractor's layer; ``B`` and ``T``
+  dynamic (``batch``, ``tokens``). TorchScript tracer, opset 18 (:func:`~synctva_ros.backends.export._export`).
+* Cache: ``<cache>/onnx/text_encoder-<key>.onnx`` keyed by the extractor's identity (weights and tokenizer
+  sha256, layer), the number of encoder layers exported, the inputs, exporter, opset, torch and transformers
+  versions (:mod:`~synctva_ros.backends.engine_cache`: content-checked on every reuse).
+* ``runtime.quantize: int8``: the graph's int8 dynamically quantised copy (:mod:`~synctva_ros.backends.quantize`,
+  the same settings as the fusion graph), cached next to it.
+* Parity: at start the runner's states on a fixed context pair are compared with torch's; above
+  :data:`STATE_TOLERANCE` (fp32; measured about 3e-6 for all-MiniLM-L6-v2 and all-mpnet-base-v2) the extractor
+  stays on torch with a warning. int8 is checked for finite states only (its effect is measured on
+  probabilities, docs/performance.md).
+* Fallback: export, quantisation or session failures (onnxruntime missing, an encoder the tracer cannot take)
+  are logged once and the extractor keeps torch; nothing raises.
+* ``tensorrt``: the encoder is served by onnxruntime on ``runtime.device`` (CUDA execution provider when this
+  onnxruntime has it) while the fusion network gets its TensorRT engine; TensorRT engines for the encoders are
+  not built yet (no TensorRT on the development machines to test them against).
+* An encoder cut to its embeddings alone (``features.text_layer: 0``, the shipped MiniLM checkpoints, whose six
+  layers run inside the fusion graph) stays in torch: a table look-up and a LayerNorm, well under a millisecond.
+
+Threads: ``runtime.threads`` intra-op threads (0: onnxruntime's default).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .base import BackendUnavailable
+from .engine_cache import CachedArtifact, cache_root, cached_build
+from .export import DEFAULT_OPSET, ExportError, _export
+from .onnx_backend import ort_session
+from .quantize import cached_quantized_onnx
+
+__all__ = ["STATE_TOLERANCE", "OrtTextRunner", "export_text_states", "serve_text_encoder", "encoder_layers"]
+
+log = logging.getLogger(__name__)
+
+#: Max |Δ state| (valid tokens) of the onnxruntime fp32 runner against torch accepted at start.
+STATE_TOLERANCE = 1e-3
+_PROBE = ("Monica: So what happened after that? Ross: I told her everything.", "Joey: Wait, you did what?!")
+
+
+def encoder_layers(hf_model: torch.nn.Module) -> int:
+    """Transformer layers the Hugging Face encoder runs (``encoder.layer``; -1 when it has no such list)."""
+    layers = getattr(getattr(hf_model, "encoder", None), "layer", None)
+    return len(layers) if isinstance(layers, torch.nn.ModuleList) else -1
+
+
+class _States(torch.nn.Module):
+    """``(input_ids, attention_mask[, token_type_ids]) -> states of layer ``layer`` (-1: the last)``."""
+
+    def __init__(self, hf_model: torch.nn.Module, names: list[str], layer: int) -> None:
+        super().__init__()
+        self.hf, self.names, self.layer = hf_model, list(names), int(layer)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        res = self.hf(**dict(zip(self.names, inputs)), output_hidden_states=self.layer >= 0)
+        return res.last_hidden_state if self.layer < 0 else res.hidden_states[self.layer]
+
+
+def export_text_states(hf_model: torch.nn.Module, path: str | Path, input_names: list[str], layer: int = -1,
+                       opset: int = DEFAULT_OPSET) -> Path:
+    """Export a Hugging Face encoder's layer states to ONNX (the model given is not moved: a CPU copy is traced
+    when it lives elsewhere).
+
+    Args:
+        hf_model: the encoder (``AutoModel``).
+        path: output ``.onnx``.
+        input_names: ``input_ids``, ``attention_mask`` and optionally ``token_type_ids``, in that order.
+        layer: ``-1`` for ``last_hidden_state``, else ``hidden_states[layer]``.
+        opset: ONNX opset (>= 18).
+
+    Shapes:
+        each input ``(B, T)`` int64 -> ``hidden`` ``(B, T, F)`` float32; ``B``, ``T`` dynamic.
+
+    Raises:
+        ExportError: the exporter failed.
+    """
+    on_cpu = all(p.device.type == "cpu" for p in hf_model.parameters())
+    model = (hf_model if on_cpu else copy.deepcopy(hf_model).to("cpu")).eval()
+    vocab = int(getattr(model.config, "vocab_size", 100))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, max(vocab, 6), (2, 7), generator=g)
+    att = torch.ones(2, 7, dtype=torch.long)
+    att[1, 5:] = 0
+    args = [ids, att] + ([torch.tensor([[0, 0, 0, 1, 1, 1, 1]] * 2)] if "token_type_ids" in input_names else [])
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*input_names, "hidden"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        _export(_States(model, input_names, layer).eval(), tuple(args), Path(path), list(input_names), ["hidden"],
+                axes, opset, "torchscript")
+    return Path(path)
+
+
+class OrtTextRunner:
+    """The extractor's encoder in onnxruntime: ``runner(enc) -> (B, T, F)`` float32 CPU tensor.
+
+    Args:
+        session: an ``onnxruntime.InferenceSession`` of :func:`export_text_states`' graph.
+        name: what serves the encoder (``onnxruntime`` or ``onnxruntime-int8``).
+        path: the ONNX file.
+
+    Shapes:
+        ``enc`` the tokenizer's ``input_ids``/``attention_mask`` (``token_type_ids`` zeros when the graph wants
+        it and ``enc`` has none), ``(B, T)`` -> ``(B, T, F)``.
+    """
+
+    def __init__(self, session: Any, name: str, path: Path) -> None:
+        self.session, self.name, self.path = session, name, Path(path)
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.providers = list(session.get_providers())
+
+    def __call__(self, enc: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        ids = enc["input_ids"]
+        feeds = {}
+        for n in self.input_names:
+            v = enc.get(n)
+            v = torch.zeros_like(ids) if v is None else v
+            feeds[n] = np.ascontiguousarray(v.detach().cpu().numpy().astype(np.int64, copy=False))
+        return torch.from_numpy(self.session.run(["hidden"], feeds)[0])
+
+
+def _graph_inputs(extractor: Any) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in getattr(extractor.tokenizer, "model_input_names", ()):
+        names.append("token_type_ids")
+    return names
+
+
+def cached_text_onnx(extractor: Any, cache_dir: str | Path | None = None, opset: int = DEFAULT_OPSET) -> Path:
+    """The cached ONNX file of ``extractor``'s encoder (exported now when its key is new).
+
+    Raises:
+        ExportError: export failed; OSError: the cache is not writable.
+    """
+    import transformers  # deferred: only its version, for the key (the extractor has imported it)
+
+    names = _graph_inputs(extractor)
+    layer = -1 if (extractor.layer == -1 or getattr(extractor, "_truncated", False)) else int(extractor.layer)
+    parts = {"kind": "text_encoder", "identity": extractor.identity(), "layers": encoder_layers(extractor.model),
+             "output_layer": layer, "inputs": names, "opset": opset, "exporter": "torchscript",
+             "torch": torch.__version__, "transformers": transformers.__version__}
+    art = CachedArtifact(cache_root(cache_dir), "onnx", "text_encoder", "onnx", parts)
+    path, built = cached_build(art, lambda p: export_text_states(extractor.model, p, names, layer, opset))
+    if built:
+        log.info("exported text encoder %s (%d layers) to %s", extractor.name, parts["layers"], path.name)
+    return path
+
+
+def _parity(extractor: Any, runner: OrtTextRunner) -> float:
+    """Max |Δ state| over the valid tokens of a fixed context pair and a short text, runner against torch."""
+    enc = extractor.tokenizer([_PROBE[0], _PROBE[1][:12]], [_PROBE[1], _PROBE[0][:20]], padding=True,
+                              return_tensors="pt")
+    saved, extractor.runner = extractor.runner, None
+    try:
+        with torch.inference_mode():
+            ref, mask = extractor.layer_states(dict(enc))
+    finally:
+        extractor.runner = saved
+    got = runner(enc)
+    if got.shape != ref.shape or not bool(torch.isfinite(got).all()):
+        return float("inf")
+    return float((got - ref).abs()[mask].max())
+
+
+def serve_text_encoder(extractor: Any, runtime: Any) -> str:
+    """Let ``runtime``'s backend serve ``extractor``'s encoder; returns what serves it now.
+
+    Args:
+        extractor: a :class:`~synctva_ros.features.text.TextEncoder` (``None``: nothing to serve). Its
+            ``runner`` is set (onnxruntime) or cleared (torch); its torch model is kept (the fallback, FLOP
+            counts, the fine-tuned layers' base weights).
+        runtime: :class:`~synctva_ros.config.RuntimeConfig` (backend, device, threads, quantize, cache_dir).
+
+    Returns:
+        ``"torch"``, ``"onnxruntime"`` or ``"onnxruntime-int8"`` (``""`` for no extractor). Never raises for a
+        backend that cannot serve it: the reason is logged and torch serves.
+    """
+    if extractor is None or not hasattr(extractor, "runner"):
+        return ""
+    extractor.runner = None
+    backend = str(getattr(runtime, "backend", "torch"))
+    if backend not in ("onnxruntime", "tensorrt"):
+        return "torch"
+    if encoder_layers(extractor.model) == 0:
+        log.info("text encoder %s runs its embeddings only (features.text_layer 0): torch", extractor.name)
+        return "torch"
+    quantize = str(getattr(runtime, "quantize", "none") or "none") if backend == "onnxruntime" else "none"
+    device = str(getattr(runtime, "device", "cpu"))
+    try:
+        path = cached_text_onnx(extractor, getattr(runtime, "cache_dir", "") or None)
+        if quantize == "int8":
+            path = cached_quantized_onnx(path, getattr(runtime, "cache_dir", "") or None)
+        session = ort_session(path, device, int(getattr(runtime, "threads", 0)))
+    except (ExportError, BackendUnavailable, OSError) as exc:
+        log.warning("text encoder %s stays on torch: %s", extractor.name, exc)
+        return "torch"
+    runner = OrtTextRunner(session, "onnxruntime-int8" if quantize == "int8" else "onnxruntime", path)
+    diff = _parity(extractor, runner)
+    if not np.isfinite(diff) or (quantize != "int8" and diff > STATE_TOLERANCE):
+        log.warning("text encoder %s stays on torch: onnxruntime states differ from torch by %.3g (> %.0e)",
+                    extractor.name, diff, STATE_TOLERANCE)
+        return "torch"
+    extractor.runner = runner
+    log.info("text encoder %s served by %s (%s; max |state - torch| %.2g on the start-up probe)", extractor.name,
+             runner.name, ", ".join(runner.providers), diff)
+    return runner.name

@@ -10,9 +10,12 @@ the base encoder's identity (name, weights sha256, the same rule as ``TextEncode
 :func:`build_text_top` puts both together. Restoring fine-tuned layers from a checkpoint
 (base + deltas) is :mod:`synctva_ros.checkpoint.text_top_deltas`.
 
-Supported encoders: BERT-style layer naming (BERT, RoBERTa, MiniLM, XLM-R:
-``encoder.layer.{i}.attention.self.query`` ...), post-LayerNorm, absolute positions
-(Hugging Face ``transformers`` ``config.json`` keys).
+Supported encoders: post-LayerNorm layers under the names of
+:data:`~synctva_ros.model.text_top.LAYER_NAMES` (by ``model_type``): BERT-style naming with absolute
+positions (BERT, RoBERTa, MiniLM, XLM-R: ``encoder.layer.{i}.attention.self.query`` ...), and MPNet
+(``encoder.layer.{i}.attention.attn.q`` ..., plus its shared relative position bias table
+``encoder.relative_attention_bias.weight``, read with the layers; Song et al., NeurIPS 2020) (Hugging
+Face ``transformers`` ``config.json`` keys).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from torch import Tensor
 from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.features.weights import encoder_weights_file, resolve_text_encoder
-from synctva_ros.model.text_top import HF_LAYER_NAMES, TextTopLayers
+from synctva_ros.model.text_top import RELATIVE_BIAS_NAMES, TextTopLayers, layer_names
 
 __all__ = ["CALIBRATION_TEXTS", "load_base_layers", "special_token_states", "build_text_top"]
 
@@ -84,7 +87,8 @@ def _match(names: list[str], suffixes: list[str]) -> tuple[dict[str, str], str]:
     anchor = suffixes[0]
     hits = [n for n in names if n == anchor or n.endswith("." + anchor)]
     if not hits:
-        raise KeyError(f"the base encoder has no '{anchor}' (not a BERT-style encoder, or too few layers)")
+        raise KeyError(f"the base encoder has no '{anchor}' (its layers are not named as BERT's or MPNet's, "
+                       f"or it has too few layers)")
     prefix = hits[0][: len(hits[0]) - len(anchor)]
     out = {}
     for s in suffixes:
@@ -110,10 +114,13 @@ def load_base_layers(base: Any, text_layer: int, num_layers: int, name: str | No
 
     Returns:
         ``(spec, identity, {"encoder.layer.{i}.<suffix>": Tensor})``; identity has ``name``,
-        ``weights_sha256`` (same rule as ``TextEncoder.identity()``), ``model_type``, ``prefix``.
+        ``weights_sha256`` (same rule as ``TextEncoder.identity()``), ``model_type``, ``prefix``. For MPNet
+        the spec also has ``model_type``, ``relative_buckets`` and ``relative_max_distance``, and the
+        tensors hold the shared ``encoder.relative_attention_bias.weight`` ``(buckets, heads)``.
 
     Raises:
-        ValueError: ``K < 1`` or ``l + K > L``; KeyError: not a BERT-style encoder;
+        ValueError: ``K < 1``, ``l + K > L`` or a ``position_embedding_type`` other than absolute;
+        KeyError: the layers are not under the names of their ``model_type``;
         FileNotFoundError: no weights on disk for a path/name.
     """
     if num_layers < 1:
@@ -132,8 +139,14 @@ def load_base_layers(base: Any, text_layer: int, num_layers: int, name: str | No
             "eps": float(cfg.get("layer_norm_eps", 1e-12)),
             "dropout": float(cfg.get("hidden_dropout_prob", 0.1)),
             "layers": list(range(lo, lo + num_layers)), "text_layer": int(text_layer)}
-    suffixes = [f"encoder.layer.{i}.{hf}.{leaf}" for i in spec["layers"] for hf in HF_LAYER_NAMES.values()
-                for leaf in ("weight", "bias")]
+    model_type = cfg.get("model_type")
+    if model_type in RELATIVE_BIAS_NAMES:  # MPNet: T5-style buckets, max distance fixed in its code (128)
+        spec.update({"model_type": str(model_type), "relative_buckets": int(cfg["relative_attention_num_buckets"]),
+                     "relative_max_distance": 128})
+    suffixes = [f"encoder.layer.{i}.{hf}.{leaf}" for i in spec["layers"]
+                for hf in layer_names(model_type).values() for leaf in ("weight", "bias")]
+    if model_type in RELATIVE_BIAS_NAMES:
+        suffixes.append(RELATIVE_BIAS_NAMES[model_type])
     tensors, prefix = _read_tensors(source, suffixes)
     ident = {"name": name or str(getattr(base, "name", base)), "weights_sha256": sha,
              "model_type": cfg.get("model_type"), "prefix": prefix}

@@ -11,7 +11,8 @@ name and weights sha256. Restoring re-reads the pretrained layers from the base 
 (:func:`~synctva_ros.checkpoint.text_top_base.load_base_layers`), refuses a different hash
 (:class:`~synctva_ros.checkpoint.io.CheckpointError`) and adds the deltas. A model built with
 ``text_top_layers > 0`` and no layers attached refuses to run (never on weights it was not
-trained with).
+trained with). MPNet's relative position bias table is not fine-tuned: it is no delta, and restoring
+takes it from the base encoder with the layers (:mod:`synctva_ros.model.text_top`).
 """
 
 from __future__ import annotations
@@ -134,12 +135,17 @@ def restore_text_top(model: nn.Module, manifest: Mapping[str, Any], base: Any) -
         raise CheckpointError(f"base text encoder weights differ from the ones the top layers were fine-tuned "
                               f"from: sha256 {ident['weights_sha256']} here, {want.get('weights_sha256')} in the "
                               f"checkpoint ({want.get('name')})")
-    diff = sorted(key for key in ("hidden", "heads", "intermediate", "act", "layers") if spec2[key] != spec[key])
+    diff = sorted(key for key in ("hidden", "heads", "intermediate", "act", "layers", "model_type",
+                                  "relative_buckets", "relative_max_distance") if spec2.get(key) != spec.get(key))
     if diff:
         raise CheckpointError(f"base text encoder layer spec differs from the checkpoint's in {diff}")
     extra = manifest.get("_extra_tensors") or {}
-    merged = {}
+    top = TextTopLayers(spec, ident)
+    frozen = set(top.frozen_hf_keys())  # restored from the base as they are (MPNet's relative bias table)
+    merged = {key: state[key].float() for key in frozen if key in state}
     for key, t in state.items():
+        if key in frozen:
+            continue
         d = extra.get(EXTRA_PREFIX + key)
         if d is None:
             raise CheckpointError(f"the checkpoint lacks the delta '{EXTRA_PREFIX + key}'")
@@ -151,11 +157,13 @@ def restore_text_top(model: nn.Module, manifest: Mapping[str, Any], base: Any) -
     special = extra.get(_SPECIAL_KEY)
     if special is None or tuple(special.shape) != (n_special, int(spec["hidden"])):
         raise CheckpointError(f"the checkpoint's '{_SPECIAL_KEY}' is missing or not ({n_special}, {spec['hidden']})")
-    unknown = sorted(set(extra) - {EXTRA_PREFIX + key for key in state} - {_SPECIAL_KEY})
+    unknown = sorted(set(extra) - {EXTRA_PREFIX + key for key in state if key not in frozen} - {_SPECIAL_KEY})
     if unknown:
         raise CheckpointError(f"unexpected text_encoder tensors {unknown[:5]}")
-    top = TextTopLayers(spec, ident)
-    top.load_hf_state(merged)
+    try:
+        top.load_hf_state(merged)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"cannot restore the text top layers: {exc}") from exc
     with torch.no_grad():
         top.special.copy_(special.float())
     device = next(model.parameters()).device

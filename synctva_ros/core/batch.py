@@ -51,8 +51,9 @@ class TextEncoding(NamedTuple):
     Attributes:
         tokens: ``(N, F)`` float32 node states (the utterance's own word pieces), ``None`` for an empty text.
         sentence: ``(F,)`` float32 L2-normalised sentence embedding of the utterance alone, ``None`` if empty.
-        prefix: ``(M, F)`` float32 states of the sequence's other non-special tokens (context turns, speaker
-            tag; ``M`` may be 0) when the text encoder's ``context_states`` is on and context was given, else ``None``.
+        prefix: ``(M, F)`` float32 states of the sequence's other tokens (context turns, speaker tag; for
+            relative-position encoders such as MPNet also the separators; ``M`` may be 0) when the text encoder's
+            ``context_states`` is on and context was given, else ``None``.
     """
 
     tokens: np.ndarray | None

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/soak.py --minutes 15 --rate 10 --out out/soak
     .venv/bin/python scripts/soak.py --bag-hours 1 --rate 10       # until one hour of bag time at 10x
+    .venv/bin/python scripts/soak.py --minutes 10 --rate 1 --probe 30 --tracemalloc   # where the memory goes
 
 Starts ``emotion_node`` (``use_sim_time``, reliable camera/microphone, ``config/emotion.yaml``), replays the demo
 bag (``make demo`` builds it under ``cache/demo/``) in a loop with ``/clock``, and records ``/emotion_state`` and
@@ -31,13 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-s", type=float, default=10.0, help="seconds between RSS samples (default 10)")
     p.add_argument("--out", type=Path, default=Path("out/soak"))
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter")
+    p.add_argument("--probe", type=float, default=None, metavar="SECONDS",
+                   help="run the node under the memory probe (synctva_ros.bench.memprobe), one sample per SECONDS "
+                        "to <out>/memprobe.jsonl")
+    p.add_argument("--tracemalloc", action="store_true", help="with --probe: trace Python allocations (slower)")
+    p.add_argument("--trim-every", type=int, default=0, metavar="N",
+                   help="with --probe: malloc_trim(0) every N samples, RSS after it recorded")
     args = p.parse_args(argv)
     if not args.rate > 0:
         p.error("--rate must be positive")
     duration = 60.0 * args.minutes if args.minutes is not None else \
         3600.0 * (args.bag_hours if args.bag_hours is not None else 1.0) / args.rate
     doc = run_soak(bag=ensure_demo_bag(args.bag), out_dir=args.out, duration_s=duration, rate=args.rate,
-                   sample_s=args.sample_s, extra_params=args.param)
+                   sample_s=args.sample_s, extra_params=args.param,
+                   probe=None if args.probe is None else {
+                       "SYNCTVA_MEMPROBE_S": str(args.probe),
+                       "SYNCTVA_MEMPROBE_TRACEMALLOC": str(int(args.tracemalloc)),
+                       "SYNCTVA_MEMPROBE_TRIM": str(args.trim_every)})
     return 0 if doc["windows"]["missing"] == 0 else 1
 
 

@@ -9,7 +9,9 @@ message is converted with :mod:`synctva_ros.core.codecs` and added to an
 :class:`~synctva_ros.windowing.windower.UtteranceWindower`, then ``poll(now)``
 is called with ``now`` = the message's header stamp (for a ``std_msgs/String``
 transcript, which has no header, its log time: the node stamps it on arrival
-under ``/clock``). At the end of the bag ``flush()`` closes what is left.
+under ``/clock``). A camera frame or audio chunk with a 0 header stamp (a driver that leaves it unset) is
+given its log time as arrival time, as the node stamps it on arrival: it is placed, thinned and polled at
+that time. At the end of the bag ``flush()`` closes what is left.
 Camera frames that the windower's thinning would drop are not decoded (as in the node).
 
 Message types are recognised by their names, as the node's ``topics.*_msg_type`` parameters choose them:
@@ -208,21 +210,27 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
     bad = 0
     for m in read_bag(path, lambda t: t in wanted or hri.wants(t)):
         msg, now, kind = m.msg, None, m.msgtype.rsplit("/", 1)[-1]
+        # the log time is when the replayed message reaches the node (its clock follows the bag's /clock): the
+        # node's arrival time, which stands in for a 0 header stamp (windower rule 12), thinning included
+        arrival = m.timestamp_ns * 1e-9
         try:
             if m.topic == t_img and m.msgtype == "sensor_msgs/msg/Image":
-                now = stamp_to_seconds(msg.header.stamp)
+                stamp = stamp_to_seconds(msg.header.stamp)
+                now = stamp or arrival
                 check_image_layout(msg.height, msg.width, msg.encoding, msg.step, msg.data)
                 registry.set_camera_frame(msg.header.frame_id)
-                if not w.thin_frame(now):  # frames the thinning drops are not decoded (as in the node)
-                    w.add_frame(now, image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
-                                                  msg.step, msg.data))
+                if not w.thin_frame(stamp, arrival):  # frames the thinning drops are not decoded (as in the node)
+                    w.add_frame(stamp, image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
+                                                    msg.step, msg.data), now=arrival)
             elif m.topic == t_aud and m.msgtype.endswith("/AudioChunk"):
-                now = stamp_to_seconds(msg.header.stamp)
-                w.add_audio(now, audio_chunk_to_float(msg.sample_rate, msg.channels, msg.encoding, msg.data),
-                            msg.sample_rate)
+                stamp = stamp_to_seconds(msg.header.stamp)
+                now = stamp or arrival
+                w.add_audio(stamp, audio_chunk_to_float(msg.sample_rate, msg.channels, msg.encoding, msg.data),
+                            msg.sample_rate, now=arrival)
             elif m.topic == t_aud and kind == "AudioStamped":
-                now, samples, rate = audio_stamped_to_samples(msg)
-                w.add_audio(now, samples, rate)
+                stamp, samples, rate = audio_stamped_to_samples(msg)
+                now = stamp or arrival
+                w.add_audio(stamp, samples, rate, now=arrival)
             elif kind == "LiveSpeech" and (m.topic == t_tr or hri.voice_listed(m.topic)):
                 fields = live_speech_to_fields(msg, voice_id_from_topic(m.topic))
                 now = fields.stamp

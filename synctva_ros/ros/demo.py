@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from synctva_ros.bags.make_bag import make_bag
+from synctva_ros.bench.soak import read_proc
 from synctva_ros.bags.staged_faces import default_faces_csv, read_staged
 from synctva_ros.bags.reader import GroundTruth, ground_truth_from_bag
 from synctva_ros.config import package_root, resolve_path
 from synctva_ros.evaluation.summary import MODALITY_FIELDS, modality_accuracies, summarise_predictions
+from synctva_ros.ros.node_process import Recorder, console_bin, node_process, ros_env
 
 __all__ = ["run_demo", "run_sample_demo", "ensure_demo_bag", "result_rows", "utterance_lines", "modality_accuracies",
            "diagnostics_lines", "DEMO_CSV", "DEMO_BAG", "MODALITY_FIELDS"]
@@ -48,28 +46,6 @@ DEMO_BAG = "cache/demo/meld_dev_sample"
 #: Diagnostics keys the demo prints (windower thinning and streaming audio outcomes).
 _SHOWN_DIAGNOSTICS = ("windower.frames", "windower.thinned_frames", "streaming.audio_context",
                       "streaming.audio_cache")
-
-
-def _ros_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process and its threads (Linux ``/proc``); ``None`` elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _bin(name: str) -> str:
-    cand = Path(sys.executable).with_name(name)
-    return str(cand) if cand.exists() else name
 
 
 @dataclass
@@ -93,69 +69,36 @@ def _record(node: subprocess.Popen, bag: Path, truth: Sequence[GroundTruth], rat
     Raises:
         RuntimeError: the node exited early or did not come up within 180 s, or the replay failed.
     """
-    # deferred: rclpy and the generated messages need a ROS environment; the scoring helpers do not
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-    from synctva_ros.msg import EmotionState
-
-    rclpy.init()
-    rec = rclpy.create_node("synctva_demo_recorder")
     out = _Recording()
-    lock = threading.Lock()
 
-    def on_state(msg: EmotionState) -> None:
-        with lock:
-            out.got[msg.utterance_id or f"{msg.window_end.sec}.{msg.window_end.nanosec:09d}"] = msg
+    def on_state(msg: Any) -> None:  # under rec.lock
+        out.got[msg.utterance_id or f"{msg.window_end.sec}.{msg.window_end.nanosec:09d}"] = msg
 
-    def on_diag(msg: DiagnosticArray) -> None:
-        for st in msg.status:
-            if "emotion" in st.name:
-                with lock:
-                    out.diag.clear()
-                    out.diag.update({kv.key: kv.value for kv in st.values})
-
-    rec.create_subscription(EmotionState, "/emotion_state", on_state,
-                            QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-    rec.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    ex = SingleThreadedExecutor()
-    ex.add_node(rec)
-    spin = threading.Thread(target=ex.spin, daemon=True)
-    spin.start()
+    rec = Recorder(on_state, name="synctva_demo_recorder")
     try:
         # Wait until the node has subscribed to the bag's topics (its model load takes seconds).
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 180:
-            if node.poll() is not None:
-                raise RuntimeError("emotion node exited early:\n" + (out_dir / "node.log").read_text()[-3000:])
-            if rec.count_publishers("/emotion_state") > 0:
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("emotion node did not come up within 180 s; see " + str(out_dir / "node.log"))
+        rec.wait_for_node(node, 180.0, out_dir / "node.log")
         print(f"[demo] node up; replaying {bag} ({len(truth)} utterances, rate {rate})", flush=True)
-        out.cpu0, out.wall0 = _cpu_seconds(node.pid), time.monotonic()
-        replay = subprocess.run([_bin("synctva"), "replay", str(bag), "--rate", str(rate),
+        out.cpu0, out.wall0 = read_proc(node.pid)[1], time.monotonic()
+        replay = subprocess.run([console_bin("synctva"), "replay", str(bag), "--rate", str(rate),
                                  "--topics", "/audio,/camera/image_raw,/speech", "--wait", "60"],
                                 env=dict(env), stdin=subprocess.DEVNULL)
         if replay.returncode != 0:
             raise RuntimeError(f"replay failed with exit code {replay.returncode}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            with lock:
+            with rec.lock:
                 if all(t.utterance_id in out.got for t in truth):
                     break
             if node.poll() is not None:
                 break
             time.sleep(0.2)
-        out.cpu1, out.wall1 = _cpu_seconds(node.pid), time.monotonic()
+        out.cpu1, out.wall1 = read_proc(node.pid)[1], time.monotonic()
         time.sleep(1.5)  # one more /diagnostics (1 Hz) after the last window
+        with rec.lock:
+            out.diag = dict(rec.diag)
     finally:
-        ex.shutdown()
-        rec.destroy_node()
-        rclpy.shutdown()
+        rec.close()
     return out
 
 
@@ -242,30 +185,19 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
     Raises:
         RuntimeError: the node process exited early (its log tail is in the message).
     """
-    env = _ros_env()
+    env = ros_env()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     params_file = params_file or resolve_path("config/emotion.yaml")
     truth = ground_truth_from_bag(bag)
     out_dir = Path(out_dir or "out/demo")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    node_cmd = [_bin("emotion_node"), "--ros-args", "--params-file", str(params_file),
+    node_cmd = [console_bin("emotion_node"), "--ros-args", "--params-file", str(params_file),
                 "-p", "use_sim_time:=true"]
     for p in extra_params or []:
         node_cmd += ["-p", p]
-    node_log = open(out_dir / "node.log", "w")
-    node = subprocess.Popen(node_cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with node_process(node_cmd, env, out_dir / "node.log", stop_timeout_s=20.0) as node:
         seen = _record(node, bag, truth, rate, timeout_s, env, out_dir)
-    finally:
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGINT)
-            try:
-                node.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
-        node_log.close()
 
     staged = read_staged(bag if bag.is_dir() else bag.parent)
     if staged:

@@ -36,6 +36,7 @@ from synctva_ros.core.hri_fields import (MAX_VOICES, ArrivalStamper, audio_data_
                                          whisper_to_fields)
 from synctva_ros.msg import AudioChunk, Transcript
 from synctva_ros.ros.conversions import audio_msg_to_samples, transcript_msg_to_fields
+from synctva_ros.ros.qos import audio_qos
 
 __all__ = ["AUDIO_MSG_TYPES", "TRANSCRIPT_MSG_TYPES", "MAX_VOICES", "OptionalMessages", "import_optional_messages",
            "missing_package_lines", "input_type_problem", "InputSubscriptions"]
@@ -109,7 +110,8 @@ class InputSubscriptions:
         node: the rclpy node (``create_subscription``, ``get_logger``).
         topics: the ``topics`` configuration section.
         opt: the optional message modules.
-        sensor_qos, reliable_qos: QoS of microphone and speech subscriptions.
+        sensor_qos, reliable_qos: QoS of microphone and speech subscriptions (the microphone's depth is raised to
+            :data:`~synctva_ros.ros.qos.AUDIO_MIN_DEPTH` at least: :func:`~synctva_ros.ros.qos.audio_qos`).
         audio: ``audio(msg, convert)``: the node's audio path; ``convert(msg) -> (stamp_s, samples, rate)``.
         transcript: ``transcript(msg, convert)``: the node's transcript path; ``convert(msg) -> TranscriptFields``.
         now: the node clock, seconds (stamps header-less messages on arrival).
@@ -120,7 +122,7 @@ class InputSubscriptions:
                  audio: Callable[[Any, Callable], None], transcript: Callable[[Any, Callable], None],
                  now: Callable[[], float], subs: list) -> None:
         self._node, self._t, self._opt = node, topics, opt
-        self._sensor, self._reliable = sensor_qos, reliable_qos
+        self._sensor, self._reliable = audio_qos(sensor_qos), reliable_qos  # the microphone's depth: ros/qos.py
         self._audio, self._transcript, self._now, self._subs = audio, transcript, now, subs
         self._audio_info: Any = None
         self._stamper = ArrivalStamper()

@@ -57,6 +57,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from synctva_ros.config import SyncTVAConfig
+from synctva_ros.core.memory import HeapTrimmer, limit_arenas
 from synctva_ros.core.persons import PersonRegistry, emotion_ids
 from synctva_ros.msg import EmotionState
 from synctva_ros.ros.conversions import (InputError, TranscriptFields, audio_msg_to_samples, image_msg_stamp,
@@ -68,8 +69,7 @@ from synctva_ros.ros.expressions import ExpressionOutput
 from synctva_ros.ros.latency import LatencyStats
 from synctva_ros.ros.log_bridge import RclpyLogHandler, bridge_core_logging, unbridge_core_logging
 from synctva_ros.ros.persons import PersonSubscriptions
-from synctva_ros.ros.parameters import AUTOSTART, apply_parameter_updates, declare_autostart, \
-    declare_config_parameters
+from synctva_ros.ros.parameters import AUTOSTART, apply_parameter_updates, declare_autostart, declare_config_parameters
 from synctva_ros.ros.qos import reliable_qos, sensor_qos
 from synctva_ros.ros.signals import stop_on_signals
 from synctva_ros.ros.inputs import InputSubscriptions, import_optional_messages, input_type_problem, \
@@ -186,7 +186,7 @@ class EmotionNode(LifecycleNode):
         self._state_pub = self.create_lifecycle_publisher(EmotionState, t.emotion_state, reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
         self._worker = InferenceWorker(predict=self._pipeline.predict, publish=self._publish_state,
-                                       reject=self._counters.reject, published=self._on_published)
+                                       reject=self._counters.reject, published=self._on_published, idle=HeapTrimmer())
         self._worker.start()
         worker, persons = self._worker, self._persons
         self._feed = WindowFeed(windower, self._counters, submit=lambda w: worker.submit(persons.attribute(w)))
@@ -361,12 +361,12 @@ class EmotionNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """Console entry point ``emotion_node``: run the node until Ctrl-C or external shutdown.
 
-    ROS arguments work as usual (``--ros-args -p runtime.backend:=onnxruntime
-    --params-file config/emotion.yaml -r __ns:=/robot``). Returns the exit status:
-    0 on a normal stop, 1 when the node could not be created or configured.
+    ROS arguments work as usual (``--ros-args -p runtime.backend:=onnxruntime --params-file config/emotion.yaml
+    -r __ns:=/robot``). Returns the exit status: 0 on a normal stop, 1 when the node could not be created or configured.
     """
     # No rclpy signal handlers: they would shut the context down on Ctrl-C before the pending windows
     # are flushed and published; stop_on_signals() turns SIGINT and SIGTERM into KeyboardInterrupt.
+    limit_arenas()  # before any thread starts: fewer glibc arenas, RSS that stops growing (core/memory.py)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     with stop_on_signals():
         node: EmotionNode | None = None

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,17 +17,38 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from synctva_ros.bench.soak import DIAG_KEYS, SOAK_TOPICS, read_proc, rss_growth, summary_lines, window_accounting
+from synctva_ros.bench.soak import DIAG_KEYS, SOAK_TOPICS, loop_peaks, read_proc, rss_growth, summary_lines, \
+    window_accounting
+from synctva_ros.ros.node_process import Recorder, console_bin, node_process, ros_env
 
-__all__ = ["run_soak"]
+__all__ = ["run_soak", "probed_node_main"]
+
+#: Environment of a node started under the memory probe (:func:`probed_node_main`): the JSON-lines file,
+#: seconds between samples, tracemalloc on (1), malloc_trim every N samples.
+PROBE_ENV = ("SYNCTVA_MEMPROBE", "SYNCTVA_MEMPROBE_S", "SYNCTVA_MEMPROBE_TRACEMALLOC", "SYNCTVA_MEMPROBE_TRIM")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+def probed_node_main(argv: list[str] | None = None) -> int:
+    """The ``emotion_node`` entry point with a :class:`~synctva_ros.bench.memprobe.MemoryProbe` inside the node
+    process, configured by :data:`PROBE_ENV` (``python -m synctva_ros.ros.soak --ros-args ...``)."""
+    from synctva_ros.bench.memprobe import MemoryProbe
+    from synctva_ros.ros import node as node_module
+
+    holder: dict[str, Any] = {}
+
+    class ProbedNode(node_module.EmotionNode):  # the node object, for the probe's container walk
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            holder["node"] = self
+            super().__init__(*args, **kwargs)
+
+    node_module.EmotionNode = ProbedNode  # type: ignore[misc]  # main() builds it by this name
+    probe = MemoryProbe(os.environ[PROBE_ENV[0]], interval_s=float(os.environ.get(PROBE_ENV[1], "30")),
+                        root=lambda: holder.get("node"), tracemalloc=os.environ.get(PROBE_ENV[2]) == "1",
+                        trim_every=int(os.environ.get(PROBE_ENV[3], "0"))).start()
+    try:
+        return node_module.main(argv)
+    finally:
+        probe.stop()
 
 
 def _bag_counts(bag: Path, topics: Sequence[str]) -> tuple[float, dict[str, int]]:
@@ -47,11 +65,6 @@ def _bag_counts(bag: Path, topics: Sequence[str]) -> tuple[float, dict[str, int]
         return (reader.end_time - reader.start_time) * 1e-9, counts
 
 
-def _bin(name: str) -> str:
-    cand = Path(sys.executable).with_name(name)
-    return str(cand) if cand.exists() else name
-
-
 def _sample(pid: int, t0: float, diag: Mapping[str, str], received: int) -> dict[str, Any]:
     rss, cpu = read_proc(pid)
     return {"wall_s": round(time.monotonic() - t0, 2), "rss_mb": rss, "cpu_s": cpu, "states": received,
@@ -60,7 +73,7 @@ def _sample(pid: int, t0: float, diag: Mapping[str, str], received: int) -> dict
 
 def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0, sample_s: float = 10.0,
              params_file: Path | None = None, extra_params: Sequence[str] = (), drain_s: float = 30.0,
-             startup_timeout_s: float = 300.0) -> dict[str, Any]:
+             startup_timeout_s: float = 300.0, probe: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run the soak (:mod:`synctva_ros.bench.soak`); write ``<out_dir>/soak.json`` and print the summary.
 
     Args:
@@ -73,6 +86,8 @@ def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0,
         extra_params: more ``name:=value`` node parameters.
         drain_s: after the replay stops, wait at most this long for the last EmotionStates.
         startup_timeout_s: longest wait for the node to come up (model loading).
+        probe: run the node under the memory probe (:func:`probed_node_main`) with these :data:`PROBE_ENV`
+            variables (``SYNCTVA_MEMPROBE`` defaults to ``<out_dir>/memprobe.jsonl``); ``None``: plain node.
 
     Returns:
         The document written to ``soak.json`` (``summary``: the printed lines).
@@ -80,109 +95,70 @@ def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0,
     Raises:
         RuntimeError: the node exited or did not come up in time.
     """
-    # deferred: rclpy and the generated messages need a ROS environment; the helpers above do not
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
+    # deferred: the bag reader and the replay need rosbags and rclpy; the helpers above do not
     from synctva_ros.bags.reader import ground_truth_from_bag
     from synctva_ros.config import resolve_path
-    from synctva_ros.msg import EmotionState
     from synctva_ros.ros.replay import replay_bag
 
-    env = _env()
+    env = ros_env()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     ids = [t.utterance_id for t in ground_truth_from_bag(bag)]
     loop_s, per_topic = _bag_counts(bag, SOAK_TOPICS)
     out_dir.mkdir(parents=True, exist_ok=True)
     params_file = params_file or resolve_path("config/emotion.yaml")
-    cmd = [_bin("emotion_node"), "--ros-args", "--params-file", str(params_file), "-p", "use_sim_time:=true",
+    if probe is not None:
+        env.update({PROBE_ENV[0]: str(out_dir / "memprobe.jsonl"), **probe})
+    node_exe = [sys.executable, "-m", "synctva_ros.ros.soak"] if probe is not None else [console_bin("emotion_node")]
+    cmd = [*node_exe, "--ros-args", "--params-file", str(params_file), "-p", "use_sim_time:=true",
            "-p", "topics.sensor_qos:=reliable"]
     for p in extra_params:
         cmd += ["-p", p]
-    log_file = open(out_dir / "node.log", "w")
-    node = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    ctx = Context()
-    rclpy.init(context=ctx)
-    rec = rclpy.create_node("synctva_soak_recorder", context=ctx)
     received: Counter[str] = Counter()
-    diag: dict[str, str] = {}
-    lock = threading.Lock()
-
-    def on_state(msg: EmotionState) -> None:
-        with lock:
-            received[msg.utterance_id] += 1
-
-    def on_diag(msg: DiagnosticArray) -> None:
-        for st in msg.status:
-            if "emotion" in st.name:
-                with lock:
-                    diag.update({kv.key: kv.value for kv in st.values})
-
-    rec.create_subscription(EmotionState, "/emotion_state", on_state,
-                            QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-    rec.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(rec)
-    threading.Thread(target=ex.spin, daemon=True).start()
     stop = threading.Event()
     replay: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
-    try:
-        t_up = time.monotonic()
-        while rec.count_publishers("/emotion_state") == 0:
-            if node.poll() is not None or time.monotonic() - t_up > startup_timeout_s:
-                raise RuntimeError("emotion node exited or did not come up; see " + str(out_dir / "node.log"))
-            time.sleep(0.2)
-        def play() -> None:
-            try:
-                replay.update(replay_bag(bag, rate=rate, topics=SOAK_TOPICS, loop=True, wait_for_subscribers_s=60.0,
-                                         node=rec, stop_event=stop))
-            except Exception as exc:  # reported in soak.json and the summary, the soak still ends normally
-                replay["error"] = f"{type(exc).__name__}: {exc}"
+    with node_process(cmd, env, out_dir / "node.log") as node:
+        rec = Recorder(lambda msg: received.update([msg.utterance_id]), name="synctva_soak_recorder")
+        try:
+            up = rec.wait_for_node(node, startup_timeout_s, out_dir / "node.log")
 
-        player = threading.Thread(target=play, daemon=True)
-        print(f"[soak] node up after {time.monotonic() - t_up:.0f} s; replaying {bag} in a loop at {rate:g}x for "
-              f"{duration_s:.0f} s, RSS every {sample_s:g} s", flush=True)
-        t0 = time.monotonic()
-        player.start()
-        while time.monotonic() - t0 < duration_s and node.poll() is None and player.is_alive():
-            with lock:
-                samples.append(_sample(node.pid, t0, diag, sum(received.values())))
-            s = samples[-1]
-            if len(samples) % 6 == 1:
-                print(f"[soak] {s['wall_s']:6.0f} s  RSS {s['rss_mb'] or 0:7.1f} MB  states {s['states']:5d}  "
-                      f"resets {s['diag'].get('windower.time_resets', '?')}  frames in "
-                      f"{s['diag'].get('count.image_in', '?')}", flush=True)
-            time.sleep(max(0.0, t0 + len(samples) * sample_s - time.monotonic()))
-        stop.set()
-        player.join(60.0)
-        wall = time.monotonic() - t0
-        n, t_last = sum(received.values()), time.monotonic()
-        while time.monotonic() - t_last < min(10.0, drain_s) and time.monotonic() - t0 - wall < drain_s:
-            time.sleep(0.5)
-            with lock:
-                if sum(received.values()) != n:
-                    n, t_last = sum(received.values()), time.monotonic()
-        time.sleep(1.5)  # one more /diagnostics
-        with lock:
-            samples.append(_sample(node.pid, t0, diag, sum(received.values())))
-            diag_last, got = dict(diag), dict(received)
-    finally:
-        stop.set()
-        ex.shutdown()
-        rec.destroy_node()
-        ctx.try_shutdown()
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGINT)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
-        log_file.close()
+            def play() -> None:
+                try:
+                    replay.update(replay_bag(bag, rate=rate, topics=SOAK_TOPICS, loop=True, wait_for_subscribers_s=60.0,
+                                             node=rec.node, stop_event=stop))
+                except Exception as exc:  # reported in soak.json and the summary, the soak still ends normally
+                    replay["error"] = f"{type(exc).__name__}: {exc}"
+
+            player = threading.Thread(target=play, daemon=True)
+            print(f"[soak] node up after {up:.0f} s; replaying {bag} in a loop at {rate:g}x for "
+                  f"{duration_s:.0f} s, RSS every {sample_s:g} s", flush=True)
+            t0 = time.monotonic()
+            player.start()
+            while time.monotonic() - t0 < duration_s and node.poll() is None and player.is_alive():
+                with rec.lock:
+                    samples.append(_sample(node.pid, t0, rec.diag, sum(received.values())))
+                s = samples[-1]
+                if len(samples) % 6 == 1:
+                    print(f"[soak] {s['wall_s']:6.0f} s  RSS {s['rss_mb'] or 0:7.1f} MB  states {s['states']:5d}  "
+                          f"resets {s['diag'].get('windower.time_resets', '?')}  frames in "
+                          f"{s['diag'].get('count.image_in', '?')}", flush=True)
+                time.sleep(max(0.0, t0 + len(samples) * sample_s - time.monotonic()))
+            stop.set()
+            player.join(60.0)
+            wall = time.monotonic() - t0
+            n, t_last = sum(received.values()), time.monotonic()
+            while time.monotonic() - t_last < min(10.0, drain_s) and time.monotonic() - t0 - wall < drain_s:
+                time.sleep(0.5)
+                with rec.lock:
+                    if sum(received.values()) != n:
+                        n, t_last = sum(received.values()), time.monotonic()
+            time.sleep(1.5)  # one more /diagnostics
+            with rec.lock:
+                samples.append(_sample(node.pid, t0, rec.diag, sum(received.values())))
+                diag_last, got = dict(rec.diag), dict(received)
+        finally:
+            stop.set()
+            rec.close()
     per_loop = sum(per_topic.values())
     total = sum(replay.get("published", {}).values())
     loops_done, rest = divmod(total, per_loop)
@@ -191,15 +167,22 @@ def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0,
     doc: dict[str, Any] = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count(), "rate": rate,
         "duration_s": duration_s, "sample_s": sample_s, "wall_s": wall, "node_cmd": cmd, "utterances": len(ids),
+        "nice": os.nice(0), "env": {k: env.get(k) for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION",
+                                                           "MALLOC_ARENA_MAX", "ROS_DOMAIN_ID")},
         "bag": {"path": str(bag), "loop_s": loop_s, "per_loop": per_topic, "published": replay.get("published", {}),
                 "loops_done": loops_done, "covered_s": covered, "rate_achieved": covered / wall if wall > 0 else 0.0},
         "replay_failed": replay.get("failed", {}), "replay_error": replay.get("error"),
         "restarts": max(0, loops_done + (rest > 0) - 1),
         "node_cpu_cores": (cpu[-1] - cpu[0]) / samples[-1]["wall_s"] if len(cpu) >= 2 else 0.0,
-        "rss": rss_growth(samples), "windows": window_accounting(ids, got, loops_done), "received": got,
+        "rss": {**rss_growth(samples), "loop_peaks": loop_peaks(samples)},
+        "windows": window_accounting(ids, got, loops_done), "received": got,
         "diag_last": diag_last, "samples": samples}
     doc["summary"] = summary_lines(doc)
     (out_dir / "soak.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     for line in doc["summary"]:
         print(line, flush=True)
     return doc
+
+
+if __name__ == "__main__":  # the node under the memory probe (run_soak(probe=...))
+    sys.exit(probed_node_main())

@@ -9,6 +9,8 @@ Dialogue resets need nothing here: every window carries its windower session
 (:attr:`~synctva_ros.core.window.UtteranceWindow.session`) and the pipeline resets its
 context when the session changes, so a reset can neither overtake the old session's last
 windows nor be dropped with a full queue.
+When a window is published and no other waits, the thread calls ``idle`` (the node gives it a
+:class:`~synctva_ros.core.memory.HeapTrimmer`: freed memory goes back to the system between windows).
 Everything it calls is a plain callable: tests run it without rclpy.
 """
 
@@ -37,6 +39,7 @@ class InferenceWorker:
         reject: ``reject(kind, message)`` for a window that failed (``pipeline_errors``:
             ``predict`` or ``publish`` raised) or was dropped (``windows_dropped``).
         published: called with ``latency_s`` after each successful ``publish``.
+        idle: called after a window (published or failed) when no other window waits; its errors are ignored.
         max_pending: windows allowed to wait (default :data:`MAX_PENDING_WINDOWS`).
         clock: monotonic time in seconds (default :func:`time.monotonic`).
         name: thread name.
@@ -47,13 +50,15 @@ class InferenceWorker:
     def __init__(self, predict: Callable[[Any], Any], publish: Callable[[Any, Any, float], None],
                  reject: Callable[[str, str], None], published: Callable[[float], None],
                  max_pending: int = MAX_PENDING_WINDOWS,
-                 clock: Callable[[], float] = time.monotonic, name: str = "synctva_worker") -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "synctva_worker",
+                 idle: Callable[[], Any] | None = None) -> None:
         self._predict = predict
         self._publish = publish
         self._reject = reject
         self._published = published
         self.max_pending = max_pending
         self._clock = clock
+        self._idle = idle
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -107,5 +112,10 @@ class InferenceWorker:
             except Exception as exc:
                 self._reject("pipeline_errors", f"window [{window.start:.3f}, {window.end:.3f}] s failed: "
                                                 f"{type(exc).__name__}: {exc}")
-                continue
-            self._published(latency)
+            else:
+                self._published(latency)
+            if self._idle is not None and self._queue.empty():
+                try:
+                    self._idle()
+                except Exception:  # housekeeping never stops the worker
+                    pass

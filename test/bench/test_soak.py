@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from synctva_ros.bench.soak import read_proc, rss_growth, summary_lines, window_accounting
+from synctva_ros.bench.soak import loop_peaks, read_proc, rss_growth, summary_lines, window_accounting
 
 
 def sample(t: float, rss: float, resets: int) -> dict:
@@ -60,3 +60,28 @@ def test_summary_says_what_was_measured_and_the_verdict():
     assert lines[-1].endswith("RSS growth < 5 % and no window dropped")
     doc["windows"] = window_accounting(["a", "b"], {"a": 1, "b": 2}, 2)
     assert summary_lines(doc)[-1].endswith("NOT met (see above)")
+
+
+def test_loop_peaks_compare_the_last_complete_loop_with_the_second():
+    samples = [sample(0, 500, 0), sample(10, 900, 0), sample(20, 1000, 1), sample(30, 950, 1), sample(40, 1010, 2),
+               sample(50, 990, 2), sample(60, 1030, 3), {"wall_s": 70, "rss_mb": None, "diag": {}},
+               sample(80, 2000, 4)]  # the last loop may be partial: left out of the growth
+    p = loop_peaks(samples)
+    assert p["peaks_mb"] == [900, 1000, 1010, 1030, 2000]
+    assert p["peak_growth_pct"] == pytest.approx(3.0)
+    assert loop_peaks(samples[:5])["peak_growth_pct"] is None  # loops 0-2, loop 2 partial: two complete
+
+
+def test_the_verdict_follows_the_per_loop_peaks_when_there_are_enough_loops():
+    # the warm-up sample falls in the trough after a restart (the frame buffer just emptied)
+    samples = [sample(0, 900, 0), sample(10, 880, 1), sample(20, 1020, 1), sample(30, 1010, 2), sample(40, 1025, 3),
+               sample(50, 1021, 4)]
+    doc = {"rate": 1.0, "wall_s": 50.0, "utterances": 1, "restarts": 4, "node_cpu_cores": 0.3,
+           "bag": {"covered_s": 50.0, "loops_done": 4, "loop_s": 10.0, "rate_achieved": 1.0, "published": {}},
+           "rss": {**rss_growth(samples), "loop_peaks": loop_peaks(samples)},
+           "windows": window_accounting(["a"], {"a": 4}, 4), "diag_last": {}}
+    lines = summary_lines(doc)
+    assert doc["rss"]["growth_pct"] == pytest.approx(100 * 141 / 880)  # from the trough: +16 %
+    assert any(line.startswith("node RSS per-loop peaks: 1020 MB in loop 2, 1025 MB in the last complete loop (4): "
+                               "+0.5 %") for line in lines), lines
+    assert lines[-1].endswith("RSS growth < 5 % and no window dropped (growth judged by the per-loop peaks)")

@@ -4,17 +4,16 @@ rate, ids in EmotionState.face_id's format, /humans/faces/tracked when asked for
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("hri_msgs.msg", reason="hri_msgs missing: `make third-party-msgs` builds the stand-in")
+
+from node_runs import run_node_with_client, tiny_node_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).with_name("expressions_client.py")
@@ -32,18 +31,10 @@ def expressions_run(node_process, ros_env, tiny_checkpoint):
         load_face_api_expression()
     except FaceWeightsMissing:
         pytest.skip("face weights not installed (make setup)")
-    node = node_process(["-p", "use_sim_time:=true", "-p", f"runtime.checkpoint:={tiny_checkpoint}",
-                         "-p", "topics.sensor_qos:=reliable", "-p", "runtime.threads:=1",
-                         "-p", f"output.expression_hz:={HZ}", "-p", "output.faces_tracked:=true"])
-    try:
-        res = subprocess.run([sys.executable, str(CLIENT), str(FACES)], cwd=ROOT, env=ros_env, capture_output=True,
-                             text=True, timeout=400)
-        assert res.returncode == 0, res.stderr[-4000:]
-        out = json.loads(res.stdout)
-        alive = node.alive()
-    finally:
-        status = node.stop()
-    return out, node.output(), alive, status
+    return run_node_with_client(node_process, ros_env,
+                                tiny_node_args(tiny_checkpoint, "-p", f"output.expression_hz:={HZ}",
+                                               "-p", "output.faces_tracked:=true"),
+                                CLIENT, str(FACES), timeout=400)
 
 
 def test_two_faces_in_view_give_two_expression_streams_at_the_configured_rate(expressions_run):

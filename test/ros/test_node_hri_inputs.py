@@ -8,9 +8,6 @@ packages are the real ones or the stand-ins of ``third_party_msgs/`` (``make thi
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,8 @@ import pytest
 pytest.importorskip("hri_msgs.msg", reason="hri_msgs missing: `make third-party-msgs` builds the stand-in")
 pytest.importorskip("audio_common_msgs.msg", reason="audio_common_msgs missing: `make third-party-msgs`")
 pytest.importorskip("whisper_msgs.msg", reason="whisper_msgs missing: `make third-party-msgs`")
+
+from node_runs import hidden_package, run_node_with_client, tiny_node_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).with_name("hri_client.py")
@@ -34,17 +33,8 @@ CASES = {
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case_run(request, node_process, ros_env, tiny_checkpoint):
     case = request.param
-    node = node_process(["-p", "use_sim_time:=true", "-p", f"runtime.checkpoint:={tiny_checkpoint}",
-                         "-p", "topics.sensor_qos:=reliable", "-p", "runtime.threads:=1", *CASES[case]])
-    try:
-        res = subprocess.run([sys.executable, str(CLIENT), case], cwd=ROOT, env=ros_env, capture_output=True,
-                             text=True, timeout=300)
-        assert res.returncode == 0, res.stderr[-4000:]
-        out = json.loads(res.stdout)
-        alive = node.alive()
-    finally:
-        status = node.stop()
-    return case, out, node.output(), alive, status
+    return (case, *run_node_with_client(node_process, ros_env, tiny_node_args(tiny_checkpoint, *CASES[case]),
+                                        CLIENT, case))
 
 
 def test_one_emotion_state_per_utterance_from_third_party_inputs(case_run):
@@ -71,14 +61,8 @@ def test_one_emotion_state_per_utterance_from_third_party_inputs(case_run):
 def test_missing_package_for_a_chosen_type_fails_configure(start_node, ros_env, tmp_path):
     """hri_msgs hidden (an ``hri_msgs`` first on PYTHONPATH that fails to import): one start-up line says what is
     off, and asking for LiveSpeech fails configure with a clear message (exit status 1), before any model load."""
-    (tmp_path / "hri_msgs").mkdir()
-    (tmp_path / "hri_msgs" / "__init__.py").write_text("raise ImportError('hidden for the test')\n")
-    saved = ros_env["PYTHONPATH"]
-    ros_env["PYTHONPATH"] = f"{tmp_path}:{saved}"
-    try:  # the child gets the environment at start
+    with hidden_package(ros_env, tmp_path, "hri_msgs"):  # the child gets the environment at start
         node = start_node("-p", "topics.transcript_msg_type:=live_speech", "-p", "runtime.checkpoint:=/nonexistent")
-    finally:
-        ros_env["PYTHONPATH"] = saved
     assert node.wait(60) == 1
     log = node.output()
     assert "hri_msgs is not installed: topics.transcript_msg_type 'live_speech'" in log, log[-3000:]

@@ -4,9 +4,6 @@ start-up lines when hri_msgs is missing (persons and the per-face expression out
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,25 +12,19 @@ import pytest
 pytest.importorskip("hri_msgs.msg", reason="hri_msgs missing: `make third-party-msgs` builds the stand-in")
 pytest.importorskip("audio_common_msgs.msg", reason="audio_common_msgs missing: `make third-party-msgs`")
 
+from node_runs import hidden_package, run_node_with_client, tiny_node_args  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).with_name("persons_client.py")
 
 
 @pytest.fixture(scope="module")
 def persons_run(node_process, ros_env, tiny_checkpoint):
-    node = node_process(["-p", "use_sim_time:=true", "-p", f"runtime.checkpoint:={tiny_checkpoint}",
-                         "-p", "topics.sensor_qos:=reliable", "-p", "runtime.threads:=1",
-                         "-p", "topics.audio_msg_type:=audio_stamped", "-p", "topics.transcript_msg_type:=live_speech",
-                         "-p", "output.frame_id:=base_link"])
-    try:
-        res = subprocess.run([sys.executable, str(CLIENT)], cwd=ROOT, env=ros_env, capture_output=True, text=True,
-                             timeout=300)
-        assert res.returncode == 0, res.stderr[-4000:]
-        out = json.loads(res.stdout)
-        alive = node.alive()
-    finally:
-        status = node.stop()
-    return out, node.output(), alive, status
+    return run_node_with_client(node_process, ros_env,
+                                tiny_node_args(tiny_checkpoint, "-p", "topics.audio_msg_type:=audio_stamped",
+                                               "-p", "topics.transcript_msg_type:=live_speech",
+                                               "-p", "output.frame_id:=base_link"),
+                                CLIENT)
 
 
 def test_emotion_state_names_the_voice_the_person_and_the_persons_face(persons_run):
@@ -57,14 +48,8 @@ def test_emotion_state_names_the_voice_the_person_and_the_persons_face(persons_r
 
 def test_without_hri_msgs_the_node_says_persons_are_off(start_node, ros_env, tmp_path, tiny_checkpoint):
     """hri_msgs hidden: the start-up line names what is off, and the node still configures with its own types."""
-    (tmp_path / "hri_msgs").mkdir()
-    (tmp_path / "hri_msgs" / "__init__.py").write_text("raise ImportError('hidden for the test')\n")
-    saved = ros_env["PYTHONPATH"]
-    ros_env["PYTHONPATH"] = f"{tmp_path}:{saved}"
-    try:
+    with hidden_package(ros_env, tmp_path, "hri_msgs"):
         node = start_node("-p", f"runtime.checkpoint:={tiny_checkpoint}", "-p", "runtime.threads:=1")
-    finally:
-        ros_env["PYTHONPATH"] = saved
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and node.alive() and "expressions: off" not in node.output():
         time.sleep(0.5)

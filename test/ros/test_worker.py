@@ -121,3 +121,38 @@ def test_unstarted_stop_is_immediate():
     w2.submit(Window(1.0, 2.0))
     assert w2.stop(10)
     assert rec.log == ["result 1"] and w2.max_pending == MAX_PENDING_WINDOWS == 16
+
+
+def test_idle_runs_after_the_last_waiting_window_only_and_its_errors_are_ignored():
+    """The node's heap trimmer runs when no window waits (never between queued windows), failed ones included."""
+    rec = Recorder()
+    rec.gate.clear()
+    calls: list[int] = []
+
+    def idle() -> None:
+        calls.append(len(rec.log))
+        raise MemoryError("housekeeping failed")  # ignored: the worker goes on
+
+    w = rec.worker(idle=idle)
+    w.start()
+    w.submit(Window(0.0, 1.0))
+    assert rec.started.wait(10)  # window 0 in predict; three more queue behind it
+    for start in (1.0, -1.0, 3.0):
+        w.submit(Window(start, start + 1.0))
+    rec.gate.set()
+    _wait_for(lambda: calls)
+    assert w.stop(10)
+    assert rec.log == ["result 0", "result 1", "result 3"] and calls == [3]
+    w2 = rec.worker(idle=lambda: calls.append(-1))
+    w2.start()
+    w2.submit(Window(-1.0, 0.0))  # a failed window is followed by idle too
+    _wait_for(lambda: len(calls) == 2)
+    assert w2.stop(10) and calls == [3, -1]
+
+
+def _wait_for(cond, timeout_s: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -1,0 +1,107 @@
+"""Keeping a long-running process's heap from growing: fewer malloc arenas, free memory given back (issue 14).
+
+The node's steady state churns large buffers: every kept camera frame (0.9 MB decoded at 640x480), its
+face crops and network activations are allocated and freed while the utterance goes on, from several
+threads (executor, streaming, worker, openSMILE). glibc's allocator keeps what they free inside its heaps,
+raises its mmap threshold past the frame size after the first such free (so frames come from the heaps
+from then on), and returns only the free memory at the very top of a heap. Measured in the soak
+(docs/performance.md, "Soak"): the bytes in use peaked at the same level loop after loop (the buffers are
+bounded), but the heaps kept growing with free, fragmented memory, and RSS with them.
+
+:class:`HeapTrimmer` calls glibc's ``malloc_trim(0)`` (which also releases whole free pages inside the
+heaps, not only at their top), at most once per ``min_interval_s``; the inference worker calls it when it
+has no window waiting, so it never delays a window. A no-op where the C library is not glibc.
+
+What stopped the heaps' growth in the soak is fewer of them: glibc gives each thread that meets contention an arena of its own
+(up to 8 per core), and the node has about 30 threads (executor, worker, streaming, openSMILE, Fast DDS, torch);
+each arena keeps its own free memory. With 2 arenas (``MALLOC_ARENA_MAX=2``) the resident memory outside the
+bytes in use stayed at 225-246 MB over 15 minutes of the soak, where it grew 228 -> 337 MB with the default,
+at the same latency (p50 60 vs 66 ms). :func:`limit_arenas` sets that from inside the process
+(``mallopt(M_ARENA_MAX)``); the node's ``main`` calls it before any thread starts. A ``MALLOC_ARENA_MAX`` in the
+environment wins.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+import time
+from typing import Any, Callable
+
+__all__ = ["HeapTrimmer", "TRIM_INTERVAL_S", "ARENA_MAX", "limit_arenas", "glibc"]
+
+#: Least seconds between two trims of the node's heap.
+TRIM_INTERVAL_S = 10.0
+
+#: glibc malloc arenas the node allows (the main one and one more).
+ARENA_MAX = 2
+_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+
+_libc: Any = None
+_libc_lock = threading.Lock()
+
+
+def glibc() -> Any:
+    """The process's glibc (``ctypes.CDLL``) when it has ``malloc_trim``, else ``None`` (musl, macOS)."""
+    global _libc
+    with _libc_lock:
+        if _libc is None:
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _libc = lib if hasattr(lib, "malloc_trim") else False
+            except OSError:
+                _libc = False
+        return _libc or None
+
+
+def limit_arenas(n: int = ARENA_MAX, environ: dict[str, str] | None = None) -> bool:
+    """``mallopt(M_ARENA_MAX, n)``: at most ``n`` glibc malloc arenas from now on (module docstring).
+
+    Call it before threads start (arenas made before stay). Does nothing where the C library is not glibc or
+    ``MALLOC_ARENA_MAX`` is set in ``environ`` (default ``os.environ``). Returns whether it set the limit.
+    """
+    import os
+
+    env = os.environ if environ is None else environ
+    lib = glibc()
+    if lib is None or env.get("MALLOC_ARENA_MAX") or not hasattr(lib, "mallopt"):
+        return False
+    return bool(lib.mallopt(_M_ARENA_MAX, int(n)))
+
+
+class HeapTrimmer:
+    """``trimmer()``: ``malloc_trim(0)`` unless it ran less than ``min_interval_s`` ago.
+
+    Args:
+        min_interval_s: least seconds between two trims (0: every call).
+        clock: monotonic seconds (tests).
+
+    Attributes:
+        trims: trims done. seconds: their total wall time, seconds.
+    """
+
+    def __init__(self, min_interval_s: float = TRIM_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.min_interval_s = float(min_interval_s)
+        self._clock = clock
+        self._last: float | None = None
+        self.trims = 0
+        self.seconds = 0.0
+        self._lib = glibc()
+
+    @property
+    def available(self) -> bool:
+        """Whether trimming does anything here (glibc)."""
+        return self._lib is not None
+
+    def __call__(self) -> bool:
+        """Trim when due; returns whether it trimmed."""
+        now = self._clock()
+        if self._lib is None or (self._last is not None and now - self._last < self.min_interval_s):
+            return False
+        self._last = now
+        t0 = time.perf_counter()
+        self._lib.malloc_trim(0)
+        self.seconds += time.perf_counter() - t0
+        self.trims += 1
+        return True

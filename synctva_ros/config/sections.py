@@ -51,7 +51,8 @@ class TopicsConfig:
     emotion_state: str = _f("emotion_state", "Output topic (synctva_ros/EmotionState).", read_only=True)
     sensor_qos: str = _f("sensor_data", "QoS of camera and microphone subscriptions.",
                          read_only=True, choices=("sensor_data", "reliable"))
-    qos_depth: int = _f(50, "History depth of every subscription and publisher.", range=(1, 10000),
+    qos_depth: int = _f(50, "History depth of every subscription and publisher (the microphone subscription "
+                           "keeps at least 500: ros/qos.py).", range=(1, 10000),
                         read_only=True)
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from synctva_ros.ros.demo import ensure_demo_bag
-from synctva_ros.ros.soak import run_soak
+from synctva_ros.ros.soak import probe_env, run_soak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         3600.0 * (args.bag_hours if args.bag_hours is not None else 1.0) / args.rate
     doc = run_soak(bag=ensure_demo_bag(args.bag), out_dir=args.out, duration_s=duration, rate=args.rate,
                    sample_s=args.sample_s, extra_params=args.param,
-                   probe=None if args.probe is None else {
-                       "SYNCTVA_MEMPROBE_S": str(args.probe),
-                       "SYNCTVA_MEMPROBE_TRACEMALLOC": str(int(args.tracemalloc)),
-                       "SYNCTVA_MEMPROBE_TRIM": str(args.trim_every)})
+                   probe=None if args.probe is None else probe_env(args.probe, args.tracemalloc, args.trim_every))
     return 0 if doc["windows"]["missing"] == 0 else 1
 
 

@@ -127,8 +127,7 @@ class EmotionPipeline:
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
         self.backend = create_backend(cfg.runtime, self.model, self.manifest, triton=cfg.triton)
         #: What runs the text extractor's encoder: ``torch``, ``onnxruntime``, ``onnxruntime-int8`` ("" without text).
-        self.text_runtime = serve_text_encoder(self.extractors.get("text") if self.active["text"] else None,
-                                               cfg.runtime)
+        self.text_runtime = self.serve_text(cfg.runtime)
         #: The product of experts (checkpoint block or defaults) and whether the block was the manifest's.
         self.fusion, self.fusion_block, self.fusion_from_manifest = self._fusion()
         #: The facial-expression stage (``None``: off, weights missing, or classes it cannot map onto).
@@ -188,6 +187,17 @@ class EmotionPipeline:
         except CheckpointError as exc:
             log.warning("face expert off for checkpoint %s: %s", self.name, exc)
             return None, {}, False
+
+    def serve_text(self, runtime: Any) -> str:
+        """Serve the active text extractor's encoder on ``runtime``'s backend
+        (:func:`~synctva_ros.backends.text_encoder.serve_text_encoder`: onnxruntime, else torch; never raises for a
+        backend that cannot serve it); sets and returns :attr:`text_runtime` (``""`` without a text branch).
+
+        Args:
+            runtime: :class:`~synctva_ros.config.RuntimeConfig` (backend, device, threads, quantize, cache_dir).
+        """
+        self.text_runtime = serve_text_encoder(self.extractors.get("text") if self.active["text"] else None, runtime)
+        return self.text_runtime
 
     @property
     def backend_name(self) -> str:

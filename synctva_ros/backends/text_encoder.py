@@ -150,13 +150,22 @@ def _graph_inputs(extractor: Any) -> list[str]:
 def cached_text_onnx(extractor: Any, cache_dir: str | Path | None = None, opset: int = DEFAULT_OPSET) -> Path:
     """The cached ONNX file of ``extractor``'s encoder (exported now when its key is new).
 
+    Args:
+        extractor: a :class:`~synctva_ros.features.text.TextEncoder` (its model as kept, ``output_layer``,
+            tokenizer inputs and identity).
+        cache_dir: ``runtime.cache_dir`` (``None``: the default cache).
+        opset: ONNX opset (>= 18).
+
+    Returns:
+        ``<cache>/onnx/text_encoder-<key>.onnx`` (:func:`export_text_states`' graph; key: module docstring).
+
     Raises:
         ExportError: export failed; OSError: the cache is not writable.
     """
     import transformers  # deferred: only its version, for the key (the extractor has imported it)
 
     names = _graph_inputs(extractor)
-    layer = -1 if (extractor.layer == -1 or getattr(extractor, "_truncated", False)) else int(extractor.layer)
+    layer = int(extractor.output_layer)
     parts = {"kind": "text_encoder", "identity": extractor.identity(), "layers": encoder_layers(extractor.model),
              "output_layer": layer, "inputs": names, "opset": opset, "exporter": "torchscript",
              "torch": torch.__version__, "transformers": transformers.__version__}
@@ -206,12 +215,12 @@ def serve_text_encoder(extractor: Any, runtime: Any) -> str:
         log.info("text encoder %s runs its embeddings only (features.text_layer 0): torch", extractor.name)
         return "torch"
     quantize = str(getattr(runtime, "quantize", "none") or "none") if backend == "onnxruntime" else "none"
-    device = str(getattr(runtime, "device", "cpu"))
+    cache_dir = getattr(runtime, "cache_dir", "") or None
     try:
-        path = cached_text_onnx(extractor, getattr(runtime, "cache_dir", "") or None)
+        path = cached_text_onnx(extractor, cache_dir)
         if quantize == "int8":
-            path = cached_quantized_onnx(path, getattr(runtime, "cache_dir", "") or None)
-        session = ort_session(path, device, int(getattr(runtime, "threads", 0)))
+            path = cached_quantized_onnx(path, cache_dir)
+        session = ort_session(path, str(getattr(runtime, "device", "cpu")), int(getattr(runtime, "threads", 0)))
     except (ExportError, BackendUnavailable, OSError) as exc:
         log.warning("text encoder %s stays on torch: %s", extractor.name, exc)
         return "torch"

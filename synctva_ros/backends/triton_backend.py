@@ -126,6 +126,8 @@ class TritonBackend(Backend):
         self.protocol = str(settings.protocol)
         self.client_module = require_tritonclient(self.protocol)
         self.spec = spec
+        #: The batch's inputs the served graph takes (``subsets`` comes from ``keep``).
+        self._feed_names = [t.name for t in spec.inputs if t.name != SUBSETS_INPUT]
         self.fallback = fallback
         self.url = str(settings.url)
         self._local = threading.local()
@@ -280,8 +282,7 @@ class TritonBackend(Backend):
         """One verified request for ``batch`` and the subsets ``keep``."""
         if not self._verified:
             self._check_metadata()
-        names = [t.name for t in self.spec.inputs if t.name != SUBSETS_INPUT]
-        feeds = batch_to_feeds(batch, names)
+        feeds = batch_to_feeds(batch, self._feed_names)
         b = next(iter(feeds.values())).shape[0]
         if self.settings.pad_nodes:
             feeds = pad_node_axes(feeds)

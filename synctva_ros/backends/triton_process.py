@@ -48,17 +48,20 @@ def server_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (``/proc/<pid>/task/*/children``), depth first."""
+def _kids(pid: int) -> list[int]:
+    """The children of ``pid`` (``/proc/<pid>/task/*/children``; ``[]`` once it is gone)."""
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            kids = [int(k) for k in (task / "children").read_text().split()]
+            out += [int(k) for k in (task / "children").read_text().split()]
         except OSError:
             continue
-        for k in kids:
-            out += [k, *_children(k)]
     return out
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid``, depth first."""
+    return [d for k in _kids(pid) for d in (k, *_children(k))]
 
 
 def reap_leftovers(pid: int) -> list[int]:
@@ -185,14 +188,8 @@ class TritonServerProcess:
 
     def server_pids(self) -> list[int]:
         """Pids of the ``tritonserver`` binaries among this process's children."""
-        pids = []
-        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
-            try:
-                pids += [int(p) for p in (task / "children").read_text().split()]
-            except OSError:
-                continue
         out = []
-        for pid in pids:
+        for pid in _kids(self.proc.pid):
             try:
                 if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"tritonserver"):
                     out.append(pid)

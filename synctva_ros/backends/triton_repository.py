@@ -40,8 +40,9 @@ from typing import Any, Mapping
 
 import torch
 
-from .export import DEFAULT_OPSET, FUSION_OUTPUTS, SUBSETS_INPUT, _export, fusion_input_names, example_fusion_inputs
-from .engine_cache import manifest_sha256, state_dict_sha256
+from .export import (DEFAULT_OPSET, FUSION_OUTPUTS, SUBSETS_INPUT, _axis, _export, _parts, example_fusion_inputs,
+                     fusion_input_names)
+from .engine_cache import manifest_sha256
 
 __all__ = ["FUSION_MODEL", "REPOSITORY_INFO", "TensorSpec", "ModelSpec", "fusion_model_spec", "config_pbtxt",
            "export_batched_subsets", "write_model_repository", "read_repository_info", "BatchedSubsets"]
@@ -55,8 +56,8 @@ _NP = {"FP32": "float32", "FP64": "float64", "BOOL": "bool"}
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
-    """One tensor of a served model: Triton name, datatype (``"FP32"`` or ``"BOOL"``) and dims without the
-    batch axis (``-1`` = dynamic)."""
+    """One tensor of a served model: Triton name, datatype (``"FP32"``, ``"BOOL"``; ``"FP64"`` is known too) and
+    dims without the batch axis (``-1`` = dynamic)."""
 
     name: str
     datatype: str
@@ -194,9 +195,7 @@ def export_batched_subsets(model: torch.nn.Module, path: str | Path, opset: int 
                          [[True, True, True], [False, True, False], [True, False, True]]])
     axes: dict[str, dict[int, str]] = {SUBSETS_INPUT: {0: "batch", 1: "subsets"}}
     for n in names:
-        node = {"context": "n_context", "text_prefix": "n_text_prefix"}.get(n.replace("_mask", ""),
-                                                                            f"n_{n.split('_')[0]}")
-        axes[n] = {0: "batch", 1: node}
+        axes[n] = {0: "batch", 1: _axis(n)}
     for o in FUSION_OUTPUTS:
         axes[o] = {0: "batch", 1: "subsets"}
     _export(BatchedSubsets(model, names).eval(), (keep, *args), path, [SUBSETS_INPUT, *names], list(FUSION_OUTPUTS),
@@ -241,10 +240,10 @@ def write_model_repository(model: torch.nn.Module, manifest: Mapping[str, Any] |
     version.mkdir(parents=True, exist_ok=True)
     export_batched_subsets(model, version / "model.onnx")
     (out / spec.name / "config.pbtxt").write_text(config_pbtxt(spec))
-    inactive = tuple(f"msde.{m}." for m, on in getattr(model, "active", {}).items() if not on)
+    weights = _parts("fusion", model, DEFAULT_OPSET, "torchscript")["weights_sha256"]  # the export cache's hash
     info = {"format": 1, "models": {spec.name: {"spec": spec.to_dict(), "file": f"{spec.name}/1/model.onnx"}},
             "checkpoint": str((manifest or {}).get("name", "")), "class_names": list(model.class_names),
-            "weights_sha256": state_dict_sha256(model, inactive), "manifest_sha256": manifest_sha256(manifest),
+            "weights_sha256": weights, "manifest_sha256": manifest_sha256(manifest),
             "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (out / REPOSITORY_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -37,11 +37,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .triton_process import TritonServerError, TritonServerProcess, free_port, reap_leftovers, server_env
+from .triton_process import TritonServerError, free_port, reap_leftovers, server_env
 from .triton_repository import ModelSpec, read_repository_info
 
-__all__ = ["TritonServerError", "free_port", "server_env", "patch_pytriton", "OnnxModel", "bind_model", "serve",
-           "reap_leftovers", "TritonServerProcess"]
+__all__ = ["TritonServerError", "patch_pytriton", "OnnxModel", "bind_model", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,17 @@ class OnnxModel:
 def bind_model(triton: Any, spec: ModelSpec, infer: Callable[[Sequence[Any]], list[dict[str, np.ndarray]]] | list,
                strict: bool = False) -> None:
     """Bind ``infer`` (one callable per instance, or one) to ``triton`` as ``spec`` says: name, tensors
-    (dims without the batch axis), ``max_batch_size`` and the dynamic batcher's queue delay."""
+    (dims without the batch axis), ``max_batch_size`` and the dynamic batcher's queue delay (microseconds).
+
+    Args:
+        triton: a ``pytriton.triton.Triton`` not yet running.
+        spec: the model to bind.
+        infer: each request ``{input: (b, ...)}`` -> ``{output: (b, ...)}`` (see :class:`OnnxModel`).
+        strict: PyTriton checks every reply's names, dtypes and shapes against ``spec``.
+
+    Raises:
+        ImportError: PyTriton is not installed (:func:`patch_pytriton` says so first in :func:`serve`).
+    """
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # deferred: optional dependency
 
     def tensors(ts: Sequence[Any]) -> list[Any]:

@@ -236,7 +236,7 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
                 now = fields.stamp
                 w.add_transcript(**fields.windower_kwargs())
             elif m.topic == t_tr and kind == "Transcription":
-                fields = whisper_to_fields(msg, m.timestamp_ns * 1e-9)
+                fields = whisper_to_fields(msg, arrival)
                 now = fields.stamp
                 w.add_transcript(**fields.windower_kwargs())
             elif m.topic == t_tr and m.msgtype.endswith("/Transcript"):
@@ -246,7 +246,7 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
                                  dialogue_id=msg.dialogue_id, language=msg.language,
                                  confidence=float(msg.confidence), speaker_id=msg.speaker_id)
             elif m.topic == t_txt and m.msgtype == "std_msgs/msg/String":
-                now = m.timestamp_ns * 1e-9
+                now = arrival  # no header: stamped on arrival, as the node does
                 w.add_transcript(msg.data, 0.0, 0.0, True, stamp=now)
             else:  # tracked lists and persons' ids (no poll: the node's feed does not see them)
                 hri.on_message(m.topic, m.msgtype, msg)

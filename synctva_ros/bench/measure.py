@@ -25,7 +25,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from synctva_ros.backends import create_backend
 from synctva_ros.backends.tensorrt_backend import tensorrt_available
-from synctva_ros.backends.text_encoder import serve_text_encoder
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import collate
 from synctva_ros.core.window import UtteranceWindow
@@ -48,7 +47,7 @@ def rss_mb() -> float:
 def backend_factories(cfg: SyncTVAConfig, pipe: Any,
                       unavailable: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
     """``(name, make)`` of each backend to measure for ``pipe``'s model; ``make()`` builds it and serves ``pipe``'s
-    text extractor's encoder on the same backend (:func:`~synctva_ros.backends.text_encoder.serve_text_encoder`).
+    text extractor's encoder on the same backend (``EmotionPipeline.serve_text``).
 
     Always torch fp32, torch bf16, onnxruntime and onnxruntime int8 (``runtime.quantize: int8``) on the CPU;
     torch CUDA fp32/fp16 when torch sees
@@ -64,9 +63,7 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
         def f() -> Any:
             rt = dataclasses.replace(cfg.runtime, **kw)
             backend = create_backend(rt, pipe.model, pipe.manifest)
-            # the text extractor's encoder on the same backend (issue 12; the pipeline's own at start)
-            pipe.text_runtime = serve_text_encoder(pipe.extractors.get("text") if pipe.active.get("text") else None,
-                                                   rt)
+            pipe.serve_text(rt)  # the text extractor's encoder on the same backend (as the pipeline at start)
             return backend
         return f
 
@@ -87,7 +84,8 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     return out
 
 
-def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032) -> None:
+def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032, paced: bool = False,
+                timeout_s: float = 30.0) -> None:
     """Feed the window's audio (in chunks) and frames to the cache in sensor-time order (untimed).
 
     The cache is reset first, then gets 1 s of silence before the window (a microphone stream has
@@ -98,6 +96,10 @@ def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032) -> 
         cache: a :class:`~synctva_ros.streaming.StreamingFeatureCache`.
         window: the utterance window.
         chunk_s: audio chunk length (seconds).
+        paced: hand over each frame only once the cache's frame queue is empty (``describe()["queued_frames"]``,
+            polled every 1 ms for at most ``timeout_s`` seconds per frame): a live camera arrives no faster than
+            the stage keeps up, so none is dropped (:mod:`~synctva_ros.bench.scaling`).
+        timeout_s: see ``paced``.
     """
     cache.reset()
     sr = window.sample_rate
@@ -105,16 +107,24 @@ def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032) -> 
     lead = 1.0  # audio before the utterance, as a microphone stream would have
     pre = np.zeros(int(lead * sr), np.float32)
     cache.on_audio(window.audio_start - lead, pre, sr)
+
+    def frame(f: Any) -> None:
+        cache.on_frame(f.stamp, f.image)
+        if paced:
+            deadline = time.monotonic() + timeout_s
+            while cache.describe()["queued_frames"] and time.monotonic() < deadline:
+                time.sleep(0.001)
+
     fi = 0
     frames = window.frames
     for i in range(0, window.audio.size, n):
         t = window.audio_start + i / sr
         while fi < len(frames) and frames[fi].stamp <= t:
-            cache.on_frame(frames[fi].stamp, frames[fi].image)
+            frame(frames[fi])
             fi += 1
         cache.on_audio(t, window.audio[i:i + n], sr)
     for f in frames[fi:]:
-        cache.on_frame(f.stamp, f.image)
+        frame(f)
     cache.on_audio(window.audio_start + window.audio.size / sr, np.zeros(int(0.3 * sr), np.float32), sr)  # late_s
 
 

@@ -30,13 +30,15 @@ import collections
 import ctypes
 import gc
 import json
+import os
 import threading
 import time
 import tracemalloc as _tm
 from pathlib import Path
 from typing import Any, Callable
 
-from synctva_ros.bench.soak import read_proc
+from synctva_ros.bench.soak import proc_status_mb, read_proc
+from synctva_ros.core.memory import glibc
 
 __all__ = ["MemoryProbe", "rss_parts", "malloc_stats", "malloc_trim", "container_lengths"]
 
@@ -48,32 +50,19 @@ class _MallInfo2(ctypes.Structure):
                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
+_RSS_PARTS = {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}
 
 
 def rss_parts(pid: int | None = None) -> dict[str, float]:
-    """``{"anon", "file", "shmem"}``: the parts of a process's RSS in MB (Linux ``/proc/<pid>/status``; empty
-    elsewhere)."""
-    import os
-
-    out: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
-            for key, name in (("RssAnon:", "anon"), ("RssFile:", "file"), ("RssShmem:", "shmem")):
-                if line.startswith(key):
-                    out[name] = int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
+    """``{"anon", "file", "shmem"}``: the parts of a process's RSS (this process's when ``pid`` is ``None``) in MB
+    (Linux ``/proc/<pid>/status``, :func:`~synctva_ros.bench.soak.proc_status_mb`; empty elsewhere)."""
+    parts = proc_status_mb(pid or os.getpid(), tuple(_RSS_PARTS))
+    return {_RSS_PARTS[k]: mb for k, mb in parts.items()}
 
 
 def malloc_stats() -> dict[str, float] | None:
     """glibc ``mallinfo2()`` over all arenas, MB (module docstring); ``None`` without glibc >= 2.33."""
-    libc = _libc()
+    libc = glibc()
     fn = getattr(libc, "mallinfo2", None) if libc is not None else None
     if fn is None:
         return None
@@ -84,9 +73,10 @@ def malloc_stats() -> dict[str, float] | None:
 
 
 def malloc_trim() -> bool:
-    """``malloc_trim(0)``: give free heap memory back to the system; False without glibc."""
-    libc = _libc()
-    return bool(libc.malloc_trim(0)) if libc is not None and hasattr(libc, "malloc_trim") else False
+    """``malloc_trim(0)``: give free heap memory back to the system; returns whether any was (False without
+    glibc)."""
+    libc = glibc()  # None unless it has malloc_trim
+    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 def container_lengths(root: Any, max_depth: int = 8, prefix: str = "synctva_ros") -> dict[str, int]:
@@ -154,12 +144,14 @@ class MemoryProbe:
         self.samples = 0
 
     def start(self) -> "MemoryProbe":
+        """Start tracemalloc (when asked) and the sampling thread; returns ``self``."""
         if self.tracemalloc and not _tm.is_tracing():
             _tm.start(1)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop the sampling thread (waits at most 10 s for a sample in progress); no last sample is taken."""
         self._stop.set()
         self._thread.join(10.0)
 
@@ -174,8 +166,6 @@ class MemoryProbe:
 
     def sample(self) -> dict[str, Any]:
         """One sample (module docstring); the first one is the reference for the growth fields."""
-        import os
-
         self.samples += 1
         rss, cpu = read_proc(os.getpid())
         types = collections.Counter(type(o).__name__ for o in gc.get_objects())

@@ -14,6 +14,24 @@ __all__ = ["plot", "plot_scaling"]
 _STAGE_COLOURS = (("text", "#4c72b0"), ("audio", "#55a868"), ("visual", "#c44e52"), ("fusion", "#8172b2"))
 
 
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (deferred: about 1 s to import, needed only for the charts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (PNG, 110 dpi), close it; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
 def plot(doc: dict[str, Any], path: Path) -> Path:
     """Bar chart: end-to-end p50 (whisker to p95) per configuration/backend/mode, stages stacked.
 
@@ -24,12 +42,7 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
     Returns:
         ``path``.
     """
-    # deferred: matplotlib.pyplot takes about 1 s to import and is needed only for this chart
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = doc["rows"]
     labels = [f"{r['config'].split(' ')[0]}\n{r['backend']}\n{r['mode']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 5))
@@ -48,10 +61,7 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("ms from window close to result")
     ax.set_title("synctva bench (CPU; random-weight rows: latency only)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_scaling(scaling: dict[str, Any], path: Path) -> Path:
@@ -66,12 +76,7 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> Path:
     Returns:
         ``path``.
     """
-    # deferred: see plot()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     series = scaling["series"]
     fig, axes = plt.subplots(1, max(1, len(series)), figsize=(4.2 * max(1, len(series)), 3.8), squeeze=False)
     for ax, (name, s) in zip(axes[0], series.items()):
@@ -91,7 +96,4 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"synctva bench scaling: {scaling['config']}, {scaling['backend']} (text encoder "
                  f"{scaling.get('text_encoder') or 'none'}), {scaling['mode']}, load average "
                  f"{scaling['load_average'][0]:.1f}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

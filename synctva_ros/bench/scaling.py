@@ -44,9 +44,8 @@ import numpy as np
 from skimage.data import astronaut
 
 from synctva_ros.backends import create_backend
-from synctva_ros.backends.text_encoder import serve_text_encoder
 from synctva_ros.bench.inputs import SENTENCES
-from synctva_ros.bench.measure import percentiles
+from synctva_ros.bench.measure import percentiles, stream_into
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
 from synctva_ros.datasets.speech import render_speech
 from synctva_ros.evaluation.two_faces import FRAME_SIZE, Placement, compose
@@ -121,32 +120,6 @@ def scaling_window(duration_s: float = 3.0, fps: float = 15.0, faces: int = 1, t
                            speaker_id=speaker, closed_at=t0 + duration_s)
 
 
-def _stream_paced(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032, timeout_s: float = 30.0) -> None:
-    """Feed the window as :func:`~synctva_ros.bench.measure.stream_into` does (1 s of silence before, 0.3 s after),
-    but hand over each frame only once the cache's frame queue is empty, then wait for the audio to catch up."""
-    cache.reset()
-    sr, n = window.sample_rate, int(chunk_s * window.sample_rate)
-    cache.on_audio(window.audio_start - 1.0, np.zeros(sr, np.float32), sr)
-    frames, fi = window.frames, 0
-
-    def frame(f: TimedFrame) -> None:
-        cache.on_frame(f.stamp, f.image)
-        deadline = time.monotonic() + timeout_s
-        while cache.describe()["queued_frames"] and time.monotonic() < deadline:
-            time.sleep(0.001)
-
-    for i in range(0, window.audio.size, n):
-        t = window.audio_start + i / sr
-        while fi < len(frames) and frames[fi].stamp <= t:
-            frame(frames[fi])
-            fi += 1
-        cache.on_audio(t, window.audio[i:i + n], sr)
-    for f in frames[fi:]:
-        frame(f)
-    cache.on_audio(window.audio_start + window.audio.size / sr, np.zeros(int(0.3 * sr), np.float32), sr)
-    cache.wait_ready(window)
-
-
 def _context_turns(pipe: Any, tokens: int) -> tuple[str, list[tuple[str, str]]]:
     """The utterance (at most the extractor's ``max_tokens`` words) and previous turns (the rest, split over at most
     the extractor's ``context_turns`` turns) for a window of about ``tokens`` word pieces."""
@@ -174,8 +147,21 @@ def _face_cost(pipe: Any, window: UtteranceWindow) -> tuple[float | None, int]:
     return 1e3 * float(np.mean(cpu)), int(np.median(found))
 
 
-def _point(pipe: Any, cache: Any, window: UtteranceWindow, repeats: int,
-           turns: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+def _series_window(pipe: Any, name: str, x: float) -> tuple[UtteranceWindow, Sequence[tuple[str, str]]]:
+    """The window of series ``name`` at ``x`` (the others at :data:`DEFAULTS`) and its previous turns."""
+    d, fps, faces = DEFAULTS["utterance_s"], DEFAULTS["camera_fps"], DEFAULTS["faces"]
+    if name == "utterance_s":
+        return scaling_window(float(x), fps, faces), []
+    if name == "tokens":
+        text, turns = _context_turns(pipe, int(x))
+        return scaling_window(d, fps, faces, transcript=text), turns
+    if name == "faces":
+        return scaling_window(d, fps, int(x)), []
+    return scaling_window(d, float(x), faces), []
+
+
+def _point(pipe: Any, cache: Any, window: UtteranceWindow, turns: Sequence[tuple[str, str]],
+           repeats: int) -> dict[str, Any]:
     text = pipe.extractors.get("text")
     seen: list[int] = []
     if text is not None:  # record the longest sequence the encoder runs on (an instance attribute, removed after)
@@ -188,7 +174,8 @@ def _point(pipe: Any, cache: Any, window: UtteranceWindow, repeats: int,
             for who, said in turns:
                 pipe.dialogue.add(window.dialogue_id, who, said)
             c0 = time.process_time()
-            _stream_paced(cache, window)
+            stream_into(cache, window, paced=True)  # each frame once the previous one is taken
+            cache.wait_ready(window)  # then the audio catches up
             cpu = time.process_time() - c0
             seen.clear()
             c1, t0 = time.thread_time(), time.perf_counter()
@@ -233,8 +220,7 @@ def run_scaling(pipe: Any, cfg: Any, config: str, series: Mapping[str, Sequence[
     series = dict(SERIES if series is None else series)
     repeats = max(1, int(repeats))
     pipe.backend = create_backend(cfg.runtime, pipe.model, pipe.manifest, triton=getattr(cfg, "triton", None))
-    pipe.text_runtime = serve_text_encoder(pipe.extractors.get("text") if pipe.active.get("text") else None,
-                                           cfg.runtime)
+    pipe.serve_text(cfg.runtime)
     own = pipe.streaming is None
     cache = pipe.streaming or StreamingFeatureCache(
         {m: e for m, e in pipe.extractors.items() if pipe.active[m] and m in ("audio", "visual")},
@@ -243,24 +229,10 @@ def run_scaling(pipe: Any, cfg: Any, config: str, series: Mapping[str, Sequence[
     load0 = os.getloadavg()[0]
     out: dict[str, Any] = {"config": config, "backend": pipe.backend_name, "text_encoder": pipe.text_runtime,
                            "mode": "streaming", "repeats": repeats, "defaults": dict(DEFAULTS), "series": {}}
-    d, fps, faces = DEFAULTS["utterance_s"], DEFAULTS["camera_fps"], DEFAULTS["faces"]
     try:
-        for name in ("utterance_s", "tokens", "faces", "camera_fps"):
-            if name not in series:
-                continue
-            points = []
-            for x in series[name]:
-                turns: list[tuple[str, str]] = []
-                if name == "utterance_s":
-                    w = scaling_window(float(x), fps, faces)
-                elif name == "tokens":
-                    text, turns = _context_turns(pipe, int(x))
-                    w = scaling_window(d, fps, faces, transcript=text)
-                elif name == "faces":
-                    w = scaling_window(d, fps, int(x))
-                else:
-                    w = scaling_window(d, float(x), faces)
-                points.append({"x": float(x), **_point(pipe, cache, w, repeats, turns)})
+        for name in (n for n in SERIES if n in series):
+            points = [{"x": float(x), **_point(pipe, cache, *_series_window(pipe, name, x), repeats)}
+                      for x in series[name]]
             out["series"][name] = {"unit": UNITS[name], "x": [float(x) for x in series[name]], "points": points}
     finally:
         pipe.streaming = saved

@@ -138,6 +138,14 @@ def paper_random_assets(work: Path) -> tuple[Path, Path]:
     return text_dir, vis
 
 
+def _trained_checkpoint(cfg: SyncTVAConfig) -> Path:
+    """``cfg.runtime.checkpoint`` resolved, when it holds a manifest. Raises FileNotFoundError otherwise."""
+    ckpt = resolve_path(cfg.runtime.checkpoint)
+    if not (ckpt / MANIFEST_FILE).is_file():
+        raise FileNotFoundError(f"{ckpt} has no manifest.json yet")
+    return ckpt
+
+
 def _demo_setup(profile: str, overrides: Sequence[str], checkpoint: Path | None, work: Path,
                 repeats: int) -> BenchSetup:
     cfg = load_config(profile, list(overrides))
@@ -145,10 +153,7 @@ def _demo_setup(profile: str, overrides: Sequence[str], checkpoint: Path | None,
     label = "given"
     if ckpt is None:
         try:
-            ckpt = resolve_path(cfg.runtime.checkpoint)
-            label = "shipped"
-            if not (Path(ckpt) / MANIFEST_FILE).is_file():
-                raise FileNotFoundError(f"{ckpt} has no manifest.json yet")
+            ckpt, label = _trained_checkpoint(cfg), "shipped"
         except FileNotFoundError as exc:
             log.warning("demo checkpoint not usable (%s): using a development checkpoint trained on random "
                         "features (latency only)", exc)
@@ -165,10 +170,10 @@ def _quality_setup(work: Path, repeats: int, overrides: Sequence[str]) -> BenchS
     development checkpoint's folder is named after the extractors' identities, so other weights get another)."""
     cfg = load_config("quality", list(overrides))
     try:
-        ckpt: Path | None = resolve_path(cfg.runtime.checkpoint)
+        ckpt = _trained_checkpoint(cfg)
     except FileNotFoundError:
-        ckpt = None
-    if ckpt is not None and (ckpt / MANIFEST_FILE).is_file():
+        pass
+    else:
         cfg.runtime.checkpoint = str(ckpt)
         return BenchSetup("quality", cfg, f"shipped: {ckpt}", False, repeats)
     log.warning("quality checkpoint %s not trained yet: benchmarking its real extractors with an untrained head "

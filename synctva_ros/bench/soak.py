@@ -24,9 +24,9 @@ Measured:
 * **Resets**: ``windower.time_resets`` against the bag's restarts (one time jump, one reset), and the
   stragglers of the old loop dropped (``windower.stale_*``).
 
-This module holds the accounting (:func:`read_proc`, :func:`rss_growth`, :func:`window_accounting`,
-:func:`summary_lines`), which needs no ROS; :func:`synctva_ros.ros.soak.run_soak` runs the processes (rclpy and
-the built messages).
+This module holds the accounting (:func:`read_proc`, :func:`proc_status_mb`, :func:`rss_growth`,
+:func:`window_accounting`, :func:`summary_lines`), which needs no ROS; :func:`synctva_ros.ros.soak.run_soak` runs
+the processes (rclpy and the built messages).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["SOAK_TOPICS", "DIAG_KEYS", "read_proc", "rss_growth", "loop_peaks", "window_accounting", "summary_lines"]
+__all__ = ["SOAK_TOPICS", "DIAG_KEYS", "proc_status_mb", "read_proc", "rss_growth", "loop_peaks", "window_accounting",
+           "summary_lines"]
 
 #: Topics of the demo bag the soak replays (the node's inputs).
 SOAK_TOPICS = ("/audio", "/camera/image_raw", "/speech")
@@ -47,20 +48,35 @@ DIAG_KEYS = ("count.image_in", "count.audio_in", "count.transcript_in", "count.w
              "queue")
 
 
+def proc_status_mb(pid: int, keys: Sequence[str]) -> dict[str, float]:
+    """The kB fields ``keys`` (e.g. ``VmRSS``, ``RssAnon``) of ``/proc/<pid>/status`` in MB (2**20 bytes).
+
+    Returns:
+        ``{key: MB}`` for the keys found; empty when the file cannot be read or parsed (no such process, not
+        Linux).
+    """
+    wanted = {f"{k}:": k for k in keys}
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = wanted.get(line.split(None, 1)[0] if line else "")
+            if key is not None:
+                out[key] = int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
 def read_proc(pid: int) -> tuple[float | None, float | None]:
     """``(rss_mb, cpu_s)`` of a process (Linux ``/proc``): resident set size in MB (2**20 bytes) and user +
     system CPU seconds of all its threads; ``None`` for what cannot be read (no such process, not Linux)."""
-    rss = cpu = None
+    cpu = None
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024.0  # kB
-                break
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         pass
-    return rss, cpu
+    return proc_status_mb(pid, ("VmRSS",)).get("VmRSS"), cpu
 
 
 def rss_growth(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ use gRPC and HTTP. Feature extraction is not timed (it stays on the robot). On a
 clients, the server and onnxruntime share the same cores: the figures say what Triton's protocol, batching and
 scheduling cost and give, not what a GPU server would do.
 
-Errors: a server that does not start is recorded in ``unavailable`` (``triton``) and no rows are written.
+Errors: a server that does not start is recorded in ``unavailable`` (``triton``); only the local rows are written.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from synctva_ros.backends import BackendUnavailable, create_backend
+from synctva_ros.backends.triton_backend import TritonBackend
 from synctva_ros.backends.triton_process import TritonServerError, TritonServerProcess
-from synctva_ros.backends.triton_repository import write_model_repository
+from synctva_ros.backends.triton_repository import fusion_model_spec, write_model_repository
 from synctva_ros.bench.measure import percentiles
 from synctva_ros.core.batch import collate
 
@@ -135,6 +136,10 @@ def triton_rows(pipe: Any, windows: Sequence[Any], repeats: int, work_dir: Path,
         log.info("triton bench | onnxruntime local | %d clients: p50 %.1f ms", c, 1e3 * r["latency_s"]["p50"])
     repo = Path(work_dir) / "triton_repository"
     write_model_repository(pipe.model, pipe.manifest, repo, fusion_model=cfg.triton.fusion_model, overwrite=True)
+    # what create_backend(backend triton) builds, built once: the spec and the fallback (shared by the clients)
+    spec = fusion_model_spec(pipe.model, cfg.triton.fusion_model)
+    fallback = local if cfg.triton.fallback == "onnxruntime" else create_backend(
+        dataclasses.replace(runtime, backend=cfg.triton.fallback), pipe.model, pipe.manifest)
     server = TritonServerProcess(repo, threads=threads, models=[cfg.triton.fusion_model])
     try:
         server.wait_ready(300)
@@ -143,11 +148,7 @@ def triton_rows(pipe: Any, windows: Sequence[Any], repeats: int, work_dir: Path,
                                            retries=0)
             for c in clients:
                 before = server_metrics(server, settings.fusion_model)
-                def make(s: Any = settings) -> Any:
-                    return create_backend(dataclasses.replace(runtime, backend="triton"), pipe.model, pipe.manifest,
-                                          triton=s)
-
-                r = concurrent_round(make, work, c, repeats)
+                r = concurrent_round(lambda s=settings: TritonBackend(s, spec, fallback), work, c, repeats)
                 after = server_metrics(server, settings.fusion_model)
                 req = after.get("nv_inference_request_success", 0) - before.get("nv_inference_request_success", 0)
                 ex = after.get("nv_inference_exec_count", 0) - before.get("nv_inference_exec_count", 0)

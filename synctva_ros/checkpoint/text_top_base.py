@@ -140,16 +140,15 @@ def load_base_layers(base: Any, text_layer: int, num_layers: int, name: str | No
             "dropout": float(cfg.get("hidden_dropout_prob", 0.1)),
             "layers": list(range(lo, lo + num_layers)), "text_layer": int(text_layer)}
     model_type = cfg.get("model_type")
+    suffixes = [f"encoder.layer.{i}.{hf}.{leaf}" for i in spec["layers"]
+                for hf in layer_names(model_type).values() for leaf in ("weight", "bias")]
     if model_type in RELATIVE_BIAS_NAMES:  # MPNet: T5-style buckets, max distance fixed in its code (128)
         spec.update({"model_type": str(model_type), "relative_buckets": int(cfg["relative_attention_num_buckets"]),
                      "relative_max_distance": 128})
-    suffixes = [f"encoder.layer.{i}.{hf}.{leaf}" for i in spec["layers"]
-                for hf in layer_names(model_type).values() for leaf in ("weight", "bias")]
-    if model_type in RELATIVE_BIAS_NAMES:
         suffixes.append(RELATIVE_BIAS_NAMES[model_type])
     tensors, prefix = _read_tensors(source, suffixes)
     ident = {"name": name or str(getattr(base, "name", base)), "weights_sha256": sha,
-             "model_type": cfg.get("model_type"), "prefix": prefix}
+             "model_type": model_type, "prefix": prefix}
     return spec, ident, {k: v.float() for k, v in tensors.items()}
 
 

@@ -142,9 +142,10 @@ def restore_text_top(model: nn.Module, manifest: Mapping[str, Any], base: Any) -
     extra = manifest.get("_extra_tensors") or {}
     top = TextTopLayers(spec, ident)
     frozen = set(top.frozen_hf_keys())  # restored from the base as they are (MPNet's relative bias table)
-    merged = {key: state[key].float() for key in frozen if key in state}
+    merged = {}
     for key, t in state.items():
         if key in frozen:
+            merged[key] = t.float()
             continue
         d = extra.get(EXTRA_PREFIX + key)
         if d is None:

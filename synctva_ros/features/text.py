@@ -57,7 +57,6 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -176,6 +175,12 @@ class TextEncoder(FeatureExtractor):
         self.model.encoder.layer = torch.nn.ModuleList(list(layers)[: self.layer])
         self._truncated = True
 
+    @property
+    def output_layer(self) -> int:
+        """Index of ``layer`` in the hidden states of :attr:`model` as kept: -1 (its last output) for ``layer`` -1
+        or a model cut to its first ``layer`` layers (:meth:`_drop_unused_layers`), else ``layer``."""
+        return -1 if self.layer == -1 or self._truncated else self.layer
+
     # ------------------------------------------------------------------ identity
     def tokenizer_hash(self) -> str:
         """sha256 of the tokenizer's vocabulary and special tokens (stable across file formats)."""
@@ -241,7 +246,7 @@ class TextEncoder(FeatureExtractor):
         if self.runner is not None:  # served by a backend (onnxruntime): same states within its parity
             return self.runner(enc).float(), enc["attention_mask"].cpu().bool()
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        top = self.layer == -1 or self._truncated  # the model's last output is the wanted layer
+        top = self.output_layer == -1
         res = self.model(**enc, output_hidden_states=not top)
         hidden = res.last_hidden_state if top else res.hidden_states[self.layer]
         return hidden.float().cpu(), enc["attention_mask"].cpu().bool()

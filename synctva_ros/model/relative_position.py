@@ -14,7 +14,8 @@ The table ``b`` (``(num_buckets, heads)``) is one ``nn.Embedding`` shared by all
 before the query, half for keys after it; within each half, distances below ``num_buckets // 4`` get
 a bucket each and longer ones share logarithmically wider buckets up to ``max_distance`` (farther keys all
 fall in the last bucket). :func:`relative_position_bucket` follows ``MPNetEncoder.relative_position_bucket``
-(transformers 5.23) exactly.
+exactly (checked against the installed transformers by
+``test/model/test_relative_position.py``).
 
 The positions ``p`` are those the tokens had in the encoder's input (Hugging Face uses the index in the
 right-padded sequence). The fine-tuned layers see the tokens rearranged as

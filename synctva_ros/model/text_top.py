@@ -97,14 +97,12 @@ HF_LAYER_NAMES = {
 #: The same for Hugging Face ``MPNetLayer`` (``MPNetAttention.attn`` holds q, k, v, o; its LayerNorm sits on
 #: ``MPNetAttention`` itself).
 MPNET_LAYER_NAMES = {
+    **HF_LAYER_NAMES,
     "query": "attention.attn.q",
     "key": "attention.attn.k",
     "value": "attention.attn.v",
     "attn_out": "attention.attn.o",
     "attn_norm": "attention.LayerNorm",
-    "inter": "intermediate.dense",
-    "out": "output.dense",
-    "out_norm": "output.LayerNorm",
 }
 #: Layer naming by Hugging Face ``model_type``; a type not listed is read under :data:`HF_LAYER_NAMES`.
 LAYER_NAMES = {"bert": HF_LAYER_NAMES, "roberta": HF_LAYER_NAMES, "xlm-roberta": HF_LAYER_NAMES,
@@ -116,6 +114,23 @@ RELATIVE_BIAS_NAMES = {"mpnet": "encoder.relative_attention_bias.weight"}
 def layer_names(model_type: str | None) -> dict[str, str]:
     """Our parameter name -> Hugging Face suffix for ``model_type`` (:data:`HF_LAYER_NAMES` when unlisted)."""
     return LAYER_NAMES.get(str(model_type or "bert"), HF_LAYER_NAMES)
+
+
+def _hf_key(names: Mapping[str, str], index: int, param: str) -> str:
+    """Base-encoder name of ``param`` (``<module>.<leaf>`` of a :class:`TextTopLayer`) in encoder layer ``index``."""
+    mod, _, leaf = param.rpartition(".")
+    return f"encoder.layer.{index}.{names[mod]}.{leaf}"
+
+
+def _base_tensor(state: Mapping[str, Tensor], key: str, shape: Any) -> Tensor:
+    """``state[key]`` checked against ``shape``. Raises KeyError (missing) or ValueError (shape differs)."""
+    if key not in state:
+        raise KeyError(f"base encoder has no tensor '{key}'")
+    if tuple(state[key].shape) != tuple(shape):
+        raise ValueError(f"'{key}' has shape {tuple(state[key].shape)}, expected {tuple(shape)}")
+    return state[key]
+
+
 _ACTS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "relu": None}
 
 
@@ -274,12 +289,8 @@ class TextTopLayers(nn.Module):
             the trained tensors only (the frozen relative bias table is :meth:`frozen_hf_keys`).
         """
         names = layer_names(self.spec.get("model_type"))
-        out: dict[str, Tensor] = {}
-        for layer, i in zip(self.layers, self.spec["layers"]):
-            for name, t in layer.state_dict().items():
-                mod, _, leaf = name.rpartition(".")
-                out[f"encoder.layer.{i}.{names[mod]}.{leaf}"] = t
-        return out
+        return {_hf_key(names, i, name): t for layer, i in zip(self.layers, self.spec["layers"])
+                for name, t in layer.state_dict().items()}
 
     def frozen_hf_keys(self) -> list[str]:
         """Base-encoder tensors :meth:`load_hf_state` reads besides :meth:`hf_state`'s (MPNet: the bias table)."""
@@ -300,21 +311,7 @@ class TextTopLayers(nn.Module):
         """
         names = layer_names(self.spec.get("model_type"))
         for key in self.frozen_hf_keys():
-            if key not in state:
-                raise KeyError(f"base encoder has no tensor '{key}'")
-            if tuple(state[key].shape) != tuple(self.rel_bias.shape):
-                raise ValueError(f"'{key}' has shape {tuple(state[key].shape)}, expected {tuple(self.rel_bias.shape)}")
-            self.rel_bias.copy_(state[key].to(self.rel_bias.dtype))
+            self.rel_bias.copy_(_base_tensor(state, key, self.rel_bias.shape).to(self.rel_bias.dtype))
         for layer, i in zip(self.layers, self.spec["layers"]):
-            own = layer.state_dict()
-            new = {}
-            for name, t in own.items():
-                mod, _, leaf = name.rpartition(".")
-                key = f"encoder.layer.{i}.{names[mod]}.{leaf}"
-                if key not in state:
-                    raise KeyError(f"base encoder has no tensor '{key}'")
-                src = state[key]
-                if tuple(src.shape) != tuple(t.shape):
-                    raise ValueError(f"'{key}' has shape {tuple(src.shape)}, expected {tuple(t.shape)}")
-                new[name] = src.to(t.dtype)
-            layer.load_state_dict(new)
+            layer.load_state_dict({name: _base_tensor(state, _hf_key(names, i, name), t.shape).to(t.dtype)
+                                   for name, t in layer.state_dict().items()})

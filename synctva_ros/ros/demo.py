@@ -21,7 +21,6 @@ beside the fused one: the visual figure measures the face expert on those photog
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from synctva_ros.bags.make_bag import make_bag
-from synctva_ros.bench.soak import read_proc
 from synctva_ros.bags.staged_faces import default_faces_csv, read_staged
 from synctva_ros.bags.reader import GroundTruth, ground_truth_from_bag
+from synctva_ros.bench.soak import read_proc
 from synctva_ros.config import package_root, resolve_path
 from synctva_ros.evaluation.summary import MODALITY_FIELDS, modality_accuracies, summarise_predictions
 from synctva_ros.ros.node_process import Recorder, console_bin, node_process, ros_env
@@ -74,7 +73,7 @@ def _record(node: subprocess.Popen, bag: Path, truth: Sequence[GroundTruth], rat
     def on_state(msg: Any) -> None:  # under rec.lock
         out.got[msg.utterance_id or f"{msg.window_end.sec}.{msg.window_end.nanosec:09d}"] = msg
 
-    rec = Recorder(on_state, name="synctva_demo_recorder")
+    rec = Recorder(on_state, name="synctva_demo_recorder", env=env)
     try:
         # Wait until the node has subscribed to the bag's topics (its model load takes seconds).
         rec.wait_for_node(node, 180.0, out_dir / "node.log")
@@ -186,7 +185,6 @@ def run_demo(bag: Path, params_file: Path | None = None, rate: float = 1.0, time
         RuntimeError: the node process exited early (its log tail is in the message).
     """
     env = ros_env()
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     params_file = params_file or resolve_path("config/emotion.yaml")
     truth = ground_truth_from_bag(bag)
     out_dir = Path(out_dir or "out/demo")

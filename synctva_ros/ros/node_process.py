@@ -63,12 +63,19 @@ def node_process(cmd: Sequence[str], env: Mapping[str, str], log_path: Path,
         log.close()
 
 
+#: Variables of :func:`ros_env` a recorder in this process needs to see the children.
+_DISCOVERY_VARS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")
+
+
 class Recorder:
     """``/emotion_state`` and ``/diagnostics`` received in this process, until :meth:`close`.
 
     Args:
         on_state: called with every ``synctva_ros/EmotionState`` (in the executor thread, under :attr:`lock`).
         name: the recorder node's name.
+        env: the children's environment (:func:`ros_env`): its ``ROS_DOMAIN_ID`` and
+            ``ROS_AUTOMATIC_DISCOVERY_RANGE`` are set in this process's environment first (they stay set), so the
+            recorder, and a replay from its :attr:`node`, join the children's domain; ``None``: left as they are.
 
     Attributes:
         diag: the key/values of the node's last ``/diagnostics`` status (its name contains ``emotion``).
@@ -76,7 +83,8 @@ class Recorder:
         node: the rclpy node (e.g. to replay a bag from it).
     """
 
-    def __init__(self, on_state: Callable[[Any], None], name: str = "synctva_recorder") -> None:
+    def __init__(self, on_state: Callable[[Any], None], name: str = "synctva_recorder",
+                 env: Mapping[str, str] | None = None) -> None:
         # deferred: rclpy and the generated messages need a ROS environment
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -86,6 +94,8 @@ class Recorder:
 
         from synctva_ros.msg import EmotionState
 
+        if env is not None:
+            os.environ.update({k: env[k] for k in _DISCOVERY_VARS})
         self.diag: dict[str, str] = {}
         self.lock = threading.Lock()
         self._ctx = Context()

@@ -21,11 +21,22 @@ from synctva_ros.bench.soak import DIAG_KEYS, SOAK_TOPICS, loop_peaks, read_proc
     window_accounting
 from synctva_ros.ros.node_process import Recorder, console_bin, node_process, ros_env
 
-__all__ = ["run_soak", "probed_node_main"]
+__all__ = ["run_soak", "probe_env", "probed_node_main", "PROBE_ENV"]
 
 #: Environment of a node started under the memory probe (:func:`probed_node_main`): the JSON-lines file,
 #: seconds between samples, tracemalloc on (1), malloc_trim every N samples.
 PROBE_ENV = ("SYNCTVA_MEMPROBE", "SYNCTVA_MEMPROBE_S", "SYNCTVA_MEMPROBE_TRACEMALLOC", "SYNCTVA_MEMPROBE_TRIM")
+
+
+def probe_env(interval_s: float = 30.0, tracemalloc: bool = False, trim_every: int = 0) -> dict[str, str]:
+    """:func:`run_soak`'s ``probe``: the :data:`PROBE_ENV` settings (all but the file) of a probed node.
+
+    Args:
+        interval_s: seconds between samples.
+        tracemalloc: trace Python allocations (slower).
+        trim_every: ``malloc_trim(0)`` every this many samples (0: never).
+    """
+    return {PROBE_ENV[1]: str(interval_s), PROBE_ENV[2]: str(int(tracemalloc)), PROBE_ENV[3]: str(trim_every)}
 
 
 def probed_node_main(argv: list[str] | None = None) -> int:
@@ -87,7 +98,8 @@ def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0,
         drain_s: after the replay stops, wait at most this long for the last EmotionStates.
         startup_timeout_s: longest wait for the node to come up (model loading).
         probe: run the node under the memory probe (:func:`probed_node_main`) with these :data:`PROBE_ENV`
-            variables (``SYNCTVA_MEMPROBE`` defaults to ``<out_dir>/memprobe.jsonl``); ``None``: plain node.
+            variables (:func:`probe_env`; ``SYNCTVA_MEMPROBE`` defaults to ``<out_dir>/memprobe.jsonl``); ``None``:
+            plain node.
 
     Returns:
         The document written to ``soak.json`` (``summary``: the printed lines).
@@ -101,7 +113,6 @@ def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0,
     from synctva_ros.ros.replay import replay_bag
 
     env = ros_env()
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     ids = [t.utterance_id for t in ground_truth_from_bag(bag)]
     loop_s, per_topic = _bag_counts(bag, SOAK_TOPICS)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +129,7 @@ def run_soak(*, bag: Path, out_dir: Path, duration_s: float, rate: float = 10.0,
     replay: dict[str, Any] = {}
     samples: list[dict[str, Any]] = []
     with node_process(cmd, env, out_dir / "node.log") as node:
-        rec = Recorder(lambda msg: received.update([msg.utterance_id]), name="synctva_soak_recorder")
+        rec = Recorder(lambda msg: received.update([msg.utterance_id]), name="synctva_soak_recorder", env=env)
         try:
             up = rec.wait_for_node(node, startup_timeout_s, out_dir / "node.log")
 

@@ -9,7 +9,7 @@ Dialogue resets need nothing here: every window carries its windower session
 (:attr:`~synctva_ros.core.window.UtteranceWindow.session`) and the pipeline resets its
 context when the session changes, so a reset can neither overtake the old session's last
 windows nor be dropped with a full queue.
-When a window is published and no other waits, the thread calls ``idle`` (the node gives it a
+When a window is done (published or failed) and no other waits, the thread calls ``idle`` (the node gives it a
 :class:`~synctva_ros.core.memory.HeapTrimmer`: freed memory goes back to the system between windows).
 Everything it calls is a plain callable: tests run it without rclpy.
 """

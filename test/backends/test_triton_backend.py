@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from synctva_ros.backends.export import SUBSETS_INPUT, batch_to_feeds
 from synctva_ros.backends.onnx_backend import OnnxRuntimeBackend, ort_session
 from synctva_ros.backends.triton_backend import TritonBackend, TritonReplyError, pad_node_axes
 from synctva_ros.backends.triton_repository import fusion_model_spec, write_model_repository
-from synctva_ros.backends.triton_server import TritonServerProcess
+from synctva_ros.backends.triton_process import TritonServerProcess
 from synctva_ros.config import RuntimeConfig, TritonConfig
 from triton_fixtures import fleet_model, random_batch, softmax
 
@@ -107,6 +106,8 @@ def test_node_padding_leaves_the_outputs_unchanged(fleet):
 
 
 def test_concurrent_clients_are_answered_and_batched_by_the_server(fleet):
+    from synctva_ros.bench.triton import server_metrics  # deferred: synctva_ros.bench takes seconds to import
+
     _, local, servers, _ = fleet
     rng = np.random.default_rng(4)
     # Triton batches requests of equal shapes only: 16 robots' windows with the same node counts
@@ -120,19 +121,19 @@ def test_concurrent_clients_are_answered_and_batched_by_the_server(fleet):
 
     clients = [_client(fleet) for _ in range(16)]
     for _ in range(3):  # rounds of 16 simultaneous requests
+        results.clear()  # a thread that died must not pass on the previous round's answer
         barrier = threading.Barrier(16)
         threads = [threading.Thread(target=run, args=(i, barrier)) for i in range(16)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(120)
+        assert sorted(results) == list(range(16))
         for i, (logits, _) in results.items():
             ref = local.infer_subsets(batches[i], KEEPS[1])[0]
             assert np.abs(softmax(logits) - softmax(ref)).max() < 1e-4
         assert all(c.name == "triton" for c in clients)
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{servers['good'].metrics_port}/metrics", timeout=30).read()
-    lines = [ln for ln in metrics.decode().splitlines() if 'model="synctva_fusion"' in ln]
-    value = {ln.split("{")[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines}
+    value = server_metrics(servers["good"], "synctva_fusion")
     assert value["nv_inference_request_success"] >= 48
     # some executions held several requests: the dynamic batcher batched the fleet's windows
     assert value["nv_inference_exec_count"] < value["nv_inference_request_success"], value

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from synctva_ros.bench.soak import loop_peaks, read_proc, rss_growth, summary_lines, window_accounting
+from synctva_ros.bench.soak import loop_peaks, proc_status_mb, read_proc, rss_growth, summary_lines, \
+    window_accounting
 
 
 def sample(t: float, rss: float, resets: int) -> dict:
@@ -20,6 +21,13 @@ def test_read_proc_of_this_process_and_of_none():
     rss, cpu = read_proc(os.getpid())
     assert rss is not None and rss > 10 and cpu is not None and cpu > 0
     assert read_proc(2**22 + 12345) == (None, None)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux /proc")
+def test_proc_status_fields_in_mb():
+    got = proc_status_mb(os.getpid(), ("VmRSS", "RssAnon", "NoSuchField"))
+    assert set(got) == {"VmRSS", "RssAnon"} and 0 < got["RssAnon"] <= got["VmRSS"]
+    assert proc_status_mb(2**22 + 12345, ("VmRSS",)) == {}
 
 
 def test_growth_is_measured_from_the_first_sample_after_the_first_restart():

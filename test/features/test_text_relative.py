@@ -36,6 +36,15 @@ def _full_states(path: Path, ids: dict) -> torch.Tensor:
     return torch.stack(out.hidden_states)[:, 0]
 
 
+def _with_context(path: Path) -> tuple:
+    """An extractor of layer 1 with two turns of context states on ``path``; its encoding of TEXT after TURNS by
+    "Rachel", and the pair sequence it ran: ``(enc, encoding, ids, node mask, prefix mask, word pieces)``."""
+    enc = TextEncoder(str(path), layer=1, context_turns=2, context_states=True)
+    encoding = enc.encode_texts([TEXT], [TURNS], ["Rachel"])[0]
+    ids, nodes, others = enc._pair_inputs(TEXT, TURNS, "Rachel")
+    return enc, encoding, ids, nodes, others, enc.tokenizer.convert_ids_to_tokens(ids["input_ids"])
+
+
 def test_truncated_mpnet_gives_the_full_models_layer(tiny_mpnet):
     enc = TextEncoder(str(tiny_mpnet), layer=2)
     assert enc._truncated and len(enc.model.encoder.layer) == 2
@@ -47,11 +56,8 @@ def test_truncated_mpnet_gives_the_full_models_layer(tiny_mpnet):
 
 
 def test_context_prefix_is_every_token_before_the_utterance(tiny_mpnet):
-    enc = TextEncoder(str(tiny_mpnet), layer=1, context_turns=2, context_states=True)
+    enc, (tokens, _, prefix), ids, nodes, _, pieces = _with_context(tiny_mpnet)
     assert enc.identity()["prefix"] == "context_separators_and_tag_states"
-    tokens, _, prefix = enc.encode_texts([TEXT], [TURNS], ["Rachel"])[0]
-    ids, nodes, _ = enc._pair_inputs(TEXT, TURNS, "Rachel")
-    pieces = enc.tokenizer.convert_ids_to_tokens(ids["input_ids"])
     first = nodes.index(True)
     assert pieces[0] == "<s>" and pieces[-1] == "</s>" and all(nodes[first:-1]) and not nodes[-1]
     assert pieces[1:first].count("</s>") == 2  # the pair separators are in the prefix, at their places
@@ -66,9 +72,6 @@ def test_context_prefix_is_every_token_before_the_utterance(tiny_mpnet):
 
 
 def test_bert_context_prefix_is_unchanged(bert):
-    enc = TextEncoder(str(bert), layer=1, context_turns=2, context_states=True)
+    enc, (_, _, prefix), _, nodes, others, pieces = _with_context(bert)
     assert enc.identity()["prefix"] == "context_and_tag_states"
-    _, _, prefix = enc.encode_texts([TEXT], [TURNS], ["Rachel"])[0]
-    ids, nodes, others = enc._pair_inputs(TEXT, TURNS, "Rachel")
-    pieces = enc.tokenizer.convert_ids_to_tokens(ids["input_ids"])
     assert prefix.shape[0] == sum(others) == len(pieces) - sum(nodes) - 3  # [CLS], [SEP], [SEP] left out

@@ -18,7 +18,6 @@ pytest.importorskip("whisper_msgs.msg", reason="whisper_msgs missing: `make thir
 
 from node_runs import hidden_package, run_node_with_client, tiny_node_args  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).with_name("hri_client.py")
 TEXT = "I am so happy to see you again, this is wonderful news!"
 T0, UTTERANCE_S = 50.0, 2.0

@@ -14,7 +14,6 @@ pytest.importorskip("audio_common_msgs.msg", reason="audio_common_msgs missing: 
 
 from node_runs import hidden_package, run_node_with_client, tiny_node_args  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).with_name("persons_client.py")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from synctva_ros.backends.triton_server import TritonServerProcess
+from synctva_ros.backends.triton_process import TritonServerProcess
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient not installed (requirements-ml.txt)")
 pytest.importorskip("pytriton", reason="nvidia-pytriton not installed (Makefile .stamp-triton)")

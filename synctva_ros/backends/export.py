@@ -16,6 +16,9 @@ counts N_m), ``n_context`` (K), ``n_text_prefix`` (M, context word pieces), ``to
 (the context inputs only when the model has ``context_turns > 0``, the text prefix only when its fine-tuned
 text layers take the context's word pieces); outputs are
 ``logits`` ``(B, C)`` and ``contributions`` ``(B, 3)``.
+The text encoder's graph (:func:`export_text_encoder`) takes :data:`TEXT_INPUTS` ``(B, T)`` int64 and
+gives ``hidden`` ``(B, T, F)``: the states of one layer; the visual encoder's takes ``frames`` ``(N, 3, H, W)``
+and gives ``embeddings`` ``(N, F)``.
 
 The *subsets* variant (``subsets=True``, what the onnxruntime backend serves) is
 ``SyncTVA.forward_subsets``: one more input ``subsets`` ``(S, 3)`` bool (dynamic axis ``subsets``, the
@@ -30,6 +33,7 @@ reused only when its content matches the sha256 recorded when it was exported (e
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
@@ -44,7 +48,8 @@ from synctva_ros.core.batch import Batch
 from .base import MODEL_INPUTS
 from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha256, state_dict_sha256
 
-__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "SUBSETS_INPUT", "fusion_input_names", "uses_text_prefix", "example_fusion_inputs",
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "SUBSETS_INPUT", "TEXT_INPUTS", "fusion_input_names",
+           "uses_text_prefix", "example_fusion_inputs",
            "batch_to_feeds", "export_fusion", "export_text_encoder", "export_visual_encoder",
            "cached_fusion_onnx", "ExportError"]
 
@@ -229,40 +234,69 @@ class _NamedInputs(torch.nn.Module):
         return self.model(**dict(zip(self.names, inputs)))
 
 
-class _HiddenStates(torch.nn.Module):
-    """``(input_ids, attention_mask) -> last_hidden_state`` wrapper of a Hugging Face encoder."""
+#: Input names a text-encoder graph may take, in this order (``token_type_ids`` only for tokenizers that produce it).
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-    def __init__(self, hf_model: torch.nn.Module) -> None:
+
+class _EncoderStates(torch.nn.Module):
+    """``(input_ids, attention_mask[, token_type_ids]) -> states of layer ``layer`` (-1: the last)`` of a Hugging
+    Face encoder (named arguments, so both exporters name the graph's inputs after them)."""
+
+    def __init__(self, hf_model: torch.nn.Module, layer: int) -> None:
         super().__init__()
-        self.hf = hf_model
+        self.hf, self.layer = hf_model, int(layer)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.hf(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kw["token_type_ids"] = token_type_ids
+        res = self.hf(**kw, output_hidden_states=self.layer >= 0)
+        return res.last_hidden_state if self.layer < 0 else res.hidden_states[self.layer]
 
 
-def export_text_encoder(hf_model: torch.nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
-                        exporter: str = "torchscript") -> Path:
-    """Export a Hugging Face encoder (``AutoModel``: BERT, RoBERTa, MiniLM, ...) to ONNX.
+def export_text_encoder(hf_model: torch.nn.Module, path: str | Path,
+                        input_names: list[str] | tuple[str, ...] = TEXT_INPUTS[:2], layer: int = -1,
+                        opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
+    """Export a Hugging Face encoder (``AutoModel``: BERT, RoBERTa, MiniLM, ...) to ONNX: the states of one of its
+    layers. The model given is neither moved nor changed (a CPU copy is traced when it lives elsewhere; eval mode
+    is set). The text extractor's cached graph is this export (:mod:`~synctva_ros.backends.text_encoder`).
+
+    Args:
+        hf_model: the encoder.
+        path: output ``.onnx`` file.
+        input_names: ``input_ids``, ``attention_mask`` and optionally ``token_type_ids``, in that order
+            (:data:`TEXT_INPUTS`).
+        layer: ``-1`` for ``last_hidden_state``, else ``hidden_states[layer]`` (0: the embeddings' output).
+        opset: ONNX opset (>= 18).
+        exporter: ``"torchscript"`` or ``"dynamo"``.
 
     Shapes:
-        ``input_ids`` ``(B, T)`` int64, ``attention_mask`` ``(B, T)`` int64 ->
-        ``last_hidden_state`` ``(B, T, F)`` float32; ``B`` and ``T`` dynamic (``batch``, ``tokens``).
+        each input ``(B, T)`` int64 -> ``hidden`` ``(B, T, F)`` float32; ``B`` and ``T`` dynamic (``batch``,
+        ``tokens``).
 
     Raises:
-        ExportError: the exporter failed.
+        ExportError: ``input_names`` are not a prefix of :data:`TEXT_INPUTS` of length 2 or 3, an unsupported
+            exporter/opset, or the exporter failed.
     """
-    path = Path(path)
-    wrapper = _HiddenStates(hf_model.to("cpu").eval()).eval()
-    vocab = int(getattr(hf_model.config, "vocab_size", 100))
+    names = list(input_names)
+    if names not in (list(TEXT_INPUTS[:2]), list(TEXT_INPUTS)):
+        raise ExportError(f"text-encoder inputs {names}: expected {list(TEXT_INPUTS[:2])} or {list(TEXT_INPUTS)}")
+    on_cpu = all(p.device.type == "cpu" for p in hf_model.parameters())
+    model = (hf_model if on_cpu else copy.deepcopy(hf_model).to("cpu")).eval()
+    vocab = int(getattr(model.config, "vocab_size", 100))
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, max(vocab, 6), (2, 7), generator=g)
     att = torch.ones(2, 7, dtype=torch.long)
     att[1, 5:] = 0
-    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-            "last_hidden_state": {0: "batch", 1: "tokens"}}
-    _export(wrapper, (ids, att), path, ["input_ids", "attention_mask"], ["last_hidden_state"], axes, opset,
-            exporter)
-    return path
+    args = [ids, att] + ([torch.tensor([[0, 0, 0, 1, 1, 1, 1]] * 2)] if "token_type_ids" in names else [])
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        _export(_EncoderStates(model, layer).eval(), tuple(args), Path(path), names, ["hidden"], axes, opset,
+                exporter)
+    return Path(path)
 
 
 def export_visual_encoder(trunk: torch.nn.Module, path: str | Path, image_size: int = 224,

@@ -148,10 +148,14 @@ class OnnxRuntimeBackend(Backend):
         return self.session.run(self.output_names, {k: feeds[k] for k in self.input_names})
 
     def infer(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        """Logits ``(B, C)`` and contributions ``(B, 3)``, float32."""
+        """Logits ``(B, C)`` and contributions ``(B, 3)``, float32: the subsets graph's all-modalities subset
+        (:meth:`Backend.infer <synctva_ros.backends.base.Backend.infer>`), else one run of the plain graph.
+
+        Raises:
+            ValueError: the graph needs an input the batch does not have.
+        """
         if self.subsets:
-            logits, contrib = self.infer_subsets(batch, np.ones((1, 3), bool))
-            return logits[:, 0], contrib[:, 0]
+            return super().infer(batch)
         out = self.run_feeds(batch_to_feeds(batch, self.input_names))
         return np.asarray(out[0], np.float32), np.asarray(out[1], np.float32)
 

@@ -12,7 +12,8 @@ extractor's, so the features are those of torch within the stated parity.
 * Graph: inputs ``input_ids`` ``(B, T)`` int64, ``attention_mask`` ``(B, T)`` int64 and, for tokenizers that
   produce it (BERT, MiniLM), ``token_type_ids`` ``(B, T)`` int64 (the second segment of ``context | utterance``
   pairs is 1); output ``hidden`` ``(B, T, F)`` float32, the states of the extractor's layer; ``B`` and ``T``
-  dynamic (``batch``, ``tokens``). TorchScript tracer, opset 18 (:func:`~synctva_ros.backends.export._export`).
+  dynamic (``batch``, ``tokens``). TorchScript tracer, opset 18
+  (:func:`~synctva_ros.backends.export.export_text_encoder`).
 * Cache: ``<cache>/onnx/text_encoder-<key>.onnx`` keyed by the extractor's identity (weights and tokenizer
   sha256, layer), the number of encoder layers exported, the inputs, exporter, opset, torch and transformers
   versions (:mod:`~synctva_ros.backends.engine_cache`: content-checked on every reuse).
@@ -35,9 +36,7 @@ Threads: ``runtime.threads`` intra-op threads (0: onnxruntime's default).
 
 from __future__ import annotations
 
-import copy
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,11 +45,11 @@ import torch
 
 from .base import BackendUnavailable
 from .engine_cache import CachedArtifact, cache_root, cached_build
-from .export import DEFAULT_OPSET, ExportError, _export
+from .export import DEFAULT_OPSET, ExportError, export_text_encoder
 from .onnx_backend import ort_session
 from .quantize import cached_quantized_onnx
 
-__all__ = ["STATE_TOLERANCE", "OrtTextRunner", "export_text_states", "serve_text_encoder", "encoder_layers"]
+__all__ = ["STATE_TOLERANCE", "OrtTextRunner", "cached_text_onnx", "serve_text_encoder", "encoder_layers"]
 
 log = logging.getLogger(__name__)
 
@@ -65,58 +64,12 @@ def encoder_layers(hf_model: torch.nn.Module) -> int:
     return len(layers) if isinstance(layers, torch.nn.ModuleList) else -1
 
 
-class _States(torch.nn.Module):
-    """``(input_ids, attention_mask[, token_type_ids]) -> states of layer ``layer`` (-1: the last)``."""
-
-    def __init__(self, hf_model: torch.nn.Module, names: list[str], layer: int) -> None:
-        super().__init__()
-        self.hf, self.names, self.layer = hf_model, list(names), int(layer)
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        res = self.hf(**dict(zip(self.names, inputs)), output_hidden_states=self.layer >= 0)
-        return res.last_hidden_state if self.layer < 0 else res.hidden_states[self.layer]
-
-
-def export_text_states(hf_model: torch.nn.Module, path: str | Path, input_names: list[str], layer: int = -1,
-                       opset: int = DEFAULT_OPSET) -> Path:
-    """Export a Hugging Face encoder's layer states to ONNX (the model given is not moved: a CPU copy is traced
-    when it lives elsewhere).
-
-    Args:
-        hf_model: the encoder (``AutoModel``).
-        path: output ``.onnx``.
-        input_names: ``input_ids``, ``attention_mask`` and optionally ``token_type_ids``, in that order.
-        layer: ``-1`` for ``last_hidden_state``, else ``hidden_states[layer]``.
-        opset: ONNX opset (>= 18).
-
-    Shapes:
-        each input ``(B, T)`` int64 -> ``hidden`` ``(B, T, F)`` float32; ``B``, ``T`` dynamic.
-
-    Raises:
-        ExportError: the exporter failed.
-    """
-    on_cpu = all(p.device.type == "cpu" for p in hf_model.parameters())
-    model = (hf_model if on_cpu else copy.deepcopy(hf_model).to("cpu")).eval()
-    vocab = int(getattr(model.config, "vocab_size", 100))
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, max(vocab, 6), (2, 7), generator=g)
-    att = torch.ones(2, 7, dtype=torch.long)
-    att[1, 5:] = 0
-    args = [ids, att] + ([torch.tensor([[0, 0, 0, 1, 1, 1, 1]] * 2)] if "token_type_ids" in input_names else [])
-    axes = {n: {0: "batch", 1: "tokens"} for n in [*input_names, "hidden"]}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        _export(_States(model, input_names, layer).eval(), tuple(args), Path(path), list(input_names), ["hidden"],
-                axes, opset, "torchscript")
-    return Path(path)
-
-
 class OrtTextRunner:
     """The extractor's encoder in onnxruntime: ``runner(enc) -> (B, T, F)`` float32 CPU tensor.
 
     Args:
-        session: an ``onnxruntime.InferenceSession`` of :func:`export_text_states`' graph.
+        session: an ``onnxruntime.InferenceSession`` of a :func:`~synctva_ros.backends.export.export_text_encoder`
+            graph.
         name: what serves the encoder (``onnxruntime`` or ``onnxruntime-int8``).
         path: the ONNX file.
 
@@ -157,7 +110,8 @@ def cached_text_onnx(extractor: Any, cache_dir: str | Path | None = None, opset:
         opset: ONNX opset (>= 18).
 
     Returns:
-        ``<cache>/onnx/text_encoder-<key>.onnx`` (:func:`export_text_states`' graph; key: module docstring).
+        ``<cache>/onnx/text_encoder-<key>.onnx`` (:func:`~synctva_ros.backends.export.export_text_encoder`'s
+        graph; key: module docstring).
 
     Raises:
         ExportError: export failed; OSError: the cache is not writable.
@@ -170,7 +124,7 @@ def cached_text_onnx(extractor: Any, cache_dir: str | Path | None = None, opset:
              "output_layer": layer, "inputs": names, "opset": opset, "exporter": "torchscript",
              "torch": torch.__version__, "transformers": transformers.__version__}
     art = CachedArtifact(cache_root(cache_dir), "onnx", "text_encoder", "onnx", parts)
-    path, built = cached_build(art, lambda p: export_text_states(extractor.model, p, names, layer, opset))
+    path, built = cached_build(art, lambda p: export_text_encoder(extractor.model, p, names, layer, opset))
     if built:
         log.info("exported text encoder %s (%d layers) to %s", extractor.name, parts["layers"], path.name)
     return path

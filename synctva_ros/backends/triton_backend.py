@@ -112,7 +112,8 @@ class TritonBackend(Backend):
         fallback: the local backend (``None``: failures raise instead).
 
     Shapes:
-        ``infer(batch)`` -> logits ``(B, C)``, contributions ``(B, 3)``; ``infer_subsets(batch, keep (S, 3))`` ->
+        ``infer(batch)`` -> logits ``(B, C)``, contributions ``(B, 3)`` (the all-modalities subset,
+        :meth:`Backend.infer <synctva_ros.backends.base.Backend.infer>`); ``infer_subsets(batch, keep (S, 3))`` ->
         ``(B, S, C)``, ``(B, S, 3)``; float32.
 
     Raises:
@@ -161,11 +162,6 @@ class TritonBackend(Backend):
                 "counters": self.counters(), "last_error": self.last_error}
 
     # ------------------------------------------------------------------ inference
-    def infer(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        """Logits ``(B, C)`` and contributions ``(B, 3)``: the all-modalities subset of :meth:`infer_subsets`."""
-        logits, contrib = self.infer_subsets(batch, np.ones((1, 3), bool))
-        return logits[:, 0], contrib[:, 0]
-
     def infer_subsets(self, batch: Batch, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits ``(B, S, C)`` and contributions ``(B, S, 3)`` from the server, else from the fallback.
 

@@ -7,8 +7,9 @@ import onnx
 import pytest
 import torch
 
-from synctva_ros.backends.export import (ExportError, cached_fusion_onnx, example_fusion_inputs, export_fusion,
-                                         export_text_encoder, export_visual_encoder, fusion_input_names)
+from synctva_ros.backends.export import (TEXT_INPUTS, ExportError, cached_fusion_onnx, example_fusion_inputs,
+                                         export_fusion, export_text_encoder, export_visual_encoder,
+                                         fusion_input_names)
 from synctva_ros.backends.onnx_backend import ort_session
 
 
@@ -136,6 +137,38 @@ def test_text_encoder_onnx_matches(tmp_path) -> None:
         assert out.shape == ref.shape
         valid = att.numpy().astype(bool)
         assert np.abs(out[valid] - ref[valid]).max() < 1e-4
+    assert [o.name for o in sess.get_outputs()] == ["hidden"]
+
+
+def test_text_encoder_export_of_a_layer_with_token_type_ids(tmp_path) -> None:
+    """One export serves the extractor's cache too: a lower layer's states, token type ids as a third input."""
+    from synctva_ros.features.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=40)
+    hf = BertModel(cfg).eval()
+    path = export_text_encoder(hf, tmp_path / "states.onnx", list(TEXT_INPUTS), layer=1)
+    sess = ort_session(path)
+    assert [i.name for i in sess.get_inputs()] == list(TEXT_INPUTS)
+    ids = torch.randint(3, 120, (3, 9))
+    att = torch.ones(3, 9, dtype=torch.long)
+    att[-1, 4:] = 0
+    tt = torch.zeros(3, 9, dtype=torch.long)
+    tt[:, 5:] = 1
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=att, token_type_ids=tt, output_hidden_states=True).hidden_states[1]
+    feeds = {"input_ids": ids.numpy(), "attention_mask": att.numpy(), "token_type_ids": tt.numpy()}
+    out = sess.run(["hidden"], feeds)[0]
+    valid = att.numpy().astype(bool)
+    assert out.shape == tuple(ref.shape) and np.abs(out[valid] - ref.numpy()[valid]).max() < 1e-4
+    with pytest.raises(ExportError, match="inputs"):
+        export_text_encoder(hf, tmp_path / "x.onnx", ["input_ids"])
+    with pytest.raises(ExportError, match="opset"):
+        export_text_encoder(hf, tmp_path / "x.onnx", opset=17)
 
 
 def test_visual_encoder_onnx_matches(tmp_path) -> None:

@@ -10,8 +10,9 @@ message is converted with :mod:`synctva_ros.core.codecs` and added to an
 is called with ``now`` = the message's header stamp (for a ``std_msgs/String``
 transcript, which has no header, its log time: the node stamps it on arrival
 under ``/clock``). A camera frame or audio chunk with a 0 header stamp (a driver that leaves it unset) is
-given its log time as arrival time, as the node stamps it on arrival: it is placed, thinned and polled at
-that time. At the end of the bag ``flush()`` closes what is left.
+given its log time as arrival time, as the node stamps it on arrival
+(:func:`~synctva_ros.windowing.stamps.effective_stamp`): it is placed, thinned and polled at that time.
+At the end of the bag ``flush()`` closes what is left.
 Camera frames that the windower's thinning would drop are not decoded (as in the node).
 
 Message types are recognised by their names, as the node's ``topics.*_msg_type`` parameters choose them:
@@ -53,6 +54,7 @@ from synctva_ros.core.hri_fields import audio_stamped_to_samples, live_speech_to
 from synctva_ros.core.inputs import InputError
 from synctva_ros.core.persons import PersonRegistry
 from synctva_ros.core.window import UtteranceWindow
+from synctva_ros.windowing.stamps import effective_stamp
 from synctva_ros.windowing.windower import UtteranceWindower
 
 __all__ = ["BagMessage", "GroundTruth", "read_bag", "ground_truth_from_bag", "windows_from_bag",
@@ -211,12 +213,12 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
     for m in read_bag(path, lambda t: t in wanted or hri.wants(t)):
         msg, now, kind = m.msg, None, m.msgtype.rsplit("/", 1)[-1]
         # the log time is when the replayed message reaches the node (its clock follows the bag's /clock): the
-        # node's arrival time, which stands in for a 0 header stamp (windower rule 12), thinning included
+        # node's arrival time, standing in for a 0 header stamp (effective_stamp, rule 12), thinning included
         arrival = m.timestamp_ns * 1e-9
         try:
             if m.topic == t_img and m.msgtype == "sensor_msgs/msg/Image":
                 stamp = stamp_to_seconds(msg.header.stamp)
-                now = stamp or arrival
+                now = effective_stamp(stamp, arrival)
                 check_image_layout(msg.height, msg.width, msg.encoding, msg.step, msg.data)
                 registry.set_camera_frame(msg.header.frame_id)
                 if not w.thin_frame(stamp, arrival):  # frames the thinning drops are not decoded (as in the node)
@@ -224,12 +226,12 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
                                                     msg.step, msg.data), now=arrival)
             elif m.topic == t_aud and m.msgtype.endswith("/AudioChunk"):
                 stamp = stamp_to_seconds(msg.header.stamp)
-                now = stamp or arrival
+                now = effective_stamp(stamp, arrival)
                 w.add_audio(stamp, audio_chunk_to_float(msg.sample_rate, msg.channels, msg.encoding, msg.data),
                             msg.sample_rate, now=arrival)
             elif m.topic == t_aud and kind == "AudioStamped":
                 stamp, samples, rate = audio_stamped_to_samples(msg)
-                now = stamp or arrival
+                now = effective_stamp(stamp, arrival)
                 w.add_audio(stamp, samples, rate, now=arrival)
             elif kind == "LiveSpeech" and (m.topic == t_tr or hri.voice_listed(m.topic)):
                 fields = live_speech_to_fields(msg, voice_id_from_topic(m.topic))
@@ -240,9 +242,10 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
                 now = fields.stamp
                 w.add_transcript(**fields.windower_kwargs())
             elif m.topic == t_tr and m.msgtype.endswith("/Transcript"):
-                now = stamp_to_seconds(msg.header.stamp)
+                stamp = stamp_to_seconds(msg.header.stamp)
+                now = effective_stamp(stamp, arrival)
                 w.add_transcript(msg.text, stamp_to_seconds(msg.start), stamp_to_seconds(msg.end),
-                                 bool(msg.is_final), stamp=now, utterance_id=msg.utterance_id,
+                                 bool(msg.is_final), stamp=stamp, now=arrival, utterance_id=msg.utterance_id,
                                  dialogue_id=msg.dialogue_id, language=msg.language,
                                  confidence=float(msg.confidence), speaker_id=msg.speaker_id)
             elif m.topic == t_txt and m.msgtype == "std_msgs/msg/String":

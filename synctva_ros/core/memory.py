@@ -22,17 +22,22 @@ bytes in use stayed at 225-246 MB over 15 minutes of the soak, where it grew 228
 at the same latency (p50 60 vs 66 ms). :func:`limit_arenas` sets that from inside the process
 (``mallopt(M_ARENA_MAX)``); the node's ``main`` calls it before any thread starts. A ``MALLOC_ARENA_MAX`` in the
 environment wins.
+
+The node's ``/diagnostics`` show both (:func:`synctva_ros.ros.diagnostics.status_values`): the trimmer's
+:meth:`HeapTrimmer.stats` as ``memory.trims``, ``memory.trims_skipped``, ``memory.trim_s`` and the limit in effect,
+:func:`arena_max`, as ``memory.arena_max``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 import time
 from typing import Any, Callable
 
-__all__ = ["HeapTrimmer", "TRIM_INTERVAL_S", "ARENA_MAX", "limit_arenas", "glibc"]
+__all__ = ["HeapTrimmer", "TRIM_INTERVAL_S", "ARENA_MAX", "ARENA_DEFAULT", "limit_arenas", "arena_max", "glibc"]
 
 #: Least seconds between two trims of the node's heap.
 TRIM_INTERVAL_S = 10.0
@@ -40,6 +45,9 @@ TRIM_INTERVAL_S = 10.0
 #: glibc malloc arenas the node allows (the main one and one more).
 ARENA_MAX = 2
 _M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+#: :func:`arena_max` when no limit is in effect (glibc's own: 8 arenas per core on 64-bit).
+ARENA_DEFAULT = "default"
+_arena_set: int | None = None  # the limit limit_arenas() set in this process
 
 _libc: Any = None
 _libc_lock = threading.Lock()
@@ -62,15 +70,34 @@ def limit_arenas(n: int = ARENA_MAX, environ: dict[str, str] | None = None) -> b
     """``mallopt(M_ARENA_MAX, n)``: at most ``n`` glibc malloc arenas from now on (module docstring).
 
     Call it before threads start (arenas made before stay). Does nothing where the C library is not glibc or
-    ``MALLOC_ARENA_MAX`` is set in ``environ`` (default ``os.environ``). Returns whether it set the limit.
+    ``MALLOC_ARENA_MAX`` is set in ``environ`` (default ``os.environ``). Returns whether it set the limit
+    (:func:`arena_max` then says ``n``). Raises nothing.
     """
-    import os
-
+    global _arena_set
     env = os.environ if environ is None else environ
     lib = glibc()
     if lib is None or env.get("MALLOC_ARENA_MAX") or not hasattr(lib, "mallopt"):
         return False
-    return bool(lib.mallopt(_M_ARENA_MAX, int(n)))
+    done = bool(lib.mallopt(_M_ARENA_MAX, int(n)))
+    if done:
+        _arena_set = int(n)
+    return done
+
+
+def arena_max(environ: dict[str, str] | None = None) -> str:
+    """The glibc malloc arena limit in effect in this process, as ``/diagnostics`` shows it (``memory.arena_max``).
+
+    Args:
+        environ: the environment the process started with (default ``os.environ``).
+
+    Returns:
+        ``MALLOC_ARENA_MAX`` from ``environ`` when set (glibc read it at start-up and :func:`limit_arenas` left it
+        alone), else the limit :func:`limit_arenas` set (``"2"``), else :data:`ARENA_DEFAULT`. Raises nothing.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("MALLOC_ARENA_MAX"):
+        return str(env["MALLOC_ARENA_MAX"])
+    return str(_arena_set) if _arena_set is not None else ARENA_DEFAULT
 
 
 class HeapTrimmer:
@@ -81,7 +108,8 @@ class HeapTrimmer:
         clock: monotonic seconds (tests).
 
     Attributes:
-        trims: trims done. seconds: their total wall time, seconds.
+        trims: trims done. skipped: calls that did not trim (less than ``min_interval_s`` since the last trim,
+            or no glibc). seconds: the trims' total wall time, seconds.
     """
 
     def __init__(self, min_interval_s: float = TRIM_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
@@ -89,6 +117,7 @@ class HeapTrimmer:
         self._clock = clock
         self._last: float | None = None
         self.trims = 0
+        self.skipped = 0
         self.seconds = 0.0
         self._lib = glibc()
 
@@ -98,9 +127,11 @@ class HeapTrimmer:
         return self._lib is not None
 
     def __call__(self) -> bool:
-        """Trim when due; returns whether it trimmed."""
+        """Trim when due; returns whether it trimmed (a call that does not is counted in ``skipped``). Raises nothing
+        (``malloc_trim`` reports no errors)."""
         now = self._clock()
         if self._lib is None or (self._last is not None and now - self._last < self.min_interval_s):
+            self.skipped += 1
             return False
         self._last = now
         t0 = time.perf_counter()
@@ -108,3 +139,7 @@ class HeapTrimmer:
         self.seconds += time.perf_counter() - t0
         self.trims += 1
         return True
+
+    def stats(self) -> dict[str, int | float]:
+        """``{"trims": n, "trims_skipped": n, "trim_s": seconds}`` so far (``/diagnostics``: ``memory.<key>``)."""
+        return {"trims": self.trims, "trims_skipped": self.skipped, "trim_s": self.seconds}

@@ -21,7 +21,10 @@ rejected by kind; sorted), ``latency.last_s``, ``latency.max_period_s``,
 pipeline exists ``checkpoint.<outcome>`` (checkpoint loads in this process by integrity outcome:
 ``verified``, ``unrecorded``, ``refused``; :mod:`synctva_ros.checkpoint.integrity`) and
 ``engine_cache.<outcome>`` (cached ONNX/TensorRT files: ``hits``, ``builds``, ``rebuilt_mismatch``;
-:mod:`synctva_ros.backends.engine_cache`).
+:mod:`synctva_ros.backends.engine_cache`), and with the worker's heap trimmer ``memory.trims``,
+``memory.trims_skipped`` (calls within ``TRIM_INTERVAL_S`` of the last trim, or no glibc), ``memory.trim_s``
+(the trims' total time, seconds) and ``memory.arena_max`` (the glibc malloc arena limit in effect: ``2`` as the
+node's ``main`` sets it, the environment's ``MALLOC_ARENA_MAX``, or ``default``; :mod:`synctva_ros.core.memory`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from synctva_ros.backends.engine_cache import cache_counters
 from synctva_ros.checkpoint.integrity import counters as integrity_counters
+from synctva_ros.core.memory import arena_max
 from synctva_ros.ros.latency import LatencySnapshot
 
 __all__ = ["latency_level", "status_values", "emotion_status", "diagnostic_array"]
@@ -61,7 +65,7 @@ def latency_level(active: bool, worst_s: float, warn_s: float, error_s: float) -
 
 
 def status_values(counters: Mapping[str, int], latency: LatencySnapshot, queue: int, pipeline: Any,
-                  windower_stats: Mapping[str, Any] | None = None) -> dict[str, str]:
+                  windower_stats: Mapping[str, Any] | None = None, trimmer: Any = None) -> dict[str, str]:
     """The status's key/value pairs, in report order (see the module docstring).
 
     Args:
@@ -72,6 +76,8 @@ def status_values(counters: Mapping[str, int], latency: LatencySnapshot, queue: 
             ``backend_name`` (empty when absent), and its ``streaming`` cache, whose
             ``describe()`` gives a ``stats`` dict plus other information (None: no streaming).
         windower_stats: the windower's stats (None: not configured).
+        trimmer: the inference worker's :class:`~synctva_ros.core.memory.HeapTrimmer` (its ``stats()``), or None:
+            no ``memory.*`` values.
 
     Returns:
         ``{key: value}``, all strings; latencies with 4 decimals (seconds).
@@ -103,6 +109,10 @@ def status_values(counters: Mapping[str, int], latency: LatencySnapshot, queue: 
             values[f"checkpoint.{k}"] = str(v)
         for k, v in sorted(cache_counters().items()):
             values[f"engine_cache.{k}"] = str(v)
+    if trimmer is not None:
+        for k, v in trimmer.stats().items():
+            values[f"memory.{k}"] = f"{v:.4f}" if isinstance(v, float) else str(v)
+        values["memory.arena_max"] = arena_max()
     return values
 
 

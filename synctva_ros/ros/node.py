@@ -117,10 +117,11 @@ class EmotionNode(LifecycleNode):
                  pipeline_factory: Callable[[SyncTVAConfig], Any] | None = None, **kwargs: Any) -> None:
         # handles first: destroy_node() must work even if the constructor fails half-way
         # (rclpy.try_shutdown() destroys every node registered with the context)
-        self._counters = Counters(warn=self._warn)
+        self._counters = Counters(warn=lambda message: self.get_logger().warning(message))
         self.counters = self._counters.values
         self._gate = InputGate(self._counters, errors=(InputError,))  # shared path of the _on_* callbacks
         self._latency = LatencyStats()
+        self._trimmer = HeapTrimmer()  # the worker's malloc_trim between windows; its counters in /diagnostics
         self._feed: WindowFeed | None = None  # the windower, driven by the callbacks
         self._pipeline: Any = None
         self._worker: InferenceWorker | None = None
@@ -145,9 +146,6 @@ class EmotionNode(LifecycleNode):
         # seen within a second even while sim time is paused (main() installs no rclpy signal
         # handlers, so that pending windows can still be published on the way out).
         self._wake_timer = self.create_timer(1.0, lambda: None, clock=Clock(clock_type=ClockType.STEADY_TIME))
-
-    def _warn(self, message: str) -> None:
-        self.get_logger().warning(message)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         result, applied = apply_parameter_updates(self.cfg, params)
@@ -186,7 +184,7 @@ class EmotionNode(LifecycleNode):
         self._state_pub = self.create_lifecycle_publisher(EmotionState, t.emotion_state, reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
         self._worker = InferenceWorker(predict=self._pipeline.predict, publish=self._publish_state,
-                                       reject=self._counters.reject, published=self._on_published, idle=HeapTrimmer())
+                                       reject=self._counters.reject, published=self._on_published, idle=self._trimmer)
         self._worker.start()
         worker, persons = self._worker, self._persons
         self._feed = WindowFeed(windower, self._counters, submit=lambda w: worker.submit(persons.attribute(w)))
@@ -283,12 +281,12 @@ class EmotionNode(LifecycleNode):
         if feed is None or feed.thin_frame(stamp, now):
             return
         self._gate(msg, image_msg_to_rgb,
-                   lambda frame: self._add("image", frame[0] or now, lambda w: w.add_frame(*frame, now=now)))
+                   lambda frame: self._add("image", frame[0], lambda w: w.add_frame(*frame, now=now), now))
 
     def _on_audio(self, msg: Any, convert: Callable[[Any], Any] = audio_msg_to_samples) -> None:
         now = self._now_s()
         self._gate(msg, convert,
-                   lambda chunk: self._add("audio", chunk[0] or now, lambda w: w.add_audio(*chunk, now=now)))
+                   lambda chunk: self._add("audio", chunk[0], lambda w: w.add_audio(*chunk, now=now), now))
 
     def _on_transcript(self, msg: Any, convert: Callable[[Any], Any] = transcript_msg_to_fields) -> None:
         self._gate(msg, convert, self._add_transcript)
@@ -306,10 +304,11 @@ class EmotionNode(LifecycleNode):
         self._add("transcript", fields.stamp,
                   lambda w: w.add_transcript(**fields.windower_kwargs(), now=self._now_s()))
 
-    def _add(self, stream: str, stamp: float, add: Callable[[UtteranceWindower], Any]) -> None:
-        feed = self._feed
+    def _add(self, stream: str, stamp: float, add: Callable[[UtteranceWindower], Any],
+             now: float | None = None) -> None:
+        feed = self._feed  # a 0 stamp is polled at the arrival time ``now`` (WindowFeed.add)
         if feed is not None:
-            feed.add(stream, stamp, add)
+            feed.add(stream, stamp, add, now)
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -346,9 +345,9 @@ class EmotionNode(LifecycleNode):
 
         See :mod:`synctva_ros.ros.diagnostics`; each call starts a new latency period.
         """
-        latency = self._latency.report()
+        latency, feed = self._latency.report(), self._feed
         values = status_values(self._counters.snapshot(), latency, self._worker.pending if self._worker else 0,
-                               self._pipeline, self._feed.windower.stats if self._feed is not None else None)
+                               self._pipeline, feed.windower.stats if feed is not None else None, self._trimmer)
         rt = self.cfg.runtime
         return emotion_status(self.get_fully_qualified_name(), self._gate.active, latency, rt.latency_warn_s,
                               rt.latency_error_s, values)

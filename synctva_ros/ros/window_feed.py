@@ -2,7 +2,7 @@
 
 Each message's data is added to the
 :class:`~synctva_ros.windowing.windower.UtteranceWindower`, which is then polled with
-``now`` = the message stamp (sensor time, seconds), as
+``now`` = the message stamp (sensor time, seconds; the arrival time for a 0 stamp), as
 :func:`synctva_ros.bags.reader.windows_from_bag` does, so live topics and a bag read
 offline give the same windows. Closed windows are counted (``windows``) and handed
 to a sink (the inference worker). The windower handles order, duplicates and time
@@ -18,6 +18,7 @@ import threading
 from typing import Any, Callable
 
 from synctva_ros.ros.counters import Counters
+from synctva_ros.windowing.stamps import effective_stamp
 from synctva_ros.windowing.windower import UtteranceWindower
 
 __all__ = ["SILENT_WINDOWER_COUNTERS", "WindowFeed"]
@@ -47,14 +48,25 @@ class WindowFeed:
         self._submit = submit
         self._lock = threading.RLock()
 
-    def add(self, stream: str, stamp: float, add: Callable[[UtteranceWindower], Any]) -> None:
-        """``add(windower)`` one message's data, then poll with ``now`` = ``stamp``.
+    def add(self, stream: str, stamp: float, add: Callable[[UtteranceWindower], Any],
+            arrival: float | None = None) -> None:
+        """``add(windower)`` one message's data, then poll with ``now`` = the message's time.
+
+        The message's time is :func:`~synctva_ros.windowing.stamps.effective_stamp`: ``stamp``, or
+        ``arrival`` when ``stamp`` is 0 (unknown), as the windower stamps such a message (give ``add`` the
+        same ``arrival`` as ``now=``).
+
+        Raises:
+            Exception: what ``add`` raises other than ``ValueError`` (that one is counted ``bad_<stream>``); a
+            failing poll is counted ``windower_errors``, not raised.
 
         Args:
             stream: ``image``, ``audio`` or ``transcript`` (counter names ``<stream>_in``, ``bad_<stream>``).
-            stamp: the message's sensor time, seconds.
-            add: puts the data into the windower (``lambda w: w.add_audio(stamp, samples, rate)``).
+            stamp: the message's header stamp (sensor time), seconds; 0 = unknown.
+            add: puts the data into the windower (``lambda w: w.add_audio(stamp, samples, rate, now=arrival)``).
+            arrival: when the message arrived (the node clock), seconds; None: the stamp is used as it is.
         """
+        stamp = effective_stamp(stamp, arrival)
         with self._lock:
             w = self.windower
             before = {key: w.count(key) for key in _WATCHED}
@@ -77,13 +89,13 @@ class WindowFeed:
         A dropped frame is counted (``image_in`` here, ``thinned_frames`` by the windower)
         and polled for, so the caller need not decode its pixels. A 0 stamp (unknown) is
         thinned, and polled, at ``now`` (the arrival time, seconds) when given, as the windower
-        stamps such a frame on arrival.
+        stamps such a frame on arrival (:func:`~synctva_ros.windowing.stamps.effective_stamp`).
         """
         with self._lock:
             if not self.windower.thin_frame(stamp, now):
                 return False
             self._counters.count("image_in")
-            self._poll_locked(now if stamp == 0 and now is not None else stamp)
+            self._poll_locked(effective_stamp(stamp, now))
             return True
 
     def poll(self, now: float) -> None:

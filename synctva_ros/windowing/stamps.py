@@ -1,5 +1,7 @@
 """Stamps and transcript strings the windower does not trust (rules 12-14 of :mod:`.windower`).
 
+* :func:`effective_stamp`: the one place of rule 12's "a 0 stamp is stamped on arrival", used by the
+  windower, the offline bag reader and the node alike.
 * :class:`StampGuard`: zero stamps (unknown: stamped on arrival), negative stamps (rejected),
   far-future stamps (rejected unless a sensor stream confirms a forward time jump) and, after
   time went back, the old timeline's stragglers (rejected), all counted; it also keeps a
@@ -54,8 +56,8 @@ from synctva_ros.config import WindowingConfig
 from synctva_ros.windowing.clock import finite_time
 from synctva_ros.windowing.counters import WindowerCounters
 
-__all__ = ["StampGuard", "clean_transcript", "FUTURE_CONFIRM", "FUTURE_KEYS", "STALE_KEYS", "MAX_FIELD_CHARS",
-           "MAX_SEEN_UTTERANCES", "clean_text", "bound_field", "SeenUtterances"]
+__all__ = ["effective_stamp", "StampGuard", "clean_transcript", "FUTURE_CONFIRM", "FUTURE_KEYS", "STALE_KEYS",
+           "MAX_FIELD_CHARS", "MAX_SEEN_UTTERANCES", "clean_text", "bound_field", "SeenUtterances"]
 
 #: Consecutive far-future stamps on one sensor stream, each within ``future_tolerance_s`` of the
 #: first, that make a forward time jump (a robot's drivers restarted later, a bag with a gap).
@@ -74,6 +76,31 @@ log = logging.getLogger("synctva_ros.windowing")
 _WHITESPACE_CONTROLS = re.compile(r"[\t\n\r\v\f]")
 # C0 and C1 control characters (Unicode category Cc), NUL included
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def effective_stamp(stamp_s: float, arrival_s: float | None) -> float:
+    """A message's time: its header stamp, or its arrival time when the stamp is 0 (rule 12).
+
+    A header stamp of exactly 0 means unknown: camera and microphone drivers that leave the header unset
+    publish 0 and expect the receiver to stamp the message on arrival, so the node uses its clock's time when
+    the message arrived and the offline reader the bag's log time (when the replayed message reached the
+    node). Every other stamp is the message's own: a negative one is not corrected here but rejected by
+    :meth:`StampGuard.resolve` (counted ``negative_stamps``), and a non-finite one is left to the caller's
+    checks. This is the only place the rule is written; the windower, :mod:`synctva_ros.bags.reader` and
+    the node's :mod:`synctva_ros.ros.window_feed` call it.
+
+    Args:
+        stamp_s: the header stamp, seconds (sensor time).
+        arrival_s: the arrival time on the same clock, seconds; ``None`` when the caller has none (a 0
+            stamp then stays time 0).
+
+    Returns:
+        ``arrival_s`` (as a float) when ``stamp_s == 0`` and ``arrival_s`` is given, else ``stamp_s``. Raises
+        nothing.
+    """
+    if stamp_s == 0 and arrival_s is not None:
+        return float(arrival_s)
+    return stamp_s
 
 
 def clean_text(text: str) -> tuple[str, bool]:
@@ -218,8 +245,7 @@ class StampGuard:
             return None
         if stamp == 0 and now is not None:
             self.counters.add("zero_stamps")
-            return float(now)
-        return stamp
+        return effective_stamp(stamp, now)
 
     def future(self, stream: str, t: float, ref: float | None) -> str:
         """Whether stamp ``t`` (seconds) is ahead of the stream time ``ref`` by more than the tolerance.

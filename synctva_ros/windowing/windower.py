@@ -86,7 +86,7 @@ from synctva_ros.windowing.closing import PendingWindow, WindowCloser, known_end
 from synctva_ros.windowing.counters import STAT_KEYS, WindowerCounters
 from synctva_ros.windowing.inputs import RejectedInput, accept_audio, accept_frame
 from synctva_ros.windowing.sink import StreamSink
-from synctva_ros.windowing.stamps import SeenUtterances, StampGuard, clean_transcript
+from synctva_ros.windowing.stamps import SeenUtterances, StampGuard, clean_transcript, effective_stamp
 
 __all__ = ["UtteranceWindower", "StreamSink", "STAT_KEYS"]
 
@@ -238,11 +238,11 @@ class UtteranceWindower:
             ``zero_stamps``, as :meth:`add_frame` would); False when the caller should decode it
             and call :meth:`add_frame`.
         """
-        zero = stamp == 0 and now is not None and finite_time(now)
-        t = now if zero else stamp
-        if finite_time(t) and not self.wants_frame(float(t)):  # type: ignore[arg-type]
+        arrival = now if finite_time(now) else None  # a non-finite arrival time stamps nothing
+        t = effective_stamp(stamp, arrival)
+        if finite_time(t) and not self.wants_frame(float(t)):
             self._stats.add("thinned_frames")
-            self._stats.add("zero_stamps", int(zero))
+            self._stats.add("zero_stamps", int(stamp == 0 and arrival is not None))
             return True
         return False
 

@@ -122,3 +122,20 @@ def test_zero_stamp_frames_and_audio_take_their_log_time_as_the_node_does(tmp_pa
     got += node.flush()
     assert [f.stamp for f in got[0].frames] == [f.stamp for f in win.frames]
     assert got[0].audio_start == win.audio_start and (got[0].start, got[0].end) == (win.start, win.end)
+
+
+def test_transcript_with_unknown_stamps_is_stamped_at_log_time(tmp_path):
+    """A synctva_ros/Transcript whose header, start and end are all 0 (unknown) is placed at its log time, as
+    the node stamps it on arrival (windowing.stamps.effective_stamp, rule 12), not dropped."""
+    ts = get_synctva_typestore()
+    T = ts.types
+    zero = T["builtin_interfaces/msg/Time"](sec=0, nanosec=0)
+    with Writer(tmp_path / "b", version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
+        ct = w.add_connection("/speech", "synctva_ros/msg/Transcript", typestore=ts)
+        msg = T["synctva_ros/msg/Transcript"](
+            header=T["std_msgs/msg/Header"](stamp=zero, frame_id=""), text="hello there", start=zero, end=zero,
+            is_final=True, utterance_id="u1", dialogue_id="", language="en", confidence=0.9, speaker_id="")
+        w.write(ct, T0 + 3 * 10**9, ts.serialize_cdr(msg, "synctva_ros/msg/Transcript"))
+    pairs = windows_from_bag(tmp_path / "b", WindowingConfig(default_window_s=1.0, vad_enabled=False))
+    assert [p[0].transcript for p in pairs] == ["hello there"]
+    assert pairs[0][0].end - T0 * 1e-9 == pytest.approx(3.0, abs=1e-6)

@@ -6,6 +6,7 @@
     python ros_client.py transition NODE_FQN LABEL       -> JSON: {success, state}
     python ros_client.py scenario CASE...                -> JSON: one record per case
     python ros_client.py pending                         -> JSON: states received (see run_pending)
+    python ros_client.py diag    KEY...                  -> JSON: {published, diag} (see run_diag)
 
 ``scenario`` publishes ``/clock`` by hand (the node runs with use_sim_time), then for
 each case sends the bad input, waits until the node's /diagnostics counter for it moves,
@@ -221,20 +222,7 @@ def run_scenario(cases: list[str], timeout: float) -> dict[str, Any]:
         else:
             counted = True
         uid = f"u-{case}"
-        c.utterance(t, uid)
-        end = t + UTTERANCE_S
-
-        def got() -> bool:
-            return any(s.utterance_id == uid for s in c.states)
-
-        # advance sim time past the window end (+ late wait) until the window is published
-        deadline = time.monotonic() + timeout
-        clock = end
-        while not got() and time.monotonic() < deadline:
-            clock = min(clock + 0.1, end + 3.0)
-            c.set_clock(clock)
-            c.spin_until(got, 0.05)
-        state = next((s for s in c.states if s.utterance_id == uid), None)
+        state, clock = _utterance_published(c, t, uid, timeout)
         c.spin_until(lambda: c.diag != before_all, 3.0)
         records.append({"case": case, "counted": counted, "counter_before": before,
                         "counter_after": c.counter(EXPECTED.get(case, "published")),
@@ -244,6 +232,40 @@ def run_scenario(cases: list[str], timeout: float) -> dict[str, Any]:
         t = clock + 2.0
     c.destroy_node()
     return {"records": records, "diag_level": c.diag_level}
+
+
+def _utterance_published(c: Client, t: float, uid: str, timeout: float) -> tuple[EmotionState | None, float]:
+    """Send one valid utterance at ``t`` and advance sim time past its end (+ late wait) until its EmotionState
+    comes: ``(state or None after timeout, the clock reached)``."""
+    c.utterance(t, uid)
+    end = t + UTTERANCE_S
+
+    def got() -> bool:
+        return any(s.utterance_id == uid for s in c.states)
+
+    deadline = time.monotonic() + timeout
+    clock = end
+    while not got() and time.monotonic() < deadline:
+        clock = min(clock + 0.1, end + 3.0)
+        c.set_clock(clock)
+        c.spin_until(got, 0.05)
+    return next((s for s in c.states if s.utterance_id == uid), None), clock
+
+
+def run_diag(keys: list[str], timeout: float) -> dict[str, Any]:
+    """One valid utterance, then the node's /diagnostics values once those of ``keys`` add up to 1 at least
+    (values the worker sets after publishing, such as ``memory.trims``, come a moment after the EmotionState)."""
+    c = Client()
+    c.set_clock(T0 - 10.0)
+    c.wait_matched()
+    state, _ = _utterance_published(c, T0, "u-diag", timeout)
+
+    def moved() -> bool:
+        return sum(int(float(c.diag.get(k, "0"))) for k in keys) >= 1
+
+    c.spin_until(moved, timeout)
+    c.destroy_node()
+    return {"published": state is not None, "diag": dict(c.diag)}
 
 
 def run_pending(timeout: float) -> dict[str, Any]:
@@ -329,7 +351,7 @@ def run_state(node_fqn: str) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["params", "set", "state", "transition", "scenario", "pending"])
+    ap.add_argument("command", choices=["params", "set", "state", "transition", "scenario", "pending", "diag"])
     ap.add_argument("args", nargs="*")
     ap.add_argument("--timeout", type=float, default=60.0)
     a = ap.parse_args()
@@ -345,6 +367,8 @@ def main() -> int:
             out = run_state(a.args[0])
         elif a.command == "pending":
             out = run_pending(a.timeout)
+        elif a.command == "diag":
+            out = run_diag(a.args, a.timeout)
         else:
             out = run_scenario(a.args, a.timeout)
     finally:

@@ -1,15 +1,24 @@
-"""The /diagnostics status: WARN/ERROR latency thresholds and the values (real diagnostic_msgs, no node)."""
+"""The /diagnostics status: WARN/ERROR latency thresholds and the values (real diagnostic_msgs, no node), and the
+heap trimmer's and arena limit's values read from a running node's real /diagnostics topic."""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 
+from synctva_ros.core import memory
+from synctva_ros.core.memory import HeapTrimmer
 from synctva_ros.ros.diagnostics import diagnostic_array, emotion_status, latency_level, status_values
 from synctva_ros.ros.latency import LatencySnapshot, LatencyStats
+
+from node_runs import tiny_node_args  # test/ros helper (the node's common arguments)
+
+MEMORY_KEYS = ["memory.trims", "memory.trims_skipped", "memory.trim_s", "memory.arena_max"]
 
 
 @pytest.mark.parametrize("active, worst, expected", [
@@ -86,3 +95,41 @@ def test_checkpoint_integrity_outcomes_are_reported(tiny_checkpoint):
     after = status_values({}, snap, 0, Pipeline())
     assert int(after["checkpoint.verified"]) == before + 1
     assert int(after["engine_cache.rebuilt_mismatch"]) >= 0 and "checkpoint.refused" in after
+
+
+def test_heap_trimmer_and_arena_limit_values(monkeypatch):
+    """The worker's HeapTrimmer counters and the arena limit in effect come last, as strings."""
+    now = [100.0]
+    trimmer = HeapTrimmer(min_interval_s=10.0, clock=lambda: now[0])
+    trimmer()
+    trimmer()  # within the interval: skipped
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the environment's limit wins (core.memory.limit_arenas)
+    values = status_values({"windows": 1}, LatencyStats().report(), 0, None, None, trimmer)
+    assert list(values)[-4:] == MEMORY_KEYS
+    trims = 1 if trimmer.available else 0
+    assert values["memory.trims"] == str(trims) and values["memory.trims_skipped"] == str(2 - trims)
+    assert float(values["memory.trim_s"]) >= 0.0 and len(values["memory.trim_s"].split(".")[1]) == 4
+    assert values["memory.arena_max"] == "4"
+    assert not any(k.startswith("memory.") for k in status_values({}, LatencyStats().report(), 0, None))
+
+
+def test_heap_trims_and_arena_limit_on_the_real_diagnostics_topic(node_process, run_client, tiny_checkpoint):
+    """A node process (the console entry: ``main`` limits the malloc arenas before any thread starts) publishes one
+    window; its /diagnostics, read by another process, then show the worker's trimmer after that window (one trim
+    with glibc, one skipped call without) and the arena limit in effect."""
+    node = node_process(tiny_node_args(Path(tiny_checkpoint), "-p", "runtime.diagnostics_hz:=5.0"))
+    try:
+        out = run_client("diag", "memory.trims", "memory.trims_skipped", "--timeout", "90", timeout=600)
+        alive = node.alive()
+    finally:
+        status = node.stop()
+    log = node.output()[-3000:]
+    diag = out["diag"]
+    assert out["published"] and alive and status == 0, log
+    assert all(k in diag for k in MEMORY_KEYS), (diag, log)
+    glibc = memory.glibc() is not None
+    assert int(diag["memory.trims"]) + int(diag["memory.trims_skipped"]) >= 1, diag
+    assert int(diag["memory.trims"]) >= (1 if glibc else 0), diag  # a first call always trims (with glibc)
+    assert float(diag["memory.trim_s"]) >= 0.0
+    expected = os.environ.get("MALLOC_ARENA_MAX") or (str(memory.ARENA_MAX) if glibc else memory.ARENA_DEFAULT)
+    assert diag["memory.arena_max"] == expected

@@ -109,7 +109,7 @@ def test_zero_stamp_frames_are_thinned_and_polled_at_their_arrival_time():
     for i in range(30):  # one second of a 30 fps camera whose driver leaves the stamp at 0
         now = 100.0 + i / 30
         if not f.feed.thin_frame(0.0, now):
-            f.feed.add("image", now, lambda w, now=now: w.add_frame(0.0, frame, now=now))
+            f.feed.add("image", 0.0, lambda w, now=now: w.add_frame(0.0, frame, now=now), now)  # as the node
             decoded += 1
     assert decoded == 10 and f.windower.count("thinned_frames") == 20 and f.windower.count("zero_stamps") == 30
     assert f.counters.get("image_in") == 30
@@ -117,6 +117,19 @@ def test_zero_stamp_frames_are_thinned_and_polled_at_their_arrival_time():
     assert f.windows == [] and f.feed.thin_frame(0.0, 100.95)  # thinned; its poll at 100.95 s closes the window
     (win,) = f.windows
     assert [round(fr.stamp, 3) for fr in win.frames] in ([100.2, 100.3, 100.4, 100.5], [100.3, 100.4, 100.5])
+
+
+def test_zero_stamp_messages_are_polled_at_their_arrival_time():
+    """``add(stream, 0.0, ..., arrival)`` polls at ``arrival`` (effective_stamp), as the node's callbacks do: a
+    microphone without stamps closes the window once its arrival time passes the end + late_s."""
+    f = Feed()
+    f.final(100.0, 100.5)
+    chunk = np.full(int(CHUNK_S * RATE), 0.01, dtype=np.float32)
+    f.feed.add("audio", 0.0, lambda w: w.add_audio(0.0, chunk, RATE, now=100.7), 100.7)
+    assert f.windows == []  # polled at 100.7 s: before 100.5 + late_s (0.3 s)
+    f.feed.add("audio", 0.0, lambda w: w.add_audio(0.0, chunk, RATE, now=100.9), 100.9)
+    assert len(f.windows) == 1 and f.counters.get("audio_in") == 2
+    assert f.windower.count("zero_stamps") == 2
 
 
 def test_value_errors_of_the_windower_are_rejected_per_stream():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from synctva_ros.config import WindowingConfig
-from synctva_ros.windowing.stamps import MAX_FIELD_CHARS
+from synctva_ros.windowing.stamps import MAX_FIELD_CHARS, effective_stamp
 from synctva_ros.windowing.windower import STAT_KEYS, UtteranceWindower
 
 SR = 16000
@@ -264,3 +266,32 @@ def test_zero_stamp_frames_are_thinned_by_their_arrival_time():
             kept.append(now)
     assert len(kept) == 30 and w2.count("frames") == 30 and w2.count("thinned_frames") == 60
     assert w2.count("zero_stamps") == 90 and np.diff(kept).min() >= 0.095
+
+
+@pytest.mark.parametrize("stamp, arrival, expected", [
+    (0.0, 12.5, 12.5),    # unknown: stamped on arrival
+    (-0.0, 12.5, 12.5),
+    (0, 7, 7.0),          # a float either way
+    (3.25, 12.5, 3.25),   # a known stamp is kept, whatever the arrival
+    (-1.0, 12.5, -1.0),   # negative: not corrected here (StampGuard rejects it)
+    (0.0, None, 0.0),     # no arrival time: time 0
+    (3.25, None, 3.25),
+])
+def test_effective_stamp_is_the_header_stamp_or_the_arrival_time_for_0(stamp, arrival, expected):
+    got = effective_stamp(stamp, arrival)
+    assert got == expected and isinstance(got, float if arrival is not None and stamp == 0 else type(stamp))
+
+
+def test_effective_stamp_leaves_non_finite_stamps_to_the_caller():
+    assert math.isnan(effective_stamp(float("nan"), 5.0)) and effective_stamp(float("inf"), 5.0) == float("inf")
+
+
+def test_the_windower_places_a_0_stamp_at_effective_stamp():
+    """The windower's own rule 12 (StampGuard.resolve, thin_frame) is effective_stamp."""
+    w = UtteranceWindower(cfg(default_window_s=1.0), SR)
+    w.add_frame(0.0, img(), now=50.0)
+    w.add_audio(0.0, np.zeros(320, np.float32), SR, now=50.0)
+    w.add_transcript("hi", 0.0, 0.0, True, stamp=50.5)
+    (win,) = w.flush()
+    assert [f.stamp for f in win.frames] == [effective_stamp(0.0, 50.0)] and win.audio_start == 50.0
+    assert w.count("zero_stamps") == 2

@@ -52,6 +52,7 @@ import torch
 
 from synctva_ros.backends import create_backend
 from synctva_ros.backends.text_encoder import serve_text_encoder
+from synctva_ros.backends.visual_encoder import serve_visual_encoder
 from synctva_ros.checkpoint import CheckpointError, load_checkpoint, read_manifest, restore_text_top
 from synctva_ros.checkpoint.fusion import fusion_for_manifest
 from synctva_ros.config import SyncTVAConfig, resolve_path
@@ -126,8 +127,10 @@ class EmotionPipeline:
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
         self.backend = create_backend(cfg.runtime, self.model, self.manifest, triton=cfg.triton)
-        #: What runs the text extractor's encoder: ``torch``, ``onnxruntime``, ``onnxruntime-int8`` ("" without text).
-        self.text_runtime = self.serve_text(cfg.runtime)
+        #: What runs the text extractor's encoder: ``torch``, ``onnxruntime``, ``onnxruntime-int8`` ("" without text);
+        #: the visual extractor's ResNet trunk: ``torch``, ``onnxruntime`` ("" without one).
+        self.text_runtime, self.visual_runtime = "", ""
+        self.serve_encoders(cfg.runtime)
         #: The product of experts (checkpoint block or defaults) and whether the block was the manifest's.
         self.fusion, self.fusion_block, self.fusion_from_manifest = self._fusion()
         #: The facial-expression stage (``None``: off, weights missing, or classes it cannot map onto).
@@ -198,6 +201,18 @@ class EmotionPipeline:
         """
         self.text_runtime = serve_text_encoder(self.extractors.get("text") if self.active["text"] else None, runtime)
         return self.text_runtime
+
+    def serve_encoders(self, runtime: Any) -> dict[str, str]:
+        """Serve the active text extractor's encoder (:meth:`serve_text`) and visual extractor's ResNet trunk
+        (:func:`~synctva_ros.backends.visual_encoder.serve_visual_encoder`) on ``runtime``'s backend; sets
+        :attr:`text_runtime` and :attr:`visual_runtime`. Never raises for a backend that cannot serve them.
+
+        Returns:
+            ``{"text": text_runtime, "visual": visual_runtime}``.
+        """
+        self.visual_runtime = serve_visual_encoder(self.extractors.get("visual") if self.active["visual"] else None,
+                                                   runtime)
+        return {"text": self.serve_text(runtime), "visual": self.visual_runtime}
 
     @property
     def backend_name(self) -> str:
@@ -368,11 +383,11 @@ class EmotionPipeline:
             self.streaming.close()
 
     def describe(self) -> dict[str, Any]:
-        """Name, backend (and its ``quantize``: ``int8`` or ``none``), what runs the text encoder, classes, active
-        branches and streaming counters (for logs and diagnostics)."""
+        """Name, backend (and its ``quantize``: ``int8`` or ``none``), what runs the text and visual encoders, classes,
+        active branches and streaming counters (for logs and diagnostics)."""
         out = {"model": self.name, "backend": self.backend_name,
                "quantize": str(getattr(self.backend, "quantize", "none")), "text_encoder": self.text_runtime,
-               "classes": self.class_names,
+               "visual_encoder": self.visual_runtime, "classes": self.class_names,
                "active": dict(self.active), "face_expert": self.faces is not None,
                "expert_fusion": dict(self.fusion_block, source="manifest" if self.fusion_from_manifest else "default")}
         if self.streaming is not None:

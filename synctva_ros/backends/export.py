@@ -301,17 +301,27 @@ def export_text_encoder(hf_model: torch.nn.Module, path: str | Path,
 
 def export_visual_encoder(trunk: torch.nn.Module, path: str | Path, image_size: int = 224,
                           opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
-    """Export a ResNet trunk (``fc`` replaced by identity) to ONNX.
+    """Export a ResNet trunk (``fc`` replaced by identity) to ONNX. The module given is neither moved nor changed
+    (a CPU copy is traced when it lives elsewhere; eval mode is set). The visual extractor's cached graph is this
+    export (:mod:`~synctva_ros.backends.visual_encoder`).
+
+    Args:
+        trunk: the ResNet up to global pooling.
+        path: output ``.onnx`` file.
+        image_size: input side in pixels (H = W).
+        opset: ONNX opset (>= 18).
+        exporter: ``"torchscript"`` or ``"dynamo"``.
 
     Shapes:
         ``frames`` ``(N, 3, H, W)`` float32 (ImageNet-normalised) -> ``embeddings`` ``(N, F)``;
         ``N`` dynamic (``frames``), ``H = W = image_size`` fixed.
 
     Raises:
-        ExportError: the exporter failed.
+        ExportError: unsupported exporter/opset, or the exporter failed.
     """
     path = Path(path)
-    trunk = trunk.to("cpu").eval()
+    on_cpu = all(p.device.type == "cpu" for p in trunk.parameters())
+    trunk = (trunk if on_cpu else copy.deepcopy(trunk).to("cpu")).eval()
     x = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
     axes = {"frames": {0: "frames"}, "embeddings": {0: "frames"}}
     _export(trunk, (x,), path, ["frames"], ["embeddings"], axes, opset, exporter)

@@ -24,7 +24,9 @@ extractor's, so the features are those of torch within the stated parity.
   stays on torch with a warning. int8 is checked for finite states only (its effect is measured on
   probabilities, docs/performance.md).
 * Fallback: export, quantisation or session failures (onnxruntime missing, an encoder the tracer cannot take)
-  are logged once and the extractor keeps torch; nothing raises.
+  are logged once, counted (:func:`~synctva_ros.backends.encoder_serving.encoder_fallbacks`) and the extractor
+  keeps torch; nothing raises. These steps are :mod:`~synctva_ros.backends.encoder_serving`'s, shared with the
+  visual encoder (:mod:`~synctva_ros.backends.visual_encoder`).
 * ``tensorrt``: the encoder is served by onnxruntime on ``runtime.device`` (CUDA execution provider when this
   onnxruntime has it) while the fusion network gets its TensorRT engine; TensorRT engines for the encoders are
   not built yet (no TensorRT on the development machines to test them against).
@@ -43,11 +45,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .base import BackendUnavailable
-from .engine_cache import CachedArtifact, cache_root, cached_build
-from .export import DEFAULT_OPSET, ExportError, export_text_encoder
-from .onnx_backend import ort_session
-from .quantize import cached_quantized_onnx
+from .encoder_serving import cached_encoder_onnx, serve_onnx_encoder, serves_encoders
+from .export import DEFAULT_OPSET, export_text_encoder
 
 __all__ = ["STATE_TOLERANCE", "OrtTextRunner", "cached_text_onnx", "serve_text_encoder", "encoder_layers"]
 
@@ -123,11 +122,8 @@ def cached_text_onnx(extractor: Any, cache_dir: str | Path | None = None, opset:
     parts = {"kind": "text_encoder", "identity": extractor.identity(), "layers": encoder_layers(extractor.model),
              "output_layer": layer, "inputs": names, "opset": opset, "exporter": "torchscript",
              "torch": torch.__version__, "transformers": transformers.__version__}
-    art = CachedArtifact(cache_root(cache_dir), "onnx", "text_encoder", "onnx", parts)
-    path, built = cached_build(art, lambda p: export_text_encoder(extractor.model, p, names, layer, opset))
-    if built:
-        log.info("exported text encoder %s (%d layers) to %s", extractor.name, parts["layers"], path.name)
-    return path
+    return cached_encoder_onnx("text_encoder", parts,
+                               lambda p: export_text_encoder(extractor.model, p, names, layer, opset), cache_dir)
 
 
 def _parity(extractor: Any, runner: OrtTextRunner) -> float:
@@ -162,29 +158,13 @@ def serve_text_encoder(extractor: Any, runtime: Any) -> str:
     if extractor is None or not hasattr(extractor, "runner"):
         return ""
     extractor.runner = None
-    backend = str(getattr(runtime, "backend", "torch"))
-    if backend not in ("onnxruntime", "tensorrt"):
+    if not serves_encoders(runtime):
         return "torch"
     if encoder_layers(extractor.model) == 0:
         log.info("text encoder %s runs its embeddings only (features.text_layer 0): torch", extractor.name)
         return "torch"
-    quantize = str(getattr(runtime, "quantize", "none") or "none") if backend == "onnxruntime" else "none"
-    cache_dir = getattr(runtime, "cache_dir", "") or None
-    try:
-        path = cached_text_onnx(extractor, cache_dir)
-        if quantize == "int8":
-            path = cached_quantized_onnx(path, cache_dir)
-        session = ort_session(path, str(getattr(runtime, "device", "cpu")), int(getattr(runtime, "threads", 0)))
-    except (ExportError, BackendUnavailable, OSError) as exc:
-        log.warning("text encoder %s stays on torch: %s", extractor.name, exc)
-        return "torch"
-    runner = OrtTextRunner(session, "onnxruntime-int8" if quantize == "int8" else "onnxruntime", path)
-    diff = _parity(extractor, runner)
-    if not np.isfinite(diff) or (quantize != "int8" and diff > STATE_TOLERANCE):
-        log.warning("text encoder %s stays on torch: onnxruntime states differ from torch by %.3g (> %.0e)",
-                    extractor.name, diff, STATE_TOLERANCE)
-        return "torch"
+    runner = serve_onnx_encoder("text", f"text encoder {extractor.name}", runtime,
+                                lambda cache_dir: cached_text_onnx(extractor, cache_dir), OrtTextRunner,
+                                lambda r: _parity(extractor, r), STATE_TOLERANCE, quantity="states", logger=log)
     extractor.runner = runner
-    log.info("text encoder %s served by %s (%s; max |state - torch| %.2g on the start-up probe)", extractor.name,
-             runner.name, ", ".join(runner.providers), diff)
-    return runner.name
+    return "torch" if runner is None else runner.name

@@ -63,7 +63,7 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
         def f() -> Any:
             rt = dataclasses.replace(cfg.runtime, **kw)
             backend = create_backend(rt, pipe.model, pipe.manifest)
-            pipe.serve_text(rt)  # the text extractor's encoder on the same backend (as the pipeline at start)
+            pipe.serve_encoders(rt)  # the text and visual encoders on the same backend (as the pipeline at start)
             return backend
         return f
 

@@ -220,7 +220,7 @@ def run_scaling(pipe: Any, cfg: Any, config: str, series: Mapping[str, Sequence[
     series = dict(SERIES if series is None else series)
     repeats = max(1, int(repeats))
     pipe.backend = create_backend(cfg.runtime, pipe.model, pipe.manifest, triton=getattr(cfg, "triton", None))
-    pipe.serve_text(cfg.runtime)
+    pipe.serve_encoders(cfg.runtime)
     own = pipe.streaming is None
     cache = pipe.streaming or StreamingFeatureCache(
         {m: e for m, e in pipe.extractors.items() if pipe.active[m] and m in ("audio", "visual")},

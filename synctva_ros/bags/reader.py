@@ -259,7 +259,7 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
             if bad <= 5:
                 log.warning("%s at %d ns cannot be decoded: %s", m.topic, m.timestamp_ns, e)
             continue
-        yield from map(registry.attribute, w.poll(now))
+        yield from map(registry.attribute, w.poll(now, arrival))
     yield from map(registry.attribute, w.flush())
     if bad:
         log.warning("%d messages of %s could not be decoded", bad, path)

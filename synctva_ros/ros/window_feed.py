@@ -81,7 +81,7 @@ class WindowFeed:
                 if n > before[key]:
                     self._counters.warn_throttled(f"windower.{key}", f"{stream} at {stamp:.3f} s: {what} "
                                                                      f"[windower.{key}: {n} so far]")
-            self._poll_locked(stamp)
+            self._poll_locked(stamp, arrival)
 
     def thin_frame(self, stamp: float, now: float | None = None) -> bool:
         """Whether the windower's thinning (``windowing.frame_keep_hz``) drops a camera frame at ``stamp``.
@@ -95,13 +95,13 @@ class WindowFeed:
             if not self.windower.thin_frame(stamp, now):
                 return False
             self._counters.count("image_in")
-            self._poll_locked(effective_stamp(stamp, now))
+            self._poll_locked(effective_stamp(stamp, now), now)
             return True
 
     def poll(self, now: float) -> None:
-        """Close the windows due at ``now`` (seconds, node clock or sensor time)."""
+        """Close the windows due at ``now`` (seconds, the node clock: also the poll's arrival time)."""
         with self._lock:
-            self._poll_locked(now)
+            self._poll_locked(now, now)
 
     def flush(self) -> None:
         """Close every pending window now (shutdown) and submit it.
@@ -114,9 +114,9 @@ class WindowFeed:
         for window in pending:
             self._closed(window)
 
-    def _poll_locked(self, now: float) -> None:
+    def _poll_locked(self, now: float, arrival: float | None) -> None:
         try:
-            windows = self.windower.poll(now)
+            windows = self.windower.poll(now, arrival)
         except Exception as exc:
             self._counters.reject("windower_errors", f"windower poll failed: {type(exc).__name__}: {exc}")
             return

@@ -29,10 +29,12 @@ class SensorClock:
 
     def __init__(self) -> None:
         self._latest: dict[str, float] = {}
+        self._arrived: dict[str, float] = {}
 
     def clear(self) -> None:
         """Forget every stream's time (a windower reset)."""
         self._latest = {}
+        self._arrived = {}
 
     @property
     def latest(self) -> float | None:
@@ -46,6 +48,37 @@ class SensorClock:
         if frame is None or audio is None:
             return audio if frame is None else frame
         return max(frame, audio)
+
+    def closing_time(self, now: float, wait_s: float, idle_s: float, arrival: float | None = None) -> float:
+        """The sensor time up to which every live camera/audio stream has delivered (seconds).
+
+        ``now``, lowered to the newest stamp of each sensor stream that lags it by less than ``wait_s``
+        and is not idle: a window ending before the result has the data of every stream that is
+        keeping up. A stream is not waited for when it is ``wait_s`` or more behind (stalled, far
+        behind after a backlog), when nothing arrived from it for ``idle_s`` while other messages (or
+        the poll itself, ``arrival``) did (a microphone that publishes only while someone speaks, an
+        unplugged camera), or when it was never seen since the last :meth:`clear`. This is the
+        watermark of stream processing, the minimum over the inputs' event times with idle inputs
+        left out (Apache Flink's ``WatermarkStrategy.withIdleness``), bounded by ``wait_s``.
+
+        Args:
+            now: the poll's time (seconds).
+            wait_s: ``WindowingConfig.stream_wait_s`` (seconds); 0 gives ``now`` (close on any stream's time).
+            idle_s: silence, in arrival time, after which a stream is idle (seconds; the windower uses ``late_s``).
+            arrival: when the poll happens in the caller's clock (seconds), ``None`` if unknown.
+        """
+        newest = max(self._arrived.values(), default=None)
+        if arrival is not None and finite_time(arrival):
+            newest = float(arrival) if newest is None else max(newest, float(arrival))
+        t = now
+        for stream in ("frame", "audio"):
+            last = self._latest.get(stream)
+            if last is None or not now - wait_s < last < t:
+                continue
+            if newest is not None and self._arrived.get(stream, last) < newest - idle_s:
+                continue  # idle: nothing came from it lately while other messages did
+            t = last
+        return t
 
     def last(self, stream: str) -> float | None:
         """Newest time seen on ``stream`` since the last :meth:`clear` (seconds), or ``None``."""
@@ -65,7 +98,9 @@ class SensorClock:
         last = self._latest.get(stream)
         return last is not None and t < last - tolerance_s
 
-    def advance(self, stream: str, t: float) -> None:
-        """Record stamp ``t`` (seconds) on ``stream``; its newest time never goes back."""
+    def advance(self, stream: str, t: float, arrival: float | None = None) -> None:
+        """Record stamp ``t`` (seconds) on ``stream``, which arrived at ``arrival`` (seconds, the caller's clock;
+        ``None``: unknown, ``t`` stands in); the stream's newest time never goes back."""
         last = self._latest.get(stream)
         self._latest[stream] = t if last is None else max(last, t)
+        self._arrived[stream] = t if arrival is None else arrival

@@ -22,7 +22,9 @@ Rules
    clipped to their last ``max_window_s`` (``clipped_windows``) and widened
    backwards to ``min_window_s`` (``widened_windows``).
 3. **Emission.** A window is emitted by the first ``poll(now)`` with ``end +
-   late_s <= now``, with the frames stamped in ``[start, end]`` and the audio
+   late_s <= t``: ``now`` lowered to each lagging camera/audio stream's time
+   (waited for up to ``stream_wait_s``, unless idle for ``late_s``: rule 3 of
+   :meth:`.clock.SensorClock.closing_time`), with the frames in ``[start, end]`` and the audio
    in ``[g, end]`` buffered then; ``g`` is ``start`` rounded down to a multiple
    of ``audio_grid_s`` (the 10 ms grid of the streaming openSMILE cache,
    :mod:`synctva_ros.streaming`; ``audio_start`` is the first sample's time).
@@ -151,11 +153,8 @@ class UtteranceWindower:
 
     def count(self, key: str) -> int:
         """One counter of :data:`STAT_KEYS` (cheaper than :attr:`stats`, which copies them all)."""
-        if key == "evicted_frames":
-            return self._stats[key] + self._frames.evicted
-        if key == "evicted_audio":
-            return self._stats[key] + self._audio.evicted
-        return self._stats[key]
+        buffered = {"evicted_frames": self._frames.evicted, "evicted_audio": self._audio.evicted}
+        return self._stats[key] + buffered.get(key, 0)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -203,8 +202,8 @@ class UtteranceWindower:
             self._time_reset(t_ok)
         return None if verdict == "reject" else t_ok
 
-    def _check_time(self, stream: str, t: float) -> None:
-        """Rules 6, 13b: reset on a stream going back by more than ``time_reset_s``, then record ``t``."""
+    def _check_time(self, stream: str, t: float, now: float | None) -> None:
+        """Rules 6, 13b: reset on a stream going back by ``time_reset_s``; record ``t`` and its arrival ``now``."""
         clock = self._clock
         if clock.went_back(stream, t, self.cfg.time_reset_s):
             log.warning("sensor time of %s went back from %.3f to %.3f s (> time_reset_s=%.3f): "
@@ -213,7 +212,7 @@ class UtteranceWindower:
             behind = {s for s in ("frame", "audio") if s != stream and clock.last(s) is not None}
             self._time_reset(t)
             self._guard.old_timeline(old, behind)  # type: ignore[arg-type]  # went_back: not None
-        clock.advance(stream, t)
+        clock.advance(stream, t, float(now) if finite_time(now) else None)
 
     # ------------------------------------------------------------------ inputs
     def wants_frame(self, stamp: float) -> bool:
@@ -265,7 +264,7 @@ class UtteranceWindower:
         if admitted is None:
             return
         stamp = admitted
-        self._check_time("frame", stamp)
+        self._check_time("frame", stamp, now)
         if stamp < self._watermark:
             self._stats.warn("late_frames", "frame at %.3f s is older than an emitted window (ends %.3f s): "
                              "dropped", stamp, self._watermark)
@@ -298,7 +297,7 @@ class UtteranceWindower:
         if sr != self.sample_rate:
             x = resample(x, sr, self.sample_rate)
             self._stats.add("resampled_audio")
-        self._check_time("audio", stamp)
+        self._check_time("audio", stamp, now)
         end = stamp + x.size / self.sample_rate
         if end <= self._watermark:
             self._stats.warn("late_audio", "audio chunk at %.3f s ends before an emitted window (%.3f s): "
@@ -341,7 +340,7 @@ class UtteranceWindower:
             return
         text, ids = clean_transcript(self._stats, text, utterance_id=utterance_id, dialogue_id=dialogue_id,
                                      language=language, speaker_id=speaker_id)
-        self._clock.advance("transcript", ref)
+        self._clock.advance("transcript", ref, float(now) if finite_time(now) else None)
         if is_final and text.strip() and self._seen.seen(ids["utterance_id"]):
             self._stats.warn("duplicate_transcripts", "final transcript %r repeats utterance_id %r: dropped",
                              text[:40], ids["utterance_id"][:40])
@@ -364,12 +363,13 @@ class UtteranceWindower:
             session=self.session,
             stt_confidence=p.confidence, closed_at=float(now))
 
-    def poll(self, now: float) -> list[UtteranceWindow]:
-        """Emit the windows with ``end + late_s <= now``.
+    def poll(self, now: float, arrival: float | None = None) -> list[UtteranceWindow]:
+        """Emit the windows with ``end + late_s <= t``, ``t`` = ``now`` or a lagging sensor stream's time (rule 3).
 
         Args:
             now: current sensor time in seconds (the stamp of the message just
                 added, or ``/clock``).
+            arrival: the poll's time in the caller's clock (node clock, log time; s), for rule 3.
 
         Returns:
             Windows in ``(end, start, utterance_id, transcript)`` order, preceded
@@ -379,7 +379,8 @@ class UtteranceWindower:
         if not finite_time(now) or not self._closer:
             return out
         now = self._guard.poll_time(float(now), self._clock.sensor_latest)
-        for p in self._closer.queue.pop_due(float(now), self.cfg.late_s):
+        due = self._clock.closing_time(now, self.cfg.stream_wait_s, self.cfg.late_s, arrival)  # rule 3
+        for p in self._closer.queue.pop_due(due, self.cfg.late_s):
             out.append(self._build(p, float(now)))
             self._watermark = max(self._watermark, p.end)
         return out

@@ -144,7 +144,7 @@ def test_value_errors_of_the_windower_are_rejected_per_stream():
 
 
 class _PollFails(UtteranceWindower):
-    def poll(self, now: float) -> list:
+    def poll(self, now: float, arrival: float | None = None) -> list:
         raise RuntimeError("broken clock")
 
 

@@ -48,3 +48,24 @@ def test_sensor_latest_is_the_newest_camera_or_audio_time_only():
     assert c.sensor_latest == 4.0
     c.advance("audio", 6.0)
     assert c.sensor_latest == 6.0
+
+
+def test_closing_time_waits_for_a_lagging_stream_but_not_a_stalled_or_idle_one():
+    c = SensorClock()
+    assert c.closing_time(10.0, 2.0, 0.3) == 10.0  # no sensor stream yet: the poll's time
+    c.advance("transcript", 9.0)
+    assert c.closing_time(10.0, 2.0, 0.3) == 10.0  # transcripts are never waited for
+    for stream, t in (("frame", 10.0), ("audio", 9.2)):
+        c.advance(stream, t, arrival=20.0)            # both arrived just now (a backlog being drained)
+    assert c.closing_time(10.0, 2.0, 0.3) == 9.2   # the microphone is 0.8 s behind: its time
+    assert c.closing_time(10.0, 0.0, 0.3) == 10.0  # 0: the newest stream's time (the old rule)
+    assert c.closing_time(11.5, 2.0, 0.3) == 10.0  # the microphone is 2.3 s behind: stalled; the camera is waited for
+    assert c.closing_time(11.0, 2.0, 0.3) == 9.2   # both within 2 s: the older one
+    assert c.closing_time(12.0, 2.0, 0.3) == 12.0  # both 2 s or more behind: not waited for
+    assert c.closing_time(9.0, 2.0, 0.3) == 9.0    # streams ahead of the poll never raise it
+    assert c.closing_time(10.0, 2.0, 0.3, arrival=20.2) == 9.2   # the poll's own arrival 0.2 s later: not idle yet
+    assert c.closing_time(10.0, 2.0, 0.3, arrival=20.5) == 10.0  # nothing for 0.5 s: both idle
+    c.advance("frame", 10.0, arrival=20.2)         # the camera delivers, the microphone is silent for 0.2 s
+    assert c.closing_time(10.0, 2.0, 0.3) == 9.2 and c.closing_time(10.0, 2.0, 0.1) == 10.0
+    c.clear()
+    assert c.closing_time(10.0, 2.0, 0.3) == 10.0

@@ -68,8 +68,8 @@ class SensorClock:
             arrival: when the poll happens in the caller's clock (seconds), ``None`` if unknown.
         """
         newest = max(self._arrived.values(), default=None)
-        if arrival is not None and finite_time(arrival):
-            newest = float(arrival) if newest is None else max(newest, float(arrival))
+        if finite_time(arrival):
+            newest = float(arrival) if newest is None else max(newest, float(arrival))  # type: ignore[arg-type]
         t = now
         for stream in ("frame", "audio"):
             last = self._latest.get(stream)
@@ -100,7 +100,7 @@ class SensorClock:
 
     def advance(self, stream: str, t: float, arrival: float | None = None) -> None:
         """Record stamp ``t`` (seconds) on ``stream``, which arrived at ``arrival`` (seconds, the caller's clock;
-        ``None``: unknown, ``t`` stands in); the stream's newest time never goes back."""
+        ``None`` or not finite: unknown, ``t`` stands in); the stream's newest time never goes back."""
         last = self._latest.get(stream)
         self._latest[stream] = t if last is None else max(last, t)
-        self._arrived[stream] = t if arrival is None else arrival
+        self._arrived[stream] = float(arrival) if finite_time(arrival) else t  # type: ignore[arg-type]

@@ -153,8 +153,8 @@ class UtteranceWindower:
 
     def count(self, key: str) -> int:
         """One counter of :data:`STAT_KEYS` (cheaper than :attr:`stats`, which copies them all)."""
-        buffered = {"evicted_frames": self._frames.evicted, "evicted_audio": self._audio.evicted}
-        return self._stats[key] + buffered.get(key, 0)
+        held = self._frames.evicted if key == "evicted_frames" else self._audio.evicted if key == "evicted_audio" else 0
+        return self._stats[key] + held
 
     @property
     def stats(self) -> dict[str, int]:
@@ -212,7 +212,7 @@ class UtteranceWindower:
             behind = {s for s in ("frame", "audio") if s != stream and clock.last(s) is not None}
             self._time_reset(t)
             self._guard.old_timeline(old, behind)  # type: ignore[arg-type]  # went_back: not None
-        clock.advance(stream, t, float(now) if finite_time(now) else None)
+        clock.advance(stream, t, now)
 
     # ------------------------------------------------------------------ inputs
     def wants_frame(self, stamp: float) -> bool:
@@ -340,7 +340,7 @@ class UtteranceWindower:
             return
         text, ids = clean_transcript(self._stats, text, utterance_id=utterance_id, dialogue_id=dialogue_id,
                                      language=language, speaker_id=speaker_id)
-        self._clock.advance("transcript", ref, float(now) if finite_time(now) else None)
+        self._clock.advance("transcript", ref, now)
         if is_final and text.strip() and self._seen.seen(ids["utterance_id"]):
             self._stats.warn("duplicate_transcripts", "final transcript %r repeats utterance_id %r: dropped",
                              text[:40], ids["utterance_id"][:40])

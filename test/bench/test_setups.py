@@ -22,13 +22,10 @@ def test_no_known_configuration_gives_none(tmp_path) -> None:
 
 def _need_mpnet() -> None:
     import pytest
+    from text_top_fixtures import real_mpnet
 
-    from synctva_ros.features.weights import installed_weights
-
-    try:
-        installed_weights("all-mpnet-base-v2")
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    if real_mpnet() is None:
+        pytest.skip("all-mpnet-base-v2 is not installed (make setup PROFILE=quality)")
 
 
 def test_quality_with_its_shipped_checkpoint_is_labelled_shipped(tmp_path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,22 @@ def fleet(tmp_path_factory, bert):
                 s.proc.terminate()
         for s in servers.values():
             s.stop()
+
+
+def _successes_reach(server, count: int, timeout_s: float = 10.0) -> dict[str, float]:
+    """synctva_fusion's metrics once ``nv_inference_request_success`` reaches ``count`` or ``timeout_s`` passed.
+
+    Triton counts a request after its response is sent, so a scrape right after the last reply can miss it (CI saw
+    15 of 16); the caller still asserts the exact count, so too many requests fail as before.
+    """
+    from synctva_ros.bench.triton import server_metrics  # deferred: synctva_ros.bench takes seconds to import
+
+    deadline = time.monotonic() + timeout_s
+    value = server_metrics(server, "synctva_fusion")
+    while value.get("nv_inference_request_success", 0.0) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = server_metrics(server, "synctva_fusion")
+    return value
 
 
 def _client(fleet, server="good", protocol="grpc", fallback=True, name="synctva_fusion", **settings):
@@ -106,8 +123,6 @@ def test_node_padding_leaves_the_outputs_unchanged(fleet):
 
 
 def test_concurrent_clients_are_answered_and_batched_by_the_server(fleet):
-    from synctva_ros.bench.triton import server_metrics  # deferred: synctva_ros.bench takes seconds to import
-
     _, local, servers, _ = fleet
     rng = np.random.default_rng(4)
     # Triton batches requests of equal shapes only: 16 robots' windows with the same node counts
@@ -133,7 +148,7 @@ def test_concurrent_clients_are_answered_and_batched_by_the_server(fleet):
             ref = local.infer_subsets(batches[i], KEEPS[1])[0]
             assert np.abs(softmax(logits) - softmax(ref)).max() < 1e-4
         assert all(c.name == "triton" for c in clients)
-    value = server_metrics(servers["good"], "synctva_fusion")
+    value = _successes_reach(servers["good"], 48)
     assert value["nv_inference_request_success"] >= 48
     # some executions held several requests: the dynamic batcher batched the fleet's windows
     assert value["nv_inference_exec_count"] < value["nv_inference_request_success"], value
@@ -205,6 +220,7 @@ def test_bench_rounds_measure_local_and_served_clients(fleet):
         assert r["clients"] == 4 and r["requests"] == 12 and r["latency_s"]["n"] == 12 and r["fallbacks"] == 0
         assert 0 < r["latency_s"]["p50"] <= r["latency_s"]["p95"] and r["throughput_per_s"] > 0
     # 12 timed requests plus 4 untimed warm-ups (each client's first request also verifies the server)
+    after = _successes_reach(servers["good"], before["nv_inference_request_success"] + 16)
     assert after["nv_inference_request_success"] - before["nv_inference_request_success"] == 16
     rows = [{"backend": "triton grpc", **served, "requests_per_execution": 1.5},
             {"backend": "onnxruntime (local)", **alone, "requests_per_execution": None}]

@@ -30,11 +30,22 @@ class SensorClock:
     def __init__(self) -> None:
         self._latest: dict[str, float] = {}
         self._arrived: dict[str, float] = {}
+        self._last_any: float | None = None  # newest arrival of anything: a message or a poll
+        self._resumed: float | None = None  # the arrival that ended a silence of everything (a stall)
 
     def clear(self) -> None:
         """Forget every stream's time (a windower reset)."""
         self._latest = {}
         self._arrived = {}
+        self._last_any = self._resumed = None
+
+    def _note_arrival(self, arrival: float, idle_s: float) -> None:
+        """Something (a message, a poll) arrived at ``arrival`` (s); one that ends a silence of everything longer
+        than ``idle_s`` (a stalled executor, a paused replay) starts idleness afresh: nobody was heard meanwhile,
+        so silence says nothing about any one stream. ``idle_s`` 0 (nothing is waited for) never restarts it."""
+        if idle_s > 0 and self._last_any is not None and arrival - self._last_any > idle_s:
+            self._resumed = arrival
+        self._last_any = arrival if self._last_any is None else max(self._last_any, arrival)
 
     @property
     def latest(self) -> float | None:
@@ -57,9 +68,12 @@ class SensorClock:
         keeping up. A stream is not waited for when it is ``wait_s`` or more behind (stalled, far
         behind after a backlog), when nothing arrived from it for ``idle_s`` while other messages (or
         the poll itself, ``arrival``) did (a microphone that publishes only while someone speaks, an
-        unplugged camera), or when it was never seen since the last :meth:`clear`. This is the
-        watermark of stream processing, the minimum over the inputs' event times with idle inputs
-        left out (Apache Flink's ``WatermarkStrategy.withIdleness``), bounded by ``wait_s``.
+        unplugged camera), or when it was never seen since the last :meth:`clear`. Silence only counts
+        while the caller was running: after a gap of more than ``idle_s`` in which nothing arrived at all
+        (the executor stalled; its queued messages come next) every stream gets ``idle_s`` afresh from
+        the first arrival after the gap. This is the watermark of stream processing, the minimum over
+        the inputs' event times with idle inputs left out (Apache Flink's
+        ``WatermarkStrategy.withIdleness``), bounded by ``wait_s``.
 
         Args:
             now: the poll's time (seconds).
@@ -67,15 +81,18 @@ class SensorClock:
             idle_s: silence, in arrival time, after which a stream is idle (seconds; the windower uses ``late_s``).
             arrival: when the poll happens in the caller's clock (seconds), ``None`` if unknown.
         """
-        newest = max(self._arrived.values(), default=None)
         if finite_time(arrival):
-            newest = float(arrival) if newest is None else max(newest, float(arrival))  # type: ignore[arg-type]
+            self._note_arrival(float(arrival), idle_s)  # type: ignore[arg-type]
+        newest = self._last_any
         t = now
         for stream in ("frame", "audio"):
             last = self._latest.get(stream)
             if last is None or not now - wait_s < last < t:
                 continue
-            if newest is not None and self._arrived.get(stream, last) < newest - idle_s:
+            since = self._arrived.get(stream, last)
+            if self._resumed is not None and self._resumed > since:
+                since = self._resumed
+            if newest is not None and since < newest - idle_s:
                 continue  # idle: nothing came from it lately while other messages did
             t = last
         return t
@@ -98,9 +115,13 @@ class SensorClock:
         last = self._latest.get(stream)
         return last is not None and t < last - tolerance_s
 
-    def advance(self, stream: str, t: float, arrival: float | None = None) -> None:
+    def advance(self, stream: str, t: float, arrival: float | None = None, idle_s: float = math.inf) -> None:
         """Record stamp ``t`` (seconds) on ``stream``, which arrived at ``arrival`` (seconds, the caller's clock;
-        ``None`` or not finite: unknown, ``t`` stands in); the stream's newest time never goes back."""
+        ``None`` or not finite: unknown, ``t`` stands in); the stream's newest time never goes back. ``idle_s``
+        is :meth:`closing_time`'s (the windower's ``late_s``): an arrival after a longer silence of everything
+        restarts idleness."""
         last = self._latest.get(stream)
         self._latest[stream] = t if last is None else max(last, t)
-        self._arrived[stream] = float(arrival) if finite_time(arrival) else t  # type: ignore[arg-type]
+        at = float(arrival) if finite_time(arrival) else t  # type: ignore[arg-type]
+        self._arrived[stream] = at
+        self._note_arrival(at, idle_s)

@@ -212,7 +212,7 @@ class UtteranceWindower:
             behind = {s for s in ("frame", "audio") if s != stream and clock.last(s) is not None}
             self._time_reset(t)
             self._guard.old_timeline(old, behind)  # type: ignore[arg-type]  # went_back: not None
-        clock.advance(stream, t, now)
+        clock.advance(stream, t, now, self.cfg.late_s)
 
     # ------------------------------------------------------------------ inputs
     def wants_frame(self, stamp: float) -> bool:
@@ -340,7 +340,7 @@ class UtteranceWindower:
             return
         text, ids = clean_transcript(self._stats, text, utterance_id=utterance_id, dialogue_id=dialogue_id,
                                      language=language, speaker_id=speaker_id)
-        self._clock.advance("transcript", ref, now)
+        self._clock.advance("transcript", ref, now, self.cfg.late_s)
         if is_final and text.strip() and self._seen.seen(ids["utterance_id"]):
             self._stats.warn("duplicate_transcripts", "final transcript %r repeats utterance_id %r: dropped",
                              text[:40], ids["utterance_id"][:40])

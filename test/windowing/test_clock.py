@@ -64,8 +64,31 @@ def test_closing_time_waits_for_a_lagging_stream_but_not_a_stalled_or_idle_one()
     assert c.closing_time(12.0, 2.0, 0.3) == 12.0  # both 2 s or more behind: not waited for
     assert c.closing_time(9.0, 2.0, 0.3) == 9.0    # streams ahead of the poll never raise it
     assert c.closing_time(10.0, 2.0, 0.3, arrival=20.2) == 9.2   # the poll's own arrival 0.2 s later: not idle yet
-    assert c.closing_time(10.0, 2.0, 0.3, arrival=20.5) == 10.0  # nothing for 0.5 s: both idle
+    assert c.closing_time(10.0, 2.0, 0.3, arrival=20.45) == 10.0  # nothing for 0.45 s: both idle
+    c.clear()
+    for stream, t in (("frame", 10.0), ("audio", 9.2)):
+        c.advance(stream, t, arrival=20.0)
     c.advance("frame", 10.0, arrival=20.2)         # the camera delivers, the microphone is silent for 0.2 s
     assert c.closing_time(10.0, 2.0, 0.3) == 9.2 and c.closing_time(10.0, 2.0, 0.1) == 10.0
     c.clear()
     assert c.closing_time(10.0, 2.0, 0.3) == 10.0
+
+
+def test_a_stall_of_everything_is_not_idleness():
+    """After a gap of more than idle_s in which nothing arrived at all (the executor stalled; the poll timer runs
+    before the queued messages) no stream is idle until each had idle_s of arrival time to deliver."""
+    c = SensorClock()
+    for k in range(10):  # camera and microphone delivering every 0.05 s, polled as they come
+        c.advance("frame", 5.0 + k * 0.05, arrival=20.0 + k * 0.05, idle_s=0.3)
+        c.advance("audio", 4.9 + k * 0.05, arrival=20.0 + k * 0.05, idle_s=0.3)
+        assert c.closing_time(5.0 + k * 0.05, 2.0, 0.3, arrival=20.0 + k * 0.05) == pytest.approx(4.9 + k * 0.05)
+    assert c.closing_time(6.4, 2.0, 0.3, arrival=21.45) == pytest.approx(5.35)  # 1 s stall: the microphone's time
+    c.advance("frame", 5.5, arrival=21.6, idle_s=0.3)  # the backlog: the camera first
+    assert c.closing_time(6.4, 2.0, 0.3, arrival=21.7) == pytest.approx(5.35)  # 0.24 s since the stall ended
+    assert c.closing_time(6.4, 2.0, 0.3, arrival=21.8) == pytest.approx(5.5)  # the microphone idle now, not the camera
+    c.advance("audio", 6.0, arrival=21.85, idle_s=0.3)
+    assert c.closing_time(6.4, 2.0, 0.3, arrival=21.86) == pytest.approx(5.5)
+    # idle_s 0 waits for nothing silent: no stall rule either
+    c.clear()
+    c.advance("frame", 5.0, arrival=20.0, idle_s=0.0)
+    assert c.closing_time(6.0, 2.0, 0.0, arrival=25.0) == 6.0

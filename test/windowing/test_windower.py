@@ -11,34 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synctva_ros.config import WindowingConfig
 from synctva_ros.windowing.windower import STAT_KEYS, UtteranceWindower
 
-SR = 16000
-
-
-def img(v: int = 0) -> np.ndarray:
-    return np.full((4, 6, 3), v % 256, np.uint8)
-
-
-def cfg(**kw) -> WindowingConfig:
-    c = WindowingConfig(vad_enabled=False, frame_keep_hz=0.0)
-    for k, v in kw.items():
-        setattr(c, k, v)
-    return c
-
-
-def feed_frames(w: UtteranceWindower, t0: float, t1: float, fps: float = 10.0) -> list[float]:
-    stamps = [t0 + i / fps for i in range(int(round((t1 - t0) * fps)) + 1)]
-    for t in stamps:
-        w.add_frame(t, img(int(t * 10)))
-    return stamps
-
-
-def feed_audio(w: UtteranceWindower, t0: float, t1: float, chunk_s: float = 0.02, value: float = 0.1) -> None:
-    n = int(round(chunk_s * SR))
-    for k in range(int(round((t1 - t0) / chunk_s))):
-        w.add_audio(t0 + k * chunk_s, np.full(n, value, np.float32), SR)
+from windower_fixtures import SR, cfg, feed_audio, feed_frames, img  # noqa: E402
 
 
 def test_final_transcript_closes_window_with_frames_and_audio():
@@ -373,56 +348,3 @@ def test_window_audio_starts_on_the_sensor_time_grid(grid):
         g = math.floor(start / grid) * grid
         assert 0.0 <= win.audio_start - g < 1.0 / SR + 1e-6 and win.audio_start <= start
     assert win.audio.size == pytest.approx((win.end - win.audio_start) * SR, abs=1.5)
-
-
-def test_window_waits_for_a_lagging_microphone_and_keeps_its_audio():
-    """Rule 3: while the node drains a backlog (every message arrives now, at 50 s of the node clock) the
-    microphone's messages come 1.4 s (sensor time) behind the camera's; the window closes on the microphone's time,
-    so its audio is complete and nothing is dropped as late (issue 14: with the newest stream's time, the old rule
-    and stream_wait_s 0, the chunks after 1.6 s were lost)."""
-    arrive = 50.0
-    n = int(round(0.02 * SR))
-    for wait, complete in ((2.0, True), (0.0, False)):
-        w = UtteranceWindower(cfg(late_s=0.3, stream_wait_s=wait), SR)
-        for k in range(80):  # microphone: 0 .. 1.58 s
-            w.add_audio(k * 0.02, np.full(n, 0.1, np.float32), SR, now=arrive)
-        for t in np.arange(0.0, 3.05, 0.1):  # camera ahead: 3.0 s
-            w.add_frame(float(t), img(), now=arrive)
-        w.add_transcript("hello", 1.0, 2.0, True, stamp=2.0, utterance_id="u", now=arrive)
-        out = w.poll(3.0, arrival=arrive)
-        assert (out == []) is complete  # waits for the microphone (late_s is long past on the camera)
-        for k in range(80, 150):  # the backlog drains: 1.6 .. 2.98 s
-            w.add_audio(k * 0.02, np.full(n, 0.1, np.float32), SR, now=arrive)
-            out += w.poll(k * 0.02, arrival=arrive)
-        out += w.flush()
-        (win,) = out
-        assert (win.audio.size == SR + 1) is complete, win.audio.size
-        assert (w.stats["late_audio"] == 0) is complete
-        if complete:
-            assert win.closed_at == pytest.approx(2.3)  # the first poll with the microphone past end + late_s
-
-
-def test_a_stalled_or_silent_stream_is_not_waited_for():
-    """A camera that stopped (unplugged) delays no window once it is stream_wait_s behind the microphone; a
-    microphone that publishes only during speech delays none once it has been silent for late_s of arrival time
-    while the camera delivers (Flink's idleness)."""
-    w = UtteranceWindower(cfg(late_s=0.3, stream_wait_s=1.0), SR)
-    feed_frames(w, 0.0, 1.0)
-    feed_audio(w, 0.0, 4.0)
-    w.add_transcript("still here", 2.5, 3.0, True, stamp=3.0)
-    (win,) = w.poll(3.98)  # camera at 1.0 s is 2.98 s behind: stalled
-    assert win.end == 3.0 and win.frames == [] and win.audio.size > 0
-
-    w = UtteranceWindower(cfg(late_s=0.3, stream_wait_s=2.0), SR)
-    n = int(round(0.02 * SR))
-    for k in range(50):  # speech 0 .. 1 s, each chunk arriving 0.05 s after its stamp; then the microphone is quiet
-        w.add_audio(k * 0.02, np.full(n, 0.1, np.float32), SR, now=k * 0.02 + 0.05)
-    w.add_transcript("hi", 0.0, 1.0, True, stamp=1.0, now=1.1)
-    out = []
-    for t in np.arange(0.9, 2.0, 1 / 30):  # the camera goes on, frames arriving 0.05 s after their stamps
-        w.add_frame(float(t), img(), now=float(t) + 0.05)
-        out += w.poll(float(t), arrival=float(t) + 0.05)
-        if out:
-            break
-    (win,) = out
-    assert win.closed_at < 1.0 + 0.3 + 0.1  # closed on the camera's time, not held for the silent microphone

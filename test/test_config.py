@@ -200,7 +200,7 @@ READ_AT_CONFIGURE = {"windowing.buffer_s", "windowing.max_frames", "windowing.va
 READ_AT_EACH_USE = {"windowing.frame_keep_hz", "windowing.max_window_s", "windowing.min_window_s",
                     "windowing.late_s", "windowing.stt_timeout_s", "windowing.time_reset_s",
                     "windowing.default_window_s", "windowing.max_pending", "windowing.audio_grid_s",
-                    "windowing.future_tolerance_s", "windowing.stream_wait_s",
+                    "windowing.future_tolerance_s", "windowing.stream_wait_s", "windowing.straggler_s",
                     "runtime.diagnostics_hz", "runtime.latency_warn_s", "runtime.latency_error_s",
                     "output.frame_id",
                     # backend triton reads its live section at every request (synctva_ros/backends/triton_backend.py)

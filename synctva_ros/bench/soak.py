@@ -44,7 +44,7 @@ SOAK_TOPICS = ("/audio", "/camera/image_raw", "/speech")
 DIAG_KEYS = ("count.image_in", "count.audio_in", "count.transcript_in", "count.windows", "count.published",
              "count.windows_dropped", "count.pipeline_errors", "windower.dropped_windows", "windower.time_resets",
              "windower.stale_frames", "windower.stale_audio", "windower.stale_transcripts",
-             "windower.future_frames", "windower.future_audio", "windower.late_frames", "windower.late_audio",
+             "windower.straggler_windows", "windower.future_frames", "windower.future_audio", "windower.late_frames", "windower.late_audio",
              "queue")
 
 
@@ -195,7 +195,8 @@ def summary_lines(doc: Mapping[str, Any]) -> list[str]:
                  f"{_int(diag, 'windower.dropped_windows')}, pipeline_errors {_int(diag, 'count.pipeline_errors')}")
     lines.append(f"time resets {_int(diag, 'windower.time_resets')} for {doc['restarts']} restarts of the bag; "
                  f"stale frames {_int(diag, 'windower.stale_frames')}, audio {_int(diag, 'windower.stale_audio')}, "
-                 f"transcripts {_int(diag, 'windower.stale_transcripts')}")
+                 f"transcripts {_int(diag, 'windower.stale_transcripts')} (of which windowed from the held old "
+                 f"timeline: {_int(diag, 'windower.straggler_windows')})")
     lines.append(f"node received {_int(diag, 'count.image_in')} of {bag['published'].get('/camera/image_raw', 0)} "
                  f"frames, {_int(diag, 'count.audio_in')} of {bag['published'].get('/audio', 0)} audio chunks, "
                  f"{_int(diag, 'count.transcript_in')} of {bag['published'].get('/speech', 0)} transcripts; "

@@ -89,6 +89,10 @@ class WindowingConfig:
     vad_hangover_s: float = _f(0.5, "Silence that ends a VAD speech segment.", range=(0.0, 10.0), read_only=True)
     time_reset_s: float = _f(2.0, "A stream going back in sensor time by more than this (a bag restart) "
                              "resets the windower.", range=(0.01, 3600.0))
+    straggler_s: float = _f(5.0, "After sensor time went back (a bag restart, a simulator reset), the old "
+                            "timeline's frames and audio are held this many seconds of new sensor time, so "
+                            "that its late final transcripts still make their windows (0 = drop them).",
+                            range=(0.0, 60.0))
     future_tolerance_s: float = _f(10.0, "A stamp more than this ahead of the newest camera/audio stamp is "
                                    "rejected (counted future_*); three consistent ones on a sensor stream are "
                                    "a forward time jump (a reset).", range=(0.1, 86400.0))

@@ -129,6 +129,10 @@ class FrameBuffer:
         j = bisect.bisect_right(self._stamps, end)
         return self._frames[i:j]
 
+    def empty_like(self) -> FrameBuffer:
+        """A new, empty buffer with the same bounds."""
+        return FrameBuffer(self.buffer_s, self.max_frames)
+
     def clear(self) -> None:
         """Forget every frame."""
         self._stamps.clear()
@@ -286,6 +290,10 @@ class AudioBuffer:
         gap_samples = int(holes.sum())
         gaps = int(np.count_nonzero(np.diff(holes.astype(np.int8)) == 1) + (1 if holes[0] else 0))
         return AudioRange(out, float(t0), gaps, gap_samples)
+
+    def empty_like(self) -> AudioBuffer:
+        """A new, empty buffer with the same bound and rate."""
+        return AudioBuffer(self.buffer_s, self.sample_rate)
 
     def clear(self) -> None:
         """Forget every chunk."""

@@ -23,7 +23,7 @@ STAT_KEYS: tuple[str, ...] = (
     "evicted_frames", "evicted_audio", "unknown_end", "unknown_start", "thinned_frames",
     "future_frames", "future_audio", "future_transcripts", "negative_stamps", "zero_stamps",
     "duplicate_transcripts", "control_chars", "truncated_fields", "stale_frames", "stale_audio",
-    "stale_transcripts",
+    "stale_transcripts", "straggler_windows",
 )
 
 

@@ -1,4 +1,5 @@
-"""What the windower accepts as a camera frame and as an audio chunk (rule 7 of :mod:`.windower`).
+"""What the windower accepts as a camera frame and as an audio chunk (rule 7 of :mod:`.windower`), and which
+frames it thins out before decoding (:class:`FrameThinning`).
 
 The checks are pure: they raise :class:`RejectedInput` saying why, and the windower counts
 it (``rejected_frames`` / ``rejected_audio``) and logs it; nothing is ever raised to the
@@ -10,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from synctva_ros.windowing.clock import finite_time
+from synctva_ros.windowing.counters import WindowerCounters
+from synctva_ros.windowing.stamps import effective_stamp
 
-__all__ = ["RejectedInput", "accept_frame", "accept_audio"]
+__all__ = ["RejectedInput", "accept_frame", "accept_audio", "FrameThinning"]
 
 
 class RejectedInput(ValueError):
@@ -77,3 +80,44 @@ def accept_audio(stamp: object, samples: object, sample_rate: object) -> tuple[f
     if not np.isfinite(x).all():
         raise RejectedInput("audio chunk at %.3f s has NaN/inf samples: dropped", stamp)
     return float(stamp), x, sr  # type: ignore[arg-type]
+
+
+class FrameThinning:
+    """Rule 10's ``frame_keep_hz`` thinning: at most ``hz`` camera frames kept per second of sensor time.
+
+    Frames closer than ``0.95 / hz`` s (5 % jitter) after the last kept frame are not needed, so a caller may
+    skip decoding them. ``hz`` is read at every call (``WindowingConfig.frame_keep_hz``; 0 keeps all).
+    """
+
+    def __init__(self) -> None:
+        self.last_kept: float | None = None  #: stamp of the newest kept frame (s), ``None`` after a reset
+
+    def wants(self, stamp: float, hz: float) -> bool:
+        """Whether a frame stamped ``stamp`` (s) would be kept at ``hz`` frames per second."""
+        last = self.last_kept
+        return not (hz > 0 and last is not None and last <= stamp < last + 0.95 / hz)
+
+    def kept(self, stamp: float) -> None:
+        """A frame stamped ``stamp`` (s) was kept."""
+        if self.last_kept is None or stamp > self.last_kept:
+            self.last_kept = stamp
+
+    def thin(self, stamp: float, now: float | None, hz: float, counters: WindowerCounters) -> bool:
+        """Whether to skip a frame before decoding it (counted ``thinned_frames``, a 0 stamp ``zero_stamps``).
+
+        Args:
+            stamp: the frame's stamp (seconds); 0 = unknown: thinned by ``now`` (rule 12).
+            now: the caller's arrival time (seconds), if any.
+            hz: ``frame_keep_hz``.
+            counters: the windower's counters.
+
+        Returns:
+            True when the frame is not needed; False when the caller should decode it and add it.
+        """
+        arrival = now if finite_time(now) else None  # a non-finite arrival time stamps nothing
+        t = effective_stamp(stamp, arrival)
+        if finite_time(t) and not self.wants(float(t), hz):
+            counters.add("thinned_frames")
+            counters.add("zero_stamps", int(stamp == 0 and arrival is not None))
+            return True
+        return False

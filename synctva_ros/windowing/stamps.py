@@ -54,6 +54,7 @@ from collections import OrderedDict
 
 from synctva_ros.config import WindowingConfig
 from synctva_ros.windowing.clock import finite_time
+from synctva_ros.windowing.closing import known_end
 from synctva_ros.windowing.counters import WindowerCounters
 
 __all__ = ["effective_stamp", "StampGuard", "clean_transcript", "FUTURE_CONFIRM", "FUTURE_KEYS", "STALE_KEYS",
@@ -223,7 +224,7 @@ class StampGuard:
             return False
         if stale:
             self.counters.warn(STALE_KEYS[stream], "%s stamped %.3f s is from before sensor time went back "
-                               "(stream time %.3f s, before %.3f s): dropped", stream, t, ref, old)
+                               "(stream time %.3f s, before %.3f s): not used in the new timeline", stream, t, ref, old)
             self._rejected = t
         return stale
 
@@ -257,15 +258,15 @@ class StampGuard:
                 anything is accepted).
 
         Returns:
-            ``"ok"``; ``"reject"`` for a straggler of the timeline before a backward reset (rule
-            13b, counted ``stale_<stream>``); ``"jump"`` when this is the :data:`FUTURE_CONFIRM`-th
+            ``"ok"``; ``"stale"`` for a straggler of the timeline before a backward reset (rule
+            13b, counted ``stale_<stream>``; not used in the new timeline, rule 13c); ``"jump"`` when this is the :data:`FUTURE_CONFIRM`-th
             consecutive far-future stamp of a sensor stream within ``future_tolerance_s`` of the
             first (the caller resets); ``"reject"`` for other far-future stamps (counted
             ``future_<stream>``, logged).
         """
         tol = self.cfg.future_tolerance_s
         if ref is not None and self._stale(stream, t, ref):
-            return "reject"
+            return "stale"
         if ref is None or t <= ref + tol:
             self._jump.pop(stream, None)
             return "ok"
@@ -306,6 +307,28 @@ class StampGuard:
         if s is not None and s > 0:
             return True, s
         return True, float(now) if now is not None and finite_time(now) else None
+
+    def transcript_times(self, text: object, stamp: object, start: object, end: object, now: float | None,
+                         latest: float | None) -> tuple[float, float | None] | None:
+        """Rules 7, 12 for a transcript: ``(ref, end)`` in seconds, ``None`` when it is dropped (counted, logged).
+
+        ``end`` is :func:`~.closing.known_end` of ``end`` (``None``: unknown); ``ref``, the transcript's time,
+        is its stamp (:meth:`transcript_stamp`), else its end, else ``latest`` (the newest sensor time). Dropped:
+        text that is not ``str`` or no usable time (``rejected_transcripts``), a negative time.
+        """
+        if not isinstance(text, str):
+            self.counters.warn("rejected_transcripts", "transcript text is %s, not str: dropped", type(text).__name__)
+            return None
+        usable, stamp_f = self.transcript_stamp(stamp, start, end, now)
+        if not usable:
+            return None
+        end_f = known_end(end)
+        ref = stamp_f if stamp_f is not None else end_f if end_f is not None else latest
+        if ref is None:
+            self.counters.warn("rejected_transcripts", "transcript %r has no usable time (stamp, end): dropped",
+                               text[:40])
+            return None
+        return ref, end_f
 
     def poll_time(self, now: float, ref: float | None) -> float:
         """``now`` for ``poll``; the stream time ``ref`` when ``now`` is the stamp just rejected.

@@ -68,7 +68,8 @@ Rules
     (the caller's ``now`` when given, for the ``frame_keep_hz`` thinning too), negative times drop
     the message; the stream time is the newest camera/audio stamp, and anything beyond it by
     ``future_tolerance_s`` is dropped and moves no clock; after time went back, the old
-    timeline's stragglers are dropped (one time jump, one reset); transcript text loses control
+    timeline's stragglers are dropped (one time jump, one reset) but its late final transcripts still make
+    windows for ``straggler_s`` (13c, :mod:`.old_timeline`); transcript text loses control
     characters, identifiers are bounded, a repeated final ``utterance_id`` makes no second window.
 """
 
@@ -76,6 +77,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -84,11 +86,12 @@ from synctva_ros.core.codecs import resample
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
 from synctva_ros.windowing.buffers import AudioBuffer, FrameBuffer, grid_floor
 from synctva_ros.windowing.clock import SensorClock, finite_time
-from synctva_ros.windowing.closing import PendingWindow, WindowCloser, known_end
+from synctva_ros.windowing.closing import PendingWindow, WindowCloser
 from synctva_ros.windowing.counters import STAT_KEYS, WindowerCounters
-from synctva_ros.windowing.inputs import RejectedInput, accept_audio, accept_frame
+from synctva_ros.windowing.inputs import FrameThinning, RejectedInput, accept_audio, accept_frame
+from synctva_ros.windowing.old_timeline import OldTimeline
 from synctva_ros.windowing.sink import StreamSink
-from synctva_ros.windowing.stamps import SeenUtterances, StampGuard, clean_transcript, effective_stamp
+from synctva_ros.windowing.stamps import SeenUtterances, StampGuard, clean_transcript
 
 __all__ = ["UtteranceWindower", "StreamSink", "STAT_KEYS"]
 
@@ -122,6 +125,7 @@ class UtteranceWindower:
         self._clock = SensorClock()
         self._guard = StampGuard(self.cfg, self._stats)
         self._seen = SeenUtterances()
+        self._old = OldTimeline()  # rule 13c
         self._ready: list[UtteranceWindow] = []
         self.session = -1  #: 0, 1, ...: +1 at every reset (time resets too); copied into each window
         self.reset()
@@ -137,9 +141,10 @@ class UtteranceWindower:
         self._clock.clear()
         self._guard.clear()
         self._seen.clear()
+        self._old.clear()
         self._ready = []
         self._watermark = -math.inf
-        self._last_kept_frame: float | None = None
+        self._thinning = FrameThinning()
         if self.sink is not None:
             self.sink.reset()
         if clear_stats:
@@ -181,26 +186,33 @@ class UtteranceWindower:
         """Seconds of audio samples held in the audio buffer."""
         return self._audio.total_samples / self.sample_rate
 
-    def _time_reset(self, t: float) -> None:
-        """Rules 6, 13: build the pending windows from the data buffered, then reset (counted)."""
+    def _time_reset(self, t: float, hold: bool = False) -> None:
+        """Rules 6, 13 (13c with ``hold``): build the pending windows from the buffers, reset to time ``t`` (s)."""
         self._stats.add("time_resets")
         closed_at = self.latest_stamp or t
         ready = self._ready + [self._build(p, closed_at) for p in self._closer.queue.drain()]
         self._stats.add("evicted_frames", self._frames.evicted)
         self._stats.add("evicted_audio", self._audio.evicted)
         self._frames.evicted = self._audio.evicted = 0
+        old = (self._frames, self._audio, self.session, self._clock.sensor_latest)
+        if hold:  # rule 13c: the old buffers are held for stragglers, the new timeline gets empty ones
+            self._frames, self._audio = self._frames.empty_like(), self._audio.empty_like()
         self.reset()
+        if hold:
+            self._old.hold(*old, new_time=t, hold_s=self.cfg.straggler_s)
         self._ready = ready
 
-    def _admit(self, stream: str, t: float, now: float | None) -> float | None:
-        """Rules 12, 13 for a frame or audio stamp ``t`` (s): the stamp to use, ``None`` when dropped."""
+    def _admit(self, stream: str, t: float, now: float | None, straggler: Callable[[float], bool]) -> float | None:
+        """Rules 12, 13 for a stamp ``t`` (s): the stamp to use, ``None`` when dropped (a straggler: rule 13c)."""
         t_ok = self._guard.resolve(stream, t, now)
         if t_ok is None:
             return None
         verdict = self._guard.future(stream, t_ok, self._clock.sensor_latest)
         if verdict == "jump":  # logged by the guard
             self._time_reset(t_ok)
-        return None if verdict == "reject" else t_ok
+        if verdict == "stale" and self._old.live(self._clock.sensor_latest):
+            straggler(t_ok)
+        return None if verdict in ("reject", "stale") else t_ok
 
     def _check_time(self, stream: str, t: float, now: float | None) -> None:
         """Rules 6, 13b: reset on a stream going back by ``time_reset_s``; record ``t`` and its arrival ``now``."""
@@ -210,40 +222,19 @@ class UtteranceWindower:
                         "resetting the windower", stream, clock.last(stream), t, self.cfg.time_reset_s)
             old = clock.sensor_latest
             behind = {s for s in ("frame", "audio") if s != stream and clock.last(s) is not None}
-            self._time_reset(t)
+            self._time_reset(t, hold=True)
             self._guard.old_timeline(old, behind)  # type: ignore[arg-type]  # went_back: not None
         clock.advance(stream, t, now, self.cfg.late_s)
 
     # ------------------------------------------------------------------ inputs
     def wants_frame(self, stamp: float) -> bool:
-        """Whether a frame stamped ``stamp`` would be kept by the ``frame_keep_hz`` thinning.
-
-        Frames closer than ``0.95 / cfg.frame_keep_hz`` s (5 % jitter) after the last kept frame are
-        not needed, so a caller may skip decoding them (:meth:`thin_frame`); :meth:`add_frame` agrees.
-        """
-        hz = self.cfg.frame_keep_hz
-        last = self._last_kept_frame
-        return not (hz > 0 and last is not None and last <= stamp < last + 0.95 / hz)
+        """Whether a frame stamped ``stamp`` (s) would be kept by the ``frame_keep_hz`` thinning."""
+        return self._thinning.wants(stamp, self.cfg.frame_keep_hz)
 
     def thin_frame(self, stamp: float, now: float | None = None) -> bool:
-        """Count and skip a frame the thinning would drop, before it is decoded.
-
-        Args:
-            stamp: the frame's stamp (seconds); 0 = unknown: thinned by ``now`` (rule 12).
-            now: the caller's arrival time (seconds), as given to :meth:`add_frame`.
-
-        Returns:
-            True when the frame is not needed (counted in ``thinned_frames``, and a 0 stamp in
-            ``zero_stamps``, as :meth:`add_frame` would); False when the caller should decode it
-            and call :meth:`add_frame`.
-        """
-        arrival = now if finite_time(now) else None  # a non-finite arrival time stamps nothing
-        t = effective_stamp(stamp, arrival)
-        if finite_time(t) and not self.wants_frame(float(t)):
-            self._stats.add("thinned_frames")
-            self._stats.add("zero_stamps", int(stamp == 0 and arrival is not None))
-            return True
-        return False
+        """Count and skip a frame the ``frame_keep_hz`` thinning would drop, before it is decoded; :meth:`add_frame`
+        agrees. Args and returns: :meth:`.inputs.FrameThinning.thin` (``stamp``, ``now`` as for ``add_frame``)."""
+        return self._thinning.thin(stamp, now, self.cfg.frame_keep_hz, self._stats)
 
     def add_frame(self, stamp: float, image: np.ndarray, now: float | None = None) -> None:
         """Buffer one camera frame.
@@ -260,7 +251,7 @@ class UtteranceWindower:
         except RejectedInput as e:
             self._stats.warn("rejected_frames", *e.log_args)
             return
-        admitted = self._admit("frame", stamp, now)
+        admitted = self._admit("frame", stamp, now, lambda t: self._old.add_frame(t, np.ascontiguousarray(image)))
         if admitted is None:
             return
         stamp = admitted
@@ -271,8 +262,7 @@ class UtteranceWindower:
             return
         image = np.ascontiguousarray(image)
         if self._stats.kept(self._frames.insert(TimedFrame(stamp, image)), "frame", "late_frames", "frames", stamp):
-            if self._last_kept_frame is None or stamp > self._last_kept_frame:
-                self._last_kept_frame = stamp
+            self._thinning.kept(stamp)
             if self.sink is not None:
                 self.sink.on_frame(stamp, image)
 
@@ -290,7 +280,8 @@ class UtteranceWindower:
         except RejectedInput as e:
             self._stats.warn("rejected_audio", *e.log_args)
             return
-        admitted = self._admit("audio", stamp, now) if x.size else None
+        admitted = self._admit("audio", stamp, now, lambda t: self._old.add_audio(
+            t, x if sr == self.sample_rate else resample(x, sr, self.sample_rate))) if x.size else None
         if admitted is None:
             return
         stamp = admitted
@@ -324,22 +315,21 @@ class UtteranceWindower:
                 (strings cut to 256 characters).
             now: the caller's arrival time (seconds), replaces an unknown stamp.
         """
-        if not isinstance(text, str):
-            self._stats.warn("rejected_transcripts", "transcript text is %s, not str: dropped", type(text).__name__)
+        times = self._guard.transcript_times(text, stamp, start, end, now, self.latest_stamp)
+        if times is None:
             return
-        usable, stamp_f = self._guard.transcript_stamp(stamp, start, end, now)
-        if not usable:
-            return
-        end_f = known_end(end)
-        ref = stamp_f if stamp_f is not None else end_f if end_f is not None else self.latest_stamp
-        if ref is None:
-            self._stats.warn("rejected_transcripts", "transcript %r has no usable time (stamp, end): dropped",
-                             text[:40])
-            return
-        if any(self._guard.future("transcript", t, self._clock.sensor_latest) != "ok" for t in {ref, end_f} - {None}):
-            return
+        ref, end_f = times
         text, ids = clean_transcript(self._stats, text, utterance_id=utterance_id, dialogue_id=dialogue_id,
                                      language=language, speaker_id=speaker_id)
+        for t in sorted({ref, end_f} - {None}):  # type: ignore[type-var]
+            verdict = self._guard.future("transcript", t, self._clock.sensor_latest)
+            if verdict == "stale" and is_final and self._watermark == -math.inf:  # rule 13c, in session order
+                p = self._old.straggler(text, start, end_f, ref, ids, confidence, self.cfg, self._clock.sensor_latest)
+                if p is not None:
+                    self._ready.append(self._build(p, self._old.newest, self._old))
+                    self._stats.add("straggler_windows")
+            if verdict != "ok":
+                return
         self._clock.advance("transcript", ref, now, self.cfg.late_s)
         if is_final and text.strip() and self._seen.seen(ids["utterance_id"]):
             self._stats.warn("duplicate_transcripts", "final transcript %r repeats utterance_id %r: dropped",
@@ -349,9 +339,11 @@ class UtteranceWindower:
                                    ids["language"], confidence, ids["speaker_id"])
 
     # ------------------------------------------------------------------ outputs
-    def _build(self, p: PendingWindow, now: float) -> UtteranceWindow:
-        frames = self._frames.query(p.start, p.end)
-        audio = self._audio.query(grid_floor(p.start, self.cfg.audio_grid_s), p.end)
+    def _build(self, p: PendingWindow, now: float, old: OldTimeline | None = None) -> UtteranceWindow:
+        """The window of ``p`` from the buffers (``old``: the old timeline's held ones, its session)."""
+        buffers = (old.frames, old.audio) if old is not None else (self._frames, self._audio)
+        frames = buffers[0].query(p.start, p.end)  # type: ignore[union-attr]
+        audio = buffers[1].query(grid_floor(p.start, self.cfg.audio_grid_s), p.end)  # type: ignore[union-attr]
         self._stats.add("gaps", audio.gaps)
         self._stats.add("windows")
         if p.closed_by == "vad":
@@ -360,7 +352,7 @@ class UtteranceWindower:
             start=p.start, end=p.end, transcript=p.transcript, frames=list(frames), audio=audio.samples,
             sample_rate=self.sample_rate, audio_start=audio.start, closed_by=p.closed_by,
             utterance_id=p.utterance_id, dialogue_id=p.dialogue_id, speaker_id=p.speaker_id, language=p.language,
-            session=self.session,
+            session=old.session if old is not None else self.session,
             stt_confidence=p.confidence, closed_at=float(now))
 
     def poll(self, now: float, arrival: float | None = None) -> list[UtteranceWindow]:
@@ -376,6 +368,7 @@ class UtteranceWindower:
             by any windows finished by a time reset since the last poll.
         """
         out, self._ready = self._ready, []
+        self._old.live(self._clock.sensor_latest)  # rule 13c: let the old buffers go once straggler_s passed
         if not finite_time(now) or not self._closer:
             return out
         now = self._guard.poll_time(float(now), self._clock.sensor_latest)

@@ -214,24 +214,27 @@ def test_one_reset_per_restart_whatever_the_loop_length(loop_s, late):
     assert [x.session for x in out] == list(range(loops))
 
 
-def test_late_transcript_of_the_old_loop_is_dropped_not_windowed_in_the_new_one():
+def test_late_transcript_of_the_old_loop_is_not_windowed_in_the_new_one():
     # a 6 s loop (shorter than future_tolerance_s): the old loop's last final transcript arrives after the
-    # restart; accepted, it would wait for the new loop to reach its end, be cut from the new loop's data,
-    # and make the new loop's own transcript of that utterance a duplicate
-    w = UtteranceWindower(cfg(late_s=0.1), SR)
-    for t in np.arange(0.0, 6.0, 0.1):
-        w.add_audio(float(t), CHUNK, SR)
-    w.add_audio(0.0, CHUNK, SR)  # restart
-    w.add_transcript("late", 4.5, 5.5, True, stamp=5.6, utterance_id="u5")
-    assert w.count("time_resets") == 1 and w.pending == 0 and w.count("stale_transcripts") == 1
-    out = []
-    for t in np.arange(0.1, 6.0, 0.1):
-        w.add_audio(float(t), CHUNK, SR)
-        if abs(t - 5.6) < 1e-6:
-            w.add_transcript("late", 4.5, 5.5, True, stamp=5.6, utterance_id="u5")
-        out += w.poll(float(t))
-    assert [(x.utterance_id, x.session) for x in out] == [("u5", 1)]
-    assert w.count("duplicate_transcripts") == 0
+    # restart; accepted into the new timeline, it would wait for the new loop to reach its end, be cut from the
+    # new loop's data, and make the new loop's own transcript of that utterance a duplicate. It gets its window
+    # from the old loop's held buffers instead (rule 13c), with the old session; with straggler_s 0 it is dropped.
+    for hold, first in ((5.0, [("u5", 0, 1.0)]), (0.0, [])):
+        w = UtteranceWindower(cfg(late_s=0.1, straggler_s=hold), SR)
+        for t in np.arange(0.0, 6.0, 0.1):
+            w.add_audio(float(t), CHUNK, SR)
+        w.add_audio(0.0, CHUNK, SR)  # restart
+        w.add_transcript("late", 4.5, 5.5, True, stamp=5.6, utterance_id="u5")
+        assert w.count("time_resets") == 1 and w.pending == 0 and w.count("stale_transcripts") == 1
+        assert w.count("straggler_windows") == len(first)
+        out = []
+        for t in np.arange(0.1, 6.0, 0.1):
+            w.add_audio(float(t), CHUNK, SR)
+            if abs(t - 5.6) < 1e-6:
+                w.add_transcript("late", 4.5, 5.5, True, stamp=5.6, utterance_id="u5")
+            out += w.poll(float(t))
+        assert [(x.utterance_id, x.session, round(x.audio.size / SR, 2)) for x in out] == first + [("u5", 1, 1.0)]
+        assert w.count("duplicate_transcripts") == 0
 
 
 def test_a_stream_ahead_on_the_new_timeline_is_kept_once_it_is_no_straggler():

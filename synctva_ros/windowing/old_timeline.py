@@ -13,10 +13,9 @@ ordered by session downstream (the pipeline resets the dialogue context when the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
-
-import math
 
 from synctva_ros.config import WindowingConfig
 from synctva_ros.core.window import TimedFrame
@@ -45,7 +44,7 @@ class OldTimeline:
     session: int = -1
     newest: float = 0.0
     until: float = 0.0
-    rescued: list = field(default_factory=list)  #: utterance ids already rescued (no second window)
+    rescued: list[str] = field(default_factory=list)  #: utterance ids already given a window (no second one)
 
     def hold(self, frames: FrameBuffer, audio: AudioBuffer, session: int, newest: float | None, new_time: float,
              hold_s: float) -> None:

@@ -180,7 +180,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     scaling = {"full": SERIES, "tiny": TINY_SERIES}.get(args.scaling)
     doc = run_bench(out_dir=args.out, repeats=args.repeats, configs=configs, checkpoint=args.checkpoint,
                     profile=args.profile, overrides=_overrides(args), scaling=scaling,
-                    scaling_repeats=args.scaling_repeats, rows=not args.scaling_only)
+                    scaling_repeats=args.scaling_repeats, rows=not args.scaling_only,
+                    backends=[b for b in args.backends.split(",") if b.strip()] if args.backends else None)
     print(format_summary(doc, args.out))
     return 0
 
@@ -346,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "first configuration (bench.json 'scaling', bench_scaling.png); tiny: two points per series")
     p.add_argument("--scaling-repeats", type=int, default=5, help="timed windows per scaling point")
     p.add_argument("--scaling-only", action="store_true", help="measure only the scaling series, no backend rows")
+    p.add_argument("--backends", default="",
+                   help="comma-separated backend rows to measure (default: every one available here), e.g. "
+                        "'torch cuda fp32,torch cuda fp16,onnxruntime cuda,tensorrt fp16' on a GPU machine")
     _add_config_args(p)
     p.set_defaults(func=cmd_bench)
 

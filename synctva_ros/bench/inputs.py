@@ -2,25 +2,66 @@
 
 Windows: a 3 s utterance of espeak-ng speech (:func:`~synctva_ros.datasets.speech.render_speech`)
 with camera frames made from ``skimage.data.astronaut`` (shifted a little per frame) at 15 fps.
+
+Speech is rendered once and kept as ``.npy`` under ``<cache_root>/bench/speech`` (:func:`bench_speech`): reruns
+skip espeak-ng, and a machine without it (a GPU machine that cannot install packages) measures the same audio when
+that folder is copied there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 
 import numpy as np
 import torch
 from skimage.data import astronaut
 
+from synctva_ros.backends.engine_cache import cache_root
 from synctva_ros.datasets.speech import render_speech
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
-__all__ = ["SENTENCES", "realistic_windows", "measure_peak_gflops"]
+__all__ = ["SENTENCES", "bench_speech", "realistic_windows", "measure_peak_gflops"]
 
 #: Transcripts of the benchmark windows (also the corpus of the random RoBERTa's tokenizer).
 SENTENCES = ("I can't believe you actually did that for me, thank you!",
              "Why would you tell her about the party, seriously?",
              "Well, I guess we will just have to wait and see.")
+
+
+def bench_speech(text: str, speaker: str, duration_s: float, sample_rate: int = 16000) -> np.ndarray:
+    """:func:`~synctva_ros.datasets.speech.render_speech` of ``text``, kept under ``<cache_root>/bench/speech``.
+
+    The file is named by the sha256 of ``(text, speaker, duration_s, sample_rate)``; a file that does not load as a
+    1-D float32 array is rendered again.
+
+    Args:
+        text: what is said.
+        speaker: selects the voice.
+        duration_s: wanted length (seconds).
+        sample_rate: output rate (Hz).
+
+    Returns:
+        ``(S,)`` float32 mono in [-1, 1].
+
+    Raises:
+        synctva_ros.datasets.speech.EspeakNotFoundError: not cached and espeak-ng is not installed.
+    """
+    key = json.dumps([text, speaker, round(float(duration_s), 6), int(sample_rate)])
+    path = cache_root(None) / "bench" / "speech" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+    try:
+        x = np.load(path, allow_pickle=False)
+        if x.ndim == 1 and x.dtype == np.float32:
+            return x
+    except (OSError, ValueError):
+        pass
+    x = render_speech(text, speaker=speaker, duration_s=duration_s, sample_rate=sample_rate)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, x, allow_pickle=False)
+    tmp.replace(path)  # never a half-written file under the final name
+    return x
 
 
 def realistic_windows(n: int = 3, duration_s: float = 3.0, fps: float = 15.0, sample_rate: int = 16000,
@@ -42,13 +83,13 @@ def realistic_windows(n: int = 3, duration_s: float = 3.0, fps: float = 15.0, sa
         The windows; audio shape ``(duration_s * sample_rate,)`` float32, frames ``(512, 512, 3)`` uint8.
 
     Raises:
-        synctva_ros.datasets.speech.EspeakNotFoundError: espeak-ng is not installed.
+        synctva_ros.datasets.speech.EspeakNotFoundError: espeak-ng is not installed and the speech is not cached.
     """
     img = np.ascontiguousarray(astronaut())  # (512, 512, 3) uint8 RGB, has a face
     out = []
     for i in range(n):
         text = SENTENCES[i % len(SENTENCES)]
-        x = render_speech(text, speaker=f"s{i}", duration_s=duration_s * 0.9, sample_rate=sample_rate)
+        x = bench_speech(text, f"s{i}", duration_s * 0.9, sample_rate)
         audio = np.zeros(int(duration_s * sample_rate), np.float32)
         lead = int(0.05 * sample_rate)
         k = min(x.size, audio.size - lead)

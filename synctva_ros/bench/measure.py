@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import collate
 from synctva_ros.core.window import UtteranceWindow
 
-__all__ = ["backend_factories", "stream_into", "run_mode", "stage_flops", "fusion_only", "percentiles", "rss_mb"]
+__all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "stage_flops", "fusion_only", "percentiles", "rss_mb"]
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -50,8 +50,9 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     text extractor's encoder on the same backend (``EmotionPipeline.serve_text``).
 
     Always torch fp32, torch bf16, onnxruntime and onnxruntime int8 (``runtime.quantize: int8``) on the CPU;
-    torch CUDA fp32/fp16 when torch sees
-    a GPU; TensorRT fp16 when :func:`~synctva_ros.backends.tensorrt_backend.tensorrt_available`.
+    torch CUDA fp32/fp16 when torch sees a GPU; onnxruntime CUDA when torch sees a GPU and this onnxruntime build
+    has the ``CUDAExecutionProvider`` (the ``onnxruntime-gpu`` wheel); TensorRT fp16 when
+    :func:`~synctva_ros.backends.tensorrt_backend.tensorrt_available`.
     What is left out is added to ``unavailable`` (name -> reason).
 
     Args:
@@ -74,6 +75,14 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     if torch.cuda.is_available():
         out.append(("torch cuda fp32", make(backend="torch", precision="fp32", device="cuda", quantize="none")))
         out.append(("torch cuda fp16", make(backend="torch", precision="fp16", device="cuda", quantize="none")))
+        providers = _ort_providers()
+        if "CUDAExecutionProvider" in providers:
+            out.append(("onnxruntime cuda", make(backend="onnxruntime", precision="fp32", device="cuda",
+                                                 quantize="none")))
+        else:
+            unavailable["onnxruntime cuda"] = (f"this onnxruntime has no CUDAExecutionProvider (has: "
+                                               f"{', '.join(providers) or 'onnxruntime not installed'}); "
+                                               f"it needs the onnxruntime-gpu wheel")
     else:
         unavailable["cuda"] = "torch sees no CUDA GPU on this machine"
     ok, why = tensorrt_available()
@@ -82,6 +91,37 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     else:
         unavailable["tensorrt"] = why
     return out
+
+
+def _ort_providers() -> list[str]:
+    """The execution providers of the installed onnxruntime (``[]`` when it is not installed)."""
+    try:
+        import onnxruntime as ort  # deferred: optional dependency
+    except ImportError:
+        return []
+    return list(ort.get_available_providers())
+
+
+def select_backends(factories: list[tuple[str, Callable[[], Any]]], wanted: Sequence[str] | None,
+                    unavailable: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
+    """The factories named in ``wanted`` (all when ``wanted`` is empty or ``None``), in their own order.
+
+    A wanted name that is neither built here nor already in ``unavailable`` is recorded there as not a backend of
+    this machine (``synctva bench --backends`` with a typo or a GPU row on a CPU machine says so in the summary).
+
+    Args:
+        factories: :func:`backend_factories`' answer.
+        wanted: row names such as ``"torch cuda fp16"`` (surrounding blanks ignored).
+        unavailable: updated in place.
+    """
+    names = [w.strip() for w in (wanted or ()) if w.strip()]
+    if not names:
+        return factories
+    known = {n for n, _ in factories}
+    for n in names:
+        if n not in known and not any(k in n for k in unavailable):
+            unavailable[n] = f"asked for with --backends, not a backend of this machine (here: {', '.join(known)})"
+    return [(n, f) for n, f in factories if n in names]
 
 
 def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032, paced: bool = False,

@@ -15,7 +15,8 @@ import torch
 from synctva_ros.backends import BackendUnavailable
 from synctva_ros.backends.engine_cache import cache_root
 from synctva_ros.bench.inputs import measure_peak_gflops, realistic_windows
-from synctva_ros.bench.measure import backend_factories, fusion_only, ready_as_named, run_mode, stage_flops
+from synctva_ros.bench.measure import (backend_factories, fusion_only, ready_as_named, run_mode, select_backends,
+                                       stage_flops)
 from synctva_ros.bench.plot import plot, plot_scaling
 from synctva_ros.bench.scaling import run_scaling
 from synctva_ros.bench.setups import bench_setups
@@ -58,7 +59,8 @@ def _meta(windows: list[Any], peak: float) -> dict[str, Any]:
 def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFAULT_CONFIGS,
               checkpoint: Path | None = None, profile: str = "demo",
               overrides: Sequence[str] = (), scaling: Mapping[str, Sequence[float]] | None = None,
-              scaling_repeats: int = 5, rows: bool = True) -> dict[str, Any]:
+              scaling_repeats: int = 5, rows: bool = True,
+              backends: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark described in :mod:`synctva_ros.bench`; write ``bench.json`` and ``bench.png``.
 
     For each configuration (:func:`~synctva_ros.bench.setups.bench_setups`) and each backend
@@ -84,6 +86,8 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
             configuration with its configured backend: ``doc["scaling"]`` and ``bench_scaling.png``; ``None``: none.
         scaling_repeats: timed windows per scaling point.
         rows: measure the backend rows (False: only the scaling series, FLOPs and nothing else).
+        backends: measure only these backend rows (e.g. ``["torch cuda fp32", "torch cuda fp16"]`` on a GPU
+            machine; :func:`~synctva_ros.bench.measure.select_backends`); ``None`` or empty: every one available.
 
     Returns:
         The ``bench.json`` document (keys :data:`BENCH_SCHEMA_KEYS`; rows with :data:`ROW_KEYS`).
@@ -115,7 +119,8 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
         built: dict[str, Any] = {}
         if scaling and "scaling" not in doc:
             doc["scaling"] = run_scaling(pipe, setup.cfg, setup.name, scaling, scaling_repeats)
-        for bname, make in (backend_factories(setup.cfg, pipe, doc["unavailable"]) if rows else ()):
+        factories = backend_factories(setup.cfg, pipe, doc["unavailable"]) if rows else []
+        for bname, make in select_backends(factories, backends, doc["unavailable"]):
             try:
                 backend = make()
             except BackendUnavailable as exc:

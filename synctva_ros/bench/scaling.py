@@ -44,10 +44,9 @@ import numpy as np
 from skimage.data import astronaut
 
 from synctva_ros.backends import create_backend
-from synctva_ros.bench.inputs import SENTENCES
+from synctva_ros.bench.inputs import SENTENCES, bench_speech
 from synctva_ros.bench.measure import percentiles, stream_into
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
-from synctva_ros.datasets.speech import render_speech
 from synctva_ros.evaluation.two_faces import FRAME_SIZE, Placement, compose
 from synctva_ros.features.faces.evidence import thin_stamps
 from synctva_ros.streaming import StreamingFeatureCache
@@ -94,22 +93,24 @@ def _words(n: int, start: int = 0) -> str:
 
 def scaling_window(duration_s: float = 3.0, fps: float = 15.0, faces: int = 1, transcript: str | None = None,
                    t0: float = 1000.0, speaker: str = "s0") -> UtteranceWindow:
-    """One utterance window of ``duration_s`` seconds: espeak-ng speech over its first 90 % (50 ms lead), a camera
-    of ``fps`` frames per second showing ``faces`` faces (:func:`face_frame`, moving one pixel per frame), and
-    ``transcript`` (default: the bench sentences repeated to about 2.5 words per second).
+    """One utterance window of ``duration_s`` seconds: espeak-ng speech (cached,
+    :func:`~synctva_ros.bench.inputs.bench_speech`) over its first 90 % (50 ms lead), a camera of ``fps`` frames per
+    second showing ``faces`` faces (:func:`face_frame`, moving one pixel per frame), and ``transcript`` (default: the
+    bench sentences repeated to about 2.5 words per second).
 
     Shapes:
         audio ``(duration_s * 16000,)`` float32; frames ``(480, 640, 3)`` uint8.
 
     Raises:
-        synctva_ros.datasets.speech.EspeakNotFoundError: espeak-ng is missing.
+        synctva_ros.datasets.speech.EspeakNotFoundError: espeak-ng is missing and the speech is not cached
+            (:func:`~synctva_ros.bench.inputs.bench_speech`).
     """
     sr = 16000
     if transcript is None:
         words = " ".join(SENTENCES).split()
         n = max(3, int(round(2.5 * duration_s)))
         transcript = " ".join(words[i % len(words)] for i in range(n))
-    x = render_speech(transcript, speaker=speaker, duration_s=0.9 * duration_s, sample_rate=sr)
+    x = bench_speech(transcript, speaker, 0.9 * duration_s, sr)
     audio = np.zeros(int(round(duration_s * sr)), np.float32)
     lead = int(0.05 * sr)
     k = min(x.size, audio.size - lead)

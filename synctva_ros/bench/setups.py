@@ -188,10 +188,10 @@ def _quality_setup(work: Path, repeats: int, overrides: Sequence[str]) -> BenchS
                       f"{cfg.features.audio_feature_set}; latency only): {ckpt}", True, repeats)
 
 
-def _paper_random_setup(work: Path, repeats: int) -> BenchSetup:
+def _paper_random_setup(work: Path, repeats: int, device: str = "cpu") -> BenchSetup:
     text_dir, vis = paper_random_assets(work)
     cfg = load_config("paper", [f"features.text_encoder={text_dir}", f"features.visual_weights={vis}",
-                                "runtime.backend=torch", "runtime.device=cpu", "runtime.precision=fp32"])
+                                "runtime.backend=torch", f"runtime.device={device}", "runtime.precision=fp32"])
     ckpt = work / "paper_random_checkpoint"
     if not (ckpt / MANIFEST_FILE).is_file():
         dev_checkpoint(ckpt, cfg, build_extractors(cfg.features), steps=1)
@@ -210,7 +210,8 @@ def bench_setups(configs: Sequence[str], work: Path, repeats: int, profile: str 
         work: folder for the development checkpoints and random assets (reused between runs).
         repeats: timed windows per backend and mode (``paper_random`` uses ``max(2, repeats // 5)``).
         profile: profile of the ``demo`` configuration (name in ``config/profiles`` or a YAML path).
-        overrides: ``section.key=value`` overrides of the ``demo`` and ``quality`` configurations.
+        overrides: ``section.key=value`` overrides of the ``demo`` and ``quality`` configurations; of these
+            ``paper_random`` takes ``runtime.device`` alone (its encoders and network run there, ``cpu`` by default).
         checkpoint: checkpoint of the ``demo`` configuration (default: the profile's when it has a
             manifest, else a development checkpoint under ``work``).
 
@@ -230,5 +231,6 @@ def bench_setups(configs: Sequence[str], work: Path, repeats: int, profile: str 
         except (FileNotFoundError, OSError, ModuleNotFoundError) as exc:
             log.warning("bench configuration quality skipped: %s", exc)
     if "paper_random" in wanted:
-        out.append(_paper_random_setup(work, repeats))
+        devices = [o.split("=", 1)[1].strip() for o in overrides if o.split("=", 1)[0].strip() == "runtime.device"]
+        out.append(_paper_random_setup(work, repeats, devices[-1] if devices else "cpu"))
     return out

@@ -8,8 +8,8 @@ import torch
 
 from synctva_ros.backends.switching import SwitchingBackend
 from synctva_ros.backends.torch_backend import TorchBackend
-from synctva_ros.bench.measure import percentiles, ready_as_named, stream_into
-from synctva_ros.config import ModelConfig
+from synctva_ros.bench.measure import backend_factories, percentiles, ready_as_named, select_backends, stream_into
+from synctva_ros.config import ModelConfig, load_config
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
 from synctva_ros.model.synctva import SyncTVA
 
@@ -72,3 +72,33 @@ def test_a_failed_engine_build_is_not_measured_under_the_engines_name() -> None:
     built = SwitchingBackend(torch_fp32, lambda: TorchBackend(model, precision="bf16"), primary_name="tensorrt")
     assert ready_as_named(built, "tensorrt fp16", unavailable, timeout_s=30) and len(unavailable) == 1
     assert ready_as_named(torch_fp32, "torch fp32", unavailable)
+
+
+def test_select_backends_keeps_the_named_rows_and_says_which_are_not_here() -> None:
+    factories = [("torch fp32", lambda: "a"), ("onnxruntime", lambda: "b"), ("torch cuda fp16", lambda: "c")]
+    unavailable = {"tensorrt": "not installed"}
+    assert select_backends(factories, None, unavailable) == factories
+    assert select_backends(factories, [" ", ""], unavailable) == factories
+    chosen = select_backends(factories, ["torch cuda fp16 ", "torch fp32", "tensorrt fp16", "onnx"], unavailable)
+    assert [n for n, _ in chosen] == ["torch fp32", "torch cuda fp16"]  # the factories' order, not the request's
+    assert set(unavailable) == {"tensorrt", "onnx"}  # tensorrt fp16 is already explained by "tensorrt"
+    assert unavailable["onnx"].startswith("asked for with --backends, not a backend of this machine")
+
+
+def test_backend_factories_name_what_this_machine_lacks() -> None:
+    torch.manual_seed(0)
+    model = SyncTVA(ModelConfig(hidden=8, heads=2, graph_layers=1), {"text": 6, "audio": 5, "visual": 4}).eval()
+
+    class Pipe:  # what backend_factories reads of a pipeline before make() is called
+        manifest: dict = {}
+
+    Pipe.model = model
+    unavailable: dict[str, str] = {}
+    names = [n for n, _ in backend_factories(load_config("demo"), Pipe(), unavailable)]
+    assert names[:4] == ["torch fp32", "torch bf16", "onnxruntime", "onnxruntime int8"]
+    if torch.cuda.is_available():
+        assert {"torch cuda fp32", "torch cuda fp16"} <= set(names)
+        assert ("onnxruntime cuda" in names) != ("onnxruntime cuda" in unavailable)
+    else:
+        assert "torch cuda fp32" not in names and "cuda" in unavailable
+    assert ("tensorrt fp16" in names) != ("tensorrt" in unavailable)

@@ -59,3 +59,16 @@ def test_quality_without_its_checkpoint_is_an_untrained_head_over_real_extractor
     assert ckpt.startswith(str(tmp_path / "work" / "dev_quality_"))
     man = read_manifest(ckpt)
     assert man["extractors"]["text"]["name"] == "all-mpnet-base-v2" and man["extractors"]["visual"] is None
+
+
+def test_paper_random_runs_on_the_device_asked_for(tmp_path) -> None:
+    # its random RoBERTa-base and ResNet-50 go where --device says (the GPU rows of issue 12), cpu otherwise;
+    # of the other overrides it takes none (they belong to the demo and quality profiles)
+    work = tmp_path / "work"
+    (plain,) = bench_setups(["paper_random"], work, 10)
+    (moved,) = bench_setups(["paper_random"], work, 10,
+                            overrides=["runtime.device=cpu", "runtime.threads=1", "runtime.device = cuda:1"])
+    assert plain.cfg.runtime.device == "cpu" and moved.cfg.runtime.device == "cuda:1"
+    assert moved.cfg.runtime.threads == plain.cfg.runtime.threads and moved.cfg.runtime.backend == "torch"
+    assert plain.random_weights and plain.repeats == 2 and plain.checkpoint.startswith("random: ")
+    assert moved.cfg.runtime.checkpoint == plain.cfg.runtime.checkpoint  # the assets are made once and reused

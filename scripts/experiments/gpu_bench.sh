@@ -1,0 +1,30 @@
+#!/bin/bash
+# GPU rows of `synctva bench` (issue 12 item 4) on a lent GPU machine that has torch with CUDA but cannot install
+# packages or reach a model hub (this project's `device` tool; docs/performance.md, "GPU").
+#
+# Prepared on the development machine (ignored folder .gpu/, carried to the GPU machine):
+#   .gpu/whl/    Python 3.12 wheels the GPU image lacks: opensmile and its aud* dependencies, soundfile, cffi
+#                (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`)
+#   .gpu/cache/  SYNCTVA_CACHE holding bench/speech/*.npy: the bench's espeak-ng speech, rendered here by a CPU run of
+#                the same command (bench_speech), since espeak-ng is not on that machine
+# The configuration is paper_random (a RoBERTa-base-sized text encoder, the size of the quality profile's mpnet, and a
+# ResNet-50, random weights: latency only): real encoder weights cannot travel (the tool carries 64 MiB).
+# Usage there: OUT=<folder> scripts/experiments/gpu_bench.sh [repeats] [scaling: off|tiny|full]
+set -u
+OUT=${OUT:-out/gpu_bench}
+REPEATS=${1:-50}
+SCALING=${2:-full}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/gpu_site/site-packages .gpu/whl/*.whl || exit 1
+export PYTHONPATH=/tmp/gpu_site/site-packages:$PWD PYTHONUNBUFFERED=1 SYNCTVA_CACHE=$PWD/.gpu/cache
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python3 -c "import torch, onnxruntime as o; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'onnxruntime', o.__version__, o.get_available_providers())"
+  python3 -c "import tensorrt; print('tensorrt', tensorrt.__version__)" 2>&1 | tail -n 1
+  nproc
+} | tee "$OUT/machine.txt"
+python3 -m synctva_ros.cli bench --configs paper_random --device cuda --repeats "$REPEATS" \
+  --backends "torch cuda fp32,torch cuda fp16,onnxruntime cuda,tensorrt fp16" \
+  --scaling "$SCALING" --scaling-repeats 10 --out "$OUT" 2>&1 | grep -v "Loading weights\|Writing model"

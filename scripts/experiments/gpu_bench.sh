@@ -25,6 +25,7 @@ export PYTHONPATH=/tmp/gpu_site/site-packages:$PWD PYTHONUNBUFFERED=1 SYNCTVA_CA
   python3 -c "import tensorrt; print('tensorrt', tensorrt.__version__)" 2>&1 | tail -n 1
   nproc
 } | tee "$OUT/machine.txt"
-python3 -m synctva_ros.cli bench --configs paper_random --device cuda --repeats "$REPEATS" \
+# features.face_crop=false: the image's OpenCV 5 has no Haar cascades (a CPU crop before the ResNet; same ResNet work)
+python3 -m synctva_ros.cli bench --configs paper_random --device cuda --repeats "$REPEATS" --set features.face_crop=false \
   --backends "torch cuda fp32,torch cuda fp16,onnxruntime cuda,tensorrt fp16" \
   --scaling "$SCALING" --scaling-repeats 10 --out "$OUT" 2>&1 | grep -v "Loading weights\|Writing model"

@@ -31,7 +31,7 @@ from synctva_ros.features.registry import build_extractors
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 from synctva_ros.model.synctva import SyncTVA
 
-__all__ = ["BenchSetup", "dev_checkpoint", "paper_random_assets", "bench_setups"]
+__all__ = ["PAPER_RANDOM_KEYS", "BenchSetup", "dev_checkpoint", "paper_random_assets", "bench_setups"]
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +188,16 @@ def _quality_setup(work: Path, repeats: int, overrides: Sequence[str]) -> BenchS
                       f"{cfg.features.audio_feature_set}; latency only): {ckpt}", True, repeats)
 
 
-def _paper_random_setup(work: Path, repeats: int, device: str = "cpu") -> BenchSetup:
+#: The overrides ``paper_random`` takes (the others belong to the demo and quality profiles): where its encoders run,
+#: and the Haar-cascade face crop, which OpenCV 5 no longer has (``features.face_crop=false`` on such a machine).
+PAPER_RANDOM_KEYS = ("runtime.device", "features.face_crop")
+
+
+def _paper_random_setup(work: Path, repeats: int, overrides: Sequence[str] = ()) -> BenchSetup:
     text_dir, vis = paper_random_assets(work)
+    own = [o for o in overrides if o.split("=", 1)[0].strip() in PAPER_RANDOM_KEYS]
     cfg = load_config("paper", [f"features.text_encoder={text_dir}", f"features.visual_weights={vis}",
-                                "runtime.backend=torch", f"runtime.device={device}", "runtime.precision=fp32"])
+                                "runtime.backend=torch", "runtime.device=cpu", "runtime.precision=fp32", *own])
     ckpt = work / "paper_random_checkpoint"
     if not (ckpt / MANIFEST_FILE).is_file():
         dev_checkpoint(ckpt, cfg, build_extractors(cfg.features), steps=1)
@@ -211,7 +217,8 @@ def bench_setups(configs: Sequence[str], work: Path, repeats: int, profile: str 
         repeats: timed windows per backend and mode (``paper_random`` uses ``max(2, repeats // 5)``).
         profile: profile of the ``demo`` configuration (name in ``config/profiles`` or a YAML path).
         overrides: ``section.key=value`` overrides of the ``demo`` and ``quality`` configurations; of these
-            ``paper_random`` takes ``runtime.device`` alone (its encoders and network run there, ``cpu`` by default).
+            ``paper_random`` takes those in :data:`PAPER_RANDOM_KEYS` (``runtime.device``: where its encoders and
+            network run, ``cpu`` by default).
         checkpoint: checkpoint of the ``demo`` configuration (default: the profile's when it has a
             manifest, else a development checkpoint under ``work``).
 
@@ -231,6 +238,5 @@ def bench_setups(configs: Sequence[str], work: Path, repeats: int, profile: str 
         except (FileNotFoundError, OSError, ModuleNotFoundError) as exc:
             log.warning("bench configuration quality skipped: %s", exc)
     if "paper_random" in wanted:
-        devices = [o.split("=", 1)[1].strip() for o in overrides if o.split("=", 1)[0].strip() == "runtime.device"]
-        out.append(_paper_random_setup(work, repeats, devices[-1] if devices else "cpu"))
+        out.append(_paper_random_setup(work, repeats, overrides))
     return out

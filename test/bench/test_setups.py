@@ -67,8 +67,10 @@ def test_paper_random_runs_on_the_device_asked_for(tmp_path) -> None:
     work = tmp_path / "work"
     (plain,) = bench_setups(["paper_random"], work, 10)
     (moved,) = bench_setups(["paper_random"], work, 10,
-                            overrides=["runtime.device=cpu", "runtime.threads=1", "runtime.device = cuda:1"])
+                            overrides=["runtime.device=cpu", "runtime.threads=1", "runtime.device = cuda:1",
+                                       "features.face_crop=false"])
     assert plain.cfg.runtime.device == "cpu" and moved.cfg.runtime.device == "cuda:1"
+    assert plain.cfg.features.face_crop and not moved.cfg.features.face_crop
     assert moved.cfg.runtime.threads == plain.cfg.runtime.threads and moved.cfg.runtime.backend == "torch"
     assert plain.random_weights and plain.repeats == 2 and plain.checkpoint.startswith("random: ")
     assert moved.cfg.runtime.checkpoint == plain.cfg.runtime.checkpoint  # the assets are made once and reused

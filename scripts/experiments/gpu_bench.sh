@@ -4,7 +4,8 @@
 #
 # Prepared on the development machine (ignored folder .gpu/, carried to the GPU machine):
 #   .gpu/whl/    Python 3.12 wheels the GPU image lacks: opensmile and its aud* dependencies, soundfile, cffi
-#                (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`)
+#                and facenet-pytorch (MTCNN weights) (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`)
+#   .gpu/face-api/  face_expression_model and tiny_face_detector_model files of @vladmandic/face-api (the face expert)
 #   .gpu/cache/  SYNCTVA_CACHE holding bench/speech/*.npy: the bench's espeak-ng speech, rendered here by a CPU run of
 #                the same command (bench_speech), since espeak-ng is not on that machine
 # The configuration is paper_random (a RoBERTa-base-sized text encoder, the size of the quality profile's mpnet, and a
@@ -17,7 +18,8 @@ SCALING=${2:-full}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/gpu_site/site-packages .gpu/whl/*.whl || exit 1
-export PYTHONPATH=/tmp/gpu_site/site-packages:$PWD PYTHONUNBUFFERED=1 SYNCTVA_CACHE=$PWD/.gpu/cache
+export PYTHONPATH=/tmp/gpu_site/site-packages:$PWD PYTHONUNBUFFERED=1 SYNCTVA_CACHE=$PWD/.gpu/cache \
+  SYNCTVA_FACE_API_DIR=$PWD/.gpu/face-api
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
   python3 -c "import torch, onnxruntime as o; print('torch', torch.__version__, 'cuda', torch.version.cuda, \

@@ -236,12 +236,13 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
     text = pipe.extractors.get("text")
     if text is not None and pipe.active.get("text"):
         enc = text.tokenizer([window.transcript], truncation=True, max_length=text._max_length, return_tensors="pt")
+        enc = {k: v.to(text.device) for k, v in enc.items()}  # the encoder's device (cuda under --device cuda)
         with FlopCounterMode(display=False) as fc, torch.inference_mode():
             text.model(**enc)
         out["text"] = {"flops": int(fc.get_total_flops()), "tokens": int(enc["input_ids"].shape[1])}
     vis = pipe.extractors.get("visual")
     if vis is not None and pipe.active.get("visual") and feats.visual is not None:
-        x = torch.zeros(1, 3, vis.image_size, vis.image_size)
+        x = torch.zeros(1, 3, vis.image_size, vis.image_size, device=vis.device)
         with FlopCounterMode(display=False) as fc, torch.inference_mode():
             vis.model(x)
         n = int(feats.visual.x.shape[0])
@@ -250,9 +251,10 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
     batch = collate([feats], pipe.dims, context_turns=pipe.context_turns,
                     contexts=[[]] if pipe.context_turns else None)
     keep, _ = pipe.subsets(feats)
-    b = batch
+    dev = next(pipe.model.parameters()).device
+    b = batch.to(dev)
     with FlopCounterMode(display=False) as fc, torch.inference_mode():
-        pipe.model.forward_subsets(torch.as_tensor(keep), b.text, b.text_mask, b.text_time, b.audio, b.audio_mask,
+        pipe.model.forward_subsets(torch.as_tensor(keep, device=dev), b.text, b.text_mask, b.text_time, b.audio, b.audio_mask,
                                    b.audio_time, b.visual, b.visual_mask, b.visual_time, b.context, b.context_mask,
                                    b.text_prefix, b.text_prefix_mask)
     out["fusion"] = {"flops": int(fc.get_total_flops()), "subsets": int(len(keep))}

@@ -198,9 +198,12 @@ def _paper_random_setup(work: Path, repeats: int, overrides: Sequence[str] = ())
     own = [o for o in overrides if o.split("=", 1)[0].strip() in PAPER_RANDOM_KEYS]
     cfg = load_config("paper", [f"features.text_encoder={text_dir}", f"features.visual_weights={vis}",
                                 "runtime.backend=torch", "runtime.device=cpu", "runtime.precision=fp32", *own])
-    ckpt = work / "paper_random_checkpoint"
+    extractors = build_extractors(cfg.features)
+    # named after the extractors' identities: another face_crop (or asset) gets its own checkpoint
+    key = cache_key({m: (e.identity() if e is not None else None) for m, e in extractors.items()})[:12]
+    ckpt = work / f"paper_random_checkpoint_{key}"
     if not (ckpt / MANIFEST_FILE).is_file():
-        dev_checkpoint(ckpt, cfg, build_extractors(cfg.features), steps=1)
+        dev_checkpoint(ckpt, cfg, extractors, steps=1)
     cfg.runtime.checkpoint = str(ckpt)
     return BenchSetup("paper_random (RoBERTa-base + ResNet-50, random weights: latency only)", cfg,
                       f"random: {ckpt}", True, max(2, repeats // 5))

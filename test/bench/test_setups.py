@@ -73,4 +73,6 @@ def test_paper_random_runs_on_the_device_asked_for(tmp_path) -> None:
     assert plain.cfg.features.face_crop and not moved.cfg.features.face_crop
     assert moved.cfg.runtime.threads == plain.cfg.runtime.threads and moved.cfg.runtime.backend == "torch"
     assert plain.random_weights and plain.repeats == 2 and plain.checkpoint.startswith("random: ")
-    assert moved.cfg.runtime.checkpoint == plain.cfg.runtime.checkpoint  # the assets are made once and reused
+    assert moved.cfg.runtime.checkpoint != plain.cfg.runtime.checkpoint  # another visual extractor, its own head
+    (again,) = bench_setups(["paper_random"], work, 10)
+    assert again.cfg.runtime.checkpoint == plain.cfg.runtime.checkpoint  # made once and reused

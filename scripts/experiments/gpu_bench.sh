@@ -32,5 +32,5 @@ export PYTHONPATH=/tmp/gpu_site/site-packages:$PWD PYTHONUNBUFFERED=1 SYNCTVA_CA
 python3 -c "import logging, sys; from synctva_ros.cli import build_parser
 logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
 a = build_parser().parse_args(sys.argv[1:]); sys.exit(a.func(a))" bench --configs paper_random --device cuda --repeats "$REPEATS" --set features.face_crop=false \
-  --backends "torch cuda fp32,torch cuda fp16,onnxruntime cuda,tensorrt fp16" \
+  --backends "torch cuda fp32,torch cuda fp16,torch cuda graphs,onnxruntime cuda,tensorrt fp16" \
   --scaling "$SCALING" --scaling-repeats 10 --out "$OUT" 2>&1 | grep -v "Loading weights\|Writing model"

@@ -1,6 +1,7 @@
 """Inference backends behind one interface (``Backend.infer``), chosen by ``runtime.backend``.
 
-* ``torch``: eager PyTorch (CPU/CUDA, fp32/bf16/fp16 autocast) — :mod:`.torch_backend`.
+* ``torch``: eager PyTorch (CPU/CUDA, fp32/bf16/fp16 autocast) — :mod:`.torch_backend`; on CUDA with
+  ``runtime.cuda_graphs`` the network replayed from CUDA graphs — :mod:`.cuda_graphs`.
 * ``onnxruntime``: the exported fusion graph (cached ONNX file) — :mod:`.onnx_backend`; with
   ``runtime.quantize: int8`` its int8 dynamically quantised copy — :mod:`.quantize`.
 * ``tensorrt``: a TensorRT engine built from that graph (cached) — :mod:`.tensorrt_backend`.
@@ -20,6 +21,7 @@ import logging
 from typing import Any
 
 from .base import MODEL_INPUTS, Backend, BackendUnavailable
+from .cuda_graphs import CudaGraphBackend
 from .export import ExportError, cached_fusion_onnx, fusion_input_names
 from .onnx_backend import OnnxRuntimeBackend
 from .switching import SwitchingBackend
@@ -61,7 +63,9 @@ def create_backend(runtime: Any, model: Any, manifest: dict, triton: Any = None)
 
     Returns:
         The backend; for ``onnxruntime`` that cannot start here (not installed, export or quantisation failed, the
-        file does not load) torch fp32, with a warning (``name`` then says ``torch``).
+        file does not load) torch fp32, with a warning (``name`` then says ``torch``); for ``torch`` with
+        ``runtime.cuda_graphs`` on a CUDA device a :class:`~.cuda_graphs.CudaGraphBackend` (eager torch, with a
+        warning, when it cannot start: another precision).
 
     Raises:
         BackendUnavailable: the backend cannot start; the message says why and names an alternative
@@ -72,6 +76,11 @@ def create_backend(runtime: Any, model: Any, manifest: dict, triton: Any = None)
         log.warning("runtime.quantize=%s applies to backend onnxruntime only; backend %s runs unquantised",
                     runtime.quantize, name)
     if name == "torch":
+        if getattr(runtime, "cuda_graphs", False) and str(runtime.device).startswith("cuda"):
+            try:
+                return CudaGraphBackend(model, _max_nodes(manifest), device=runtime.device, precision=runtime.precision)
+            except BackendUnavailable as exc:
+                log.warning("runtime.cuda_graphs: %s; eager torch serves", exc)
         return TorchBackend(model, device=runtime.device, precision=runtime.precision)
     if name == "onnxruntime":
         try:

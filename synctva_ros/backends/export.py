@@ -50,7 +50,7 @@ from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha
 
 __all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "SUBSETS_INPUT", "TEXT_INPUTS", "fusion_input_names",
            "uses_text_prefix", "example_fusion_inputs",
-           "batch_to_feeds", "export_fusion", "export_text_encoder", "export_visual_encoder",
+           "batch_to_feeds", "pad_node_axes", "export_fusion", "export_text_encoder", "export_visual_encoder",
            "cached_fusion_onnx", "ExportError"]
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,36 @@ def batch_to_feeds(batch: Batch, names: list[str] | tuple[str, ...]) -> dict[str
         arr = v.detach().to("cpu").numpy()
         feeds[name] = arr if arr.dtype == np.bool_ else arr.astype(np.float32, copy=False)
     return feeds
+
+
+#: Node-axis groups: the tensors padded together (axis 1), for :func:`pad_node_axes`.
+NODE_GROUPS = (("text", "text_mask", "text_time"), ("audio", "audio_mask", "audio_time"),
+               ("visual", "visual_mask", "visual_time"), ("text_prefix", "text_prefix_mask"))
+
+
+def _bucket(n: int) -> int:
+    return max(4, 1 << max(0, int(n) - 1).bit_length())
+
+
+def pad_node_axes(feeds: dict[str, np.ndarray], sizes: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """``feeds`` with every node axis (axis 1 of each group of :data:`NODE_GROUPS`: values, mask, time) zero/False-
+    padded, to ``sizes[group head]`` (``"text"``, ``"audio"``, ``"visual"``, ``"text_prefix"``) when given, else to
+    the next power of two, at least 4. Padded nodes are masked, so the network's outputs do not change (within 1e-6;
+    Triton's dynamic batching and the CUDA graphs' fixed shapes rely on it). An axis already longer stays as it is.
+    """
+    out = dict(feeds)
+    for group in NODE_GROUPS:
+        if group[0] not in out:
+            continue
+        n = out[group[0]].shape[1]
+        extra = (int(sizes[group[0]]) if sizes is not None and group[0] in sizes else _bucket(n)) - n
+        if extra <= 0:
+            continue
+        for k in group:
+            a = out[k]
+            pad = np.zeros((a.shape[0], extra, *a.shape[2:]), a.dtype)
+            out[k] = np.concatenate([a, pad], axis=1)
+    return out
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],

@@ -39,16 +39,13 @@ import numpy as np
 
 from synctva_ros.core.batch import Batch
 from .base import Backend, BackendUnavailable
-from .export import FUSION_OUTPUTS, SUBSETS_INPUT, batch_to_feeds
+from .export import FUSION_OUTPUTS, SUBSETS_INPUT, batch_to_feeds, pad_node_axes
 from .triton_repository import ModelSpec
 
 __all__ = ["TritonBackend", "TritonReplyError", "pad_node_axes", "require_tritonclient"]
 
 log = logging.getLogger(__name__)
 
-#: Node-axis groups: the tensors padded together (axis 1), for :func:`pad_node_axes`.
-_GROUPS = (("text", "text_mask", "text_time"), ("audio", "audio_mask", "audio_time"),
-           ("visual", "visual_mask", "visual_time"), ("text_prefix", "text_prefix_mask"))
 
 
 class TritonReplyError(RuntimeError):
@@ -71,28 +68,6 @@ def require_tritonclient(protocol: str) -> Any:
         raise BackendUnavailable(f"tritonclient ({protocol}) not installed: pip install 'tritonclient[grpc,http]', "
                                  "or use backend onnxruntime") from exc
     return client
-
-
-def _bucket(n: int) -> int:
-    return max(4, 1 << max(0, int(n) - 1).bit_length())
-
-
-def pad_node_axes(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``feeds`` with every node axis (axis 1 of each group: values, mask, time) zero/False-padded to the next power
-    of two, at least 4. Padded nodes are masked, so the network's outputs do not change (within 1e-6)."""
-    out = dict(feeds)
-    for group in _GROUPS:
-        if group[0] not in out:
-            continue
-        n = out[group[0]].shape[1]
-        extra = _bucket(n) - n
-        if extra <= 0:
-            continue
-        for k in group:
-            a = out[k]
-            pad = np.zeros((a.shape[0], extra, *a.shape[2:]), a.dtype)
-            out[k] = np.concatenate([a, pad], axis=1)
-    return out
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

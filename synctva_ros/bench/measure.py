@@ -50,7 +50,8 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     text extractor's encoder on the same backend (``EmotionPipeline.serve_text``).
 
     Always torch fp32, torch bf16, onnxruntime and onnxruntime int8 (``runtime.quantize: int8``) on the CPU;
-    torch CUDA fp32/fp16 when torch sees a GPU; onnxruntime CUDA when torch sees a GPU and this onnxruntime build
+    torch CUDA fp32/fp16 and fp32 replayed from CUDA graphs (``runtime.cuda_graphs``) when torch sees a GPU;
+    onnxruntime CUDA when torch sees a GPU and this onnxruntime build
     has the ``CUDAExecutionProvider`` (the ``onnxruntime-gpu`` wheel); TensorRT fp16 when
     :func:`~synctva_ros.backends.tensorrt_backend.tensorrt_available`.
     What is left out is added to ``unavailable`` (name -> reason).
@@ -62,7 +63,7 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     """
     def make(**kw: Any) -> Callable[[], Any]:
         def f() -> Any:
-            rt = dataclasses.replace(cfg.runtime, **kw)
+            rt = dataclasses.replace(cfg.runtime, **{"cuda_graphs": False, **kw})
             backend = create_backend(rt, pipe.model, pipe.manifest)
             pipe.serve_encoders(rt)  # the text and visual encoders on the same backend (as the pipeline at start)
             return backend
@@ -75,6 +76,8 @@ def backend_factories(cfg: SyncTVAConfig, pipe: Any,
     if torch.cuda.is_available():
         out.append(("torch cuda fp32", make(backend="torch", precision="fp32", device="cuda", quantize="none")))
         out.append(("torch cuda fp16", make(backend="torch", precision="fp16", device="cuda", quantize="none")))
+        out.append(("torch cuda graphs", make(backend="torch", precision="fp32", device="cuda", quantize="none",
+                                              cuda_graphs=True)))
         providers = _ort_providers()
         if "CUDAExecutionProvider" in providers:
             out.append(("onnxruntime cuda", make(backend="onnxruntime", precision="fp32", device="cuda",
@@ -294,11 +297,15 @@ def ready_as_named(backend: Any, name: str, unavailable: dict[str, str], timeout
     A :class:`~synctva_ros.backends.switching.SwitchingBackend` whose engine build failed (or did not finish
     within ``timeout_s`` seconds) keeps serving its onnxruntime/torch fallback; measuring that under the name
     "tensorrt fp16" would be a false figure, so the row is left out and ``unavailable[name]`` says why.
-    Backends without a background build are always ready.
+    The row "torch cuda graphs" measures only a :class:`~synctva_ros.backends.cuda_graphs.CudaGraphBackend` (not the
+    eager torch that serves when it cannot start). Other backends without a background build are always ready.
 
     Returns:
         True when ``backend`` answers as the backend the row is named after.
     """
+    if name == "torch cuda graphs" and getattr(backend, "name", "") != "torch-cudagraph":
+        unavailable[name] = f"CUDA graphs did not start (see the log); it would have served {backend.name}"
+        return False
     if not hasattr(backend, "wait_ready"):
         return True
     backend.wait_ready(timeout_s)

@@ -137,6 +137,8 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
                 doc["rows"].append({"config": setup.name, "backend": bname, "mode": mode,
                                     "checkpoint": setup.checkpoint, "random_weights": setup.random_weights,
                                     "repeats": setup.repeats, **r, "lower_bound_s": lb})
+                if hasattr(backend, "graph_calls"):  # how many windows the CUDA graphs really answered
+                    doc["rows"][-1]["cuda_graph_calls"] = {"graph": backend.graph_calls, "eager": backend.eager_calls}
                 log.info("%s | %s | %s: p50 %.1f ms", setup.name, bname, mode, 1e3 * r["latency_s"]["p50"])
         if "triton" in configs and "triton" not in doc:  # the first configuration's network through Triton
             doc["triton"] = triton_rows(pipe, windows, repeats, work, unavailable=doc["unavailable"])

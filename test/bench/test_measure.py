@@ -97,7 +97,7 @@ def test_backend_factories_name_what_this_machine_lacks() -> None:
     names = [n for n, _ in backend_factories(load_config("demo"), Pipe(), unavailable)]
     assert names[:4] == ["torch fp32", "torch bf16", "onnxruntime", "onnxruntime int8"]
     if torch.cuda.is_available():
-        assert {"torch cuda fp32", "torch cuda fp16"} <= set(names)
+        assert {"torch cuda fp32", "torch cuda fp16", "torch cuda graphs"} <= set(names)
         assert ("onnxruntime cuda" in names) != ("onnxruntime cuda" in unavailable)
     else:
         assert "torch cuda fp32" not in names and "cuda" in unavailable

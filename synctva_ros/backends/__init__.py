@@ -64,8 +64,8 @@ def create_backend(runtime: Any, model: Any, manifest: dict, triton: Any = None)
     Returns:
         The backend; for ``onnxruntime`` that cannot start here (not installed, export or quantisation failed, the
         file does not load) torch fp32, with a warning (``name`` then says ``torch``); for ``torch`` with
-        ``runtime.cuda_graphs`` on a CUDA device a :class:`~.cuda_graphs.CudaGraphBackend` (eager torch, with a
-        warning, when it cannot start: another precision).
+        ``runtime.cuda_graphs`` (the default) on a CUDA device in fp32 a :class:`~.cuda_graphs.CudaGraphBackend`
+        (eager torch for another precision).
 
     Raises:
         BackendUnavailable: the backend cannot start; the message says why and names an alternative
@@ -77,10 +77,13 @@ def create_backend(runtime: Any, model: Any, manifest: dict, triton: Any = None)
                     runtime.quantize, name)
     if name == "torch":
         if getattr(runtime, "cuda_graphs", False) and str(runtime.device).startswith("cuda"):
-            try:
-                return CudaGraphBackend(model, _max_nodes(manifest), device=runtime.device, precision=runtime.precision)
-            except BackendUnavailable as exc:
-                log.warning("runtime.cuda_graphs: %s; eager torch serves", exc)
+            if runtime.precision != "fp32":
+                log.info("runtime.cuda_graphs: fp32 only; precision %s runs eagerly", runtime.precision)
+            else:
+                try:
+                    return CudaGraphBackend(model, _max_nodes(manifest), device=runtime.device)
+                except BackendUnavailable as exc:  # no CUDA: TorchBackend below says so
+                    log.warning("runtime.cuda_graphs: %s; eager torch serves", exc)
         return TorchBackend(model, device=runtime.device, precision=runtime.precision)
     if name == "onnxruntime":
         try:

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from .base import MODEL_INPUTS, Backend, BackendUnavailable
-from .cuda_graphs import CudaGraphBackend
+from .cuda_graphs import CudaGraphBackend, graphs_wanted
 from .export import ExportError, cached_fusion_onnx, fusion_input_names
 from .onnx_backend import OnnxRuntimeBackend
 from .switching import SwitchingBackend
@@ -76,14 +76,11 @@ def create_backend(runtime: Any, model: Any, manifest: dict, triton: Any = None)
         log.warning("runtime.quantize=%s applies to backend onnxruntime only; backend %s runs unquantised",
                     runtime.quantize, name)
     if name == "torch":
-        if getattr(runtime, "cuda_graphs", False) and str(runtime.device).startswith("cuda"):
-            if runtime.precision != "fp32":
-                log.info("runtime.cuda_graphs: fp32 only; precision %s runs eagerly", runtime.precision)
-            else:
-                try:
-                    return CudaGraphBackend(model, _max_nodes(manifest), device=runtime.device)
-                except BackendUnavailable as exc:  # no CUDA: TorchBackend below says so
-                    log.warning("runtime.cuda_graphs: %s; eager torch serves", exc)
+        if graphs_wanted(runtime):
+            try:
+                return CudaGraphBackend(model, _max_nodes(manifest), device=runtime.device)
+            except BackendUnavailable as exc:  # no CUDA: TorchBackend below says so
+                log.warning("runtime.cuda_graphs: %s; eager torch serves", exc)
         return TorchBackend(model, device=runtime.device, precision=runtime.precision)
     if name == "onnxruntime":
         try:

@@ -27,6 +27,8 @@ extractor's, so the features are those of torch within the stated parity.
   are logged once, counted (:func:`~synctva_ros.backends.encoder_serving.encoder_fallbacks`) and the extractor
   keeps torch; nothing raises. These steps are :mod:`~synctva_ros.backends.encoder_serving`'s, shared with the
   visual encoder (:mod:`~synctva_ros.backends.visual_encoder`).
+* ``torch`` on a CUDA device with ``runtime.cuda_graphs`` (the default): the encoder replayed from CUDA graphs
+  (:class:`~synctva_ros.backends.cuda_graphs.CudaGraphTextRunner`), after the same parity probe against eager torch.
 * ``tensorrt``: the encoder is served by onnxruntime on ``runtime.device`` (CUDA execution provider when this
   onnxruntime has it) while the fusion network gets its TensorRT engine; TensorRT engines for the encoders are
   not built yet (no TensorRT on the development machines to test them against).
@@ -45,6 +47,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .base import BackendUnavailable
+from .cuda_graphs import CudaGraphTextRunner, graphs_wanted
 from .encoder_serving import cached_encoder_onnx, serve_onnx_encoder, serves_encoders
 from .export import DEFAULT_OPSET, export_text_encoder
 
@@ -126,7 +130,7 @@ def cached_text_onnx(extractor: Any, cache_dir: str | Path | None = None, opset:
                                lambda p: export_text_encoder(extractor.model, p, names, layer, opset), cache_dir)
 
 
-def _parity(extractor: Any, runner: OrtTextRunner) -> float:
+def _parity(extractor: Any, runner: Any) -> float:
     """Max |Δ state| over the valid tokens of a fixed context pair and a short text, runner against torch."""
     enc = extractor.tokenizer([_PROBE[0], _PROBE[1][:12]], [_PROBE[1], _PROBE[0][:20]], padding=True,
                               return_tensors="pt")
@@ -142,6 +146,24 @@ def _parity(extractor: Any, runner: OrtTextRunner) -> float:
     return float((got - ref).abs()[mask].max())
 
 
+def _serve_cuda_graphs(extractor: Any) -> str:
+    """Serve ``extractor``'s encoder with a :class:`~synctva_ros.backends.cuda_graphs.CudaGraphTextRunner` when its
+    states on the probe agree with eager torch within :data:`STATE_TOLERANCE`; else torch (logged)."""
+    try:
+        runner = CudaGraphTextRunner(extractor, _graph_inputs(extractor))
+        diff = _parity(extractor, runner)
+    except (BackendUnavailable, RuntimeError) as exc:  # not on CUDA; a capture that failed
+        log.warning("text encoder %s: no CUDA graphs (%s); eager torch serves", extractor.name, exc)
+        return "torch"
+    if not diff <= STATE_TOLERANCE:
+        log.warning("text encoder %s: CUDA-graph states differ from torch by %.3g (> %g); eager torch serves",
+                    extractor.name, diff, STATE_TOLERANCE)
+        return "torch"
+    log.info("text encoder %s replayed from CUDA graphs (max |state diff| %.2g on the probe)", extractor.name, diff)
+    extractor.runner = runner
+    return runner.name
+
+
 def serve_text_encoder(extractor: Any, runtime: Any) -> str:
     """Let ``runtime``'s backend serve ``extractor``'s encoder; returns what serves it now.
 
@@ -152,17 +174,20 @@ def serve_text_encoder(extractor: Any, runtime: Any) -> str:
         runtime: :class:`~synctva_ros.config.RuntimeConfig` (backend, device, threads, quantize, cache_dir).
 
     Returns:
-        ``"torch"``, ``"onnxruntime"`` or ``"onnxruntime-int8"`` (``""`` for no extractor). Never raises for a
+        ``"torch"``, ``"torch-cudagraph"`` (backend torch on CUDA with ``runtime.cuda_graphs``), ``"onnxruntime"`` or
+        ``"onnxruntime-int8"`` (``""`` for no extractor). Never raises for a
         backend that cannot serve it: the reason is logged and torch serves.
     """
     if extractor is None or not hasattr(extractor, "runner"):
         return ""
     extractor.runner = None
-    if not serves_encoders(runtime):
+    if not (serves_encoders(runtime) or graphs_wanted(runtime)):
         return "torch"
     if encoder_layers(extractor.model) == 0:
         log.info("text encoder %s runs its embeddings only (features.text_layer 0): torch", extractor.name)
         return "torch"
+    if graphs_wanted(runtime):
+        return _serve_cuda_graphs(extractor)
     runner = serve_onnx_encoder("text", f"text encoder {extractor.name}", runtime,
                                 lambda cache_dir: cached_text_onnx(extractor, cache_dir), OrtTextRunner,
                                 lambda r: _parity(extractor, r), STATE_TOLERANCE, quantity="states", logger=log)

@@ -3,6 +3,8 @@ on the CPU); the backend's refusals and fallbacks; on a CUDA machine, replay equ
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,13 @@ from synctva_ros.backends.cuda_graphs import CudaGraphBackend
 from synctva_ros.backends.export import batch_to_feeds, fusion_input_names, pad_node_axes
 from synctva_ros.backends.torch_backend import TorchBackend
 from synctva_ros.bench.measure import ready_as_named
+from synctva_ros.backends.text_encoder import serve_text_encoder
+from synctva_ros.bench.inputs import SENTENCES
 from synctva_ros.config import RuntimeConfig
 from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
+from synctva_ros.features.dialogue import Turn
+from synctva_ros.features.text import TextEncoder
+from synctva_ros.features.torchvision_compat import ensure_torchvision
 
 DIMS = {"text": 24, "audio": 25, "visual": 16}
 MAX_NODES = {"text": 16, "audio": 12, "visual": 8, "text_prefix": 24}
@@ -112,3 +119,53 @@ def test_the_bench_row_of_cuda_graphs_measures_only_cuda_graphs(make_model) -> N
     assert not ready_as_named(TorchBackend(make_model()), "torch cuda graphs", unavailable)
     assert unavailable == {"torch cuda graphs": "CUDA graphs did not start (see the log); it would have served torch"}
     assert ready_as_named(TorchBackend(make_model()), "torch fp32", unavailable)
+
+
+def _tiny_roberta(path):
+    """A 2-layer RoBERTa (random weights, seed 0) with a byte-level BPE tokenizer trained on the bench sentences."""
+    ensure_torchvision()  # before transformers' vision imports, as paper_random_assets does
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(list(SENTENCES) * 10 + ["Ross Rachel told her everything you did what"] * 10,
+                            vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(path))
+    vocab = json.loads((path / "vocab.json").read_text())
+    merges = [tuple(x.split()) for x in (path / "merges.txt").read_text().splitlines() if x and not x.startswith("#")]
+    RobertaTokenizerFast(vocab=vocab, merges=merges).save_pretrained(str(path))
+    torch.manual_seed(0)
+    cfg = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=130)
+    RobertaModel(cfg).eval().save_pretrained(str(path))
+    return path
+
+
+TEXTS = ["Oh my God, you did not!", "Fine.", "Why would you tell her about the party, seriously?"]
+TURNS = [Turn("Ross", "I told her everything."), Turn("Rachel", "You did what?")]
+
+
+def test_text_graphs_need_the_encoder_on_cuda(tmp_path) -> None:
+    enc = TextEncoder(str(_tiny_roberta(tmp_path / "roberta")), max_tokens=32, layer=-1)
+    # the runtime asks for CUDA graphs, but this extractor was built on the CPU: eager torch, no runner
+    assert serve_text_encoder(enc, RuntimeConfig(backend="torch", device="cuda")) == "torch"
+    assert enc.runner is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("layer", [-1, 1])
+def test_text_graphs_give_the_eager_states_on_cuda(tmp_path, layer) -> None:
+    enc = TextEncoder(str(_tiny_roberta(tmp_path / "roberta")), max_tokens=32, layer=layer, context_turns=2,
+                      context_max_tokens=48, context_states=True, device="cuda")
+    ref = enc.encode_texts(TEXTS, [TURNS] * 3, ["Joey", "", "Monica"])
+    assert serve_text_encoder(enc, RuntimeConfig(backend="torch", device="cuda")) == "torch-cudagraph"
+    got = enc.encode_texts(TEXTS, [TURNS] * 3, ["Joey", "", "Monica"])
+    one = enc.encode_texts(TEXTS[:1], [TURNS], ["Joey"])  # another batch size: another graph
+    assert enc.runner.graph_calls >= 3 and enc.runner.eager_calls == 0
+    for a, b in zip(ref + ref[:1], got + one):
+        assert a.tokens.shape == b.tokens.shape and a.prefix.shape == b.prefix.shape
+        for x, y in ((a.tokens, b.tokens), (a.sentence, b.sentence), (a.prefix, b.prefix)):
+            assert np.abs(x - y).max() < 1e-4
+    assert serve_text_encoder(enc, RuntimeConfig(backend="torch", device="cuda", cuda_graphs=False)) == "torch"
+    assert enc.runner is None

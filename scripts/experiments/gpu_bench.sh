@@ -10,11 +10,14 @@
 #                the same command (bench_speech), since espeak-ng is not on that machine
 # The configuration is paper_random (a RoBERTa-base-sized text encoder, the size of the quality profile's mpnet, and a
 # ResNet-50, random weights: latency only): real encoder weights cannot travel (the tool carries 64 MiB).
-# Usage there: OUT=<folder> scripts/experiments/gpu_bench.sh [repeats] [scaling: off|tiny|full]
+# Usage there: OUT=<folder> [BACKENDS=<rows>] [SCALING_REPEATS=n] scripts/experiments/gpu_bench.sh [repeats] [scaling]
+#   (scaling: off|tiny|full; the series run on the pipeline's default backend: torch on CUDA with CUDA graphs)
 set -u
 OUT=${OUT:-out/gpu_bench}
 REPEATS=${1:-50}
 SCALING=${2:-full}
+BACKENDS=${BACKENDS:-torch cuda fp32,torch cuda fp16,torch cuda graphs,onnxruntime cuda,tensorrt fp16}
+SCALING_REPEATS=${SCALING_REPEATS:-10}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/gpu_site/site-packages .gpu/whl/*.whl || exit 1
@@ -32,5 +35,4 @@ export PYTHONPATH=/tmp/gpu_site/site-packages:$PWD PYTHONUNBUFFERED=1 SYNCTVA_CA
 python3 -c "import logging, sys; from synctva_ros.cli import build_parser
 logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
 a = build_parser().parse_args(sys.argv[1:]); sys.exit(a.func(a))" bench --configs paper_random --device cuda --repeats "$REPEATS" --set features.face_crop=false \
-  --backends "torch cuda fp32,torch cuda fp16,torch cuda graphs,onnxruntime cuda,tensorrt fp16" \
-  --scaling "$SCALING" --scaling-repeats 10 --out "$OUT" 2>&1 | grep -v "Loading weights\|Writing model"
+  --backends "$BACKENDS" --scaling "$SCALING" --scaling-repeats "$SCALING_REPEATS" --out "$OUT" 2>&1 | grep -v "Loading weights\|Writing model"

@@ -211,6 +211,24 @@ class CudaGraphTextRunner:
         res = ex.model(**enc, output_hidden_states=not top)
         return res.last_hidden_state if top else res.hidden_states[ex.layer]
 
+    def lengths(self) -> list[int]:
+        """The padded word-piece lengths a graph is captured for: powers of two from 16, and the longest sequence."""
+        out, n = [], 16
+        while n < self.max_length:
+            out.append(n)
+            n *= 2
+        return out + [self.max_length]
+
+    def warm(self, batch: int = 1) -> None:
+        """Capture the graphs of ``batch`` sequences at every length of :meth:`lengths` now (at start), so that no
+        window waits for a capture."""
+        for n in self.lengths():
+            ids = torch.full((batch, n), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((batch, n), dtype=torch.long)
+            mask[:, 0] = 1
+            self({"input_ids": ids, "attention_mask": mask})
+        self.graph_calls -= len(self.lengths())
+
     def __call__(self, enc: Mapping[str, torch.Tensor]) -> torch.Tensor:
         ids = enc["input_ids"]
         b, t = int(ids.shape[0]), int(ids.shape[1])

@@ -159,6 +159,11 @@ def _serve_cuda_graphs(extractor: Any) -> str:
         log.warning("text encoder %s: CUDA-graph states differ from torch by %.3g (> %g); eager torch serves",
                     extractor.name, diff, STATE_TOLERANCE)
         return "torch"
+    try:
+        runner.warm(batch=1)  # one utterance (with its context) per window in the node: no capture mid-run
+    except RuntimeError as exc:
+        log.warning("text encoder %s: CUDA graph capture failed (%s); eager torch serves", extractor.name, exc)
+        return "torch"
     log.info("text encoder %s replayed from CUDA graphs (max |state diff| %.2g on the probe)", extractor.name, diff)
     extractor.runner = runner
     return runner.name

@@ -160,6 +160,7 @@ def test_text_graphs_give_the_eager_states_on_cuda(tmp_path, layer) -> None:
                       context_max_tokens=48, context_states=True, device="cuda")
     ref = enc.encode_texts(TEXTS, [TURNS] * 3, ["Joey", "", "Monica"])
     assert serve_text_encoder(enc, RuntimeConfig(backend="torch", device="cuda")) == "torch-cudagraph"
+    assert sorted(n for b, n in enc.runner._graphs if b == 1) == enc.runner.lengths() == [16, 32, 64, 128]  # warmed
     got = enc.encode_texts(TEXTS, [TURNS] * 3, ["Joey", "", "Monica"])
     one = enc.encode_texts(TEXTS[:1], [TURNS], ["Joey"])  # another batch size: another graph
     assert enc.runner.graph_calls >= 3 and enc.runner.eager_calls == 0

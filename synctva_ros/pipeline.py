@@ -127,7 +127,8 @@ class EmotionPipeline:
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
         self.name: str = str(self.manifest.get("name", ckpt_dir.name))
         self.backend = create_backend(cfg.runtime, self.model, self.manifest, triton=cfg.triton)
-        #: What runs the text extractor's encoder: ``torch``, ``torch-cudagraph``, ``onnxruntime``, ``onnxruntime-int8`` ("" without text);
+        #: What runs the text extractor's encoder: ``torch``, ``torch-cudagraph``, ``onnxruntime``, ``onnxruntime-int8``
+        #: ("" without text);
         #: the visual extractor's ResNet trunk: ``torch``, ``onnxruntime`` ("" without one).
         self.text_runtime, self.visual_runtime = "", ""
         self.serve_encoders(cfg.runtime)

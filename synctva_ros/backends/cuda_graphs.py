@@ -57,7 +57,8 @@ MAX_TEXT_BATCH = 4
 def graphs_wanted(runtime: object) -> bool:
     """Whether ``runtime`` asks for CUDA graphs: backend torch, ``cuda_graphs`` true, a CUDA device, precision fp32."""
     return (getattr(runtime, "backend", "") == "torch" and bool(getattr(runtime, "cuda_graphs", False))
-            and str(getattr(runtime, "device", "cpu")).startswith("cuda") and getattr(runtime, "precision", "") == "fp32")
+            and str(getattr(runtime, "device", "cpu")).startswith("cuda")
+            and getattr(runtime, "precision", "") == "fp32")
 
 
 def _captured(fn, static: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.cuda.CUDAGraph, object]:

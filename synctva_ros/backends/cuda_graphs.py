@@ -11,7 +11,8 @@ batch_to_feeds`) are padded to fixed node counts, the checkpoint's maxima (``tex
 ``max_frames``, context word pieces + 8: :func:`~synctva_ros.backends._max_nodes`) with masked nodes, which leave the
 outputs unchanged within 1e-6 (:func:`~synctva_ros.backends.export.pad_node_axes`, as for Triton), and copied into
 static input tensors; the graph captured for the window's number of subsets (after three warm-up calls on a side
-stream) is replayed and its static outputs copied back. One graph per subset count (1 to 3), captured on first use.
+stream) is replayed and its static outputs copied back. One graph per subset count, captured at start for 2 and 3
+(what the pipeline asks for), on first use for another.
 
 Eager torch answers, and :attr:`CudaGraphBackend.eager_calls` counts it: batches of more than one utterance
 (``synctva evaluate``), windows with more nodes than the maxima, :meth:`CudaGraphBackend.infer` (one subset, the
@@ -39,7 +40,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from synctva_ros.core.batch import Batch
+from synctva_ros.core.batch import Batch, ModalityFeatures, UtteranceFeatures, collate
 from .base import MODEL_INPUTS, Backend, BackendUnavailable
 from .export import batch_to_feeds, fusion_input_names, pad_node_axes
 from .torch_backend import TorchBackend
@@ -74,6 +75,19 @@ def _captured(fn, static: dict[str, torch.Tensor], device: torch.device) -> tupl
     with torch.inference_mode(), torch.cuda.graph(graph):
         out = fn(**static)
     return graph, out
+
+
+#: The subsets' rows in the order ``EmotionPipeline.subsets`` gives them: all modalities, text alone, audio alone.
+SUBSET_ROWS = np.array([[True, True, True], [True, False, False], [False, True, False]])
+
+
+def warm_batch(model: torch.nn.Module) -> Batch:
+    """A one-utterance batch with one zero node per modality (and the model's context slots), for captures at start."""
+    dims = model.dims
+    one = UtteranceFeatures(*(ModalityFeatures(np.zeros((1, dims[m]), np.float32), np.zeros(1, np.float32))
+                              for m in ("text", "audio", "visual")))
+    turns = int(model.cfg.context_turns)
+    return collate([one], dims, contexts=[[]] if turns else None, context_turns=turns)
 
 
 class _Graph:
@@ -129,6 +143,20 @@ class CudaGraphBackend(Backend):
         self.graph_calls = 0
         self._graphs: dict[int, _Graph | None] = {}
         self._lock = threading.Lock()
+        try:
+            self.warm()
+        except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the start: eager serves
+            log.warning("CUDA graphs of the network not captured at start (%s); captured on first use instead", exc)
+            self._graphs.clear()
+
+    def warm(self, subsets: tuple[int, ...] = (2, 3)) -> None:
+        """Capture the graphs for ``subsets`` modality subsets now (construction calls it): the pipeline asks for 3
+        (text and audio present) or 2 (one of them with the face expert), so no window waits for a capture. A capture
+        that fails is logged here, at start, and its windows run eagerly."""
+        feeds = self._padded(warm_batch(self.model))
+        for s in subsets:
+            if feeds is not None and s not in self._graphs:
+                self._graphs[s] = self._capture(SUBSET_ROWS[:s], feeds)
 
     def infer(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """One forward pass (``SyncTVA.forward_batch``), eager: logits ``(B, C)``, contributions ``(B, 3)``."""

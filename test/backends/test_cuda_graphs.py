@@ -11,7 +11,7 @@ import torch
 
 from synctva_ros.backends import create_backend
 from synctva_ros.backends.base import MODEL_INPUTS, BackendUnavailable
-from synctva_ros.backends.cuda_graphs import CudaGraphBackend
+from synctva_ros.backends.cuda_graphs import SUBSET_ROWS, CudaGraphBackend, warm_batch
 from synctva_ros.backends.export import batch_to_feeds, fusion_input_names, pad_node_axes
 from synctva_ros.backends.torch_backend import TorchBackend
 from synctva_ros.bench.measure import ready_as_named
@@ -65,6 +65,18 @@ def test_padding_to_the_node_maxima_leaves_the_outputs_unchanged(make_model, tur
         np.testing.assert_allclose(got[1].numpy(), want[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("turns", [0, 2])
+def test_the_warm_up_window_runs_through_the_network(make_model, turns) -> None:
+    # what CudaGraphBackend captures at start: one zero node per modality, padded to the maxima, 2 and 3 subsets
+    model = make_model(context_turns=turns)
+    padded = pad_node_axes(batch_to_feeds(warm_batch(model), fusion_input_names(model)), MAX_NODES)
+    args = [torch.from_numpy(padded[k]) if k in padded else None for k in MODEL_INPUTS]
+    for s in (2, 3):
+        with torch.inference_mode():
+            logits, contrib = model.forward_subsets(torch.from_numpy(SUBSET_ROWS[:s]), *args)
+        assert logits.shape == (1, s, model.num_classes) and bool(torch.isfinite(logits).all())
+
+
 def test_pad_node_axes_pads_to_fixed_sizes_and_keeps_a_longer_axis() -> None:
     feeds = {"text": np.ones((1, 3, 2), np.float32), "text_mask": np.ones((1, 3), bool),
              "text_time": np.ones((1, 3), np.float32), "audio": np.ones((1, 9, 2), np.float32),
@@ -104,7 +116,7 @@ def test_replay_equals_eager_torch_on_cuda(make_model, turns) -> None:
             got, want = graphs.infer_subsets(batch, keep), eager.infer_subsets(batch, keep)
             np.testing.assert_allclose(got[0], want[0], atol=1e-5)
             np.testing.assert_allclose(got[1], want[1], atol=1e-5)
-    assert graphs.graph_calls == 8 and graphs.eager_calls == 0 and sorted(graphs._graphs) == [1, 3]
+    assert graphs.graph_calls == 8 and graphs.eager_calls == 0 and sorted(graphs._graphs) == [1, 2, 3]  # 2, 3 warm
     too_many = _batch(model, _window(9, {"text": 17, "audio": 3}), turns)  # beyond the text maximum: eager
     np.testing.assert_allclose(graphs.infer_subsets(too_many, KEEP)[0], eager.infer_subsets(too_many, KEEP)[0],
                                atol=1e-6)

@@ -75,8 +75,9 @@ class WindowingConfig:
                        range=(0.0, 10.0))
     stream_wait_s: float = _f(2.0, "A window also waits until the camera and the microphone have delivered "
                               "past end + late_s, for a stream at most this far behind the newest stamp "
-                              "(a backlog); one further behind, or silent for late_s while others deliver, "
-                              "is not waited for (0 = close on the newest stream's time).", range=(0.0, 60.0))
+                              "(a backlog); one further behind, or silent for late_s (or twice its recent delivery "
+                              "delay) while others deliver, is not waited for (0 = close on the newest stream's "
+                              "time).", range=(0.0, 60.0))
     stt_timeout_s: float = _f(10.0, "With no transcript for this long, voice activity closes windows.",
                               range=(0.0, 3600.0))
     vad_enabled: bool = _f(True, "Allow voice-activity segmentation when speech-to-text is silent.",

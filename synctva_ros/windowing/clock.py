@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SensorClock", "finite_time"]
+__all__ = ["SensorClock", "finite_time", "JITTER_FACTOR", "JITTER_HALF_LIFE_S"]
+
+#: A stream is idle after this many times its recent delivery jitter of silence (at least ``idle_s``, at most
+#: ``wait_s``; :meth:`SensorClock.closing_time`), as a retransmission timeout is a multiple of the round-trip
+#: variation (RFC 6298).
+JITTER_FACTOR = 2.0
+#: Half-life of a stream's delivery-jitter estimate (seconds of arrival time).
+JITTER_HALF_LIFE_S = 10.0
 
 
 def finite_time(x: object) -> bool:
@@ -32,11 +39,15 @@ class SensorClock:
         self._arrived: dict[str, float] = {}
         self._last_any: float | None = None  # newest arrival of anything: a message or a poll
         self._resumed: float | None = None  # the arrival that ended a silence of everything (a stall)
+        self._jitter: dict[str, tuple[float, float]] = {}  # stream -> (delivery jitter estimate s, at arrival s)
+        self._prev: dict[str, tuple[float, float]] = {}  # stream -> (last stamp, its arrival) for the jitter
 
     def clear(self) -> None:
         """Forget every stream's time (a windower reset)."""
         self._latest = {}
         self._arrived = {}
+        self._jitter = {}
+        self._prev = {}
         self._last_any = self._resumed = None
 
     def _note_arrival(self, arrival: float, idle_s: float) -> None:
@@ -71,14 +82,18 @@ class SensorClock:
         unplugged camera), or when it was never seen since the last :meth:`clear`. Silence only counts
         while the caller was running: after a gap of more than ``idle_s`` in which nothing arrived at all
         (the executor stalled; its queued messages come next) every stream gets ``idle_s`` afresh from
-        the first arrival after the gap. This is the watermark of stream processing, the minimum over
+        the first arrival after the gap. A stream whose messages were recently delayed in delivery (an arrival gap
+        longer than the sensor time it covered: a queue behind camera frames, a jumpy simulated clock) gets
+        :data:`JITTER_FACTOR` times that delay before it counts as idle (at least ``idle_s``, at most ``wait_s``;
+        :meth:`jitter`). This is the watermark of stream processing, the minimum over
         the inputs' event times with idle inputs left out (Apache Flink's
         ``WatermarkStrategy.withIdleness``), bounded by ``wait_s``.
 
         Args:
             now: the poll's time (seconds).
             wait_s: ``WindowingConfig.stream_wait_s`` (seconds); 0 gives ``now`` (close on any stream's time).
-            idle_s: silence, in arrival time, after which a stream is idle (seconds; the windower uses ``late_s``).
+            idle_s: silence, in arrival time, after which a stream is idle (seconds; the windower uses ``late_s``),
+                unless its delivery jitter asks for longer.
             arrival: when the poll happens in the caller's clock (seconds), ``None`` if unknown.
         """
         if finite_time(arrival):
@@ -92,7 +107,8 @@ class SensorClock:
             since = self._arrived.get(stream, last)
             if self._resumed is not None and self._resumed > since:
                 since = self._resumed
-            if newest is not None and since < newest - idle_s:
+            idle = idle_s if newest is None else max(idle_s, min(wait_s, JITTER_FACTOR * self.jitter(stream, newest)))
+            if newest is not None and since < newest - idle:
                 continue  # idle: nothing came from it lately while other messages did
             t = last
         return t
@@ -125,3 +141,20 @@ class SensorClock:
         at = float(arrival) if finite_time(arrival) else t  # type: ignore[arg-type]
         self._arrived[stream] = at
         self._note_arrival(at, idle_s)
+        prev = self._prev.get(stream)
+        stalled = self._resumed is not None and prev is not None and prev[1] < self._resumed <= at
+        if prev is not None and t >= prev[0] and not stalled:  # a stall of everything is nobody's jitter
+            # delivery jitter: how much longer the wait for this message was than the sensor time it covers; ~0 for a
+            # stream that paused (a microphone silent between utterances: stamps and arrivals jump together)
+            jitter = max(0.0, (at - prev[1]) - (t - prev[0]))
+            self._jitter[stream] = (max(jitter, self.jitter(stream, at)), at)
+        self._prev[stream] = (t, at)
+
+    def jitter(self, stream: str, at: float | None = None) -> float:
+        """``stream``'s recent delivery jitter (seconds): the largest excess of an arrival gap over its stamp gap,
+        decaying with half-life :data:`JITTER_HALF_LIFE_S` of arrival time to ``at`` (default: its last arrival)."""
+        est = self._jitter.get(stream)
+        if est is None:
+            return 0.0
+        age = 0.0 if at is None else max(0.0, at - est[1])
+        return est[0] * 0.5 ** (age / JITTER_HALF_LIFE_S)

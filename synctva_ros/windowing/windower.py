@@ -23,8 +23,8 @@ Rules
    backwards to ``min_window_s`` (``widened_windows``).
 3. **Emission.** A window is emitted by the first ``poll(now)`` with ``end +
    late_s <= t``: ``now`` lowered to each lagging camera/audio stream's time
-   (waited for up to ``stream_wait_s``, unless idle for ``late_s``: rule 3 of
-   :meth:`.clock.SensorClock.closing_time`), with the frames in ``[start, end]`` and the audio
+   (waited for up to ``stream_wait_s``, unless idle for ``late_s``, or twice its recent delivery delay: rule 3
+   of :meth:`.clock.SensorClock.closing_time`), with the frames in ``[start, end]`` and the audio
    in ``[g, end]`` buffered then; ``g`` is ``start`` rounded down to a multiple
    of ``audio_grid_s`` (the 10 ms grid of the streaming openSMILE cache,
    :mod:`synctva_ros.streaming`; ``audio_start`` is the first sample's time).

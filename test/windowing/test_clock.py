@@ -92,3 +92,55 @@ def test_a_stall_of_everything_is_not_idleness():
     c.clear()
     c.advance("frame", 5.0, arrival=20.0, idle_s=0.0)
     assert c.closing_time(6.0, 2.0, 0.0, arrival=25.0) == 6.0
+
+
+def _deliver(c: SensorClock, stream: str, t0: float, a0: float, n: int, dt: float = 0.02) -> None:
+    """``n`` messages of ``stream`` stamped every ``dt`` from ``t0``, arriving every ``dt`` from ``a0``."""
+    for k in range(n):
+        c.advance(stream, t0 + k * dt, arrival=a0 + k * dt, idle_s=0.3)
+
+
+def _idle_after(c: SensorClock, stream: str, now: float, since: float) -> float:
+    """Seconds of silence after which polls every 50 ms from ``since`` stop waiting for ``stream``."""
+    last = c.last(stream)
+    for k in range(1, 100):
+        if c.closing_time(now, 2.0, 0.3, arrival=since + 0.05 * k) != last:
+            return 0.05 * k
+    return math.inf
+
+
+def test_a_stream_delivered_late_before_gets_longer_before_it_is_idle():
+    """A microphone whose chunks were held up once (0.6 s of arrival for 0.02 s of audio: queued behind camera frames,
+    a simulated clock that jumped) is not idle after 0.3 s of silence but after twice that delay (issue 14's late
+    audio in the soaks)."""
+    c = SensorClock()
+    _deliver(c, "frame", 0.0, 10.0, 100)
+    _deliver(c, "audio", 0.0, 10.0, 50)                   # 0 .. 0.98 s on time
+    _deliver(c, "audio", 1.0, 11.58, 20)                  # then one chunk 0.58 s late, and on
+    assert c.jitter("audio") == pytest.approx(0.58 * 0.5 ** (0.38 / 10), abs=1e-6)  # decayed to its last arrival
+    assert c.jitter("frame") == pytest.approx(0.0, abs=1e-9)
+    # the camera delivers up to 11.98 s of arrival, the microphone's last chunk (1.38 s) arrived at 11.96 s; the poll
+    # timer runs every 50 ms (20 Hz, as in the node) and the microphone counts as idle only ~2 x 0.55 s later
+    assert _idle_after(c, "audio", 2.0, 11.96) == pytest.approx(1.1, abs=0.06)  # 2 x 0.53 s (decayed 0.58)
+    c.clear()
+    assert c.jitter("audio") == 0.0
+
+
+def test_a_microphone_that_pauses_keeps_the_short_idleness():
+    """A microphone that publishes only while someone speaks: its stamps jump with its arrivals (no delivery delay),
+    so its silence counts after idle_s as before."""
+    c = SensorClock()
+    _deliver(c, "audio", 0.0, 10.0, 50)
+    _deliver(c, "audio", 4.0, 14.0, 50)  # 3 s of silence between utterances, stamps 3 s on too
+    assert c.jitter("audio") == pytest.approx(0.0, abs=1e-9)
+    assert _idle_after(c, "audio", 5.6, 14.98) == pytest.approx(0.35)  # the first poll past idle_s, as before
+
+
+def test_delivery_jitter_decays_and_is_bounded_by_the_wait():
+    c = SensorClock()
+    _deliver(c, "audio", 0.0, 10.0, 10)
+    _deliver(c, "frame", 0.0, 10.0, 100, dt=0.05)  # the camera goes on: not a stall of everything
+    _deliver(c, "audio", 0.2, 15.0, 10)  # 4.8 s late once: 2 x 4.8 s is more than stream_wait_s
+    assert c.jitter("audio") == pytest.approx(4.8 * 0.5 ** (0.18 / 10), abs=1e-6)
+    assert _idle_after(c, "audio", 1.0, 15.18) == pytest.approx(2.05)  # stream_wait_s bounds it
+    assert c.jitter("audio", at=45.0) == pytest.approx(4.8 / 8, abs=1e-6)  # three half-lives later

@@ -96,3 +96,33 @@ def test_a_stall_of_the_node_does_not_close_windows_by_the_clock():
         w.add_frame(3.0 + 0.1 * i, img(), now=13.2 + 0.1 * i)
         out += w.poll(3.0 + 0.1 * i, arrival=13.2 + 0.1 * i)
     assert [x.utterance_id for x in out] == ["v"]
+
+
+def test_a_microphone_delivered_in_bursts_keeps_its_audio():
+    """The soaks' late audio (issue 14): the microphone's chunks are held up for 0.7 s every second (queued behind
+    camera frames) and then arrive together, while the camera and the 20 Hz poll go on. After the first hold-up the
+    microphone's delivery jitter makes the windower wait about 1.4 s for it instead of late_s (0.3 s), so windows
+    that end inside a hold-up keep all their audio (with late_s alone they closed on the camera's time and the
+    held audio was dropped as late)."""
+    w = UtteranceWindower(cfg(late_s=0.3, stream_wait_s=2.0), SR)
+    n = int(round(0.02 * SR))
+    held: list[float] = []
+    out = []
+    for k in range(0, 400):  # 0 .. 8 s of sensor time; arrival = 10 s + sensor time, polls every 50 ms
+        t = k * 0.02
+        arrival = 10.0 + t
+        if t % 1.0 < 0.7 - 1e-9:  # 0.7 s of every second: the microphone's chunks wait
+            held.append(t)
+        else:
+            for h in held + [t]:
+                w.add_audio(h, np.full(n, 0.1, np.float32), SR, now=arrival)
+            held = []
+        if k % 3 == 0:
+            w.add_frame(t, img(), now=arrival)
+        if k in (210, 310):  # finals of utterances [2.9, 4.2] and [4.9, 6.2], each ending inside a hold-up
+            end = k * 0.02
+            w.add_transcript("u", end - 1.3, end, True, stamp=end, utterance_id=f"u{k}", now=arrival)
+        if k % 2 == 0:
+            out += w.poll(t, arrival=arrival)
+    assert [x.utterance_id for x in out] == ["u210", "u310"]
+    assert all(x.audio.size >= int(1.3 * SR) for x in out) and w.stats["late_audio"] == 0

@@ -233,7 +233,9 @@ class CudaGraphTextRunner:
         self.pad_id = int(getattr(getattr(extractor, "tokenizer", None), "pad_token_id", None) or 0)
         self.graph_calls = 0
         self.eager_calls = 0
-        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]] = {}
+        #: (batch, padded length) -> (graph, static inputs, static output); ``None``: its capture failed, eager
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]
+                           | None] = {}
         self._lock = threading.Lock()
 
     def _forward(self, **enc: torch.Tensor) -> torch.Tensor:
@@ -253,30 +255,37 @@ class CudaGraphTextRunner:
     def warm(self, batch: int = 1) -> None:
         """Capture the graphs of ``batch`` sequences at every length of :meth:`lengths` now (at start), so that no
         window waits for a capture."""
+        counts = self.graph_calls, self.eager_calls
         for n in self.lengths():
             ids = torch.full((batch, n), self.pad_id, dtype=torch.long)
             mask = torch.zeros((batch, n), dtype=torch.long)
             mask[:, 0] = 1
             self({"input_ids": ids, "attention_mask": mask})
-        self.graph_calls -= len(self.lengths())
+        self.graph_calls, self.eager_calls = counts  # warming is not serving
 
     def __call__(self, enc: Mapping[str, torch.Tensor]) -> torch.Tensor:
         ids = enc["input_ids"]
         b, t = int(ids.shape[0]), int(ids.shape[1])
         feeds = {n: (enc[n] if enc.get(n) is not None else torch.zeros_like(ids)).to(torch.long)
                  for n in self.input_names}
-        if b > MAX_TEXT_BATCH or t > self.max_length or t == 0:
+        padded_t = min(max(16, 1 << max(0, t - 1).bit_length()), self.max_length)
+        key = (b, padded_t)
+        if b > MAX_TEXT_BATCH or t > self.max_length or t == 0 or self._graphs.get(key, ()) is None:
             self.eager_calls += 1
             with torch.inference_mode():
                 return self._forward(**{k: v.to(self.device) for k, v in feeds.items()}).float().cpu()
-        padded_t = min(max(16, 1 << (t - 1).bit_length()), self.max_length)
         with self._lock:
-            key = (b, padded_t)
             if key not in self._graphs:
                 static = {n: torch.zeros(b, padded_t, dtype=torch.long, device=self.device) for n in self.input_names}
                 static["input_ids"].fill_(self.pad_id)
                 static["attention_mask"][:, 0] = 1  # a valid warm-up input; every replay overwrites it
-                graph, out = _captured(self._forward, static, self.device)
+                try:
+                    graph, out = _captured(self._forward, static, self.device)
+                except RuntimeError as exc:  # this shape runs eagerly from now on; the window is not lost
+                    log.warning("CUDA graph capture of text encoder %s for %d x %d word pieces failed (%s); eager "
+                                "torch serves that shape", getattr(self.extractor, "name", "?"), b, padded_t, exc)
+                    self._graphs[key] = None
+                    return self(enc)
                 self._graphs[key] = (graph, static, out)
                 log.info("CUDA graph of text encoder %s captured for %d x %d word pieces",
                          getattr(self.extractor, "name", "?"), b, padded_t)

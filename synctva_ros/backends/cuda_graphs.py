@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -64,18 +64,18 @@ def graphs_wanted(runtime: object) -> bool:
             and getattr(runtime, "precision", "") == "fp32")
 
 
-def _captured(fn, static: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.cuda.CUDAGraph, object]:
-    """``fn(**static)`` captured as a CUDA graph after :data:`WARMUP_CALLS` calls on a side stream (the PyTorch
-    recipe); returns the graph and its static output."""
+def _captured(call: Callable[[], Any], device: torch.device) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """``call()`` (reading only static tensors) captured as a CUDA graph after :data:`WARMUP_CALLS` calls on a side
+    stream (the PyTorch recipe); returns the graph and its static output."""
     stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))
     with torch.inference_mode(), torch.cuda.stream(stream):
         for _ in range(WARMUP_CALLS):
-            fn(**static)
+            call()
     torch.cuda.current_stream(device).wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.inference_mode(), torch.cuda.graph(graph):
-        out = fn(**static)
+        out = call()
     return graph, out
 
 
@@ -84,7 +84,11 @@ SUBSET_ROWS = np.array([[True, True, True], [True, False, False], [False, True, 
 
 
 def warm_batch(model: torch.nn.Module) -> Batch:
-    """A one-utterance batch with one zero node per modality (and the model's context slots), for captures at start."""
+    """A one-utterance batch with one zero node per modality (and the model's context slots), for captures at start.
+
+    Shapes:
+        ``{m}`` ``(1, 1, F_m)``, masks and times ``(1, 1)``; context ``(1, K, F_text)`` when ``context_turns`` K > 0.
+    """
     dims = model.dims
     one = UtteranceFeatures(*(ModalityFeatures(np.zeros((1, dims[m]), np.float32), np.zeros(1, np.float32))
                               for m in ("text", "audio", "visual")))
@@ -99,8 +103,7 @@ class _Graph:
                  device: torch.device) -> None:
         self.keep = keep.to(device)
         self.inputs = [None if f is None else f.to(device) for f in feeds]
-        static = {f"a{i}": t for i, t in enumerate([self.keep, *self.inputs])}
-        self.graph, self.outputs = _captured(lambda **kw: model.forward_subsets(*kw.values()), static, device)
+        self.graph, self.outputs = _captured(lambda: model.forward_subsets(self.keep, *self.inputs), device)
 
     def replay(self, keep: torch.Tensor, feeds: list[torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray]:
         self.keep.copy_(keep)
@@ -223,7 +226,7 @@ class CudaGraphTextRunner:
 
     name = "torch-cudagraph"
 
-    def __init__(self, extractor: object, input_names: list[str]) -> None:
+    def __init__(self, extractor: Any, input_names: list[str]) -> None:
         self.device = torch.device(getattr(extractor, "device", "cpu"))
         if self.device.type != "cuda":
             raise BackendUnavailable(f"the text encoder runs on {self.device}, not CUDA: no CUDA graphs for it")
@@ -237,12 +240,6 @@ class CudaGraphTextRunner:
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor]
                            | None] = {}
         self._lock = threading.Lock()
-
-    def _forward(self, **enc: torch.Tensor) -> torch.Tensor:
-        ex = self.extractor
-        top = ex.output_layer == -1
-        res = ex.model(**enc, output_hidden_states=not top)
-        return res.last_hidden_state if top else res.hidden_states[ex.layer]
 
     def lengths(self) -> list[int]:
         """The padded word-piece lengths a graph is captured for: powers of two from 16, and the longest sequence."""
@@ -273,14 +270,14 @@ class CudaGraphTextRunner:
         if b > MAX_TEXT_BATCH or t > self.max_length or t == 0 or self._graphs.get(key, ()) is None:
             self.eager_calls += 1
             with torch.inference_mode():
-                return self._forward(**{k: v.to(self.device) for k, v in feeds.items()}).float().cpu()
+                return self.extractor.torch_states(**{k: v.to(self.device) for k, v in feeds.items()}).float().cpu()
         with self._lock:
             if key not in self._graphs:
                 static = {n: torch.zeros(b, padded_t, dtype=torch.long, device=self.device) for n in self.input_names}
                 static["input_ids"].fill_(self.pad_id)
                 static["attention_mask"][:, 0] = 1  # a valid warm-up input; every replay overwrites it
                 try:
-                    graph, out = _captured(self._forward, static, self.device)
+                    graph, out = _captured(lambda: self.extractor.torch_states(**static), self.device)
                 except RuntimeError as exc:  # this shape runs eagerly from now on; the window is not lost
                     log.warning("CUDA graph capture of text encoder %s for %d x %d word pieces failed (%s); eager "
                                 "torch serves that shape", getattr(self.extractor, "name", "?"), b, padded_t, exc)

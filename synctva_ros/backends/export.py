@@ -163,6 +163,10 @@ def pad_node_axes(feeds: dict[str, np.ndarray], sizes: Mapping[str, int] | None 
     padded, to ``sizes[group head]`` (``"text"``, ``"audio"``, ``"visual"``, ``"text_prefix"``) when given, else to
     the next power of two, at least 4. Padded nodes are masked, so the network's outputs do not change (within 1e-6;
     Triton's dynamic batching and the CUDA graphs' fixed shapes rely on it). An axis already longer stays as it is.
+
+    Shapes:
+        each group's values ``(B, N, F)``, mask and time ``(B, N)`` -> ``(B, N', ...)`` with ``N'`` the target; names
+        outside the groups (context, subsets) are returned as they are.
     """
     out = dict(feeds)
     for group in NODE_GROUPS:

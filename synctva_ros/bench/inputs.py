@@ -10,15 +10,14 @@ that folder is copied there.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from skimage.data import astronaut
 
-from synctva_ros.backends.engine_cache import cache_root
+from synctva_ros.backends.engine_cache import CachedArtifact, cache_root, cached_build
 from synctva_ros.datasets.speech import render_speech
 from synctva_ros.core.window import TimedFrame, UtteranceWindow
 
@@ -33,8 +32,9 @@ SENTENCES = ("I can't believe you actually did that for me, thank you!",
 def bench_speech(text: str, speaker: str, duration_s: float, sample_rate: int = 16000) -> np.ndarray:
     """:func:`~synctva_ros.datasets.speech.render_speech` of ``text``, kept under ``<cache_root>/bench/speech``.
 
-    The file is named by the sha256 of ``(text, speaker, duration_s, sample_rate)``; a file that does not load as a
-    1-D float32 array is rendered again.
+    A :func:`~synctva_ros.backends.engine_cache.cached_build` artefact keyed by ``(text, speaker, duration_s,
+    sample_rate)``: written atomically, reused only while its content hash matches the one recorded at build time
+    (a damaged file is rendered again).
 
     Args:
         text: what is said.
@@ -48,20 +48,16 @@ def bench_speech(text: str, speaker: str, duration_s: float, sample_rate: int = 
     Raises:
         synctva_ros.datasets.speech.EspeakNotFoundError: not cached and espeak-ng is not installed.
     """
-    key = json.dumps([text, speaker, round(float(duration_s), 6), int(sample_rate)])
-    path = cache_root(None) / "bench" / "speech" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
-    try:
-        x = np.load(path, allow_pickle=False)
-        if x.ndim == 1 and x.dtype == np.float32:
-            return x
-    except (OSError, ValueError):
-        pass
-    x = render_speech(text, speaker=speaker, duration_s=duration_s, sample_rate=sample_rate)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, x, allow_pickle=False)
-    tmp.replace(path)  # never a half-written file under the final name
-    return x
+    parts = {"text": text, "speaker": speaker, "duration_s": round(float(duration_s), 6),
+             "sample_rate": int(sample_rate)}
+
+    def render(path: Path) -> None:
+        x = render_speech(text, speaker=speaker, duration_s=duration_s, sample_rate=sample_rate)
+        with open(path, "wb") as f:  # a file object: np.save would add ".npy" to the temporary path
+            np.save(f, x, allow_pickle=False)
+
+    path, _ = cached_build(CachedArtifact(cache_root(None), "bench/speech", "speech", "npy", parts), render)
+    return np.load(path, allow_pickle=False)
 
 
 def realistic_windows(n: int = 3, duration_s: float = 3.0, fps: float = 15.0, sample_rate: int = 16000,

@@ -29,7 +29,8 @@ from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import collate
 from synctva_ros.core.window import UtteranceWindow
 
-__all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "stage_flops", "fusion_only", "percentiles", "rss_mb"]
+__all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "stage_flops", "fusion_only",
+           "percentiles", "rss_mb"]
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -257,9 +258,9 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
     dev = next(pipe.model.parameters()).device
     b = batch.to(dev)
     with FlopCounterMode(display=False) as fc, torch.inference_mode():
-        pipe.model.forward_subsets(torch.as_tensor(keep, device=dev), b.text, b.text_mask, b.text_time, b.audio, b.audio_mask,
-                                   b.audio_time, b.visual, b.visual_mask, b.visual_time, b.context, b.context_mask,
-                                   b.text_prefix, b.text_prefix_mask)
+        pipe.model.forward_subsets(torch.as_tensor(keep, device=dev), b.text, b.text_mask, b.text_time, b.audio,
+                                   b.audio_mask, b.audio_time, b.visual, b.visual_mask, b.visual_time, b.context,
+                                   b.context_mask, b.text_prefix, b.text_prefix_mask)
     out["fusion"] = {"flops": int(fc.get_total_flops()), "subsets": int(len(keep))}
     return out
 

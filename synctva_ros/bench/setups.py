@@ -31,7 +31,8 @@ from synctva_ros.features.registry import build_extractors
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 from synctva_ros.model.synctva import SyncTVA
 
-__all__ = ["PAPER_RANDOM_KEYS", "BenchSetup", "dev_checkpoint", "paper_random_assets", "bench_setups"]
+__all__ = ["PAPER_RANDOM_KEYS", "BenchSetup", "dev_checkpoint", "random_roberta", "paper_random_assets",
+           "bench_setups"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,36 @@ def dev_checkpoint(directory: Path, cfg: SyncTVAConfig, extractors: dict[str, An
     return directory
 
 
+def random_roberta(directory: Path, bpe_vocab: int = 600, **config: Any) -> Path:
+    """A RoBERTa with random weights (seed 0) and an offline byte-level BPE tokenizer trained on the bench sentences,
+    written to ``directory`` for ``AutoModel.from_pretrained`` (latency measurements and tests, never recognition).
+
+    Args:
+        directory: created.
+        bpe_vocab: the tokenizer's vocabulary size (word pieces).
+        **config: ``transformers.RobertaConfig`` fields (none: RoBERTa-base's defaults, 12 layers x 768).
+
+    Returns:
+        ``directory``.
+    """
+    # deferred: transformers takes seconds to import and is needed only to make this asset once
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    corpus = list(SENTENCES) * 20 + ["the a and you me what why how this that is was were will be"] * 20
+    bpe.train_from_iterator(corpus, vocab_size=bpe_vocab, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(directory))
+    vocab = json.loads((directory / "vocab.json").read_text())
+    merges = [tuple(line.split()) for line in (directory / "merges.txt").read_text().splitlines()
+              if line and not line.startswith("#")]
+    RobertaTokenizerFast(vocab=vocab, merges=merges).save_pretrained(str(directory))
+    torch.manual_seed(0)
+    RobertaModel(RobertaConfig(**config)).eval().save_pretrained(str(directory))
+    return directory
+
+
 def paper_random_assets(work: Path) -> tuple[Path, Path]:
     """A random RoBERTa-base (``RobertaConfig()`` defaults) with an offline BPE tokenizer, and a random ResNet-50.
 
@@ -113,22 +144,7 @@ def paper_random_assets(work: Path) -> tuple[Path, Path]:
     text_dir = work / "roberta_base_random"
     vis = work / "resnet50_random.pt"
     if not (text_dir / "model.safetensors").is_file():
-        # deferred: transformers takes seconds to import and is needed only to make this asset once
-        from tokenizers import ByteLevelBPETokenizer
-        from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
-
-        text_dir.mkdir(parents=True, exist_ok=True)
-        bpe = ByteLevelBPETokenizer()
-        corpus = list(SENTENCES) * 20 + ["the a and you me what why how this that is was were will be"] * 20
-        bpe.train_from_iterator(corpus, vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-        bpe.save_model(str(text_dir))
-        vocab = json.loads((text_dir / "vocab.json").read_text())
-        merges = [tuple(line.split()) for line in (text_dir / "merges.txt").read_text().splitlines()
-                  if line and not line.startswith("#")]
-        tok = RobertaTokenizerFast(vocab=vocab, merges=merges)
-        tok.save_pretrained(str(text_dir))
-        torch.manual_seed(0)
-        RobertaModel(RobertaConfig()).eval().save_pretrained(str(text_dir))
+        random_roberta(text_dir)
     if not vis.is_file():
         # deferred: torchvision must be imported after ensure_torchvision() (CPU torch wheels)
         import torchvision

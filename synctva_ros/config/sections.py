@@ -233,10 +233,10 @@ class RuntimeConfig:
     cache_dir: str = _f("", "Where exported ONNX files and TensorRT engines are cached ('' = ~/.cache/synctva).",
                         read_only=True)
     threads: int = _f(0, "CPU threads for inference (0 = library default).", range=(0, 256), read_only=True)
-    cuda_graphs: bool = _f(True, "Backend torch on a CUDA device: replay the network from CUDA graphs (inputs padded to "
-                           "the checkpoint's node maxima, outputs equal to eager within 1e-5; network stage 14.1 -> 3.4 "
-                           "ms per window on an H200, docs/performance.md). fp32 only; false = eager; CPUs ignore it.",
-                           read_only=True)
+    cuda_graphs: bool = _f(True, "Backend torch on a CUDA device: replay the network from CUDA graphs (inputs "
+                           "padded to the checkpoint's node maxima, outputs equal to eager within 1e-5; network stage "
+                           "14.1 -> 3.4 ms per window on an H200, docs/performance.md). fp32 only; false = eager; CPUs "
+                           "ignore it.", read_only=True)
     quantize: str = _f("none", "Backend onnxruntime only: 'int8' serves the network with int8 dynamically quantised "
                        "MatMul/Gemm weights (faster on a CPU; tolerance 0.2 on probabilities, docs/performance.md).",
                        read_only=True, choices=("none", "int8"))

@@ -243,13 +243,25 @@ class TextEncoder(FeatureExtractor):
         Returns:
             ``(hidden (B, L, F) float32 on CPU, attention mask (B, L) bool)``.
         """
-        if self.runner is not None:  # served by a backend (onnxruntime): same states within its parity
+        if self.runner is not None:  # served by a backend (onnxruntime, CUDA graphs): same states within its parity
             return self.runner(enc).float(), enc["attention_mask"].cpu().bool()
         enc = {k: v.to(self.device) for k, v in enc.items()}
+        return self.torch_states(**enc).float().cpu(), enc["attention_mask"].cpu().bool()
+
+    def torch_states(self, **enc: torch.Tensor) -> torch.Tensor:
+        """The states of layer ``layer`` computed by the torch model, on its device (no runner; what
+        :meth:`layer_states` runs in torch and what :class:`~synctva_ros.backends.cuda_graphs.CudaGraphTextRunner`
+        captures).
+
+        Args:
+            enc: ``input_ids``, ``attention_mask``[, ``token_type_ids``], ``(B, L)`` int tensors on :attr:`device`.
+
+        Returns:
+            ``(B, L, F)`` in the model's dtype, on :attr:`device`.
+        """
         top = self.output_layer == -1
         res = self.model(**enc, output_hidden_states=not top)
-        hidden = res.last_hidden_state if top else res.hidden_states[self.layer]
-        return hidden.float().cpu(), enc["attention_mask"].cpu().bool()
+        return res.last_hidden_state if top else res.hidden_states[self.layer]
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], contexts: Sequence[Sequence[Turn]] | None = None,

@@ -40,14 +40,14 @@ class SensorClock:
         self._last_any: float | None = None  # newest arrival of anything: a message or a poll
         self._resumed: float | None = None  # the arrival that ended a silence of everything (a stall)
         self._jitter: dict[str, tuple[float, float]] = {}  # stream -> (delivery jitter estimate s, at arrival s)
-        self._prev: dict[str, tuple[float, float]] = {}  # stream -> (last stamp, its arrival) for the jitter
+        self._stamp: dict[str, float] = {}  # stream -> its last message's stamp (its arrival: _arrived), for the jitter
 
     def clear(self) -> None:
         """Forget every stream's time (a windower reset)."""
         self._latest = {}
         self._arrived = {}
         self._jitter = {}
-        self._prev = {}
+        self._stamp = {}
         self._last_any = self._resumed = None
 
     def _note_arrival(self, arrival: float, idle_s: float) -> None:
@@ -139,16 +139,15 @@ class SensorClock:
         last = self._latest.get(stream)
         self._latest[stream] = t if last is None else max(last, t)
         at = float(arrival) if finite_time(arrival) else t  # type: ignore[arg-type]
-        self._arrived[stream] = at
+        prev_at, prev_t = self._arrived.get(stream), self._stamp.get(stream)
+        self._arrived[stream], self._stamp[stream] = at, t
         self._note_arrival(at, idle_s)
-        prev = self._prev.get(stream)
-        stalled = self._resumed is not None and prev is not None and prev[1] < self._resumed <= at
-        if prev is not None and t >= prev[0] and not stalled:  # a stall of everything is nobody's jitter
+        stalled = self._resumed is not None and prev_at is not None and prev_at < self._resumed <= at
+        if prev_at is not None and prev_t is not None and t >= prev_t and not stalled:  # a stall is nobody's jitter
             # delivery jitter: how much longer the wait for this message was than the sensor time it covers; ~0 for a
             # stream that paused (a microphone silent between utterances: stamps and arrivals jump together)
-            jitter = max(0.0, (at - prev[1]) - (t - prev[0]))
+            jitter = max(0.0, (at - prev_at) - (t - prev_t))
             self._jitter[stream] = (max(jitter, self.jitter(stream, at)), at)
-        self._prev[stream] = (t, at)
 
     def jitter(self, stream: str, at: float | None = None) -> float:
         """``stream``'s recent delivery jitter (seconds): the largest excess of an arrival gap over its stamp gap,

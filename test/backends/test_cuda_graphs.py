@@ -3,8 +3,6 @@ on the CPU); the backend's refusals and fallbacks; on a CUDA machine, replay equ
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -15,8 +13,8 @@ from synctva_ros.backends.cuda_graphs import SUBSET_ROWS, CudaGraphBackend, warm
 from synctva_ros.backends.export import batch_to_feeds, fusion_input_names, pad_node_axes
 from synctva_ros.backends.torch_backend import TorchBackend
 from synctva_ros.bench.measure import ready_as_named
+from synctva_ros.bench.setups import random_roberta
 from synctva_ros.backends.text_encoder import serve_text_encoder
-from synctva_ros.bench.inputs import SENTENCES
 from synctva_ros.config import RuntimeConfig
 from synctva_ros.core.batch import ModalityFeatures, UtteranceFeatures, collate
 from synctva_ros.features.dialogue import Turn
@@ -134,24 +132,10 @@ def test_the_bench_row_of_cuda_graphs_measures_only_cuda_graphs(make_model) -> N
 
 
 def _tiny_roberta(path):
-    """A 2-layer RoBERTa (random weights, seed 0) with a byte-level BPE tokenizer trained on the bench sentences."""
+    """A 2-layer RoBERTa (random weights) with the bench's byte-level BPE tokenizer."""
     ensure_torchvision()  # before transformers' vision imports, as paper_random_assets does
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
-
-    path.mkdir(parents=True, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(list(SENTENCES) * 10 + ["Ross Rachel told her everything you did what"] * 10,
-                            vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(path))
-    vocab = json.loads((path / "vocab.json").read_text())
-    merges = [tuple(x.split()) for x in (path / "merges.txt").read_text().splitlines() if x and not x.startswith("#")]
-    RobertaTokenizerFast(vocab=vocab, merges=merges).save_pretrained(str(path))
-    torch.manual_seed(0)
-    cfg = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=130)
-    RobertaModel(cfg).eval().save_pretrained(str(path))
-    return path
+    return random_roberta(path, bpe_vocab=400, vocab_size=400, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=4, intermediate_size=64, max_position_embeddings=130)
 
 
 TEXTS = ["Oh my God, you did not!", "Fine.", "Why would you tell her about the party, seriously?"]

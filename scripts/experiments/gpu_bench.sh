@@ -6,8 +6,9 @@
 #   .gpu/whl/    Python 3.12 wheels the GPU image lacks: opensmile and its aud* dependencies, soundfile, cffi
 #                and facenet-pytorch (MTCNN weights) (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`)
 #   .gpu/face-api/  face_expression_model and tiny_face_detector_model files of @vladmandic/face-api (the face expert)
-#   .gpu/cache/  SYNCTVA_CACHE holding bench/speech/*.npy: the bench's espeak-ng speech, rendered here by a CPU run of
-#                the same command (bench_speech), since espeak-ng is not on that machine
+#   .gpu/cache/  SYNCTVA_CACHE holding bench/speech/ (.npy files with their hash sidecars): the bench's espeak-ng
+#                speech, rendered here by scripts/experiments/gpu_bench_speech.py (bench_speech), since espeak-ng is
+#                not on that machine
 # The configuration is paper_random (a RoBERTa-base-sized text encoder, the size of the quality profile's mpnet, and a
 # ResNet-50, random weights: latency only): real encoder weights cannot travel (the tool carries 64 MiB).
 # Usage there: OUT=<folder> [BACKENDS=<rows>] [SCALING_REPEATS=n] scripts/experiments/gpu_bench.sh [repeats] [scaling]

@@ -246,8 +246,9 @@ class EmotionPipeline:
             t0 = time.perf_counter()
             try:
                 if m == "text":
+                    # the sentence embedding only feeds the pooled context: without it, one encoder pass
                     out, feats.sentence = ext.encode_window(  # type: ignore[attr-defined]
-                        window, self.dialogue.turns(window.dialogue_id))
+                        window, self.dialogue.turns(window.dialogue_id), sentence=self.context_turns > 0)
                 elif self.streaming is not None:
                     streamed = self.streaming.features_for(window, (m,))
                     out = getattr(streamed, m)

@@ -50,7 +50,8 @@ class TextEncoding(NamedTuple):
 
     Attributes:
         tokens: ``(N, F)`` float32 node states (the utterance's own word pieces), ``None`` for an empty text.
-        sentence: ``(F,)`` float32 L2-normalised sentence embedding of the utterance alone, ``None`` if empty.
+        sentence: ``(F,)`` float32 L2-normalised sentence embedding of the utterance alone, ``None`` if empty or
+            not asked for (``TextEncoder.encode_texts(sentences=False)``).
         prefix: ``(M, F)`` float32 states of the sequence's other tokens (context turns, speaker tag; for
             relative-position encoders such as MPNet also the separators; ``M`` may be 0) when the text encoder's
             ``context_states`` is on and context was given, else ``None``.

@@ -265,7 +265,7 @@ class TextEncoder(FeatureExtractor):
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], contexts: Sequence[Sequence[Turn]] | None = None,
-                     speakers: Sequence[str] | None = None) -> list[TextEncoding]:
+                     speakers: Sequence[str] | None = None, sentences: bool = True) -> list[TextEncoding]:
         """Encode B texts, each with its dialogue context when ``context_turns`` > 0.
 
         Args:
@@ -273,6 +273,10 @@ class TextEncoder(FeatureExtractor):
             contexts: per text, its previous turns, oldest first (the last ``context_turns`` are used);
                 ``None`` or K = 0: no context.
             speakers: per text, its speaker ('' = unknown, no tag); only used with context.
+            sentences: compute the sentence embeddings. With context they need a second encoder pass over
+                each utterance alone; a caller that does not use them (a checkpoint without pooled context,
+                ``model.context_turns = 0``) passes ``False`` and gets ``sentence = None`` for half the
+                encoder work. Tokens and prefix are the same either way.
 
         Returns:
             B :class:`TextEncoding`: ``tokens`` is ``(N, F)`` float32 hidden states of
@@ -283,7 +287,8 @@ class TextEncoder(FeatureExtractor):
         """
         out: list[TextEncoding] = [TextEncoding(None, None)] * len(texts)
         idx = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
-        for s in range(0, len(idx), self.batch_size):
+        paired = self.context_turns > 0 and contexts is not None
+        for s in range(0, len(idx) if sentences or not paired else 0, self.batch_size):
             chunk = idx[s:s + self.batch_size]
             enc = self.tokenizer([texts[i].strip() for i in chunk], padding=True, truncation=True,
                                  max_length=self._max_length, return_special_tokens_mask=True,
@@ -298,7 +303,7 @@ class TextEncoder(FeatureExtractor):
                 tok = hidden[j][keep][: self.max_tokens]
                 out[i] = TextEncoding(tok.numpy().astype(np.float32) if tok.shape[0] else None,
                                       sent[j].numpy().astype(np.float32))
-        if self.context_turns > 0 and contexts is not None:
+        if paired:
             for s in range(0, len(idx), self.batch_size):
                 chunk = idx[s:s + self.batch_size]
                 seqs = [self._pair_inputs(texts[i].strip(), contexts[i], speakers[i] if speakers else "")
@@ -369,13 +374,15 @@ class TextEncoder(FeatureExtractor):
         """``(n,)`` float32 node times ``(i + 0.5) / n`` in (0, 1)."""
         return ((np.arange(n, dtype=np.float32) + 0.5) / max(n, 1)).astype(np.float32)
 
-    def encode_window(self, window: Any, context: Sequence[Turn] | None = None
+    def encode_window(self, window: Any, context: Sequence[Turn] | None = None, sentence: bool = True
                       ) -> tuple[ModalityFeatures | None, np.ndarray | None]:
         """Text nodes and the ``(F,)`` sentence embedding of a window.
 
         Args:
             window: an :class:`~synctva_ros.core.window.UtteranceWindow` (its speaker tags the utterance).
             context: previous turns of its session, oldest first (used when ``context_turns`` > 0).
+            sentence: compute the sentence embedding (``False``: ``None`` in its place, and with context one
+                encoder pass instead of two; see :meth:`encode_texts`).
 
         Returns ``(None, None)`` when the window has no transcript.
         """
@@ -383,7 +390,7 @@ class TextEncoder(FeatureExtractor):
         if not text or not text.strip():
             return None, None
         ctx = [list(context or [])] if self.context_turns > 0 else None
-        tokens, sentence, prefix = self.encode_texts([text], ctx, [window_speaker(window)])[0]
+        tokens, sentence, prefix = self.encode_texts([text], ctx, [window_speaker(window)], sentences=sentence)[0]
         if tokens is None:
             return None, sentence
         return ModalityFeatures(tokens, self.token_times(tokens.shape[0]), prefix), sentence

@@ -112,6 +112,28 @@ def test_batch_equals_single_and_window_speaker_is_used(tiny_bert):
     assert not np.allclose(feats.x, untagged, atol=1e-4)
 
 
+def test_without_sentences_one_encoder_pass_and_the_same_nodes(tiny_bert):
+    """sentences=False (a checkpoint without pooled context) skips the utterance-alone pass only."""
+    enc = TextEncoder(str(tiny_bert), max_tokens=16, context_turns=2, context_states=True)
+    calls = []
+    enc.model.register_forward_hook(lambda *_: calls.append(1))
+    texts, ctxs, spk = [TEXT, "   ", "so happy"], [TURNS, [], []], ["Monica", "", "Joey"]
+    full = enc.encode_texts(texts, ctxs, spk)
+    n_full = len(calls)
+    lean = enc.encode_texts(texts, ctxs, spk, sentences=False)
+    assert (n_full, len(calls) - n_full) == (2, 1)  # one batch each: alone + paired, then paired only
+    for a, b in zip(full, lean):
+        assert b.sentence is None
+        for x, y in ((a.tokens, b.tokens), (a.prefix, b.prefix)):
+            assert (x is None) == (y is None) and (x is None or np.array_equal(x, y))
+    assert full[0].sentence is not None and full[1] == lean[1] == (None, None, None)
+    w = UtteranceWindow(0.0, 1.0, transcript=TEXT)
+    feats, sent = enc.encode_window(w, TURNS, sentence=False)
+    assert sent is None and np.array_equal(feats.x, enc.encode_window(w, TURNS)[0].x)
+    plain = TextEncoder(str(tiny_bert), max_tokens=16)  # K = 0: one pass gives both; the flag changes nothing
+    assert plain.encode_texts([TEXT], sentences=False)[0].sentence is not None
+
+
 def test_identity_names_k_and_the_format(tiny_bert):
     base = TextEncoder(str(tiny_bert), max_tokens=16).identity()
     two = TextEncoder(str(tiny_bert), max_tokens=16, context_turns=2).identity()

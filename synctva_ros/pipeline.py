@@ -43,6 +43,7 @@ it: the result is then the network's own posterior.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ class EmotionPipeline:
         self.cfg = cfg
         if cfg.runtime.threads > 0:
             torch.set_num_threads(cfg.runtime.threads)
+        if cfg.runtime.switch_interval_s > 0:  # process-wide, like the thread count
+            sys.setswitchinterval(cfg.runtime.switch_interval_s)
         ckpt_dir = resolve_path(checkpoint or cfg.runtime.checkpoint)
         manifest = read_manifest(ckpt_dir)
         trained = {m: bool(manifest.get("active", {}).get(m, False)) for m in MODALITIES}

@@ -11,7 +11,9 @@
 #                not on that machine
 # The configuration is paper_random (a RoBERTa-base-sized text encoder, the size of the quality profile's mpnet, and a
 # ResNet-50, random weights: latency only): real encoder weights cannot travel (the tool carries 64 MiB).
-# Usage there: OUT=<folder> [BACKENDS=<rows>] [SCALING_REPEATS=n] scripts/experiments/gpu_bench.sh [repeats] [scaling]
+# Usage there: OUT=<folder> [BACKENDS=<rows>] [SCALING_REPEATS=n] [EXTRA="<more synctva bench arguments>"]
+#   scripts/experiments/gpu_bench.sh [repeats] [scaling]
+#   (EXTRA e.g. "--paced --set runtime.switch_interval_s=0.0005"; paper_random takes the --set keys of PAPER_RANDOM_KEYS)
 #   (scaling: off|tiny|full; the series run on the pipeline's default backend: torch on CUDA with CUDA graphs)
 set -u
 OUT=${OUT:-out/gpu_bench}
@@ -36,4 +38,4 @@ export PYTHONPATH=/tmp/gpu_site/site-packages:$PWD PYTHONUNBUFFERED=1 SYNCTVA_CA
 python3 -c "import logging, sys; from synctva_ros.cli import build_parser
 logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
 a = build_parser().parse_args(sys.argv[1:]); sys.exit(a.func(a))" bench --configs paper_random --device cuda --repeats "$REPEATS" --set features.face_crop=false \
-  --backends "$BACKENDS" --scaling "$SCALING" --scaling-repeats "$SCALING_REPEATS" --out "$OUT" 2>&1 | grep -v "Loading weights\|Writing model"
+  --backends "$BACKENDS" --scaling "$SCALING" --scaling-repeats "$SCALING_REPEATS" --out "$OUT" ${EXTRA:-} 2>&1 | grep -v "Loading weights\|Writing model"

@@ -172,7 +172,8 @@ def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032, pac
     cache.on_audio(window.audio_start + window.audio.size / sr, np.zeros(int(0.3 * sr), np.float32), sr)  # late_s
 
 
-def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str, cache: Any) -> dict[str, Any]:
+def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str, cache: Any,
+             paced: bool = False) -> dict[str, Any]:
     """Time ``pipe.predict`` per window: ``batch`` with the streaming cache detached, ``streaming`` with
     ``cache`` attached and fed the window's audio and frames beforehand (untimed), as the node does.
 
@@ -184,6 +185,9 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
         repeats: timed predictions.
         mode: ``batch`` or ``streaming``.
         cache: the :class:`~synctva_ros.streaming.StreamingFeatureCache` used in ``streaming`` mode.
+        paced: ``streaming`` mode: hand each frame over once the frame stages took the previous one, as a live
+            camera that they keep up with (:func:`stream_into`); False: every frame at once, so the frame stages
+            may still work through them (in other threads) while the window closes.
 
     Returns:
         ``latency_s`` (:func:`percentiles`, seconds), ``stages_s`` (median seconds per stage),
@@ -202,7 +206,7 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
     try:
         for k, w in enumerate(seq):
             if mode == "streaming":
-                stream_into(cache, w)
+                stream_into(cache, w, paced=paced)
                 cache.wait_ready(w)  # fed faster than real time: let the live run catch up, untimed
                 before = dict(cache.stats)
             c0, t0 = time.process_time(), time.perf_counter()

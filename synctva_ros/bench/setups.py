@@ -205,8 +205,9 @@ def _quality_setup(work: Path, repeats: int, overrides: Sequence[str]) -> BenchS
 
 
 #: The overrides ``paper_random`` takes (the others belong to the demo and quality profiles): where its encoders run,
-#: and the Haar-cascade face crop, which OpenCV 5 no longer has (``features.face_crop=false`` on such a machine).
-PAPER_RANDOM_KEYS = ("runtime.device", "features.face_crop")
+#: the Haar-cascade face crop, which OpenCV 5 no longer has (``features.face_crop=false`` on such a machine), and
+#: Python's thread switch interval.
+PAPER_RANDOM_KEYS = ("runtime.device", "features.face_crop", "runtime.switch_interval_s")
 
 
 def _paper_random_setup(work: Path, repeats: int, overrides: Sequence[str] = ()) -> BenchSetup:

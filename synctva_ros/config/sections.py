@@ -233,6 +233,10 @@ class RuntimeConfig:
     cache_dir: str = _f("", "Where exported ONNX files and TensorRT engines are cached ('' = ~/.cache/synctva).",
                         read_only=True)
     threads: int = _f(0, "CPU threads for inference (0 = library default).", range=(0, 256), read_only=True)
+    switch_interval_s: float = _f(0.0, "Python's thread switch interval (sys.setswitchinterval), set when the "
+                                  "pipeline starts: how long the thread that closes a window may wait for the GIL "
+                                  "while streaming threads (openSMILE, faces) run Python; 0 = Python's default "
+                                  "(0.005 s).", range=(0.0, 0.1), read_only=True)
     cuda_graphs: bool = _f(True, "Backend torch on a CUDA device: replay the network from CUDA graphs (inputs "
                            "padded to the checkpoint's node maxima, outputs equal to eager within 1e-5; network stage "
                            "14.1 -> 3.4 ms per window on an H200, docs/performance.md). fp32 only; false = eager; CPUs "

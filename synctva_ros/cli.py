@@ -181,8 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     doc = run_bench(out_dir=args.out, repeats=args.repeats, configs=configs, checkpoint=args.checkpoint,
                     profile=args.profile, overrides=_overrides(args), scaling=scaling,
                     scaling_repeats=args.scaling_repeats, rows=not args.scaling_only,
-                    backends=[b for b in args.backends.split(",") if b.strip()] if args.backends else None,
-                    paced=args.paced)
+                    backends=[b for b in args.backends.split(",") if b.strip()] if args.backends else None)
     print(format_summary(doc, args.out))
     return 0
 
@@ -351,9 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="",
                    help="comma-separated backend rows to measure (default: every one available here), e.g. "
                         "'torch cuda fp32,torch cuda fp16,onnxruntime cuda,tensorrt fp16' on a GPU machine")
-    p.add_argument("--paced", action="store_true",
-                   help="streaming rows: hand each frame over once the frame stages took the previous one (a live "
-                        "camera they keep up with) instead of all the window's frames at once")
     _add_config_args(p)
     p.set_defaults(func=cmd_bench)
 

@@ -19,7 +19,9 @@ for the active audio and visual branches. Attach it to the windower
 processed while the utterance goes on; :meth:`EmotionPipeline.extract` then takes
 audio and visual features from it (equal to the batch extractors' for audio, see
 the cache's docstring for frames) and runs the batch extractors for what it does not
-cover. Without a sink attached it simply falls back to the batch extractors.
+cover. Without a sink attached it simply falls back to the batch extractors. The text stage runs when
+the final transcript arrives (``features.streaming_text``, :mod:`~synctva_ros.streaming.text_prefetch`)
+and is used at close when its inputs (transcript, speaker, context) are still the same.
 
 Dialogue context: the pipeline keeps the windows it predicted, per session (``dialogue_id``), in a
 :class:`~synctva_ros.features.dialogue.DialogueContext` (:attr:`EmotionPipeline.dialogue`): their
@@ -43,7 +45,6 @@ it: the result is then the network's own posterior.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ from synctva_ros.model.affect import expected_affect
 from synctva_ros.model.experts import ExpertFusion
 from synctva_ros.model.window_fusion import WindowFusion, fuse_window
 from synctva_ros.streaming import StreamingFeatureCache
+from synctva_ros.streaming.text_prefetch import TextPrefetch, text_job
 
 __all__ = ["EmotionPipeline"]
 
@@ -103,8 +105,6 @@ class EmotionPipeline:
         self.cfg = cfg
         if cfg.runtime.threads > 0:
             torch.set_num_threads(cfg.runtime.threads)
-        if cfg.runtime.switch_interval_s > 0:  # process-wide, like the thread count
-            sys.setswitchinterval(cfg.runtime.switch_interval_s)
         ckpt_dir = resolve_path(checkpoint or cfg.runtime.checkpoint)
         manifest = read_manifest(ckpt_dir)
         trained = {m: bool(manifest.get("active", {}).get(m, False)) for m in MODALITIES}
@@ -157,6 +157,8 @@ class EmotionPipeline:
         text_k = int(getattr(self.extractors.get("text"), "context_turns", 0) or 0)
         #: Previous windows per session: text turns for the encoder, sentence embeddings for the fusion.
         self.dialogue = DialogueContext(max(self.context_turns, text_k, 1))
+        if self.streaming is not None and cfg.features.streaming_text and "text" in self.extractors:
+            self.streaming.text = TextPrefetch(self._text_job, self.streaming.stats)  # at the final transcript
         self._session: int | None = None  # windower session of the last predicted window
         self.probe()
 
@@ -248,10 +250,10 @@ class EmotionPipeline:
                 continue
             t0 = time.perf_counter()
             try:
-                if m == "text":
-                    # the sentence embedding only feeds the pooled context: without it, one encoder pass
-                    out, feats.sentence = ext.encode_window(  # type: ignore[attr-defined]
-                        window, self.dialogue.turns(window.dialogue_id), sentence=self.context_turns > 0)
+                if m == "text":  # prefetched at the final transcript when the inputs are still the same
+                    key, job = self._text_job(window)
+                    pre = self.streaming.text if self.streaming is not None else None
+                    out, feats.sentence = (pre.take(key) if pre is not None else None) or job()
                 elif self.streaming is not None:
                     streamed = self.streaming.features_for(window, (m,))
                     out = getattr(streamed, m)
@@ -264,6 +266,12 @@ class EmotionPipeline:
             stage_s[m] = time.perf_counter() - t0
             setattr(feats, m, out)
         return feats, stage_s
+
+    def _text_job(self, window: UtteranceWindow) -> tuple[Any, Any]:
+        """Key and job of ``window``'s text stage with its session's context as of now (:func:`text_job`; the
+        sentence embedding only feeds the pooled context: without one the encoder runs once)."""
+        return text_job(self.extractors["text"], window, self.dialogue.turns(window.dialogue_id),
+                        self.context_turns > 0)
 
     def predict_features(self, feats: UtteranceFeatures) -> tuple[np.ndarray, np.ndarray]:
         """Fusion on extracted features, with the session's previous sentence embeddings as pooled context.

@@ -13,7 +13,7 @@
 # ResNet-50, random weights: latency only): real encoder weights cannot travel (the tool carries 64 MiB).
 # Usage there: OUT=<folder> [BACKENDS=<rows>] [SCALING_REPEATS=n] [EXTRA="<more synctva bench arguments>"]
 #   scripts/experiments/gpu_bench.sh [repeats] [scaling]
-#   (EXTRA e.g. "--paced --set runtime.switch_interval_s=0.0005"; paper_random takes the --set keys of PAPER_RANDOM_KEYS)
+#   (EXTRA e.g. "--set features.streaming_text=false"; paper_random takes the --set keys of PAPER_RANDOM_KEYS)
 #   (scaling: off|tiny|full; the series run on the pipeline's default backend: torch on CUDA with CUDA graphs)
 set -u
 OUT=${OUT:-out/gpu_bench}

@@ -134,7 +134,9 @@ def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032, pac
 
     The cache is reset first, then gets 1 s of silence before the window (a microphone stream has
     audio before an utterance), the window's audio in ``chunk_s`` chunks with each frame before the
-    chunk that follows it, and 0.3 s of silence after (the node's ``windowing.late_s``).
+    chunk that follows it, the final transcript (``on_transcript``: the text stage starts, as with a
+    speech-to-text whose final result comes at the end of the speech), and 0.3 s of silence after (the
+    node's ``windowing.late_s``).
 
     Args:
         cache: a :class:`~synctva_ros.streaming.StreamingFeatureCache`.
@@ -169,11 +171,12 @@ def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032, pac
         cache.on_audio(t, window.audio[i:i + n], sr)
     for f in frames[fi:]:
         frame(f)
+    if window.transcript and hasattr(cache, "on_transcript"):  # the final transcript at the end of the speech,
+        cache.on_transcript(window)  # late_s before the close (as the demo bag's); its text stage starts
     cache.on_audio(window.audio_start + window.audio.size / sr, np.zeros(int(0.3 * sr), np.float32), sr)  # late_s
 
 
-def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str, cache: Any,
-             paced: bool = False) -> dict[str, Any]:
+def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str, cache: Any) -> dict[str, Any]:
     """Time ``pipe.predict`` per window: ``batch`` with the streaming cache detached, ``streaming`` with
     ``cache`` attached and fed the window's audio and frames beforehand (untimed), as the node does.
 
@@ -185,9 +188,6 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
         repeats: timed predictions.
         mode: ``batch`` or ``streaming``.
         cache: the :class:`~synctva_ros.streaming.StreamingFeatureCache` used in ``streaming`` mode.
-        paced: ``streaming`` mode: hand each frame over once the frame stages took the previous one, as a live
-            camera that they keep up with (:func:`stream_into`); False: every frame at once, so the frame stages
-            may still work through them (in other threads) while the window closes.
 
     Returns:
         ``latency_s`` (:func:`percentiles`, seconds), ``stages_s`` (median seconds per stage),
@@ -206,7 +206,7 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
     try:
         for k, w in enumerate(seq):
             if mode == "streaming":
-                stream_into(cache, w, paced=paced)
+                stream_into(cache, w)
                 cache.wait_ready(w)  # fed faster than real time: let the live run catch up, untimed
                 before = dict(cache.stats)
             c0, t0 = time.process_time(), time.perf_counter()
@@ -216,7 +216,8 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
                 continue
             if mode == "streaming":
                 for key, v in cache.stats.items():
-                    if key.startswith(("audio_cache", "audio_context", "audio_batch", "visual_")) and v > before.get(key, 0):
+                    if key.startswith(("audio_cache", "audio_context", "audio_batch", "visual_", "text_prefetch_")) \
+                            and v > before.get(key, 0):
                         how[key] = how.get(key, 0) + v - before.get(key, 0)
             cpu_total += time.process_time() - c0
             wall_total += dt

@@ -60,7 +60,7 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
               checkpoint: Path | None = None, profile: str = "demo",
               overrides: Sequence[str] = (), scaling: Mapping[str, Sequence[float]] | None = None,
               scaling_repeats: int = 5, rows: bool = True,
-              backends: Sequence[str] | None = None, paced: bool = False) -> dict[str, Any]:
+              backends: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark described in :mod:`synctva_ros.bench`; write ``bench.json`` and ``bench.png``.
 
     For each configuration (:func:`~synctva_ros.bench.setups.bench_setups`) and each backend
@@ -88,8 +88,6 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
         rows: measure the backend rows (False: only the scaling series, FLOPs and nothing else).
         backends: measure only these backend rows (e.g. ``["torch cuda fp32", "torch cuda fp16"]`` on a GPU
             machine; :func:`~synctva_ros.bench.measure.select_backends`); ``None`` or empty: every one available.
-        paced: streaming rows feed each frame once the frame stages took the previous one (a live camera they keep
-            up with) instead of all at once (``meta["frames_paced"]``; :func:`~synctva_ros.bench.measure.run_mode`).
 
     Returns:
         The ``bench.json`` document (keys :data:`BENCH_SCHEMA_KEYS`; rows with :data:`ROW_KEYS`).
@@ -108,8 +106,7 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
     repeats = max(1, int(repeats))
     windows = realistic_windows()
     peak = measure_peak_gflops()
-    meta = {**_meta(windows, peak), "frames_paced": bool(paced)}
-    doc: dict[str, Any] = {"meta": meta, "rows": [], "fusion_only": [], "flops": {},
+    doc: dict[str, Any] = {"meta": _meta(windows, peak), "rows": [], "fusion_only": [], "flops": {},
                            "unavailable": {}}
     for setup in bench_setups(configs, work, repeats, profile=profile, overrides=overrides, checkpoint=checkpoint):
         log.info("bench configuration %s (%s)", setup.name, setup.checkpoint)
@@ -134,7 +131,7 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
             built[bname] = backend
             pipe.backend = backend  # backend_name follows it
             for mode in ("batch", "streaming"):
-                r = run_mode(pipe, windows, setup.repeats, mode, cache, paced=paced)
+                r = run_mode(pipe, windows, setup.repeats, mode, cache)
                 lb = {s: (flops[s]["flops"] / (peak * 1e9) if flops.get(s, {}).get("flops") else None)
                       for s in ("text", "visual", "fusion")}
                 doc["rows"].append({"config": setup.name, "backend": bname, "mode": mode,

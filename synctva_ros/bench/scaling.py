@@ -27,6 +27,9 @@ previous one (a live camera arrives no faster than the stage keeps up, so none i
 * ``face_cpu_ms_per_frame``: the face stage's CPU time (``time.thread_time``) per processed frame, mean over the
   window's frames thinned to ``features.face_fps`` (``None`` when the face stage is off), and ``faces_found``: the
   median number of faces it found per processed frame;
+* ``text_ahead_s``: the text stage's wall time when it ran at the final transcript, before the close
+  (``features.streaming_text``; median; ``None`` when off): with a speech-to-text whose final result comes
+  ``windowing.late_s`` or less before the close this is added to the close instead;
 * ``encoder_tokens``, ``frames``, ``audio_s``: what the window held.
 
 Wall-clock figures depend on the machine's load; the output says which configuration and backend, and the load
@@ -67,7 +70,7 @@ UNITS = {"utterance_s": "seconds of speech", "tokens": "word pieces in the text 
 #: Keys of the ``scaling`` document and of each point.
 SCALING_KEYS = ("config", "backend", "text_encoder", "mode", "repeats", "defaults", "load_average", "series")
 POINT_KEYS = ("x", "latency_s", "stages_s", "close_cpu_s", "stream_cpu_cores", "face_cpu_ms_per_frame", "faces_found",
-              "encoder_tokens", "frames", "audio_s")
+              "text_ahead_s", "encoder_tokens", "frames", "audio_s")
 #: Words that are one word piece in the BERT and MPNet vocabularies (the ``tokens`` series' text).
 _WORDS = ("you", "know", "what", "i", "think", "we", "should", "go", "there", "now", "and", "then", "see", "how",
           "it", "feels", "for", "them", "all", "right")
@@ -168,17 +171,22 @@ def _point(pipe: Any, cache: Any, window: UtteranceWindow, turns: Sequence[tuple
     if text is not None:  # record the longest sequence the encoder runs on (an instance attribute, removed after)
         inner = text.layer_states
         text.layer_states = lambda enc: (seen.append(int(enc["input_ids"].shape[1])), inner(enc))[1]
-    lat, cpu_close, cores, stages = [], [], [], {}
+    lat, cpu_close, cores, stages, ahead = [], [], [], {}, []
+    pre = getattr(cache, "text", None)  # the text stage run at the final transcript (features.streaming_text)
     try:
         for k in range(repeats + 1):
             pipe.reset_dialogue()
             for who, said in turns:
                 pipe.dialogue.add(window.dialogue_id, who, said)
             c0 = time.process_time()
+            seen.clear()
+            if pre is not None:
+                pre.last_job_s = None
             stream_into(cache, window, paced=True)  # each frame once the previous one is taken
             cache.wait_ready(window)  # then the audio catches up
             cpu = time.process_time() - c0
-            seen.clear()
+            if pre is not None and pre.last_job_s is not None and k > 0:
+                ahead.append(pre.last_job_s)
             c1, t0 = time.thread_time(), time.perf_counter()
             res = pipe.predict(window)
             dt, dc = time.perf_counter() - t0, time.thread_time() - c1
@@ -197,6 +205,7 @@ def _point(pipe: Any, cache: Any, window: UtteranceWindow, turns: Sequence[tuple
     return {"latency_s": percentiles(lat), "stages_s": {s: float(np.median(v)) for s, v in stages.items()},
             "close_cpu_s": float(np.median(cpu_close)),
             "stream_cpu_cores": float(np.median(cores)), "face_cpu_ms_per_frame": face_ms, "faces_found": found,
+            "text_ahead_s": float(np.median(ahead)) if ahead else None,
             "encoder_tokens": max(seen) if seen else 0, "frames": len(window.frames),
             "audio_s": float(window.audio.size / window.sample_rate)}
 

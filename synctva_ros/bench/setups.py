@@ -206,8 +206,8 @@ def _quality_setup(work: Path, repeats: int, overrides: Sequence[str]) -> BenchS
 
 #: The overrides ``paper_random`` takes (the others belong to the demo and quality profiles): where its encoders run,
 #: the Haar-cascade face crop, which OpenCV 5 no longer has (``features.face_crop=false`` on such a machine), and
-#: Python's thread switch interval.
-PAPER_RANDOM_KEYS = ("runtime.device", "features.face_crop", "runtime.switch_interval_s")
+#: whether the text stage runs at the final transcript (``features.streaming_text``).
+PAPER_RANDOM_KEYS = ("runtime.device", "features.face_crop", "features.streaming_text")
 
 
 def _paper_random_setup(work: Path, repeats: int, overrides: Sequence[str] = ()) -> BenchSetup:

@@ -182,6 +182,10 @@ class FeaturesConfig:
                                  range=(0.0, 60.0), read_only=True)
     streaming_oversample: float = _f(2.0, "Streaming: frames encoded per second = visual_fps * this.",
                                      range=(1.0, 30.0), read_only=True)
+    streaming_text: bool = _f(True, "Streaming: run the text stage when the final transcript arrives, before its "
+                              "window closes (windowing.late_s later); used at close when the dialogue context "
+                              "is still the same, else encoded at close (same features either way).",
+                              read_only=True)
 
 
 @dataclass
@@ -233,10 +237,6 @@ class RuntimeConfig:
     cache_dir: str = _f("", "Where exported ONNX files and TensorRT engines are cached ('' = ~/.cache/synctva).",
                         read_only=True)
     threads: int = _f(0, "CPU threads for inference (0 = library default).", range=(0, 256), read_only=True)
-    switch_interval_s: float = _f(0.0, "Python's thread switch interval (sys.setswitchinterval), set when the "
-                                  "pipeline starts: how long the thread that closes a window may wait for the GIL "
-                                  "while streaming threads (openSMILE, faces) run Python; 0 = Python's default "
-                                  "(0.005 s).", range=(0.0, 0.1), read_only=True)
     cuda_graphs: bool = _f(True, "Backend torch on a CUDA device: replay the network from CUDA graphs (inputs "
                            "padded to the checkpoint's node maxima, outputs equal to eager within 1e-5; network stage "
                            "14.1 -> 3.4 ms per window on an H200, docs/performance.md). fp32 only; false = eager; CPUs "

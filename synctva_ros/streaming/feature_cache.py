@@ -45,6 +45,7 @@ from synctva_ros.features.faces.evidence import FaceEvidence, FaceEvidenceExtrac
 from synctva_ros.streaming.audio_modes import DEFAULT_AUDIO_MODE, build_audio_stream
 from synctva_ros.streaming.audio_stream import LEFT_CONTEXT_S
 from synctva_ros.streaming.face_cache import FaceEvidenceCache
+from synctva_ros.streaming.text_prefetch import TextPrefetch
 from synctva_ros.streaming.visual_cache import VisualCache
 
 __all__ = ["StreamingFeatureCache"]
@@ -120,6 +121,9 @@ class StreamingFeatureCache:
         #: The face-observation cache (``None``: face expert off).
         self.face = None if faces is None else FaceEvidenceCache(faces, self.stats, buffer_s=buffer_s,
                                                                  gap_tolerance_s=gap_tolerance_s)
+        #: The text stage run when the final transcript arrives (``None``: off; the pipeline sets it,
+        #: :mod:`~synctva_ros.streaming.text_prefetch`).
+        self.text: TextPrefetch | None = None
         self.max_queue = max(1, int(max_queue))
         self.max_frame_queue = max(1, int(max_frame_queue))
         self.drain_timeout_s = float(drain_timeout_s)
@@ -164,8 +168,16 @@ class StreamingFeatureCache:
     def _add_frame(self, stamp: float, image: np.ndarray, kind: str, gen: int) -> None:
         (self.visual if kind == "visual" else self.face).add(stamp, image, gen=gen)
 
+    def on_transcript(self, window: UtteranceWindow) -> None:
+        """A final transcript the windower queued a window for (``window``: its transcript and ids, no sensor
+        data): its text stage starts now (:attr:`text`; nothing when off)."""
+        if self.text is not None:
+            self.text.submit(window)
+
     def reset(self) -> None:
         """Forget all audio and visual state, queued data included (e.g. when sensor time jumps back)."""
+        if self.text is not None:
+            self.text.reset()
         with self._cond:
             self._gen += 1
             gen = self._gen
@@ -197,9 +209,13 @@ class StreamingFeatureCache:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="synctva_streaming", daemon=True)
         self._thread.start()
+        if self.text is not None:
+            self.text.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the background thread (queued data is discarded); later calls work in the caller's thread."""
+        if self.text is not None:
+            self.text.stop()
         thread = self._thread
         if thread is None:
             return
@@ -270,13 +286,15 @@ class StreamingFeatureCache:
     # ------------------------------------------------------------------ window close
     def wait_ready(self, window: UtteranceWindow, timeout_s: float = 10.0) -> bool:
         """Wait until the streaming work the window needs is done (queued audio processed; context mode:
-        its live frames arrived), as it is in a live stream by the time the window closes.
+        its live frames arrived; the transcripts' text stages), as it is in a live stream by the time the
+        window closes.
 
         For benchmarks that feed a window's data faster than real time (``synctva bench``).
         Returns False when ``timeout_s`` passed first.
         """
         self._drain_audio(timeout_s)
-        return True if self.audio is None else self.audio.wait_ready(window, timeout_s)
+        text = True if self.text is None else self.text.wait_idle(timeout_s)
+        return (True if self.audio is None else self.audio.wait_ready(window, timeout_s)) and text
 
     def _audio_features(self, window: UtteranceWindow) -> tuple[ModalityFeatures | None, str]:
         if self.audio is None:
@@ -316,12 +334,13 @@ class StreamingFeatureCache:
         return None if self.face is None else self.face.evidence(window)
 
     def describe(self) -> dict[str, Any]:
-        """Counters, cache sizes (LLD frames cached by the audio mode, embeddings) and queue lengths (for
-        diagnostics)."""
+        """Counters, cache sizes (LLD frames cached by the audio mode, embeddings, prefetched texts not yet
+        used) and queue lengths (for diagnostics)."""
         out: dict[str, Any] = {"stats": dict(self.stats),
                                "audio_frames": 0 if self.audio is None else self.audio.frame_count(),
                                "embeddings": 0 if self.visual is None else len(self.visual),
-                               "face_frames": 0 if self.face is None else len(self.face)}
+                               "face_frames": 0 if self.face is None else len(self.face),
+                               "text_results": 0 if self.text is None else len(self.text)}
         with self._cond:
             out["queued_audio"], out["queued_frames"] = len(self._audio_q), len(self._frame_q)
         return out

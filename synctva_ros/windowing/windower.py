@@ -60,7 +60,8 @@ Rules
    may cover the same speech once.
 10. **Feature streaming.** An optional *sink* (:class:`~synctva_ros.windowing.sink.StreamSink`)
     is given every frame and audio chunk the windower keeps (after thinning,
-    duplicate and late checks and resampling) and is reset with the windower.
+    duplicate and late checks and resampling) and each final transcript it queues
+    a window for (its text stage can start then), and is reset with the windower.
 11. **Bounds on memory.** Frame and audio buffers keep ``buffer_s`` seconds
     (frames also at most ``max_frames``); at most ``max_pending`` windows wait
     (the earliest-ending is dropped beyond that, ``dropped_windows``).
@@ -337,6 +338,9 @@ class UtteranceWindower:
             return
         self._closer.on_transcript(text, start, end_f, ref, is_final, ids["utterance_id"], ids["dialogue_id"],
                                    ids["language"], confidence, ids["speaker_id"])
+        if is_final and text.strip() and hasattr(self.sink, "on_transcript"):  # rule 10: text stage ahead
+            self.sink.on_transcript(UtteranceWindow(  # type: ignore[union-attr]
+                start=ref, end=ref if end_f is None else end_f, transcript=text, session=self.session, **ids))
 
     # ------------------------------------------------------------------ outputs
     def _build(self, p: PendingWindow, now: float, old: OldTimeline | None = None) -> UtteranceWindow:

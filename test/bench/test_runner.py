@@ -40,7 +40,8 @@ def test_tiny_bench_writes_json_and_png(tmp_path, monkeypatch, capsys) -> None:
         assert r["throughput_per_s"] > 0 and r["cpu_util"] > 0 and r["peak_rss_mb"] > 0
         assert r["random_weights"] is False
     streaming = [r for r in doc["rows"] if r["mode"] == "streaming"]
-    assert all(r["streaming"] == {"audio_context": 2} for r in streaming)  # both timed windows from the cache
+    # both timed windows: audio from the cache, text from the prefetch at the final transcript
+    assert all(r["streaming"] == {"audio_context": 2, "text_prefetch_hit": 2} for r in streaming), streaming
     assert doc["flops"]["demo"]["fusion"]["flops"] > 0 and doc["flops"]["demo"]["text"]["flops"] > 0
     assert set(doc["fusion_only"][0]["p50_s"]) == {"torch fp32", "onnxruntime", "onnxruntime int8"}
     assert "tensorrt" in doc["unavailable"] or "tensorrt fp16" in backends

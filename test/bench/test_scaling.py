@@ -61,6 +61,8 @@ def test_each_series_varies_what_it_says(scaling) -> None:
     tok = s["tokens"]["points"]
     # 8 word pieces of utterance alone; 96 = the utterance's 64 (max_tokens) + 32 of dialogue context
     assert tok[0]["encoder_tokens"] < 8 + 8 and tok[1]["encoder_tokens"] >= 96
+    # the text stage ran at each final transcript (features.streaming_text, on in the demo profile), ahead of the close
+    assert all(p["text_ahead_s"] > 0 for ser in s.values() for p in ser["points"])
     fps = s["camera_fps"]["points"]
     assert [p["frames"] for p in fps] == [15, 45] and {round(p["audio_s"], 3) for p in fps} == {3.0}
     faces = s["faces"]["points"]

@@ -30,9 +30,14 @@ def test_node_on_replayed_bag_agrees_with_offline_evaluation(tmp_path, tiny_chec
 
     assert online["dropped_windows"] == 0 and online["predicted"] == offline["predicted"] == 5
     stats = offline["model"]["streaming"]["stats"]
-    assert {k: v for k, v in stats.items() if not k.startswith("face_")} == {"audio_context": 5}
+    # offline each text stage ran at its final transcript and was used at close (the context had not changed)
+    assert {k: v for k, v in stats.items() if not k.startswith("face_")} == {
+        "audio_context": 5, "text_prefetched": 5, "text_prefetch_hit": 5}, stats
     assert stats["face_windows"] == 5  # the face stage ran on every window (64x48 frames: no face in them)
-    assert online["diagnostics"]["streaming.audio_context"] == "5"
+    diag = online["diagnostics"]
+    assert diag["streaming.audio_context"] == "5" and diag["streaming.text_prefetched"] == "5"
+    # online a window may close before its predecessor's turn is in the context (then encoded at close)
+    assert int(diag.get("streaming.text_prefetch_hit", 0)) + int(diag.get("streaming.text_prefetch_miss", 0)) == 5
     off = {r["utterance_id"]: r for r in offline["rows"]}
     for r in online["rows"]:
         o = off[r["utterance_id"]]

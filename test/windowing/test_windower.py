@@ -334,6 +334,33 @@ def test_sink_gets_only_kept_data_at_the_windower_rate_and_is_reset():
     assert w.stats["time_resets"] == 1 and sink.resets == 2 and sink.audio[-1] == (0.0, 160, SR)
 
 
+class _TextSink(_Sink):
+    def __init__(self):
+        super().__init__()
+        self.transcripts = []
+
+    def on_transcript(self, window):
+        self.transcripts.append(window)
+
+
+def test_sink_gets_each_queued_final_transcript_before_its_window_closes():
+    sink = _TextSink()
+    w = UtteranceWindower(cfg(late_s=0.3), SR, sink=sink)
+    feed_audio(w, 0.0, 2.0)
+    w.add_transcript("so far", 0.2, 1.0, is_final=False, stamp=1.0)  # partial: no window, nothing handed over
+    w.add_transcript("   ", 0.2, 1.0, is_final=True, stamp=1.0)  # empty: no window
+    w.add_transcript("Hi\x00 there", 0.2, 1.8, is_final=True, stamp=1.8, utterance_id="u1", dialogue_id="d",
+                     speaker_id="Ross")
+    w.add_transcript("Hi there", 0.2, 1.8, is_final=True, stamp=1.8, utterance_id="u1")  # duplicate id: dropped
+    (got,) = sink.transcripts
+    assert (got.transcript, got.utterance_id, got.dialogue_id, got.speaker_id) == ("Hi there", "u1", "d", "Ross")
+    assert got.session == w.session and got.audio.size == 0 and not got.frames  # ids only, no sensor data
+    assert w.poll(1.9) == []  # handed over before the close (end + late_s)
+    feed_audio(w, 2.0, 2.4)
+    (win,) = w.poll(2.4)
+    assert (win.transcript, win.utterance_id, win.session) == (got.transcript, got.utterance_id, got.session)
+
+
 @pytest.mark.parametrize("grid", [0.0, 0.01, 0.02])
 def test_window_audio_starts_on_the_sensor_time_grid(grid):
     w = UtteranceWindower(cfg(late_s=0.0, audio_grid_s=grid), SR)

@@ -1,0 +1,117 @@
+"""TextPrefetch: the text stage run at the final transcript, used at close only for the same inputs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from synctva_ros.config import load_config
+from synctva_ros.core.window import UtteranceWindow
+from synctva_ros.pipeline import EmotionPipeline
+from synctva_ros.streaming.text_prefetch import TextPrefetch, text_job
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_checkpoint):
+    cfg = load_config("demo", {"runtime.checkpoint": str(tiny_checkpoint), "features.face_expert": False})
+    p = EmotionPipeline(cfg)
+    yield p
+    p.close()
+
+
+def _window(text: str, dialogue: str = "d1", speaker: str = "Ross") -> UtteranceWindow:
+    return UtteranceWindow(start=0.0, end=1.0, transcript=text, dialogue_id=dialogue, speaker_id=speaker)
+
+
+def _direct(pipe: EmotionPipeline, w: UtteranceWindow):
+    """The text stage computed at close, without any prefetch."""
+    return pipe.extractors["text"].encode_window(w, pipe.dialogue.turns(w.dialogue_id),
+                                                 sentence=pipe.context_turns > 0)
+
+
+def test_a_prefetched_text_stage_is_used_at_close_and_equals_the_close_computation(pipe):
+    assert pipe.streaming is not None and pipe.streaming.text is not None  # on by default
+    pipe.reset_dialogue()
+    stats = pipe.streaming.stats
+    before = dict(stats)
+    first = _window("We were on a break!")
+    pipe.predict(first)  # a turn of context for the next
+    w = _window("No, we were not.", speaker="Rachel")
+    pipe.streaming.on_transcript(w)  # what the windower does when the final transcript arrives
+    assert stats["text_prefetched"] - before.get("text_prefetched", 0) == 1  # only the second was handed over
+    want, _ = _direct(pipe, w)
+    feats, _ = pipe.extract(w)
+    assert stats["text_prefetch_hit"] - before.get("text_prefetch_hit", 0) == 1
+    np.testing.assert_array_equal(feats.text.x, want.x)
+    np.testing.assert_array_equal(feats.text.prefix, want.prefix)
+    assert len(pipe.streaming.text) == 0  # taken
+
+
+def test_a_changed_context_is_a_miss_and_the_close_encodes_with_the_new_one(pipe):
+    pipe.reset_dialogue()
+    stats = pipe.streaming.stats
+    w1, w2 = _window("Get out of my apartment."), _window("Fine, I am leaving.", speaker="Rachel")
+    pipe.streaming.on_transcript(w2)  # w2's transcript arrives before w1 was predicted: no turn of context yet
+    pipe.predict(w1)
+    misses = stats["text_prefetch_miss"]
+    stale_key, _ = text_job(pipe.extractors["text"], w2, [], pipe.context_turns > 0)
+    want, _ = _direct(pipe, w2)
+    feats, _ = pipe.extract(w2)
+    assert stats["text_prefetch_miss"] == misses + 1
+    np.testing.assert_array_equal(feats.text.x, want.x)
+    assert pipe.extractors["text"].context_turns > 0  # so the context changes the features
+    stale, _ = text_job(pipe.extractors["text"], w2, [], pipe.context_turns > 0)[1]()
+    assert not np.array_equal(stale.x, want.x)
+    assert stale_key in pipe.streaming.text._results  # left unused; bounded and forgotten at reset
+    pipe.streaming.reset()
+    assert len(pipe.streaming.text) == 0
+
+
+def test_the_background_thread_is_waited_for_and_bounds_and_errors_are_counted():
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def prepare(w: UtteranceWindow):
+        def job():
+            gate.wait(5)
+            if w.transcript == "bad":
+                raise ValueError("no tokens")
+            ran.append(w.transcript)
+            return w.transcript.upper()
+        return w.transcript, job
+
+    tp = TextPrefetch(prepare, max_entries=2)
+    tp.start()
+    try:
+        for t in ("a", "bad", "c", "   "):  # blank: nothing to do
+            tp.submit(_window(t))
+        assert tp.stats["text_prefetched"] == 3 and tp.stats["text_prefetch_dropped"] == 1  # "a" dropped
+        gate.set()
+        assert tp.take("c") == "C"  # waits for the job still running
+        assert tp.take("bad") is None and tp.stats["text_prefetch_errors"] == 1
+        assert tp.take("a") is None  # dropped (its job still ran)
+        assert (tp.stats["text_prefetch_hit"], tp.stats["text_prefetch_miss"]) == (1, 2)
+        assert tp.wait_idle(5) and sorted(ran) == ["a", "c"]
+    finally:
+        tp.stop()
+    assert not tp.running
+    tp.submit(_window("d"))  # stopped: in the caller's thread
+    assert tp.take("d") == "D"
+    with pytest.raises(ValueError):
+        TextPrefetch(prepare, max_entries=0)
+
+
+def test_stop_releases_the_waiters_of_cancelled_jobs():
+    gate = threading.Event()
+    tp = TextPrefetch(lambda w: (w.transcript, lambda: gate.wait(5) and w.transcript))
+    tp.start()
+    tp.submit(_window("first"))  # runs, blocked on the gate
+    tp.submit(_window("second"))  # queued behind it
+    stopper = threading.Thread(target=tp.stop)
+    stopper.start()
+    gate.set()
+    stopper.join(5)
+    assert tp.take("first") == "first"
+    assert tp.take("second", timeout_s=1) is None  # cancelled: encoded at close, nobody waits 5 s

@@ -6,13 +6,14 @@ Run by scripts/experiments/gpu_bench.sh's environment on a lent GPU machine:
 Prints and writes ``OUT_DIR/close_profile.json``: for three ways the window reaches the close,
 
 * ``batch``: no streaming cache (every extractor runs at close; only the text and network stages are comparable),
-* ``streaming``: the bench's streaming rows (every frame handed over at once; the frame stages may still work),
-* ``streaming_paced``: each frame handed over once the frame stages took the previous one (a live camera),
-* ``streaming_idle``: as paced, then the frame queues drained and the GPU synchronised before the close,
+* ``streaming``: the bench's streaming rows (the cache works in the caller's thread; with ``features.streaming_text``
+  the text stage runs at the transcript, before the close),
+* ``streaming_idle``: the same with the GPU synchronised before the close (no frame work still queued on it),
 
 the median wall time of ``predict`` and of its stages, and of the text stage's parts: tokenising
 (``encode_window`` outside the runner), the runner's copies into the graph's inputs, the replay (synchronised),
-the copy of the states back to the host. A ``torch.profiler`` table of the closes in ``streaming_paced`` mode
+the copy of the states back to the host (timed on an extra replay, so the text stage's figure includes it twice).
+A ``torch.profiler`` table of the closes in ``streaming`` mode
 (top self-CPU operators; CUDA kernels per close; the GPU's busy time) follows. Random weights: latency only.
 """
 
@@ -92,13 +93,9 @@ def run(pipe: EmotionPipeline, cache: StreamingFeatureCache, windows: list, mode
         for k in range(n + 1):
             w = windows[k % len(windows)]
             if mode != "batch":
-                stream_into(cache, w, paced=mode != "streaming")
+                stream_into(cache, w)
                 cache.wait_ready(w)
                 if mode == "streaming_idle":
-                    deadline = time.monotonic() + 10
-                    while cache.describe()["queued_frames"] and time.monotonic() < deadline:
-                        time.sleep(0.001)
-                    time.sleep(0.2)  # the frame in progress
                     _sync()
             text.runner = timed if (timed and k > 0 and prof is None) else saved_runner
             if prof is not None and k > 0:
@@ -134,15 +131,15 @@ def main(out: Path, device: str = "cuda", n: int = 30) -> None:
     doc: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0) if cuda else None, "torch": torch.__version__,
                            "backend": pipe.backend_name, "text_runner": getattr(pipe.extractors["text"].runner,
                                                                                 "name", "torch")}
-    for mode in ("batch", "streaming", "streaming_paced", "streaming_idle"):
+    for mode in ("batch", "streaming", "streaming_idle"):
         doc[mode] = run(pipe, cache, windows, mode, n)
         print(mode, json.dumps(doc[mode]), flush=True)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=acts) as prof:
-        run(pipe, cache, windows, "streaming_paced", 10, prof=prof)
+        run(pipe, cache, windows, "streaming", 10, prof=prof)
     events = prof.key_averages()
     kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
-    doc["profile_paced_note"] = "10 closes plus the streaming work around them (all threads)"
+    doc["profile_note"] = "10 closes plus the streaming work around them (all threads)"
     doc["cuda_kernels"] = len(kernels)
     doc["gpu_busy_ms"] = sum(e.device_time for e in kernels) / 1e3
     doc["top_self_cpu"] = [(e.key, e.count, round(e.self_cpu_time_total / 1e3, 3))

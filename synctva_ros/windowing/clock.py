@@ -41,13 +41,16 @@ class SensorClock:
         self._resumed: float | None = None  # the arrival that ended a silence of everything (a stall)
         self._jitter: dict[str, tuple[float, float]] = {}  # stream -> (delivery jitter estimate s, at arrival s)
         self._stamp: dict[str, float] = {}  # stream -> its last message's stamp (its arrival: _arrived), for the jitter
+        self._origin: tuple[float, float] | None = None  # (stamp, arrival) of the first sensor message since clear()
 
     def clear(self) -> None:
-        """Forget every stream's time (a windower reset)."""
+        """Forget every stream's time (a windower reset). The delivery-jitter estimates are kept: they describe the
+        transport (queues, executor, network), which a time reset (a bag looping, a simulator restarting) does not
+        change; they go on decaying with arrival time (:meth:`jitter`)."""
         self._latest = {}
         self._arrived = {}
-        self._jitter = {}
         self._stamp = {}
+        self._origin = None
         self._last_any = self._resumed = None
 
     def _note_arrival(self, arrival: float, idle_s: float) -> None:
@@ -85,7 +88,8 @@ class SensorClock:
         the first arrival after the gap. A stream whose messages were recently delayed in delivery (an arrival gap
         longer than the sensor time it covered: a queue behind camera frames, a jumpy simulated clock) gets
         :data:`JITTER_FACTOR` times that delay before it counts as idle (at least ``idle_s``, at most ``wait_s``;
-        :meth:`jitter`). This is the watermark of stream processing, the minimum over
+        :meth:`jitter`); the estimate outlives :meth:`clear`, and such a stream not heard since the clear is waited
+        for from the first sensor message after it (its stamp and arrival) as if it had delivered up to there. This is the watermark of stream processing, the minimum over
         the inputs' event times with idle inputs left out (Apache Flink's
         ``WatermarkStrategy.withIdleness``), bounded by ``wait_s``.
 
@@ -101,10 +105,12 @@ class SensorClock:
         newest = self._last_any
         t = now
         for stream in ("frame", "audio"):
-            last = self._latest.get(stream)
+            last, since = self._latest.get(stream), self._arrived.get(stream)
+            if last is None and self._origin is not None and self.jitter(stream) > 0:
+                last, since = self._origin  # not heard since the clear, but delivered late before it: wait for it
             if last is None or not now - wait_s < last < t:
                 continue
-            since = self._arrived.get(stream, last)
+            since = last if since is None else since
             if self._resumed is not None and self._resumed > since:
                 since = self._resumed
             idle = idle_s if newest is None else max(idle_s, min(wait_s, JITTER_FACTOR * self.jitter(stream, newest)))
@@ -141,6 +147,8 @@ class SensorClock:
         at = float(arrival) if finite_time(arrival) else t  # type: ignore[arg-type]
         prev_at, prev_t = self._arrived.get(stream), self._stamp.get(stream)
         self._arrived[stream], self._stamp[stream] = at, t
+        if self._origin is None and stream in ("frame", "audio"):
+            self._origin = (t, at)
         self._note_arrival(at, idle_s)
         stalled = self._resumed is not None and prev_at is not None and prev_at < self._resumed <= at
         if prev_at is not None and prev_t is not None and t >= prev_t and not stalled:  # a stall is nobody's jitter

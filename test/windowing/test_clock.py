@@ -122,8 +122,27 @@ def test_a_stream_delivered_late_before_gets_longer_before_it_is_idle():
     # the camera delivers up to 11.98 s of arrival, the microphone's last chunk (1.38 s) arrived at 11.96 s; the poll
     # timer runs every 50 ms (20 Hz, as in the node) and the microphone counts as idle only ~2 x 0.55 s later
     assert _idle_after(c, "audio", 2.0, 11.96) == pytest.approx(1.1, abs=0.06)  # 2 x 0.53 s (decayed 0.58)
+    before = c.jitter("audio", at=12.0)
+    c.clear()  # a time reset: the transport is the same, its estimate is kept (decaying by arrival time)
+    assert c.jitter("audio", at=12.0) == before > 0 and c.last("audio") is None
+
+
+def test_after_a_clear_a_late_stream_is_waited_for_from_the_first_message_but_not_forever():
+    """A bag loop: the camera's first frames of the new timeline arrive, the microphone (0.58 s late before the
+    clear) has not delivered yet: windows wait for it from the first frame on, for about twice its delay."""
+    c = SensorClock()
+    _deliver(c, "frame", 0.0, 10.0, 100)
+    _deliver(c, "audio", 0.0, 10.0, 50)
+    _deliver(c, "audio", 1.0, 11.58, 20)
     c.clear()
-    assert c.jitter("audio") == 0.0
+    _deliver(c, "frame", 100.0, 12.0, 10)  # 100.0 .. 100.18 s of the new timeline, arrived 12.0 .. 12.18 s
+    assert c.closing_time(100.18, 2.0, 0.3, arrival=12.2) == 100.0  # held at the new timeline's start
+    waited = next(k * 0.05 for k in range(1, 100) if c.closing_time(100.18, 2.0, 0.3, arrival=12.0 + k * 0.05) != 100.0)
+    # then idle (twice the estimate, decayed to that poll): nobody waits forever
+    assert waited == pytest.approx(2 * c.jitter("audio", at=12.0 + waited), abs=0.06) and waited < 2.0
+    fresh = SensorClock()  # a stream never late: not waited for before its first message (as before)
+    _deliver(fresh, "frame", 100.0, 12.0, 10)
+    assert fresh.closing_time(100.18, 2.0, 0.3, arrival=12.2) == 100.18
 
 
 def test_a_microphone_that_pauses_keeps_the_short_idleness():

@@ -126,3 +126,30 @@ def test_a_microphone_delivered_in_bursts_keeps_its_audio():
             out += w.poll(t, arrival=arrival)
     assert [x.utterance_id for x in out] == ["u210", "u310"]
     assert all(x.audio.size >= int(1.3 * SR) for x in out) and w.stats["late_audio"] == 0
+
+
+def test_the_microphone_jitter_is_kept_across_a_time_reset():
+    """A looped replay (issue 14): the transport that holds the microphone up does not change when the bag restarts,
+    so the first hold-up of the new loop is waited for too (with the estimate cleared at the reset, the window ending
+    inside it closed on the camera's time and its audio was dropped as late)."""
+    w = UtteranceWindower(cfg(late_s=0.3, stream_wait_s=2.0), SR)
+    n = int(round(0.02 * SR))
+    out, held = [], []
+    for loop, k0 in ((0, 0), (1, 200)):  # two loops of the same 4 s of sensor time (from 100 s); arrival goes on
+        for k in range(200):
+            t, arrival = 100.0 + k * 0.02, 10.0 + (k0 + k) * 0.02
+            if t % 1.0 < 0.7 - 1e-9:  # 0.7 s of every second the microphone's chunks wait
+                held.append(t)
+            else:
+                for h in held + [t]:
+                    w.add_audio(h, np.full(n, 0.1, np.float32), SR, now=arrival)
+                held = []
+            if k % 3 == 0:
+                w.add_frame(t, img(), now=arrival)
+            if loop == 1 and k == 13:  # an utterance [0.02, 0.25] s into the new loop, inside its first hold-up
+                w.add_transcript("u", 100.02, 100.25, True, stamp=100.26, utterance_id="new", now=arrival)
+            if k % 2 == 0:
+                out += w.poll(t, arrival=arrival)
+    assert w.stats["time_resets"] == 1
+    (win,) = [x for x in out if x.utterance_id == "new"]
+    assert win.audio.size >= int(0.22 * SR) and w.stats["late_audio"] == 0

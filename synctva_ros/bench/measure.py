@@ -297,27 +297,40 @@ def fusion_only(pipe: Any, window: UtteranceWindow, backends: dict[str, Any], re
     return out
 
 
+#: The backend name (``backend.name``) each row measures: a row whose backend fell back to another at start (an
+#: onnxruntime that could not load, CUDA graphs that did not capture) is not measured under the wrong name.
+ROW_BACKENDS = {"torch fp32": "torch", "torch bf16": "torch", "onnxruntime": "onnxruntime",
+                "onnxruntime int8": "onnxruntime-int8", "torch cuda fp32": "torch", "torch cuda fp16": "torch",
+                "torch cuda graphs": "torch-cudagraph", "onnxruntime cuda": "onnxruntime", "tensorrt fp16": "tensorrt"}
+
+
 def ready_as_named(backend: Any, name: str, unavailable: dict[str, str], timeout_s: float = 600.0) -> bool:
     """Wait for a background-built backend (TensorRT) and say whether the row ``name`` would measure it.
 
     A :class:`~synctva_ros.backends.switching.SwitchingBackend` whose engine build failed (or did not finish
     within ``timeout_s`` seconds) keeps serving its onnxruntime/torch fallback; measuring that under the name
-    "tensorrt fp16" would be a false figure, so the row is left out and ``unavailable[name]`` says why.
-    The row "torch cuda graphs" measures only a :class:`~synctva_ros.backends.cuda_graphs.CudaGraphBackend` (not the
-    eager torch that serves when it cannot start). Other backends without a background build are always ready.
+    "tensorrt fp16" would be a false figure, so the row is left out and ``unavailable[name]`` says why. Likewise a
+    backend that is not the one the row names (:data:`ROW_BACKENDS`: ``create_backend`` fell back to torch, CUDA
+    graphs did not start) and an "onnxruntime cuda" session without the CUDA provider.
 
     Returns:
         True when ``backend`` answers as the backend the row is named after.
     """
-    if name == "torch cuda graphs" and getattr(backend, "name", "") != "torch-cudagraph":
-        unavailable[name] = f"CUDA graphs did not start (see the log); it would have served {backend.name}"
+    if hasattr(backend, "wait_ready"):
+        backend.wait_ready(timeout_s)
+        if getattr(backend, "primary", None) is None:
+            why = backend.error or f"not built within {timeout_s:.0f} s"
+            unavailable[name] = (f"{backend.primary_name} build failed ({why}); it would have served "
+                                 f"{backend.fallback.name}")
+            return False
+    want = ROW_BACKENDS.get(name)
+    got = getattr(backend, "primary_name", None) or getattr(backend, "name", "")  # a switching one: its built engine
+    if want is not None and got != want:
+        unavailable[name] = f"{want} did not start (see the log); it would have served {got}"
         return False
-    if not hasattr(backend, "wait_ready"):
-        return True
-    backend.wait_ready(timeout_s)
-    if getattr(backend, "primary", None) is not None:
-        return True
-    why = backend.error or f"not built within {timeout_s:.0f} s"
-    unavailable[name] = f"{backend.primary_name} build failed ({why}); it would have served {backend.fallback.name}"
-    return False
+    if name == "onnxruntime cuda" and "CUDAExecutionProvider" not in getattr(backend, "providers", []):
+        unavailable[name] = (f"the session runs on {', '.join(getattr(backend, 'providers', [])) or '?'}, "
+                             "not CUDAExecutionProvider")
+        return False
+    return True
 

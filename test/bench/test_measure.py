@@ -72,6 +72,10 @@ def test_a_failed_engine_build_is_not_measured_under_the_engines_name() -> None:
     built = SwitchingBackend(torch_fp32, lambda: TorchBackend(model, precision="bf16"), primary_name="tensorrt")
     assert ready_as_named(built, "tensorrt fp16", unavailable, timeout_s=30) and len(unavailable) == 1
     assert ready_as_named(torch_fp32, "torch fp32", unavailable)
+    # a row whose backend fell back at start (onnxruntime could not load: create_backend serves torch)
+    assert not ready_as_named(torch_fp32, "onnxruntime", unavailable)
+    assert unavailable["onnxruntime"] == "onnxruntime did not start (see the log); it would have served torch"
+    assert not ready_as_named(torch_fp32, "torch cuda graphs", unavailable)
 
 
 def test_select_backends_keeps_the_named_rows_and_says_which_are_not_here() -> None:

@@ -16,8 +16,10 @@ online and offline results still agree.
 
 Threading: after :meth:`TextPrefetch.start` the work runs in one background thread; before it (offline,
 tests) in the caller's thread. Results are bounded (``max_entries``, oldest dropped) and forgotten on
-:meth:`TextPrefetch.reset`. Counted in the owner's ``stats``: ``text_prefetched``, ``text_prefetch_hit``,
-``text_prefetch_miss`` (a window encoded at close), ``text_prefetch_errors``, ``text_prefetch_dropped``.
+:meth:`TextPrefetch.reset`; a queued job whose result was dropped or forgotten meanwhile is not run, so a flood
+of transcripts costs at most ``max_entries`` encodings. Counted in the owner's ``stats``: ``text_prefetched``,
+``text_prefetch_hit``, ``text_prefetch_miss`` (a window encoded at close), ``text_prefetch_errors``,
+``text_prefetch_dropped``.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class TextPrefetch:
             self._results[key] = done
             self._results.move_to_end(key)
             while len(self._results) > self.max_entries:
-                self._results.popitem(last=False)
+                self._results.popitem(last=False)[1].dropped = True  # type: ignore[attr-defined]
                 self.stats["text_prefetch_dropped"] += 1
             pool = self._pool
         self.stats["text_prefetched"] += 1
@@ -118,6 +120,9 @@ class TextPrefetch:
             self._run(window, job, done)
 
     def _run(self, window: UtteranceWindow, job: Callable[[], Any], done: Future) -> None:
+        if getattr(done, "dropped", False):  # dropped (a flood of transcripts) or reset while queued: nobody wants it
+            done.set_result(None)
+            return
         t0 = time.perf_counter()
         try:
             value = job()
@@ -161,6 +166,8 @@ class TextPrefetch:
     def reset(self) -> None:
         """Forget every result (those still being encoded are not kept either)."""
         with self._lock:
+            for f in self._results.values():
+                f.dropped = True  # type: ignore[attr-defined]
             self._results.clear()
 
     def __len__(self) -> int:

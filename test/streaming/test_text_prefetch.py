@@ -70,11 +70,12 @@ def test_a_changed_context_is_a_miss_and_the_close_encodes_with_the_new_one(pipe
 
 
 def test_the_background_thread_is_waited_for_and_bounds_and_errors_are_counted():
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     ran: list[str] = []
 
     def prepare(w: UtteranceWindow):
         def job():
+            started.set()
             gate.wait(5)
             if w.transcript == "bad":
                 raise ValueError("no tokens")
@@ -85,15 +86,26 @@ def test_the_background_thread_is_waited_for_and_bounds_and_errors_are_counted()
     tp = TextPrefetch(prepare, max_entries=2)
     tp.start()
     try:
-        for t in ("a", "bad", "c", "   "):  # blank: nothing to do
+        tp.submit(_window("a"))
+        assert started.wait(5)  # "a" runs, held at the gate
+        for t in ("bad", "c", "   "):  # blank: nothing to do
             tp.submit(_window(t))
         assert tp.stats["text_prefetched"] == 3 and tp.stats["text_prefetch_dropped"] == 1  # "a" dropped
         gate.set()
         assert tp.take("c") == "C"  # waits for the job still running
         assert tp.take("bad") is None and tp.stats["text_prefetch_errors"] == 1
-        assert tp.take("a") is None  # dropped (its job still ran)
+        assert tp.take("a") is None  # dropped (its job was already running)
         assert (tp.stats["text_prefetch_hit"], tp.stats["text_prefetch_miss"]) == (1, 2)
         assert tp.wait_idle(5) and sorted(ran) == ["a", "c"]
+        gate.clear()
+        started.clear()
+        tp.submit(_window("x0"))
+        assert started.wait(5)  # x0 runs (held at the gate) while a flood queues behind it
+        for t in ("x1", "x2", "x3", "x4"):  # only the kept ones are encoded
+            tp.submit(_window(t))
+        gate.set()
+        assert tp.wait_idle(5) and tp.take("x4") == "X4" and tp.take("x3") == "X3"
+        assert sorted(ran) == ["a", "c", "x0", "x3", "x4"]  # x1, x2 dropped before their turn: never encoded
     finally:
         tp.stop()
     assert not tp.running

@@ -98,6 +98,21 @@ def test_a_stall_of_the_node_does_not_close_windows_by_the_clock():
     assert [x.utterance_id for x in out] == ["v"]
 
 
+def _bursty_step(w: UtteranceWindower, k: int, t: float, arrival: float, held: list[float]) -> list:
+    """Step ``k`` (sensor time ``t``, arriving at ``arrival``) of a stream whose microphone chunks (20 ms) are held up
+    for 0.7 s of every second (queued behind camera frames) and then arrive together, while the camera (every third
+    step) and the 20 Hz poll (every second step) go on. Returns the windows polled."""
+    if t % 1.0 < 0.7 - 1e-9:
+        held.append(t)
+    else:
+        for h in held + [t]:
+            w.add_audio(h, np.full(int(round(0.02 * SR)), 0.1, np.float32), SR, now=arrival)
+        held.clear()
+    if k % 3 == 0:
+        w.add_frame(t, img(), now=arrival)
+    return w.poll(t, arrival=arrival) if k % 2 == 0 else []
+
+
 def test_a_microphone_delivered_in_bursts_keeps_its_audio():
     """The soaks' late audio (issue 14): the microphone's chunks are held up for 0.7 s every second (queued behind
     camera frames) and then arrive together, while the camera and the 20 Hz poll go on. After the first hold-up the
@@ -105,25 +120,13 @@ def test_a_microphone_delivered_in_bursts_keeps_its_audio():
     that end inside a hold-up keep all their audio (with late_s alone they closed on the camera's time and the
     held audio was dropped as late)."""
     w = UtteranceWindower(cfg(late_s=0.3, stream_wait_s=2.0), SR)
-    n = int(round(0.02 * SR))
     held: list[float] = []
     out = []
     for k in range(0, 400):  # 0 .. 8 s of sensor time; arrival = 10 s + sensor time, polls every 50 ms
         t = k * 0.02
-        arrival = 10.0 + t
-        if t % 1.0 < 0.7 - 1e-9:  # 0.7 s of every second: the microphone's chunks wait
-            held.append(t)
-        else:
-            for h in held + [t]:
-                w.add_audio(h, np.full(n, 0.1, np.float32), SR, now=arrival)
-            held = []
-        if k % 3 == 0:
-            w.add_frame(t, img(), now=arrival)
         if k in (210, 310):  # finals of utterances [2.9, 4.2] and [4.9, 6.2], each ending inside a hold-up
-            end = k * 0.02
-            w.add_transcript("u", end - 1.3, end, True, stamp=end, utterance_id=f"u{k}", now=arrival)
-        if k % 2 == 0:
-            out += w.poll(t, arrival=arrival)
+            w.add_transcript("u", t - 1.3, t, True, stamp=t, utterance_id=f"u{k}", now=10.0 + t)
+        out += _bursty_step(w, k, t, 10.0 + t, held)
     assert [x.utterance_id for x in out] == ["u210", "u310"]
     assert all(x.audio.size >= int(1.3 * SR) for x in out) and w.stats["late_audio"] == 0
 
@@ -133,23 +136,14 @@ def test_the_microphone_jitter_is_kept_across_a_time_reset():
     so the first hold-up of the new loop is waited for too (with the estimate cleared at the reset, the window ending
     inside it closed on the camera's time and its audio was dropped as late)."""
     w = UtteranceWindower(cfg(late_s=0.3, stream_wait_s=2.0), SR)
-    n = int(round(0.02 * SR))
-    out, held = [], []
+    out: list = []
+    held: list[float] = []
     for loop, k0 in ((0, 0), (1, 200)):  # two loops of the same 4 s of sensor time (from 100 s); arrival goes on
         for k in range(200):
             t, arrival = 100.0 + k * 0.02, 10.0 + (k0 + k) * 0.02
-            if t % 1.0 < 0.7 - 1e-9:  # 0.7 s of every second the microphone's chunks wait
-                held.append(t)
-            else:
-                for h in held + [t]:
-                    w.add_audio(h, np.full(n, 0.1, np.float32), SR, now=arrival)
-                held = []
-            if k % 3 == 0:
-                w.add_frame(t, img(), now=arrival)
             if loop == 1 and k == 13:  # an utterance [0.02, 0.25] s into the new loop, inside its first hold-up
                 w.add_transcript("u", 100.02, 100.25, True, stamp=100.26, utterance_id="new", now=arrival)
-            if k % 2 == 0:
-                out += w.poll(t, arrival=arrival)
+            out += _bursty_step(w, k, t, arrival, held)
     assert w.stats["time_resets"] == 1
     (win,) = [x for x in out if x.utterance_id == "new"]
     assert win.audio.size >= int(0.22 * SR) and w.stats["late_audio"] == 0

@@ -207,6 +207,8 @@ def iter_windows_from_bag(path: str | Path, cfg: WindowingConfig | None = None, 
     t_img, t_aud = _absolute(topics.image), _absolute(topics.audio)
     t_tr, t_txt = _absolute(topics.transcript), _absolute(topics.text)
     registry = persons if persons is not None else PersonRegistry()
+    if hasattr(w.sink, "annotate"):  # a streaming cache's text stage at the transcript: the same persons, as the node
+        w.sink.annotate = registry.attribute  # type: ignore[union-attr]
     hri = HriBagTopics(topics, registry)
     wanted = {t_img, t_aud, t_tr, t_txt}
     bad = 0

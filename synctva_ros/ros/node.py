@@ -188,6 +188,8 @@ class EmotionNode(LifecycleNode):
         self._worker.start()
         worker, persons = self._worker, self._persons
         self._feed = WindowFeed(windower, self._counters, submit=lambda w: worker.submit(persons.attribute(w)))
+        if getattr(self._pipeline, "streaming", None) is not None:  # the text stage at the transcript: same persons
+            self._pipeline.streaming.annotate = persons.attribute
         self._subs = [
             self.create_subscription(Image, t.image, self._on_image, sensor),
             self.create_subscription(String, t.text, self._on_text, reliable),

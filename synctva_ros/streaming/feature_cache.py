@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -124,6 +124,10 @@ class StreamingFeatureCache:
         #: The text stage run when the final transcript arrives (``None``: off; the pipeline sets it,
         #: :mod:`~synctva_ros.streaming.text_prefetch`).
         self.text: TextPrefetch | None = None
+        #: What :meth:`on_transcript` applies to the transcript's window before its text stage, as the caller applies
+        #: it to the closed window (the node: the ROS4HRI person of the voice, ``PersonRegistry.attribute``);
+        #: ``None``: nothing.
+        self.annotate: Callable[[UtteranceWindow], UtteranceWindow] | None = None
         self.max_queue = max(1, int(max_queue))
         self.max_frame_queue = max(1, int(max_frame_queue))
         self.drain_timeout_s = float(drain_timeout_s)
@@ -171,8 +175,15 @@ class StreamingFeatureCache:
     def on_transcript(self, window: UtteranceWindow) -> None:
         """A final transcript the windower queued a window for (``window``: its transcript and ids, no sensor
         data): its text stage starts now (:attr:`text`; nothing when off)."""
-        if self.text is not None:
-            self.text.submit(window)
+        if self.text is None:
+            return
+        try:
+            window = window if self.annotate is None else self.annotate(window)
+        except Exception as exc:  # noqa: BLE001 - the prefetch is an optimisation: the close encodes instead
+            self.stats["text_prefetch_errors"] += 1
+            log.warning("transcript %r not prefetched: annotating it failed (%s)", (window.transcript or "")[:40], exc)
+            return
+        self.text.submit(window)
 
     def reset(self) -> None:
         """Forget all audio and visual state, queued data included (e.g. when sensor time jumps back)."""

@@ -58,6 +58,9 @@ def test_node_and_evaluate_agree_on_a_rep155_bag(hri_bag, cfg, tiny_checkpoint, 
     rows = [r for r in offline["rows"] if r["pred"] is not None]
     for r in rows:  # the voice from the speech topic, the person from its latched voice_id
         assert (r["voice_id"], r["person_id"]) == _overlapping(truth, r["start"], r["end"]), r
+    # the text stage ran at each transcript with the person already set (the speaker tag): used at every close
+    stats = offline["model"]["streaming"]["stats"]
+    assert (stats["text_prefetched"], stats["text_prefetch_hit"], stats.get("text_prefetch_miss", 0)) == (N, N, 0)
 
     node = node_process(["-p", "use_sim_time:=true", "-p", f"runtime.checkpoint:={tiny_checkpoint}",
                          "-p", "topics.sensor_qos:=reliable", "-p", "features.streaming_wait_s:=30.0",

@@ -69,6 +69,33 @@ def test_a_changed_context_is_a_miss_and_the_close_encodes_with_the_new_one(pipe
     assert len(pipe.streaming.text) == 0
 
 
+def test_the_person_of_the_voice_is_set_on_the_transcript_as_on_the_closed_window(pipe):
+    """The node tags the closed window with the ROS4HRI person of its voice (the speaker tag the encoder reads): the
+    transcript's window gets the same (``annotate``), else every such window would be encoded twice."""
+    pipe.reset_dialogue()
+    pipe.predict(_window("Where were you last night?"))  # context, so the tag matters
+
+    def person(w: UtteranceWindow) -> UtteranceWindow:
+        w.person_id = "person_ross"
+        return w
+
+    stats = pipe.streaming.stats
+    for annotate, counter in ((None, "text_prefetch_miss"), (person, "text_prefetch_hit")):
+        pipe.streaming.annotate = annotate
+        pipe.streaming.on_transcript(_window("Out with Chandler."))
+        before = stats[counter]
+        closed = person(_window("Out with Chandler."))  # as the node emits it
+        feats, _ = pipe.extract(closed)
+        assert stats[counter] == before + 1
+        np.testing.assert_array_equal(feats.text.x, _direct(pipe, closed)[0].x)
+    pipe.streaming.annotate = lambda w: 1 / 0  # a failing hook costs the prefetch only
+    errors = stats["text_prefetch_errors"]
+    pipe.streaming.on_transcript(_window("Out with Chandler."))
+    assert stats["text_prefetch_errors"] == errors + 1
+    pipe.streaming.annotate = None
+    pipe.streaming.reset()
+
+
 def test_the_background_thread_is_waited_for_and_bounds_and_errors_are_counted():
     gate, started = threading.Event(), threading.Event()
     ran: list[str] = []

@@ -99,21 +99,31 @@ def realistic_windows(n: int = 3, duration_s: float = 3.0, fps: float = 15.0, sa
     return out
 
 
-def measure_peak_gflops(n: int = 1024, reps: int = 8) -> float:
-    """Best fp32 GFLOP/s of ``torch.mm`` on ``n x n`` matrices with torch's current thread count.
+def measure_peak_gflops(n: int = 1024, reps: int = 8, device: str = "cpu") -> float:
+    """Best fp32 GFLOP/s of ``torch.mm`` on ``n x n`` matrices on ``device`` (CPU: torch's current thread count;
+    CUDA: synchronised around each multiplication, torch's default matmul precision, so no TF32 unless enabled).
 
     Args:
-        n: matrix size.
+        n: matrix size (the GPU peak is measured on at least 4096 x 4096: smaller products do not fill it).
         reps: timed multiplications (after one warm-up); the fastest counts.
+        device: ``cpu`` or a CUDA device (``cuda``, ``cuda:N``).
 
     Returns:
         ``2 n^3 / best_seconds / 1e9``.
+
+    Raises:
+        RuntimeError, AssertionError: a CUDA device that torch cannot use (torch without CUDA asserts).
     """
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    cuda = str(device).startswith("cuda")
+    n = max(n, 4096) if cuda else n
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.mm(a, b)
+    sync()
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n ** 3 / best / 1e9

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from synctva_ros.bench.runner import BENCH_SCHEMA_KEYS, ROW_KEYS, format_summary, run_bench
 from synctva_ros.bench.setups import dev_checkpoint
@@ -69,3 +70,18 @@ def test_configs_must_be_a_sequence_of_names(tmp_path) -> None:
     with pytest.raises(TypeError, match="sequence of names"):
         run_bench(out_dir=tmp_path, configs="demo,paper_random")
     assert not any(tmp_path.iterdir())  # nothing measured or written
+
+
+def test_gpu_rows_take_their_lower_bound_from_the_gpu_peak() -> None:
+    from synctva_ros.bench.inputs import measure_peak_gflops
+    from synctva_ros.bench.runner import GPU_ROWS, _row_peak
+
+    meta: dict = {}
+    assert _row_peak("torch fp32", 123.0, meta) == 123.0 and meta == {}  # CPU rows: the CPU's peak
+    if not torch.cuda.is_available():  # here: no GPU rows exist; the CPU's peak stands in and nothing is recorded
+        assert _row_peak("torch cuda graphs", 123.0, meta) == 123.0 and meta == {}
+        with pytest.raises((RuntimeError, AssertionError)):
+            measure_peak_gflops(device="cuda")
+        return
+    gpu = _row_peak("torch cuda graphs", 123.0, meta)
+    assert gpu == meta["peak_gflops_fp32_gpu_measured"] > 123.0 and all(_row_peak(r, 1.0, meta) == gpu for r in GPU_ROWS)

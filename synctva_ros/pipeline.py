@@ -13,15 +13,12 @@ inactive branches are treated as absent and reported so (never run on weights it
 was not trained with: a random branch would only add noise).
 
 Streaming (``features.streaming``, default on): the pipeline owns a
-:class:`~synctva_ros.streaming.StreamingFeatureCache` (:attr:`EmotionPipeline.streaming`)
-for the active audio and visual branches. Attach it to the windower
-(``UtteranceWindower(sink=pipeline.streaming)``) and the kept audio and frames are
-processed while the utterance goes on; :meth:`EmotionPipeline.extract` then takes
-audio and visual features from it (equal to the batch extractors' for audio, see
-the cache's docstring for frames) and runs the batch extractors for what it does not
-cover. Without a sink attached it simply falls back to the batch extractors. The text stage runs when
-the final transcript arrives (``features.streaming_text``, :mod:`~synctva_ros.streaming.text_prefetch`)
-and is used at close when its inputs (transcript, speaker, context) are still the same.
+:class:`~synctva_ros.streaming.StreamingFeatureCache` (:attr:`EmotionPipeline.streaming`) for the active
+audio and visual branches. Attach it to the windower (``UtteranceWindower(sink=pipeline.streaming)``) and
+the kept audio and frames are processed while the utterance goes on; :meth:`EmotionPipeline.extract` then
+takes audio and visual features from it (equal to the batch extractors' for audio, see the cache's docstring
+for frames) and runs the batch extractors for what it does not cover (without a sink, for everything). The text stage runs at the final transcript and is used at
+close when its inputs are unchanged (``features.streaming_text``, :mod:`~synctva_ros.streaming.text_prefetch`).
 
 Dialogue context: the pipeline keeps the windows it predicted, per session (``dialogue_id``), in a
 :class:`~synctva_ros.features.dialogue.DialogueContext` (:attr:`EmotionPipeline.dialogue`): their
@@ -67,18 +64,12 @@ from synctva_ros.features.dialogue import DialogueContext
 from synctva_ros.features.faces.evidence import FaceEvidence, build_face_evidence
 from synctva_ros.features.registry import build_extractors
 from synctva_ros.model.affect import expected_affect
-from synctva_ros.model.experts import ExpertFusion
+from synctva_ros.model.experts import ExpertFusion, log_softmax
 from synctva_ros.model.window_fusion import WindowFusion, fuse_window
 from synctva_ros.streaming import StreamingFeatureCache
 from synctva_ros.streaming.text_prefetch import TextPrefetch, text_job
 
 __all__ = ["EmotionPipeline"]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities ``(C,)`` of logits ``(C,)`` (float64, shifted by the maximum)."""
-    probs = np.exp(logits - logits.max())
-    return probs / probs.sum()
 
 
 log = logging.getLogger(__name__)
@@ -183,7 +174,7 @@ class EmotionPipeline:
             logits, contrib = self._infer(feats)  # no turns for the probe session: an empty context
             if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(contrib))):
                 raise ValueError(f"non-finite outputs: logits {logits.tolist()}, contributions {contrib.tolist()}")
-            expected_affect(_softmax(logits), self.class_names)
+            expected_affect(np.exp(log_softmax(logits)), self.class_names)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {self.name}: the probe inference at start-up failed on "
                                   f"{self.backend_name}, every window would fail or be wrong: {exc}") from exc
@@ -252,7 +243,7 @@ class EmotionPipeline:
             try:
                 if m == "text":  # prefetched at the final transcript when the inputs are still the same
                     key, job = self._text_job(window)
-                    pre = self.streaming.text if self.streaming is not None else None
+                    pre = getattr(self.streaming, "text", None)
                     out, feats.sentence = (pre.take(key) if pre is not None else None) or job()
                 elif self.streaming is not None:
                     streamed = self.streaming.features_for(window, (m,))
@@ -280,7 +271,7 @@ class EmotionPipeline:
             probabilities ``(C,)`` and contributions ``(3,)`` (text, audio, visual), float64.
         """
         logits, contrib = self._infer(feats)
-        return _softmax(logits), contrib
+        return np.exp(log_softmax(logits)), contrib
 
     def _infer(self, feats: UtteranceFeatures) -> tuple[np.ndarray, np.ndarray]:
         """The backend's logits ``(C,)`` and contributions ``(3,)`` (float64) for one window's features.

@@ -170,6 +170,7 @@ class EmotionNode(LifecycleNode):
             windower = UtteranceWindower(self.cfg.windowing, sample_rate=self.cfg.features.audio_sample_rate,
                                          sink=stream)
             if stream is not None:
+                stream.annotate = self._persons.attribute  # its text stage at the transcript: the person, as at close
                 stream.start()
         except Exception as exc:  # any load failure leaves the node unconfigured
             log.error(f"configure failed: {type(exc).__name__}: {exc}")
@@ -188,8 +189,6 @@ class EmotionNode(LifecycleNode):
         self._worker.start()
         worker, persons = self._worker, self._persons
         self._feed = WindowFeed(windower, self._counters, submit=lambda w: worker.submit(persons.attribute(w)))
-        if getattr(self._pipeline, "streaming", None) is not None:  # the text stage at the transcript: same persons
-            self._pipeline.streaming.annotate = persons.attribute
         self._subs = [
             self.create_subscription(Image, t.image, self._on_image, sensor),
             self.create_subscription(String, t.text, self._on_text, reliable),

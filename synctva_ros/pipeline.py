@@ -17,8 +17,8 @@ Streaming (``features.streaming``, default on): the pipeline owns a
 audio and visual branches. Attach it to the windower (``UtteranceWindower(sink=pipeline.streaming)``) and
 the kept audio and frames are processed while the utterance goes on; :meth:`EmotionPipeline.extract` then
 takes audio and visual features from it (equal to the batch extractors' for audio, see the cache's docstring
-for frames) and runs the batch extractors for what it does not cover (without a sink, for everything). The text stage runs at the final transcript and is used at
-close when its inputs are unchanged (``features.streaming_text``, :mod:`~synctva_ros.streaming.text_prefetch`).
+for frames) and runs the batch extractors for what it does not cover (without a sink, for everything). The
+text stage runs at the final transcript, used at close when its inputs are unchanged (``streaming_text``).
 
 Dialogue context: the pipeline keeps the windows it predicted, per session (``dialogue_id``), in a
 :class:`~synctva_ros.features.dialogue.DialogueContext` (:attr:`EmotionPipeline.dialogue`): their

@@ -123,7 +123,7 @@ def main(out: Path, device: str = "cuda", n: int = 30) -> None:
     (setup,) = bench_setups(["paper_random"], cache_root(None) / "bench", 10,
                             overrides=[f"runtime.device={device}", "features.face_crop=false"])
     pipe = EmotionPipeline(setup.cfg)
-    cache = pipe.streaming or StreamingFeatureCache(  # as synctva bench: the pipeline's own (face stage) when it has one
+    cache = pipe.streaming or StreamingFeatureCache(  # as synctva bench: the pipeline's own (face stage) if any
         {m: e for m, e in pipe.extractors.items() if pipe.active[m] and m in ("audio", "visual")},
         audio_mode=setup.cfg.features.streaming_audio)
     windows = realistic_windows()

@@ -11,8 +11,8 @@ text features depend on (transcript, speaker tag, session and the dialogue conte
 that computes them, which runs then. At close the pipeline computes the key of the closed window and
 :meth:`TextPrefetch.take` hands back the result only for an equal key (waiting for a job still running);
 otherwise (the context changed in between, the person of the voice became known, nothing was prefetched) the
-pipeline encodes at close as before. Both paths run the same extractor on the same inputs: the features are the same either way, and
-online and offline results still agree.
+pipeline encodes at close as before. Both paths run the same extractor on the same inputs: the features are
+the same either way, and online and offline results still agree.
 
 Threading: after :meth:`TextPrefetch.start` the work runs in one background thread; before it (offline,
 tests) in the caller's thread. Results are bounded (``max_entries``, oldest dropped) and forgotten on

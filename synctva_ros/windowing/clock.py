@@ -89,9 +89,9 @@ class SensorClock:
         longer than the sensor time it covered: a queue behind camera frames, a jumpy simulated clock) gets
         :data:`JITTER_FACTOR` times that delay before it counts as idle (at least ``idle_s``, at most ``wait_s``;
         :meth:`jitter`); the estimate outlives :meth:`clear`, and such a stream not heard since the clear is waited
-        for from the first sensor message after it (its stamp and arrival) as if it had delivered up to there. This is the watermark of stream processing, the minimum over
-        the inputs' event times with idle inputs left out (Apache Flink's
-        ``WatermarkStrategy.withIdleness``), bounded by ``wait_s``.
+        for from the first sensor message after it (its stamp and arrival) as if it had delivered up to there.
+        This is the watermark of stream processing, the minimum over the inputs' event times with idle inputs
+        left out (Apache Flink's ``WatermarkStrategy.withIdleness``), bounded by ``wait_s``.
 
         Args:
             now: the poll's time (seconds).

@@ -244,7 +244,8 @@ class EmotionPipeline:
                 if m == "text":  # prefetched at the final transcript when the inputs are still the same
                     key, job = self._text_job(window)
                     pre = getattr(self.streaming, "text", None) if window.transcript else None  # VAD: no text
-                    out, feats.sentence = (pre.take(key) if pre is not None else None) or job()
+                    wait_s = self.cfg.features.streaming_wait_s
+                    out, feats.sentence = (pre.take(key, wait_s) if pre is not None else None) or job()
                 elif self.streaming is not None:
                     streamed = self.streaming.features_for(window, (m,))
                     out = getattr(streamed, m)

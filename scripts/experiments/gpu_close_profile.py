@@ -57,7 +57,7 @@ class TimedRunner:
         self.parts["runner_total"].append(time.perf_counter() - t0)
         if graphs:  # the replay alone, on the graph this call used (same shape again)
             b, t = enc["input_ids"].shape
-            key = (int(b), min(max(16, 1 << max(0, int(t) - 1).bit_length()), self.runner.max_length))
+            key = (int(b), self.runner.padded_length(int(t)))
             entry = graphs.get(key)
             if entry:
                 graph, static, gout = entry

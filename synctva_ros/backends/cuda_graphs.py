@@ -260,12 +260,17 @@ class CudaGraphTextRunner:
             self({"input_ids": ids, "attention_mask": mask})
         self.graph_calls, self.eager_calls = counts  # warming is not serving
 
+    def padded_length(self, t: int) -> int:
+        """Sequence length of the graph that serves ``t`` tokens: the next power of two, at least 16, at most
+        ``max_length``."""
+        return min(max(16, 1 << max(0, int(t) - 1).bit_length()), self.max_length)
+
     def __call__(self, enc: Mapping[str, torch.Tensor]) -> torch.Tensor:
         ids = enc["input_ids"]
         b, t = int(ids.shape[0]), int(ids.shape[1])
         feeds = {n: (enc[n] if enc.get(n) is not None else torch.zeros_like(ids)).to(torch.long)
                  for n in self.input_names}
-        padded_t = min(max(16, 1 << max(0, t - 1).bit_length()), self.max_length)
+        padded_t = self.padded_length(t)
         key = (b, padded_t)
         if b > MAX_TEXT_BATCH or t > self.max_length or t == 0 or self._graphs.get(key, ()) is None:
             self.eager_calls += 1

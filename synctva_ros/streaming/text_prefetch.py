@@ -33,6 +33,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 from synctva_ros.core.window import UtteranceWindow
 from synctva_ros.features.dialogue import Turn, window_speaker
+from synctva_ros.windowing.counters import logged_at
 
 __all__ = ["TextPrefetch", "text_job"]
 
@@ -65,6 +66,7 @@ class TextPrefetch:
         self._results: OrderedDict[Hashable, Future] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         #: Wall seconds of the last job that finished (``None``: none yet); what the close no longer waits for.
+        #: Written by the worker thread (a float assignment), read by ``synctva bench``.
         self.last_job_s: float | None = None
 
     @property
@@ -133,13 +135,17 @@ class TextPrefetch:
             done.set_result(None)
 
     def _failed(self, window: UtteranceWindow, exc: BaseException) -> None:
+        """Count a failed job; log it at the windower's rate (:func:`~synctva_ros.windowing.counters.logged_at`)."""
         self.stats["text_prefetch_errors"] += 1
-        log.warning("text prefetch of %r failed (%s: %s); encoded at close instead",
-                    (window.transcript or "")[:40], type(exc).__name__, exc)
+        n = self.stats["text_prefetch_errors"]
+        if logged_at(n):
+            log.warning("text prefetch of %r failed (%s: %s); encoded at close instead (text_prefetch_errors #%d)",
+                        (window.transcript or "")[:40], type(exc).__name__, exc, n)
 
-    def take(self, key: Hashable, timeout_s: float = 5.0) -> Any | None:
+    def take(self, key: Hashable, timeout_s: float = 0.5) -> Any | None:
         """The features prefetched under ``key`` (removed; waits at most ``timeout_s`` seconds for a job still
-        running), else ``None``: counted as ``text_prefetch_miss``, the caller encodes at close."""
+        running; the pipeline passes ``features.streaming_wait_s``), else ``None``: counted as
+        ``text_prefetch_miss``, the caller encodes at close."""
         with self._lock:
             got = self._results.pop(key, None)
         value = None
@@ -153,12 +159,13 @@ class TextPrefetch:
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Wait until the transcripts submitted so far are encoded (benchmarks that feed faster than real time).
-        Returns False when ``timeout_s`` passed first."""
+        Returns False when ``timeout_s`` (one deadline for all of them) passed first."""
         with self._lock:
             pending = list(self._results.values())
+        deadline = time.monotonic() + timeout_s
         try:
             for f in pending:
-                f.result(timeout=timeout_s)
+                f.result(timeout=max(0.0, deadline - time.monotonic()))
         except Exception:  # noqa: BLE001 - timeout or cancelled
             return False
         return True
@@ -182,7 +189,8 @@ def text_job(extractor: Any, window: UtteranceWindow, turns: Sequence[Turn], sen
     The key holds every input of that call: the transcript, the speaker tag
     (:func:`~synctva_ros.features.dialogue.window_speaker`), the ``(speaker, text)`` of the context turns the
     encoder reads (its last ``context_turns``; none when it reads none) and ``sentence``. Equal keys give equal
-    features, so a prefetched result is used only where the close would compute the same.
+    features, so a prefetched result is used only where the close would compute the same (the streaming cache's
+    rule: same inputs, same features; :mod:`synctva_ros.streaming`).
 
     Args:
         extractor: the :class:`~synctva_ros.features.text.TextEncoder`.

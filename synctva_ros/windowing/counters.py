@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["STAT_KEYS", "WindowerCounters"]
+__all__ = ["STAT_KEYS", "WindowerCounters", "logged_at"]
 
 log = logging.getLogger("synctva_ros.windowing")
 
@@ -25,6 +25,12 @@ STAT_KEYS: tuple[str, ...] = (
     "duplicate_transcripts", "control_chars", "truncated_fields", "stale_frames", "stale_audio",
     "stale_transcripts", "straggler_windows",
 )
+
+
+def logged_at(n: int) -> bool:
+    """Whether the ``n``-th event (1-based) of a counted warning is logged: the first five, then every
+    thousandth (a flood of bad input is counted in full but cannot flood the log)."""
+    return n <= 5 or n % 1000 == 0
 
 
 class WindowerCounters:
@@ -51,7 +57,7 @@ class WindowerCounters:
         """
         self._n[key] += 1
         n = self._n[key]
-        if n <= 5 or n % 1000 == 0:
+        if logged_at(n):
             log.warning("%s (%s #%d)" % (msg, key, n), *args)
 
     def kept(self, res: str, what: str, late_key: str, kept_key: str, stamp: float) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -153,4 +154,35 @@ def test_stop_releases_the_waiters_of_cancelled_jobs():
     gate.set()
     stopper.join(5)
     assert tp.take("first") == "first"
-    assert tp.take("second", timeout_s=1) is None  # cancelled: encoded at close, nobody waits 5 s
+    assert tp.take("second", timeout_s=1) is None  # cancelled: encoded at close, nobody waits for it
+
+
+def test_a_flood_of_failing_jobs_is_counted_in_full_and_logged_at_the_windower_rate(caplog):
+    def prepare(w: UtteranceWindow):
+        def job():
+            raise ValueError("no tokens")
+        return w.transcript, job
+
+    tp = TextPrefetch(prepare)
+    with caplog.at_level("WARNING", logger="synctva_ros.streaming.text_prefetch"):
+        for i in range(12):  # not started: each job runs (and fails) in this thread
+            tp.submit(_window(f"bad {i}"))
+    assert tp.stats["text_prefetch_errors"] == 12
+    logged = [r for r in caplog.records if "text prefetch" in r.getMessage()]
+    assert len(logged) == 5 and "#5" in logged[-1].getMessage()
+
+
+def test_wait_idle_takes_one_deadline_for_all_pending_jobs():
+    # 4 jobs of 0.2 s each run one after the other (done at 0.2, 0.4, 0.6, 0.8 s): each would finish within 0.3 s of
+    # the previous one, so only a single deadline for all of them stops the wait at about 0.3 s
+    tp = TextPrefetch(lambda w: (w.transcript, lambda: time.sleep(0.2) or w.transcript), max_entries=8)
+    tp.start()
+    try:
+        t0 = time.monotonic()
+        for i in range(4):
+            tp.submit(_window(f"t{i}"))
+        assert not tp.wait_idle(0.3)
+        assert time.monotonic() - t0 < 0.6
+        assert tp.wait_idle(5)
+    finally:
+        tp.stop()

@@ -51,6 +51,7 @@ import torch
 
 from synctva_ros.backends import create_backend
 from synctva_ros.backends.text_encoder import serve_text_encoder
+from synctva_ros.backends.text_top_serving import apply_text_top, serve_text_top, split_text_top
 from synctva_ros.backends.visual_encoder import serve_visual_encoder
 from synctva_ros.checkpoint import CheckpointError, load_checkpoint, read_manifest, restore_text_top
 from synctva_ros.checkpoint.fusion import fusion_for_manifest
@@ -65,7 +66,7 @@ from synctva_ros.features.faces.evidence import FaceEvidence, build_face_evidenc
 from synctva_ros.features.registry import build_extractors
 from synctva_ros.model.affect import expected_affect
 from synctva_ros.model.experts import ExpertFusion, log_softmax
-from synctva_ros.model.window_fusion import WindowFusion, fuse_window
+from synctva_ros.model.window_fusion import WindowFusion, fuse_window, network_subsets
 from synctva_ros.streaming import StreamingFeatureCache
 from synctva_ros.streaming.text_prefetch import TextPrefetch, text_job
 
@@ -116,6 +117,8 @@ class EmotionPipeline:
             restore_text_top(self.model, self.manifest, self.extractors["text"])
         self.model.eval()
         self.active = {m: trained[m] and m in self.extractors for m in MODALITIES}
+        #: The fine-tuned text layers when they run in the text stage (``features.split_text_top``), else ``None``.
+        self.text_top = split_text_top(self.model) if cfg.features.split_text_top and self.active["text"] else None
         self.class_names: list[str] = list(self.manifest["class_names"])
         self.dims: dict[str, int] = dict(self.manifest["dims"])
         self.context_turns = int(self.manifest["architecture"].get("context_turns", 0))
@@ -171,6 +174,8 @@ class EmotionPipeline:
                 setattr(feats, m, ModalityFeatures(rng.standard_normal((4, self.dims[m])).astype(np.float32),
                                                    np.linspace(0.0, 1.0, 4, dtype=np.float32)))
         try:
+            if self.text_top_runner is not None and feats.text is not None:  # the layers split off are probed too
+                feats.text = apply_text_top(feats.text, self.text_top_runner)
             logits, contrib = self._infer(feats)  # no turns for the probe session: an empty context
             if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(contrib))):
                 raise ValueError(f"non-finite outputs: logits {logits.tolist()}, contributions {contrib.tolist()}")
@@ -197,6 +202,8 @@ class EmotionPipeline:
             runtime: :class:`~synctva_ros.config.RuntimeConfig` (backend, device, threads, quantize, cache_dir).
         """
         self.text_runtime = serve_text_encoder(self.extractors.get("text") if self.active["text"] else None, runtime)
+        #: What runs the fine-tuned text layers in the text stage (:attr:`text_top`; ``None`` without them).
+        self.text_top_runner = serve_text_top(self.text_top, runtime)
         return self.text_runtime
 
     def serve_encoders(self, runtime: Any) -> dict[str, str]:
@@ -262,8 +269,9 @@ class EmotionPipeline:
     def _text_job(self, window: UtteranceWindow) -> tuple[Any, Any]:
         """Key and job of ``window``'s text stage with its session's context as of now (:func:`text_job`; the
         sentence embedding only feeds the pooled context: without one the encoder runs once)."""
+        runner = self.text_top_runner
         return text_job(self.extractors["text"], window, self.dialogue.turns(window.dialogue_id),
-                        self.context_turns > 0)
+                        self.context_turns > 0, None if runner is None else lambda t: apply_text_top(t, runner))
 
     def predict_features(self, feats: UtteranceFeatures) -> tuple[np.ndarray, np.ndarray]:
         """Fusion on extracted features, with the session's previous sentence embeddings as pooled context.
@@ -321,20 +329,9 @@ class EmotionPipeline:
         single = {m: logits[1 + i] for i, m in enumerate(alone)}
         return fuse_window(self.fusion, logits[0], contrib[0], single, None if evidence is None else evidence.probs)
 
-    @staticmethod
-    def subsets(feats: UtteranceFeatures) -> tuple[np.ndarray, list[str]]:
-        """The modality subsets :meth:`fuse` asks the network for: all present modalities first, then each of
-        text and audio alone when it is present and not the only modality.
-
-        Returns:
-            ``(keep, alone)``: ``keep`` ``(S, 3)`` bool in :data:`MODALITIES` order (``S = 1``: the window's
-            only modality, or none), ``alone`` the modalities of rows ``1..S-1`` (with ``S = 1``, the one
-            modality whose distribution is the network's own, if any).
-        """
-        present = [m for m in ("text", "audio") if getattr(feats, m) is not None]
-        if len(present) == 1 and feats.visual is None:
-            return np.ones((1, 3), bool), present
-        return np.array([[True] * 3] + [[m == k for k in MODALITIES] for m in present], bool), present
+    #: ``subsets(feats) -> (keep (S, 3) bool, alone)``: what :meth:`fuse` asks the network for
+    #: (:func:`~synctva_ros.model.window_fusion.network_subsets`).
+    subsets = staticmethod(network_subsets)
 
     def predict(self, window: UtteranceWindow) -> EmotionResult:
         """Recognise the emotion of one window, then add it to its session's dialogue context.
@@ -392,6 +389,7 @@ class EmotionPipeline:
         active branches and streaming counters (for logs and diagnostics)."""
         out = {"model": self.name, "backend": self.backend_name,
                "quantize": str(getattr(self.backend, "quantize", "none")), "text_encoder": self.text_runtime,
+               "text_top": getattr(self.text_top_runner, "name", ""),
                "visual_encoder": self.visual_runtime, "classes": self.class_names,
                "active": dict(self.active), "face_expert": self.faces is not None,
                "expert_fusion": dict(self.fusion_block, source="manifest" if self.fusion_from_manifest else "default")}

@@ -22,8 +22,11 @@ from synctva_ros.pipeline import EmotionPipeline
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "demo" / "meld_dev_sample.csv"
 
 
-def demo_pipeline(cache_dir: Path, backend: str = "torch") -> EmotionPipeline:
-    """The demo profile's pipeline with ``models/meld_minilm`` on ``backend`` (one thread; skips without espeak-ng)."""
+def demo_pipeline(cache_dir: Path, backend: str = "torch", split_text_top: bool = False, **overrides) -> EmotionPipeline:
+    """The demo profile's pipeline with ``models/meld_minilm`` on ``backend`` (one thread; skips without espeak-ng).
+
+    The fine-tuned text layers stay inside the network unless ``split_text_top`` (these tests are about the network
+    stage); ``overrides`` are more ``load_config`` settings."""
     from synctva_ros.datasets.speech import espeak_binary
 
     try:
@@ -32,7 +35,8 @@ def demo_pipeline(cache_dir: Path, backend: str = "torch") -> EmotionPipeline:
         pytest.skip(str(exc))
     cfg = load_config("demo", {"runtime.checkpoint": str(resolve_path("models/meld_minilm")),
                                "runtime.backend": backend, "runtime.threads": 1, "runtime.cache_dir": str(cache_dir),
-                               "features.streaming": False, "features.face_expert": False})
+                               "features.streaming": False, "features.face_expert": False,
+                               "features.split_text_top": split_text_top, **overrides})
     return EmotionPipeline(cfg)
 
 

@@ -186,6 +186,10 @@ class FeaturesConfig:
                               "window closes (windowing.late_s later); used at close when the dialogue context "
                               "is still the same, else encoded at close (same features either way).",
                               read_only=True)
+    split_text_top: bool = _f(True, "Run the checkpoint's fine-tuned text layers (model.text_top_layers) as the last "
+                              "step of the text stage (with streaming_text: at the final transcript), served by "
+                              "runtime.backend's engine, instead of inside the fusion network at window close. "
+                              "Same answer within the backend's tolerance.", read_only=True)
 
 
 @dataclass

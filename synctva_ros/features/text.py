@@ -288,9 +288,8 @@ class TextEncoder(FeatureExtractor):
         out: list[TextEncoding] = [TextEncoding(None, None)] * len(texts)
         idx = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
         paired = self.context_turns > 0 and contexts is not None
-        alone = idx if sentences or not paired else []  # the utterance alone: its sentence or, unpaired, its tokens
-        for s in range(0, len(alone), self.batch_size):
-            chunk = alone[s:s + self.batch_size]
+        for s in range(0, len(idx), self.batch_size) if sentences or not paired else ():  # the utterance alone
+            chunk = idx[s:s + self.batch_size]
             enc = self.tokenizer([texts[i].strip() for i in chunk], padding=True, truncation=True,
                                  max_length=self._max_length, return_special_tokens_mask=True,
                                  return_tensors="pt")

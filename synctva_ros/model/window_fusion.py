@@ -24,14 +24,14 @@ probabilities, :mod:`synctva_ros.features.faces.evidence`) or None. :func:`fuse_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.model.experts import ExpertFusion, expert_log_posterior, product_of_experts
 
-__all__ = ["MODEL_EXPERT", "VISUAL_EXPERT", "WindowFusion", "fuse_window", "evidence_shares"]
+__all__ = ["MODEL_EXPERT", "VISUAL_EXPERT", "WindowFusion", "fuse_window", "evidence_shares", "network_subsets"]
 
 MODEL_EXPERT = "model"
 VISUAL_EXPERT = "visual"
@@ -133,3 +133,21 @@ def fuse_window(fusion: ExpertFusion, model_logits: np.ndarray, model_contributi
         inputs[VISUAL_EXPERT] = np.asarray(visual_probs, np.float64).copy()
     return WindowFusion(fused / fused.sum(), mod, contrib, use_visual, shares, inputs)
 
+
+
+def network_subsets(feats: Any) -> tuple[np.ndarray, list[str]]:
+    """The modality subsets the pipeline asks the network for (one backend call): all present modalities first,
+    then each of text and audio alone when it is present and not the only modality.
+
+    Args:
+        feats: a :class:`~synctva_ros.core.batch.UtteranceFeatures` (``text``, ``audio``, ``visual`` or ``None``).
+
+    Returns:
+        ``(keep, alone)``: ``keep`` ``(S, 3)`` bool in :data:`~synctva_ros.core.modalities.MODALITIES` order
+        (``S = 1``: the window's only modality, or none), ``alone`` the modalities of rows ``1..S-1`` (with
+        ``S = 1``, the one modality whose distribution is the network's own, if any).
+    """
+    present = [m for m in ("text", "audio") if getattr(feats, m) is not None]
+    if len(present) == 1 and feats.visual is None:
+        return np.ones((1, 3), bool), present
+    return np.array([[True] * 3] + [[m == k for k in MODALITIES] for m in present], bool), present

@@ -182,9 +182,10 @@ class TextPrefetch:
             return len(self._results)
 
 
-def text_job(extractor: Any, window: UtteranceWindow, turns: Sequence[Turn], sentence: bool
-             ) -> tuple[Hashable, Callable[[], Any]]:
-    """The key and job of ``window``'s text stage (``extractor.encode_window(window, turns, sentence=...)``).
+def text_job(extractor: Any, window: UtteranceWindow, turns: Sequence[Turn], sentence: bool,
+             top: Callable[[Any], Any] | None = None) -> tuple[Hashable, Callable[[], Any]]:
+    """The key and job of ``window``'s text stage (``extractor.encode_window(window, turns, sentence=...)``, then
+    ``top`` on its token features when given).
 
     The key holds every input of that call: the transcript, the speaker tag
     (:func:`~synctva_ros.features.dialogue.window_speaker`), the ``(speaker, text)`` of the context turns the
@@ -197,6 +198,9 @@ def text_job(extractor: Any, window: UtteranceWindow, turns: Sequence[Turn], sen
         window: the window (or the windower's transcript-only window).
         turns: the session's previous turns, oldest first, as the pipeline passes them.
         sentence: whether the sentence embedding is computed (the checkpoint's pooled context).
+        top: the checkpoint's fine-tuned text layers run in the text stage, ``top(ModalityFeatures) ->
+            ModalityFeatures`` (:func:`~synctva_ros.backends.text_top_serving.apply_text_top` with its runner), or
+            ``None`` (they run in the fusion network, or there are none).
 
     Returns:
         ``(key, job)``; ``job()`` returns ``(ModalityFeatures | None, (F,) sentence | None)`` and raises what
@@ -206,4 +210,10 @@ def text_job(extractor: Any, window: UtteranceWindow, turns: Sequence[Turn], sen
     k = int(getattr(extractor, "context_turns", 0) or 0)
     ctx = tuple((t.speaker, t.text) for t in turns[-k:]) if k > 0 else ()
     key = (window.transcript, window_speaker(window), ctx, bool(sentence))
-    return key, lambda: extractor.encode_window(window, turns, sentence=sentence)
+    if top is None:
+        return key, lambda: extractor.encode_window(window, turns, sentence=sentence)
+
+    def job() -> Any:
+        tokens, sent = extractor.encode_window(window, turns, sentence=sentence)
+        return (None if tokens is None else top(tokens)), sent
+    return key, job

@@ -22,7 +22,8 @@ from synctva_ros.pipeline import EmotionPipeline
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "demo" / "meld_dev_sample.csv"
 
 
-def demo_pipeline(cache_dir: Path, backend: str = "torch", split_text_top: bool = False, **overrides) -> EmotionPipeline:
+def demo_pipeline(cache_dir: Path, backend: str = "torch", split_text_top: bool = False,
+                  **overrides) -> EmotionPipeline:
     """The demo profile's pipeline with ``models/meld_minilm`` on ``backend`` (one thread; skips without espeak-ng).
 
     The fine-tuned text layers stay inside the network unless ``split_text_top`` (these tests are about the network

@@ -6,8 +6,9 @@ in dynamic mode) gets int8 weights, with one scale per output column (``per_chan
 and its activations are quantised to uint8 at run time, per tensor, from their observed range
 (``DynamicQuantizeLinear`` -> ``MatMulInteger``/``DynamicQuantizeMatMul``). Everything else (attention
 score products of two activations, LayerNorm, softmax, GELU, the graph-attention gathers) stays fp32. No
-calibration data is needed. For the demo checkpoint this covers the six fine-tuned MiniLM layers inside the
-model (:mod:`~synctva_ros.model.text_top`), where nearly all of its multiply-adds are.
+calibration data is needed. For the demo checkpoint nearly all multiply-adds are in its six fine-tuned MiniLM
+layers (:mod:`~synctva_ros.model.text_top`); with ``features.split_text_top`` (default) their own graph gets the
+same quantisation in the text stage (:mod:`~synctva_ros.backends.text_top_serving`).
 
 onnxruntime's optional pre-processing (``quant_pre_process``) is not run: its symbolic shape inference
 fails on this graph ("Incomplete symbolic shape inference"), and with only ONNX shape inference and graph

@@ -4,7 +4,8 @@ The pipeline's text extractor (:class:`~synctva_ros.features.text.TextEncoder`) 
 every window's transcript (with dialogue context, up to a few hundred word pieces). With ``runtime.backend``
 ``onnxruntime`` (and ``tensorrt``, see below) :func:`serve_text_encoder` exports that encoder — as the extractor
 holds it, i.e. cut to ``features.text_layer`` layers when the checkpoint fine-tunes the layers above inside the
-model (:mod:`~synctva_ros.model.text_top`; those are part of the fusion graph the backend already serves) — to
+model (:mod:`~synctva_ros.model.text_top`; those are served apart, :mod:`~synctva_ros.backends.text_top_serving`,
+or inside the fusion graph) — to
 ONNX and hands the extractor a runner (:attr:`TextEncoder.runner`) that answers its ``layer_states`` calls with
 an onnxruntime session. Everything around the encoder (tokenisation, node selection, pooling) stays the
 extractor's, so the features are those of torch within the stated parity.
@@ -33,7 +34,8 @@ extractor's, so the features are those of torch within the stated parity.
   onnxruntime has it) while the fusion network gets its TensorRT engine; TensorRT engines for the encoders are
   not built yet (no TensorRT on the development machines to test them against).
 * An encoder cut to its embeddings alone (``features.text_layer: 0``, the shipped MiniLM checkpoints, whose six
-  layers run inside the fusion graph) stays in torch: a table look-up and a LayerNorm, well under a millisecond.
+  layers run after it, :mod:`~synctva_ros.backends.text_top_serving`) stays in torch: a table look-up and a
+  LayerNorm, well under a millisecond.
 
 Threads: ``runtime.threads`` intra-op threads (0: onnxruntime's default).
 """

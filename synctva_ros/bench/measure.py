@@ -235,7 +235,8 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
     """FLOPs of each stage of ``pipe`` on ``window`` (``torch.utils.flop_counter.FlopCounterMode``).
 
     Returns:
-        ``text`` (``flops``, ``tokens``) and ``visual`` (``flops`` for all sampled ``frames``) when
+        ``text`` (``flops``, ``tokens``; with the fine-tuned text layers split off the network,
+        ``features.split_text_top``, their ``top_flops`` too, included in ``flops``) and ``visual`` (``flops`` for all sampled ``frames``) when
         those branches are active, ``audio`` (``flops: None``: openSMILE is C++) and ``fusion``
         (``flops`` of the network stage as the pipeline runs it: ``model.forward_subsets`` on the collated
         window for the subsets of ``EmotionPipeline.subsets``, ``subsets`` of them).
@@ -249,6 +250,14 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
         with FlopCounterMode(display=False) as fc, torch.inference_mode():
             text.model(**enc)
         out["text"] = {"flops": int(fc.get_total_flops()), "tokens": int(enc["input_ids"].shape[1])}
+        top = getattr(pipe, "text_top", None)  # the fine-tuned layers split off the network: the text stage's
+        raw = text.encode_window(window, [], sentence=False)[0] if top is not None else None
+        if raw is not None:
+            x = torch.from_numpy(raw.x).unsqueeze(0).to(next(top.parameters()).device)
+            with FlopCounterMode(display=False) as fc, torch.inference_mode():
+                top(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))
+            out["text"]["top_flops"] = int(fc.get_total_flops())
+            out["text"]["flops"] += out["text"]["top_flops"]
     vis = pipe.extractors.get("visual")
     if vis is not None and pipe.active.get("visual") and feats.visual is not None:
         x = torch.zeros(1, 3, vis.image_size, vis.image_size, device=vis.device)

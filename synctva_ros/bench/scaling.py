@@ -68,7 +68,8 @@ DEFAULTS: dict[str, Any] = {"utterance_s": 3.0, "tokens": None, "faces": 1, "cam
 UNITS = {"utterance_s": "seconds of speech", "tokens": "word pieces in the text encoder's input",
          "faces": "faces in view", "camera_fps": "camera frames per second"}
 #: Keys of the ``scaling`` document and of each point.
-SCALING_KEYS = ("config", "backend", "text_encoder", "mode", "repeats", "defaults", "load_average", "series")
+SCALING_KEYS = ("config", "backend", "text_encoder", "text_top", "mode", "repeats", "defaults", "load_average",
+                "series")
 POINT_KEYS = ("x", "latency_s", "stages_s", "close_cpu_s", "stream_cpu_cores", "face_cpu_ms_per_frame", "faces_found",
               "text_ahead_s", "encoder_tokens", "frames", "audio_s")
 #: Words that are one word piece in the BERT and MPNet vocabularies (the ``tokens`` series' text).
@@ -224,7 +225,8 @@ def run_scaling(pipe: Any, cfg: Any, config: str, series: Mapping[str, Sequence[
         repeats: timed windows per point (at least 1).
 
     Returns:
-        ``{"config", "backend", "text_encoder", "mode": "streaming", "repeats", "defaults", "load_average":
+        ``{"config", "backend", "text_encoder", "text_top" (what runs the split-off text layers), "mode": "streaming",
+        "repeats", "defaults", "load_average":
         [before, after], "series": {name: {"unit", "x", "points": [{POINT_KEYS}]}}}``.
     """
     series = dict(SERIES if series is None else series)
@@ -238,6 +240,7 @@ def run_scaling(pipe: Any, cfg: Any, config: str, series: Mapping[str, Sequence[
     saved, pipe.streaming = pipe.streaming, cache
     load0 = os.getloadavg()[0]
     out: dict[str, Any] = {"config": config, "backend": pipe.backend_name, "text_encoder": pipe.text_runtime,
+                           "text_top": getattr(pipe.text_top_runner, "name", ""),
                            "mode": "streaming", "repeats": repeats, "defaults": dict(DEFAULTS), "series": {}}
     try:
         for name in (n for n in SERIES if n in series):

@@ -46,11 +46,17 @@ def test_the_split_layers_give_the_unsplit_networks_answers_on_real_windows(refe
         assert not any(k.startswith("text_top.") for k in pipe.model.state_dict())  # the network holds no layers
         assert pipe.describe()["text_top"] == backend
         if backend == "onnxruntime":
-            assert isinstance(pipe.text_top_runner, OrtTextTop) and pipe.text_top_runner.path.name.startswith("text_top-")
-            assert "text_prefix" in pipe.text_top_runner.input_names  # the layers take the context's word pieces
+            runner = pipe.text_top_runner
+            assert isinstance(runner, OrtTextTop) and runner.path.name.startswith("text_top-")
+            assert "text_prefix" in runner.input_names  # the layers take the context's word pieces
             assert not any(n.startswith("text_prefix") for n in pipe.backend.input_names)  # the network does not
         got = _probabilities(pipe)
         assert np.abs(got - reference).max() < 1e-4
+        if backend == "torch":  # the bench counts the layers' FLOPs in the text stage now
+            from synctva_ros.bench.measure import stage_flops
+
+            flops = stage_flops(pipe, next(iter(dataset_windows(SAMPLE, limit=1)))[0])
+            assert flops["text"]["top_flops"] > 10 * (flops["text"]["flops"] - flops["text"]["top_flops"]) > 0
     finally:
         pipe.close()
 

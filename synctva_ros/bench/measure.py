@@ -25,11 +25,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from synctva_ros.backends import create_backend
 from synctva_ros.backends.tensorrt_backend import tensorrt_available
+from synctva_ros.backends.text_top_serving import TorchTextTop, apply_text_top
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import collate
 from synctva_ros.core.window import UtteranceWindow
+from synctva_ros.streaming.text_prefetch import text_job
 
-__all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "stage_flops", "fusion_only",
+__all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "stage_flops", "text_stage_flops",
+           "fusion_only",
            "percentiles", "rss_mb"]
 
 
@@ -231,33 +234,25 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
             "peak_rss_mb": rss_mb(), "streaming": how or None}
 
 
-def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
+def stage_flops(pipe: Any, window: UtteranceWindow, context: Sequence[UtteranceWindow] = ()) -> dict[str, Any]:
     """FLOPs of each stage of ``pipe`` on ``window`` (``torch.utils.flop_counter.FlopCounterMode``).
 
+    Args:
+        pipe: the pipeline.
+        window: the window counted.
+        context: the windows before it in its dialogue: the text stage reads their transcripts as context, as it
+            did for the timed windows (the pipeline's dialogue context is reset before and after).
+
     Returns:
-        ``text`` (``flops``, ``tokens``; with the fine-tuned text layers split off the network,
-        ``features.split_text_top``, their ``top_flops`` too, included in ``flops``) and ``visual`` (``flops`` for all sampled ``frames``) when
-        those branches are active, ``audio`` (``flops: None``: openSMILE is C++) and ``fusion``
-        (``flops`` of the network stage as the pipeline runs it: ``model.forward_subsets`` on the collated
-        window for the subsets of ``EmotionPipeline.subsets``, ``subsets`` of them).
+        ``text`` (:func:`text_stage_flops`) and ``visual`` (``flops`` for all sampled ``frames``) when those branches
+        are active, ``audio`` (``flops: None``: openSMILE is C++) and ``fusion`` (``flops`` of the network stage as
+        the pipeline runs it: ``model.forward_subsets`` on the collated window for the subsets of
+        ``EmotionPipeline.subsets``, ``subsets`` of them).
     """
     out: dict[str, Any] = {}
     feats, _ = pipe.extract(window)
-    text = pipe.extractors.get("text")
-    if text is not None and pipe.active.get("text"):
-        enc = text.tokenizer([window.transcript], truncation=True, max_length=text._max_length, return_tensors="pt")
-        enc = {k: v.to(text.device) for k, v in enc.items()}  # the encoder's device (cuda under --device cuda)
-        with FlopCounterMode(display=False) as fc, torch.inference_mode():
-            text.model(**enc)
-        out["text"] = {"flops": int(fc.get_total_flops()), "tokens": int(enc["input_ids"].shape[1])}
-        top = getattr(pipe, "text_top", None)  # the fine-tuned layers split off the network: the text stage's
-        raw = text.encode_window(window, [], sentence=False)[0] if top is not None else None
-        if raw is not None:
-            x = torch.from_numpy(raw.x).unsqueeze(0).to(next(top.parameters()).device)
-            with FlopCounterMode(display=False) as fc, torch.inference_mode():
-                top(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))
-            out["text"]["top_flops"] = int(fc.get_total_flops())
-            out["text"]["flops"] += out["text"]["top_flops"]
+    if pipe.extractors.get("text") is not None and pipe.active.get("text"):
+        out["text"] = text_stage_flops(pipe, window, context)
     vis = pipe.extractors.get("visual")
     if vis is not None and pipe.active.get("visual") and feats.visual is not None:
         x = torch.zeros(1, 3, vis.image_size, vis.image_size, device=vis.device)
@@ -276,6 +271,44 @@ def stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any]:
                                    b.audio_mask, b.audio_time, b.visual, b.visual_mask, b.visual_time, b.context,
                                    b.context_mask, b.text_prefix, b.text_prefix_mask)
     out["fusion"] = {"flops": int(fc.get_total_flops()), "subsets": int(len(keep))}
+    return out
+
+
+def text_stage_flops(pipe: Any, window: UtteranceWindow, context: Sequence[UtteranceWindow] = ()) -> dict[str, Any]:
+    """FLOPs of the text stage as the pipeline runs it on ``window`` after ``context`` (its encoder on the
+    ``context | utterance`` sequence, then the fine-tuned layers split off the network, ``features.split_text_top``),
+    counted on torch whatever serves it.
+
+    Returns:
+        ``{"flops", "tokens" (word pieces of utterance and context the layers read, special tokens not counted),
+        "context_turns"[, "top_flops" (the split-off layers' share of ``flops``)]}``.
+    """
+    text = pipe.extractors["text"]
+    pipe.reset_dialogue()
+    for w in context:
+        pipe.dialogue.add_window(w, None)
+    served = getattr(text, "runner", None)
+    if served is not None:
+        text.runner = None  # torch, so that the counter sees the operations
+    try:
+        turns = pipe.dialogue.turns(window.dialogue_id)
+        _, job = text_job(text, window, turns, pipe.context_turns > 0)
+        with FlopCounterMode(display=False) as fc, torch.inference_mode():
+            raw, _ = job()
+        k = int(getattr(text, "context_turns", 0) or 0)
+        out: dict[str, Any] = {"flops": int(fc.get_total_flops()), "context_turns": min(k, len(turns)), "tokens": 0}
+        if raw is not None:
+            out["tokens"] = int(raw.x.shape[0] + (0 if raw.prefix is None else raw.prefix.shape[0]))
+        top = getattr(pipe, "text_top", None)
+        if top is not None and raw is not None:
+            with FlopCounterMode(display=False) as fc:
+                apply_text_top(raw, TorchTextTop(top, str(next(top.parameters()).device)))
+            out["top_flops"] = int(fc.get_total_flops())
+            out["flops"] += out["top_flops"]
+    finally:
+        if served is not None:
+            text.runner = served
+        pipe.reset_dialogue()
     return out
 
 

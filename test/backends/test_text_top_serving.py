@@ -52,11 +52,14 @@ def test_the_split_layers_give_the_unsplit_networks_answers_on_real_windows(refe
             assert not any(n.startswith("text_prefix") for n in pipe.backend.input_names)  # the network does not
         got = _probabilities(pipe)
         assert np.abs(got - reference).max() < 1e-4
-        if backend == "torch":  # the bench counts the layers' FLOPs in the text stage now
+        if backend == "torch":  # the bench counts the layers' FLOPs in the text stage, over the window's context
             from synctva_ros.bench.measure import stage_flops
 
-            flops = stage_flops(pipe, next(iter(dataset_windows(SAMPLE, limit=1)))[0])
-            assert flops["text"]["top_flops"] > 10 * (flops["text"]["flops"] - flops["text"]["top_flops"]) > 0
+            ws = [w for w, _ in dataset_windows(SAMPLE, limit=3)]
+            alone, after = stage_flops(pipe, ws[2])["text"], stage_flops(pipe, ws[2], ws[:2])["text"]
+            assert (alone["context_turns"], after["context_turns"]) == (0, 2)
+            assert after["tokens"] > alone["tokens"] and after["top_flops"] > alone["top_flops"] > 0
+            assert after["flops"] >= after["top_flops"] and not pipe.dialogue.turns(ws[2].dialogue_id)
     finally:
         pipe.close()
 

@@ -183,8 +183,9 @@ def test_context_states_checkpoint_runs_the_same_on_torch_and_onnxruntime(states
     wins = [w for w, _ in dataset_windows(meld_sample_csv, limit=6)]
     prefixes = []
     for w in wins:
-        feats = pipes[0].extract(w)[0]
-        prefixes.append(0 if feats.text.prefix is None else feats.text.prefix.shape[0])
+        # what the extractor hands the fine-tuned layers (they run in the text stage, features.split_text_top)
+        raw = pipes[0].extractors["text"].encode_window(w, pipes[0].dialogue.turns(w.dialogue_id), sentence=False)[0]
+        prefixes.append(0 if raw.prefix is None else raw.prefix.shape[0])
         a, b = (p.predict(w).probabilities for p in pipes)
         np.testing.assert_allclose(a, b, atol=1e-4)
     assert prefixes[0] >= 1 and max(prefixes[1:]) > 10  # the speaker tag, then the previous turns

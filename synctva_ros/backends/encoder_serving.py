@@ -37,7 +37,8 @@ from .export import ExportError
 from .onnx_backend import ort_session
 from .quantize import cached_quantized_onnx
 
-__all__ = ["ENCODER_BACKENDS", "serves_encoders", "cached_encoder_onnx", "serve_onnx_encoder", "encoder_fallbacks"]
+__all__ = ["ENCODER_BACKENDS", "serves_encoders", "cached_encoder_onnx", "serve_onnx_encoder", "encoder_fallbacks",
+           "run_session"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,23 @@ def cached_encoder_onnx(stem: str, parts: Mapping[str, Any], export: Callable[[P
     if built:
         log.info("exported %s to %s", stem, path.name)
     return path
+
+
+def run_session(session: Any, outputs: list[str], feeds: Mapping[str, np.ndarray], what: str) -> list[np.ndarray]:
+    """``session.run(outputs, feeds)`` for a runner of an extractor's stage.
+
+    onnxruntime raises its own exception classes (``Fail``, ``InvalidArgument``, ``RuntimeException``; none derives
+    from ``RuntimeError``): they are raised again as ``RuntimeError`` naming ``what`` and the input shapes, so the
+    pipeline treats that modality as absent for the window (logged) instead of losing the whole window.
+
+    Raises:
+        RuntimeError: the session failed.
+    """
+    try:
+        return session.run(outputs, dict(feeds))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's exception classes share no base but Exception
+        shapes = {k: tuple(np.shape(v)) for k, v in feeds.items()}
+        raise RuntimeError(f"onnxruntime failed on {what} (inputs {shapes}): {type(exc).__name__}: {exc}") from exc
 
 
 def _fallback(kind: str, logger: logging.Logger, msg: str, *args: Any) -> None:

@@ -51,7 +51,7 @@ import torch
 
 from .base import BackendUnavailable
 from .cuda_graphs import CudaGraphTextRunner, graphs_wanted
-from .encoder_serving import cached_encoder_onnx, serve_onnx_encoder, serves_encoders
+from .encoder_serving import cached_encoder_onnx, run_session, serve_onnx_encoder, serves_encoders
 from .export import DEFAULT_OPSET, export_text_encoder
 
 __all__ = ["STATE_TOLERANCE", "OrtTextRunner", "cached_text_onnx", "serve_text_encoder", "encoder_layers"]
@@ -95,7 +95,7 @@ class OrtTextRunner:
             v = enc.get(n)
             v = torch.zeros_like(ids) if v is None else v
             feeds[n] = np.ascontiguousarray(v.detach().cpu().numpy().astype(np.int64, copy=False))
-        return torch.from_numpy(self.session.run(["hidden"], feeds)[0])
+        return torch.from_numpy(run_session(self.session, ["hidden"], feeds, f"the text encoder ({self.name})")[0])
 
 
 def _graph_inputs(extractor: Any) -> list[str]:

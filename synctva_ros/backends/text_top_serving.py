@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from synctva_ros.core.batch import ModalityFeatures
-from .encoder_serving import cached_encoder_onnx, serve_onnx_encoder, serves_encoders
+from .encoder_serving import cached_encoder_onnx, run_session, serve_onnx_encoder, serves_encoders
 from .engine_cache import state_dict_sha256
 from .export import DEFAULT_OPSET, _export
 
@@ -167,7 +167,8 @@ class TorchTextTop:
 
 
 class OrtTextTop:
-    """The layers in onnxruntime: the same call as :class:`TorchTextTop`.
+    """The layers in onnxruntime: the same call as :class:`TorchTextTop` (a session failure raises ``RuntimeError``,
+    :func:`~synctva_ros.backends.encoder_serving.run_session`).
 
     Args:
         session: an ``onnxruntime.InferenceSession`` of an :func:`export_text_top` graph.
@@ -191,7 +192,7 @@ class OrtTextTop:
                 prefix_mask = torch.ones(prefix.shape[:2], dtype=torch.bool)
             feeds["text_prefix"] = prefix.detach().cpu().numpy().astype(np.float32, copy=False)
             feeds["text_prefix_mask"] = prefix_mask.detach().cpu().numpy().astype(bool, copy=False)
-        return torch.from_numpy(self.session.run(["hidden"], feeds)[0])
+        return torch.from_numpy(run_session(self.session, ["hidden"], feeds, "the fine-tuned text layers")[0])
 
 
 def _parity(top: nn.Module, runner: Any) -> float:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .encoder_serving import cached_encoder_onnx, serve_onnx_encoder, serves_encoders
+from .encoder_serving import cached_encoder_onnx, run_session, serve_onnx_encoder, serves_encoders
 from .export import DEFAULT_OPSET, export_visual_encoder
 
 __all__ = ["EMBEDDING_TOLERANCE", "PROBE_FRAMES", "OrtVisualRunner", "cached_visual_onnx", "probe_inputs",
@@ -72,7 +72,8 @@ class OrtVisualRunner:
         self.providers = list(session.get_providers())
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(["embeddings"], {"frames": np.ascontiguousarray(x, np.float32)})[0]
+        return run_session(self.session, ["embeddings"], {"frames": np.ascontiguousarray(x, np.float32)},
+                           f"the visual encoder ({self.name})")[0]
 
 
 def _version(dist: str) -> str:

@@ -121,3 +121,13 @@ def test_split_is_idempotent_and_other_backends_serve_torch(tmp_path):
     runner = serve_text_top(taken, RuntimeConfig(backend="torch", cache_dir=str(tmp_path)))
     assert isinstance(runner, TorchTextTop) and runner.name == "torch"
     assert serve_text_top(None, RuntimeConfig()) is None
+
+
+def test_an_onnxruntime_failure_is_a_runtime_error_naming_the_stage(tmp_path):
+    runner = serve_text_top(_random_layers(False), RuntimeConfig(backend="onnxruntime", threads=1,
+                                                                  cache_dir=str(tmp_path)))
+    assert isinstance(runner, OrtTextTop)
+    wrong = torch.zeros(1, 3, 16)  # 16 features where the layers take 32: onnxruntime's own InvalidArgument
+    with pytest.raises(RuntimeError, match="fine-tuned text layers") as info:
+        runner(wrong, torch.ones(1, 3, dtype=torch.bool))
+    assert "(1, 3, 16)" in str(info.value) and type(info.value.__cause__).__module__.startswith("onnxruntime")

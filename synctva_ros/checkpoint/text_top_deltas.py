@@ -12,7 +12,8 @@ name and weights sha256. Restoring re-reads the pretrained layers from the base 
 (:class:`~synctva_ros.checkpoint.io.CheckpointError`) and adds the deltas. A model built with
 ``text_top_layers > 0`` and no layers attached refuses to run (never on weights it was not
 trained with). MPNet's relative position bias table is not fine-tuned: it is no delta, and restoring
-takes it from the base encoder with the layers (:mod:`synctva_ros.model.text_top`).
+takes it from the base encoder with the layers (:mod:`synctva_ros.model.text_top`). Layers trained with LoRA store
+their low-rank factors instead of dense deltas (manifest ``text_top.lora``; :mod:`.text_top_lora`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 
 from synctva_ros.checkpoint.io import EXTRA_PREFIX, CheckpointError, load_checkpoint, save_checkpoint
 from synctva_ros.checkpoint.text_top_base import load_base_layers
+from synctva_ros.checkpoint.text_top_lora import LORA_PREFIX, has_lora, lora_deltas, lora_entry, lora_factors
 from synctva_ros.model.text_top import TextTopLayers
 
 __all__ = ["MANIFEST_KEY", "text_top_deltas", "save_text_top_checkpoint", "restore_text_top",
@@ -57,16 +59,20 @@ def text_top_deltas(model: nn.Module, dtype: torch.dtype = torch.float32,
     top = getattr(model, "text_top", None)
     if top is None or top.base is None:
         raise RuntimeError("the model has no text top layers initialised from a base encoder")
-    if base_state is None:
+    if base_state is None and not has_lora(top):
         _, ident, base_state = load_base_layers(base if base is not None else top.base["name"],
                                                 top.spec["text_layer"], len(top.spec["layers"]))
         if ident["weights_sha256"] != top.base["weights_sha256"]:
             raise ValueError(f"base encoder hash {ident['weights_sha256']} differs from the one the layers were "
                              f"initialised from ({top.base['weights_sha256']})")
-    deltas = {EXTRA_PREFIX + k: (v.detach().float().cpu() - base_state[k].float()).to(dtype)
-              for k, v in top.hf_state().items()}
-    deltas[_SPECIAL_KEY] = top.special.detach().float().cpu()  # not in the base: stored in full (fp32)
     entry = {"spec": dict(top.spec), "base": dict(top.base), "delta_dtype": str(dtype).replace("torch.", "")}
+    if has_lora(top):  # LoRA: the factors only (the other tensors of the layers were not trained)
+        deltas = {EXTRA_PREFIX + k: v for k, v in lora_factors(top, dtype).items()}
+        entry["lora"] = lora_entry(top)
+    else:
+        deltas = {EXTRA_PREFIX + k: (v.detach().float().cpu() - base_state[k].float()).to(dtype)
+                  for k, v in top.hf_state().items()}
+    deltas[_SPECIAL_KEY] = top.special.detach().float().cpu()  # not in the base: stored in full (fp32)
     return deltas, entry
 
 
@@ -142,6 +148,15 @@ def restore_text_top(model: nn.Module, manifest: Mapping[str, Any], base: Any) -
     extra = manifest.get("_extra_tensors") or {}
     top = TextTopLayers(spec, ident)
     frozen = set(top.frozen_hf_keys())  # restored from the base as they are (MPNet's relative bias table)
+    if entry.get("lora"):  # LoRA factors -> the dense deltas of a full fine-tuning checkpoint
+        try:
+            dense = lora_deltas({k[len(EXTRA_PREFIX):]: v for k, v in extra.items()
+                                 if k.startswith(EXTRA_PREFIX + LORA_PREFIX)},
+                                state, [k for k in state if k not in frozen], entry["lora"])
+        except ValueError as exc:
+            raise CheckpointError(f"cannot restore the text layers' LoRA factors: {exc}") from exc
+        extra = {**{EXTRA_PREFIX + k: v for k, v in dense.items()},
+                 **({_SPECIAL_KEY: extra[_SPECIAL_KEY]} if _SPECIAL_KEY in extra else {})}
     merged = {}
     for key, t in state.items():
         if key in frozen:

@@ -87,6 +87,9 @@ class TrainingConfig:
         select_metric: validation metric that picks the epoch (``weighted_f1``, ``macro_f1``, ``accuracy``).
         lr, weight_decay: AdamW settings; grad_clip: max gradient norm (0 = off).
         encoder_lr: AdamW learning rate of the fine-tuned text top layers (``model.text_top_layers > 0``).
+        lora_rank: > 0: train LoRA factors of that rank on the text top layers' linear maps instead of the layers
+            in full, and store only the factors (:mod:`synctva_ros.checkpoint.text_top_lora`); lora_alpha: LoRA's
+            α (0: 2 x rank).
         lr_schedule: ``constant``, or ``linear``: linear warm-up over the first ``warmup_fraction`` of
             all steps (``epochs`` x batches), then linear decay to 0 at the last epoch (the BERT fine-tuning
             recipe, Devlin et al. 2019; ``transformers.get_linear_schedule_with_warmup``), for every group.
@@ -129,6 +132,8 @@ class TrainingConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     encoder_lr: float = 3e-5
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
     lr_schedule: str = "constant"
     warmup_fraction: float = 0.06
     delta_dtype: str = "float16"
@@ -155,7 +160,7 @@ class TrainingConfig:
         for k in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"'training.{k}' must be >= 1")
-        for k in ("patience", "limit", "report_limit", "num_threads", "split_seed"):
+        for k in ("patience", "limit", "report_limit", "num_threads", "split_seed", "lora_rank", "lora_alpha"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"'training.{k}' must be >= 0")
         if not self.lr > 0 or not self.encoder_lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:

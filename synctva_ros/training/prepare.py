@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from synctva_ros.checkpoint import build_text_top, load_base_layers
+from synctva_ros.checkpoint.text_top_lora import add_lora
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.datasets.cache import CachedSplit
@@ -106,8 +107,8 @@ def prepare_data(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> TrainingData:
                         report_ds, class_counts(train_items, len(names)), split)
 
 
-def build_model(cfg: SyncTVAConfig, data: TrainingData, device: torch.device
-                ) -> tuple[SyncTVA, list[torch.nn.Parameter], dict[str, torch.Tensor] | None]:
+def build_model(cfg: SyncTVAConfig, data: TrainingData, device: torch.device, lora_rank: int = 0,
+                lora_alpha: float = 0.0) -> tuple[SyncTVA, list[torch.nn.Parameter], dict[str, torch.Tensor] | None]:
     """The model, its fine-tuned top-layer parameters and the pretrained weights of those layers.
 
     With ``cfg.model.text_top_layers = K > 0`` and an active text branch, the base encoder
@@ -119,6 +120,9 @@ def build_model(cfg: SyncTVAConfig, data: TrainingData, device: torch.device
         cfg: features and model configuration.
         data: what :func:`prepare_data` returned.
         device: where the model goes.
+        lora_rank, lora_alpha: ``training.lora_rank`` > 0: LoRA factors on the top layers
+            (:func:`~synctva_ros.checkpoint.text_top_lora.add_lora`); the trained parameters are then the factors
+            and the special-token states.
 
     Returns:
         ``(model on device, top-layer parameters (empty when K = 0), {"encoder.layer.{i}...": Tensor} or None)``.
@@ -137,6 +141,8 @@ def build_model(cfg: SyncTVAConfig, data: TrainingData, device: torch.device
         model.attach_text_top(build_text_top(enc, f.text_layer, cfg.model.text_top_layers, name=f.text_encoder,
                                              texts=texts, context_keys=f.text_context_states))
         _, _, base_state = load_base_layers(enc, f.text_layer, cfg.model.text_top_layers, f.text_encoder)
-        top_params = list(model.text_top.parameters())
+        if lora_rank > 0:
+            add_lora(model.text_top, lora_rank, lora_alpha)
+        top_params = [p for p in model.text_top.parameters() if p.requires_grad]
         del enc
     return model.to(device), top_params, base_state

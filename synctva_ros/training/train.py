@@ -200,7 +200,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
     out.mkdir(parents=True, exist_ok=True)
 
     data = prepare_data(tcfg, cfg)
-    model, top_params, base_state = build_model(cfg, data, device)
+    model, top_params, base_state = build_model(cfg, data, device, tcfg.lora_rank, tcfg.lora_alpha)
     loss_fn = build_loss(cfg.model, data.counts, tcfg.loss or None, tcfg.logit_tau).to(device)
     opt = _optimizer(model, top_params, tcfg)
     sched = _scheduler(opt, tcfg, -(-len(data.train_ds) // tcfg.batch_size))

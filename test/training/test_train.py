@@ -218,3 +218,28 @@ def test_top_layers_attend_over_the_context_states(tiny_cache, tmp_path):
         it.text.prefix = None
     _, _, alone = evaluate_model(model, UtteranceDataset(c.items, model.dims, 0, model.active))
     assert np.isfinite(probs).all() and not np.allclose(probs, alone, atol=1e-4)
+
+
+def test_lora_trains_the_factors_only_and_stores_them(tiny_cache, tmp_path):
+    """training.lora_rank > 0: the top layers' pretrained weights stay frozen, the checkpoint holds their LoRA
+    factors (no dense delta) and is a fraction of the full fine-tuning one; resume continues it."""
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_cache, cache)
+    extra = ["features.text_layer=4", "model.text_top_layers=2", "training.encoder_lr=3e-3", "training.lora_rank=4"]
+    tcfg, cfg = _cfg(cache, tmp_path / "ck", "training.epochs=1", *extra)
+    out = train(tcfg, cfg)
+    with safe_open(str(out / "model.safetensors"), "pt") as fh:
+        text = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith("text_encoder.")}
+    factors = {k: v for k, v in text.items() if k.startswith("text_encoder.lora.")}
+    assert len(factors) == 2 * 2 * 6 and set(text) == {*factors, "text_encoder.top.special"}
+    assert all(v.dtype == torch.float16 for v in factors.values())
+    assert any(float(v.abs().max()) > 0 for k, v in factors.items() if k.endswith(".B"))  # B left its zero start
+    assert (out / "model.safetensors").stat().st_size < 2e6  # full fine-tuning of these 2 layers: ~7 MB
+    model, man = load_text_top_checkpoint(out, base="all-MiniLM-L6-v2")
+    assert man["text_top"]["lora"]["rank"] == 4 and man["training"]["lora_rank"] == 4
+    c = load_cache(find_cache(cache, "meld", "dev")[0])
+    _, _, probs = evaluate_model(model, UtteranceDataset(c.items, model.dims, 0, model.active))
+    assert np.isfinite(probs).all()
+    tcfg, cfg = _cfg(cache, tmp_path / "ck", "training.epochs=2", *extra)  # resume: the LoRA state loads back
+    train(tcfg, cfg, resume=True)
+    assert json.loads((out / "metrics.json").read_text())["history"][-1]["epoch"] == 2

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import torch
 
 from synctva_ros.checkpoint import MANIFEST_FILE, WEIGHTS_FILE, save_checkpoint, save_text_top_checkpoint
+from synctva_ros.checkpoint.text_top_lora import has_lora
 from synctva_ros.core.modalities import MODALITIES
 from synctva_ros.model.synctva import SyncTVA
 
@@ -85,12 +86,16 @@ def save_trained(out: str | os.PathLike[str], model: SyncTVA, state: Mapping[str
     size = (tmp / WEIGHTS_FILE).stat().st_size
     if size > max_mb * 1e6:
         top = sum(p.numel() for p in snap.text_top.parameters()) if snap.text_top is not None else 0
+        stored = sum(p.numel() for p in snap.text_top.parameters() if p.requires_grad) if has_lora(snap.text_top) \
+            else top  # LoRA: the factors and special states are stored, not the frozen layers
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointTooLarge(
             f"checkpoint weights would be {size / 1e6:.1f} MB, over training.max_checkpoint_mb={max_mb:g} "
-            f"({top} fine-tuned text-encoder parameters stored as {delta_dtype} deltas, "
+            f"({stored} fine-tuned text-encoder parameters stored as {delta_dtype} "
+            f"{'LoRA factors' if has_lora(snap.text_top) else 'deltas'}, "
             f"{sum(p.numel() for p in snap.parameters()) - top} fusion parameters as float32): fine-tune fewer "
-            f"layers (model.text_top_layers), use training.delta_dtype=float16 or a smaller model")
+            f"layers (model.text_top_layers), use training.delta_dtype=float16, LoRA (training.lora_rank) or a "
+            f"smaller model")
     for name in (WEIGHTS_FILE, MANIFEST_FILE):
         os.replace(tmp / name, out / name)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -243,3 +243,6 @@ def test_lora_trains_the_factors_only_and_stores_them(tiny_cache, tmp_path):
     tcfg, cfg = _cfg(cache, tmp_path / "ck", "training.epochs=2", *extra)  # resume: the LoRA state loads back
     train(tcfg, cfg, resume=True)
     assert json.loads((out / "metrics.json").read_text())["history"][-1]["epoch"] == 2
+    tcfg, cfg = _cfg(cache, tmp_path / "small", "training.epochs=1", *extra, "training.max_checkpoint_mb=0.05")
+    with pytest.raises(CheckpointTooLarge, match="as float16 LoRA factors"):
+        train(tcfg, cfg)

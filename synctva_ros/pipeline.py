@@ -19,7 +19,8 @@ the kept audio and frames are processed while the utterance goes on; :meth:`Emot
 takes audio and visual features from it (equal to the batch extractors' for audio, see the cache's docstring
 for frames) and runs the batch extractors for what it does not cover (without a sink, for everything). The
 text stage runs at the final transcript, used at close when its inputs are unchanged (``streaming_text``), with the
-checkpoint's fine-tuned text layers as its last step (``split_text_top``, :mod:`~synctva_ros.backends.text_top_serving`).
+checkpoint's fine-tuned text layers as its last step (``split_text_top``,
+:mod:`~synctva_ros.backends.text_top_serving`).
 
 Dialogue context: the pipeline keeps the windows it predicted, per session (``dialogue_id``), in a
 :class:`~synctva_ros.features.dialogue.DialogueContext` (:attr:`EmotionPipeline.dialogue`): their

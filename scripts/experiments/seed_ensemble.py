@@ -7,7 +7,8 @@ every member and the mean of the members' probabilities (sklearn weighted/macro 
 those of the recipe: nothing here is tuned on the report split.
 
     python scripts/experiments/seed_ensemble.py config/train/meld_mpnet_context.yaml \
-        /work/runs/meld_mpnet_s0 /work/runs/meld_mpnet_s1 /work/runs/meld_mpnet_s2 --set training.cache_dir=cache/train \
+        /work/runs/meld_mpnet_s0 /work/runs/meld_mpnet_s1 /work/runs/meld_mpnet_s2 \
+        --set training.cache_dir=cache/train \
         --out out/ensemble_meld.json
 """
 
@@ -40,7 +41,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--out", default="")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides, as synctva train")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe overrides, as synctva train")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tcfg, cfg = load_training_config(args.recipe, args.set or None)

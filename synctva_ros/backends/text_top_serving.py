@@ -72,7 +72,7 @@ class TextTopApplied(nn.Module):
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         super().__init__()
-        self.spec = dict(spec, context_keys=False, applied_in_text_stage=True)
+        self.spec = dict(spec, context_keys=False)
 
     def forward(self, x: Tensor, mask: Tensor, prefix: Tensor | None = None,
                 prefix_mask: Tensor | None = None) -> Tensor:
@@ -102,8 +102,21 @@ def text_top_inputs(top: nn.Module) -> list[str]:
 
 
 def export_text_top(top: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Export the fine-tuned text layers to ONNX (graph: module docstring). The module given is neither moved nor
-    changed (a CPU copy is traced when it lives elsewhere).
+    """Export the fine-tuned text layers to ONNX. The module given is neither moved nor changed (a CPU copy is traced
+    when it lives elsewhere). TorchScript tracer (:func:`~synctva_ros.backends.export.export_fusion`'s exporter).
+
+    Args:
+        top: a :class:`~synctva_ros.model.text_top.TextTopLayers`.
+        path: output ``.onnx`` file.
+        opset: ONNX opset (>= 18).
+
+    Shapes:
+        ``text`` ``(B, N, F)`` float32, ``text_mask`` ``(B, N)`` bool[, ``text_prefix`` ``(B, M, F)`` float32,
+        ``text_prefix_mask`` ``(B, M)`` bool with ``spec["context_keys"]``] -> ``hidden`` ``(B, N, F)`` float32;
+        ``B``, ``N``, ``M`` dynamic (``batch``, ``n_text``, ``n_text_prefix``).
+
+    Returns:
+        ``Path(path)``.
 
     Raises:
         ExportError: unsupported opset, or the exporter failed.

@@ -134,7 +134,7 @@ def lora_deltas(factors: Mapping[str, Tensor], base_state: Mapping[str, Tensor],
         shape = tuple(base_state[key].shape)
         stem = key[:-len(".weight")] if key.endswith(".weight") else None
         a_key, b_key = f"{LORA_PREFIX}{stem}.A", f"{LORA_PREFIX}{stem}.B"
-        if stem is None or a_key not in factors and b_key not in factors:
+        if stem is None or (a_key not in factors and b_key not in factors):  # not a LoRA target
             out[key] = torch.zeros(shape)
             continue
         a, b = factors.get(a_key), factors.get(b_key)

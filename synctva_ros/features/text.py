@@ -288,21 +288,21 @@ class TextEncoder(FeatureExtractor):
         out: list[TextEncoding] = [TextEncoding(None, None)] * len(texts)
         idx = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
         paired = self.context_turns > 0 and contexts is not None
-        for s in range(0, len(idx), self.batch_size) if sentences or not paired else ():  # the utterance alone
-            chunk = idx[s:s + self.batch_size]
-            enc = self.tokenizer([texts[i].strip() for i in chunk], padding=True, truncation=True,
-                                 max_length=self._max_length, return_special_tokens_mask=True,
-                                 return_tensors="pt")
-            special = enc.pop("special_tokens_mask").bool()
-            hidden, attn = self.layer_states(enc)
-            m = attn.unsqueeze(-1).float()
-            sent = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-            sent = torch.nn.functional.normalize(sent, dim=-1)
-            for j, i in enumerate(chunk):
-                keep = attn[j] & ~special[j]
-                tok = hidden[j][keep][: self.max_tokens]
-                out[i] = TextEncoding(tok.numpy().astype(np.float32) if tok.shape[0] else None,
-                                      sent[j].numpy().astype(np.float32))
+        if sentences or not paired:  # the utterance alone: its sentence embedding, or unpaired, its tokens
+            for s in range(0, len(idx), self.batch_size):
+                chunk = idx[s:s + self.batch_size]
+                enc = self.tokenizer([texts[i].strip() for i in chunk], padding=True, truncation=True,
+                                     max_length=self._max_length, return_special_tokens_mask=True,
+                                     return_tensors="pt")
+                special = enc.pop("special_tokens_mask").bool()
+                hidden, attn = self.layer_states(enc)
+                m = attn.unsqueeze(-1).float()
+                sent = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp_min(1.0), dim=-1)
+                for j, i in enumerate(chunk):
+                    keep = attn[j] & ~special[j]
+                    tok = hidden[j][keep][: self.max_tokens]
+                    out[i] = TextEncoding(tok.numpy().astype(np.float32) if tok.shape[0] else None,
+                                          sent[j].numpy().astype(np.float32))
         if paired:
             for s in range(0, len(idx), self.batch_size):
                 chunk = idx[s:s + self.batch_size]

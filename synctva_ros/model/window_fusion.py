@@ -134,7 +134,6 @@ def fuse_window(fusion: ExpertFusion, model_logits: np.ndarray, model_contributi
     return WindowFusion(fused / fused.sum(), mod, contrib, use_visual, shares, inputs)
 
 
-
 def network_subsets(feats: Any) -> tuple[np.ndarray, list[str]]:
     """The modality subsets the pipeline asks the network for (one backend call): all present modalities first,
     then each of text and audio alone when it is present and not the only modality.

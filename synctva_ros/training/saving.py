@@ -86,13 +86,13 @@ def save_trained(out: str | os.PathLike[str], model: SyncTVA, state: Mapping[str
     size = (tmp / WEIGHTS_FILE).stat().st_size
     if size > max_mb * 1e6:
         top = sum(p.numel() for p in snap.text_top.parameters()) if snap.text_top is not None else 0
-        stored = sum(p.numel() for p in snap.text_top.parameters() if p.requires_grad) if has_lora(snap.text_top) \
-            else top  # LoRA: the factors and special states are stored, not the frozen layers
+        lora = has_lora(snap.text_top)  # LoRA: the factors and special states are stored, not the frozen layers
+        stored = sum(p.numel() for p in snap.text_top.parameters() if p.requires_grad) if lora else top
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointTooLarge(
             f"checkpoint weights would be {size / 1e6:.1f} MB, over training.max_checkpoint_mb={max_mb:g} "
             f"({stored} fine-tuned text-encoder parameters stored as {delta_dtype} "
-            f"{'LoRA factors' if has_lora(snap.text_top) else 'deltas'}, "
+            f"{'LoRA factors' if lora else 'deltas'}, "
             f"{sum(p.numel() for p in snap.parameters()) - top} fusion parameters as float32): fine-tune fewer "
             f"layers (model.text_top_layers), use training.delta_dtype=float16, LoRA (training.lora_rank) or a "
             f"smaller model")

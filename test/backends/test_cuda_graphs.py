@@ -127,7 +127,8 @@ def test_replay_equals_eager_torch_on_cuda(make_model, turns) -> None:
 def test_the_bench_row_of_cuda_graphs_measures_only_cuda_graphs(make_model) -> None:
     unavailable: dict[str, str] = {}
     assert not ready_as_named(TorchBackend(make_model()), "torch cuda graphs", unavailable)
-    assert unavailable == {"torch cuda graphs": "torch-cudagraph did not start (see the log); it would have served torch"}
+    assert unavailable == {
+        "torch cuda graphs": "torch-cudagraph did not start (see the log); it would have served torch"}
     assert ready_as_named(TorchBackend(make_model()), "torch fp32", unavailable)
 
 

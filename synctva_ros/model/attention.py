@@ -11,11 +11,17 @@ at opset 18.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["masked_softmax", "masked_mean", "MaskedMultiheadAttention"]
+__all__ = ["masked_softmax", "masked_mean", "MaskedMultiheadAttention", "AdditiveMask", "additive_mask",
+           "softmax_last", "MASK_BIAS"]
+
+#: What :func:`additive_mask` adds to a masked score: far below any attention logit (``exp(-1e4)`` is 0 in fp32 and
+#: fp16) and finite in fp16 (a ``finfo.min`` constant becomes ``-inf`` there, and a fully masked row ``NaN``).
+MASK_BIAS = -1.0e4
 
 
 def masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
@@ -34,6 +40,35 @@ def masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
     filled = scores.masked_fill(~mask, neg)
     prob = torch.softmax(filled, dim=dim)
     return prob * mask.to(prob.dtype)
+
+
+class AdditiveMask(NamedTuple):
+    """A boolean mask prepared once for many softmaxes over the last axis (:func:`additive_mask`)."""
+
+    #: ``0`` where valid, :data:`MASK_BIAS` elsewhere; added to the scores.
+    bias: Tensor
+    #: ``1`` where valid, ``0`` elsewhere; multiplies the probabilities (a fully masked row gives zeros).
+    keep: Tensor
+
+
+def additive_mask(mask: Tensor, dtype: torch.dtype) -> AdditiveMask:
+    """``mask`` (bool, any shape broadcastable to the scores; True = valid) as an :class:`AdditiveMask` of ``dtype``.
+
+    :func:`softmax_last` with it equals :func:`masked_softmax` over the last axis up to float rounding as long as
+    every score of a row, masked or not, lies within about ``-MASK_BIAS - 100`` of the row's largest valid score
+    (graph-attention logits are a few units, and :class:`~synctva_ros.model.graphs.CrossModalGraph` zeroes masked
+    nodes, so theirs are 0); unlike :func:`masked_softmax` it does not hold for arbitrary values at masked positions.
+    It needs no ``Where`` per call (an additive bias and a multiply broadcast cheaply in onnxruntime, and one mask
+    serves every layer and head).
+    """
+    keep = mask.to(dtype)
+    return AdditiveMask((1.0 - keep) * MASK_BIAS, keep)
+
+
+def softmax_last(scores: Tensor, mask: AdditiveMask) -> Tensor:
+    """Softmax of ``scores`` over the last axis restricted to ``mask`` (:func:`additive_mask`); fully masked rows
+    give zeros. Shapes: ``scores`` any, ``mask.bias`` / ``mask.keep`` broadcastable to it."""
+    return torch.softmax(scores + mask.bias, dim=-1) * mask.keep
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -31,27 +31,63 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from synctva_ros.model.attention import masked_softmax
+from synctva_ros.model.attention import AdditiveMask, additive_mask, softmax_last
 
-__all__ = ["dense_gat_conv"]
+__all__ = ["dense_gat_conv", "adjacency_mask"]
 
 
-def dense_gat_conv(conv: nn.Module, x_src: Tensor, x_dst: Tensor, adj: Tensor) -> Tensor:
+def adjacency_mask(adj: Tensor, dtype: torch.dtype) -> AdditiveMask:
+    """A dense adjacency ``(B, N_dst, N_src)`` bool prepared for :func:`dense_gat_conv` (shape ``(B, 1, N_dst,
+    N_src)``, one per graph, shared by its layers and heads)."""
+    return additive_mask(adj.unsqueeze(1), dtype)
+
+
+def _gat_logits(conv: nn.Module, x_src: Tensor, x_dst: Tensor) -> tuple[Tensor, Tensor]:
+    """GATConv's messages ``(B, H, N_src, C)`` and scores ``(B, H, N_dst, N_src)``: the attention vectors folded
+    into the (bias-free) linear maps, ``a^T (W x) = (W^T a)^T x``, so the target side needs ``H`` outputs instead of
+    ``H * C`` and a source's messages and logits come from one matmul (one for everything when ``x_src is x_dst``)."""
+    b, ns, nd = x_src.shape[0], x_src.shape[1], x_dst.shape[1]
+    h, c = conv.heads, conv.out_channels
+    lin_src = conv.lin if conv.lin is not None else conv.lin_src
+    lin_dst = conv.lin if conv.lin is not None else conv.lin_dst
+    if lin_src.bias is not None or lin_dst.bias is not None:
+        raise ValueError("dense_gat_conv expects GATConv's bias-free linear maps")
+    w_src, w_dst = lin_src.weight, lin_dst.weight
+    u_src = torch.einsum("hc,hcf->hf", conv.att_src.reshape(h, c), w_src.reshape(h, c, -1))
+    u_dst = torch.einsum("hc,hcf->hf", conv.att_dst.reshape(h, c), w_dst.reshape(h, c, -1))
+    if x_src is x_dst:
+        proj = F.linear(x_src, torch.cat([w_src, u_src, u_dst], dim=0))  # (B, N, HC + 2H)
+        a_dst = proj[..., h * c + h :]
+    else:
+        proj = F.linear(x_src, torch.cat([w_src, u_src], dim=0))  # (B, Ns, HC + H)
+        a_dst = F.linear(x_dst, u_dst)  # (B, Nd, H)
+    messages = proj[..., : h * c].reshape(b, ns, h, c).transpose(1, 2)
+    a_src = proj[..., h * c : h * c + h]  # (B, Ns, H)
+    scores = a_dst.transpose(1, 2).unsqueeze(3) + a_src.transpose(1, 2).unsqueeze(2)  # (B, H, Nd, Ns)
+    return messages, F.leaky_relu(scores, conv.negative_slope)
+
+
+def dense_gat_conv(conv: nn.Module, x_src: Tensor, x_dst: Tensor, adj: Tensor | AdditiveMask) -> Tensor:
     """Apply a PyG ``GATConv`` or ``GATv2Conv`` to a padded batch with a dense adjacency.
+
+    Laid out as ``(B, H, N_dst, N_src)`` so that the softmax runs over the last axis and the messages' matmul
+    needs no transposed copy (onnxruntime's Softmax on another axis transposes; its ``Where`` broadcasts slowly).
 
     Args:
         conv: a ``torch_geometric.nn.GATConv`` or ``GATv2Conv`` (its parameters are used as is,
             training mode decides attention dropout).
         x_src: ``(B, N_src, F_src)`` source node features.
-        x_dst: ``(B, N_dst, F_dst)`` target node features.
-        adj: ``(B, N_dst, N_src)`` bool, ``adj[b, i, j]`` = edge ``j -> i`` (include self loops here).
+        x_dst: ``(B, N_dst, F_dst)`` target node features (pass the same tensor object for a graph within one
+            node type: one matmul then serves both sides).
+        adj: ``(B, N_dst, N_src)`` bool, ``adj[b, i, j]`` = edge ``j -> i`` (include self loops here), or that
+            adjacency prepared once by :func:`adjacency_mask`.
 
     Returns:
         ``(B, N_dst, heads * out_channels)`` if ``conv.concat`` else ``(B, N_dst, out_channels)``.
 
     Raises:
         TypeError: ``conv`` is neither GATConv nor GATv2Conv.
-        ValueError: ``conv`` uses edge features (``edge_dim``).
+        ValueError: ``conv`` uses edge features (``edge_dim``), or a GATConv linear map has a bias (PyG's have none).
     """
     kind = type(conv).__name__
     if kind not in ("GATConv", "GATv2Conv"):
@@ -61,26 +97,16 @@ def dense_gat_conv(conv: nn.Module, x_src: Tensor, x_dst: Tensor, adj: Tensor) -
     b, ns, nd = x_src.shape[0], x_src.shape[1], x_dst.shape[1]
     h, c = conv.heads, conv.out_channels
     if kind == "GATConv":
-        if conv.lin is not None:
-            hs, hd = conv.lin(x_src), conv.lin(x_dst)
-        else:
-            hs, hd = conv.lin_src(x_src), conv.lin_dst(x_dst)
-        hs = hs.reshape(b, ns, h, c)
-        hd = hd.reshape(b, nd, h, c)
-        a_src = (hs * conv.att_src).sum(dim=-1)  # (B, Ns, H)
-        a_dst = (hd * conv.att_dst).sum(dim=-1)  # (B, Nd, H)
-        scores = F.leaky_relu(a_dst.unsqueeze(2) + a_src.unsqueeze(1), conv.negative_slope)  # (B, Nd, Ns, H)
-        messages = hs
+        messages, scores = _gat_logits(conv, x_src, x_dst)
     else:
         xl = conv.lin_l(x_src).reshape(b, ns, h, c)
         xr = conv.lin_r(x_dst).reshape(b, nd, h, c)
         z = F.leaky_relu(xr.unsqueeze(2) + xl.unsqueeze(1), conv.negative_slope)  # (B, Nd, Ns, H, C)
-        scores = (z * conv.att).sum(dim=-1)
-        messages = xl
-    alpha = masked_softmax(scores, adj.unsqueeze(-1), dim=2)
-    alpha = F.dropout(alpha, p=conv.dropout, training=conv.training)
-    # (B, H, Nd, Ns) @ (B, H, Ns, C) -> (B, H, Nd, C)
-    out = torch.matmul(alpha.permute(0, 3, 1, 2), messages.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
+        scores = (z * conv.att).sum(dim=-1).permute(0, 3, 1, 2)  # (B, H, Nd, Ns)
+        messages = xl.transpose(1, 2)
+    mask = adj if isinstance(adj, AdditiveMask) else adjacency_mask(adj, scores.dtype)
+    alpha = F.dropout(softmax_last(scores, mask), p=conv.dropout, training=conv.training)
+    out = torch.matmul(alpha, messages).transpose(1, 2)  # (B, H, Nd, Ns) @ (B, H, Ns, C) -> (B, Nd, H, C)
     out = out.reshape(b, nd, h * c) if conv.concat else out.mean(dim=2)
     if getattr(conv, "res", None) is not None:
         out = out + conv.res(x_dst)

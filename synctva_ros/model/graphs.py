@@ -17,7 +17,8 @@ choice, configurable through :class:`~synctva_ros.config.ModelConfig`:
 Each layer is a ``torch_geometric.nn.HeteroConv`` with one ``GATConv`` (or
 ``GATv2Conv``, ``ModelConfig.gat_variant``) per edge type and ``aggr="sum"``, so the
 parameters are PyG's. ``impl="dense"`` (default) evaluates those convs on padded
-batches through :func:`synctva_ros.model.gat.dense_gat_conv` (fast, exportable);
+batches through :func:`synctva_ros.model.gat.dense_gat_conv` (fast, exportable; each graph's four masks are
+prepared once for all its layers);
 ``impl="pyg"`` builds one ``HeteroData`` per utterance and runs ``HeteroConv`` (the
 reference; both agree within 1e-5). After each layer, per node type:
 ``h <- LayerNorm(h + Dropout(ELU(conv(h))))`` (choice; paper silent).
@@ -33,7 +34,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import GATConv, GATv2Conv, HeteroConv
 
 from synctva_ros.model.attention import masked_mean
-from synctva_ros.model.gat import dense_gat_conv
+from synctva_ros.model.gat import adjacency_mask, dense_gat_conv
 
 __all__ = ["CrossModalGraph", "temporal_adjacency", "cross_adjacency", "reference_edges", "TEMPORAL", "ALIGNED"]
 
@@ -190,8 +191,9 @@ class CrossModalGraph(nn.Module):
                 impl: str = "dense") -> tuple[Tensor, Tensor, Tensor, Tensor]:
         if impl == "dense":
             ab = cross_adjacency(t_a, mask_a, t_b, mask_b, self.tolerance)  # dst b, src a
-            ctx: object = {"aa": temporal_adjacency(mask_a, self.k), "bb": temporal_adjacency(mask_b, self.k),
-                           "ab": ab, "ba": ab.transpose(1, 2)}
+            adj = {"aa": temporal_adjacency(mask_a, self.k), "bb": temporal_adjacency(mask_b, self.k),
+                   "ab": ab, "ba": ab.transpose(1, 2)}
+            ctx: object = {k: adjacency_mask(v, x_a.dtype) for k, v in adj.items()}  # once for all layers
             step = self._dense_layer
         elif impl == "pyg":
             ctx = self._pyg_graphs(mask_a, t_a, mask_b, t_b)

@@ -52,3 +52,18 @@ def test_rejects_other_layers():
     with pytest.raises(TypeError):
         dense_gat_conv(torch.nn.Linear(2, 2), torch.zeros(1, 1, 2), torch.zeros(1, 1, 2),
                        torch.ones(1, 1, 1, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("op", [GATConv, GATv2Conv])
+def test_prepared_mask_equals_boolean_adjacency(op):
+    """One adjacency_mask per graph (what CrossModalGraph passes to every layer) gives the bool adjacency's output."""
+    from synctva_ros.model.gat import adjacency_mask
+
+    g = torch.Generator().manual_seed(4)
+    conv = op((8, 6), 4, heads=2).eval()
+    x_src, x_dst = torch.randn(2, 7, 8, generator=g), torch.randn(2, 5, 6, generator=g)
+    adj = torch.rand(2, 5, 7, generator=g) < 0.4
+    adj[1] = False  # a row of the batch without edges: bias only
+    out = dense_gat_conv(conv, x_src, x_dst, adjacency_mask(adj, x_src.dtype))
+    assert torch.equal(out, dense_gat_conv(conv, x_src, x_dst, adj))
+    assert torch.allclose(out[1], conv.bias.expand(5, -1))

@@ -24,7 +24,9 @@ pipeline exists ``checkpoint.<outcome>`` (checkpoint loads in this process by in
 :mod:`synctva_ros.backends.engine_cache`), and with the worker's heap trimmer ``memory.trims``,
 ``memory.trims_skipped`` (calls within ``TRIM_INTERVAL_S`` of the last trim, or no glibc), ``memory.trim_s``
 (the trims' total time, seconds) and ``memory.arena_max`` (the glibc malloc arena limit in effect: ``2`` as the
-node's ``main`` sets it, the environment's ``MALLOC_ARENA_MAX``, or ``default``; :mod:`synctva_ros.core.memory`).
+node's ``main`` sets it, the environment's ``MALLOC_ARENA_MAX``, or ``default``) and ``memory.mmap_threshold`` (bytes:
+``524288`` as ``main`` fixes it, the environment's ``MALLOC_MMAP_THRESHOLD_``, or ``default``;
+:mod:`synctva_ros.core.memory`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from synctva_ros.backends.engine_cache import cache_counters
 from synctva_ros.checkpoint.integrity import counters as integrity_counters
-from synctva_ros.core.memory import arena_max
+from synctva_ros.core.memory import arena_max, mmap_threshold
 from synctva_ros.ros.latency import LatencySnapshot
 
 __all__ = ["latency_level", "status_values", "emotion_status", "diagnostic_array"]
@@ -113,6 +115,7 @@ def status_values(counters: Mapping[str, int], latency: LatencySnapshot, queue: 
         for k, v in trimmer.stats().items():
             values[f"memory.{k}"] = f"{v:.4f}" if isinstance(v, float) else str(v)
         values["memory.arena_max"] = arena_max()
+        values["memory.mmap_threshold"] = mmap_threshold()
     return values
 
 

@@ -18,7 +18,7 @@ from synctva_ros.ros.latency import LatencySnapshot, LatencyStats
 
 from node_runs import tiny_node_args  # test/ros helper (the node's common arguments)
 
-MEMORY_KEYS = ["memory.trims", "memory.trims_skipped", "memory.trim_s", "memory.arena_max"]
+MEMORY_KEYS = ["memory.trims", "memory.trims_skipped", "memory.trim_s", "memory.arena_max", "memory.mmap_threshold"]
 
 
 @pytest.mark.parametrize("active, worst, expected", [
@@ -105,11 +105,13 @@ def test_heap_trimmer_and_arena_limit_values(monkeypatch):
     trimmer()  # within the interval: skipped
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the environment's limit wins (core.memory.limit_arenas)
     values = status_values({"windows": 1}, LatencyStats().report(), 0, None, None, trimmer)
-    assert list(values)[-4:] == MEMORY_KEYS
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")
+    values = status_values({"windows": 1}, LatencyStats().report(), 0, None, None, trimmer)
+    assert list(values)[-5:] == MEMORY_KEYS
     trims = 1 if trimmer.available else 0
     assert values["memory.trims"] == str(trims) and values["memory.trims_skipped"] == str(2 - trims)
     assert float(values["memory.trim_s"]) >= 0.0 and len(values["memory.trim_s"].split(".")[1]) == 4
-    assert values["memory.arena_max"] == "4"
+    assert values["memory.arena_max"] == "4" and values["memory.mmap_threshold"] == "262144"
     assert not any(k.startswith("memory.") for k in status_values({}, LatencyStats().report(), 0, None))
 
 
@@ -133,3 +135,5 @@ def test_heap_trims_and_arena_limit_on_the_real_diagnostics_topic(node_process, 
     assert float(diag["memory.trim_s"]) >= 0.0
     expected = os.environ.get("MALLOC_ARENA_MAX") or (str(memory.ARENA_MAX) if glibc else memory.ARENA_DEFAULT)
     assert diag["memory.arena_max"] == expected
+    expected = os.environ.get("MALLOC_MMAP_THRESHOLD_") or (str(memory.MMAP_THRESHOLD) if glibc else memory.ARENA_DEFAULT)
+    assert diag["memory.mmap_threshold"] == expected

@@ -1,9 +1,9 @@
 """On-disk cache of exported ONNX files and TensorRT engines, keyed by what determines them.
 
 A cached artefact is valid exactly as long as its key is: the key is a sha256 over a JSON
-document of its *parts* (model weights hash, manifest, exporter and opset, TensorRT version,
-GPU name, precision, optimisation-profile shapes, ...). Any change of a part gives a new
-file name, so a stale file is never loaded.
+document of its *parts* (model weights hash, manifest, the source of the code that defines the graph
+(:func:`graph_source_sha256`), exporter and opset, TensorRT version, GPU name, precision,
+optimisation-profile shapes, ...). Any change of a part gives a new file name, so a stale file is never loaded.
 
 A file of the right name is not trusted for its name: at build time the sha256 of its content is
 recorded in a sidecar ``<artefact>.sha256`` (``sha256sum`` format, so ``sha256sum -c`` checks it
@@ -19,6 +19,7 @@ temporary name and renamed, so a crashed build leaves no half-written artefact.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ import torch
 from synctva_ros.core.hashing import file_sha256
 
 __all__ = ["cache_root", "state_dict_sha256", "manifest_sha256", "cache_key", "CachedArtifact", "cached_build",
-           "cache_counters"]
+           "cache_counters", "graph_source_sha256", "GRAPH_SOURCES"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,33 @@ def state_dict_sha256(module: torch.nn.Module, exclude: tuple[str, ...] = ()) ->
         if t.dtype == torch.bfloat16:
             t = t.view(torch.int16)
         h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+#: The package's modules whose code defines the graphs this package exports (relative to ``synctva_ros/``): the
+#: network (every module of ``model/``) and the export wrappers.
+GRAPH_SOURCES = ("model/*.py", "backends/export.py", "backends/text_top_serving.py")
+
+
+@functools.lru_cache(maxsize=1)
+def graph_source_sha256() -> str:
+    """sha256 over the source of :data:`GRAPH_SOURCES` (file names and bytes, sorted), part of every exported graph's
+    cache key: a change of the network's code (a faster layout of the same function, a fixed bug) exports again
+    instead of serving the graph cached from the old code. Falls back to the package version where the sources are
+    not readable (a zipped or bytecode-only install). Raises nothing."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted({f for pattern in GRAPH_SOURCES for f in root.glob(pattern)})
+    h = hashlib.sha256()
+    try:
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    except OSError:
+        files = []
+    if not files:
+        from synctva_ros import __version__
+
+        return f"version-{__version__}"
     return h.hexdigest()
 
 

@@ -46,7 +46,8 @@ from torch.export import Dim
 
 from synctva_ros.core.batch import Batch
 from .base import MODEL_INPUTS
-from .engine_cache import CachedArtifact, cache_root, cached_build, manifest_sha256, state_dict_sha256
+from .engine_cache import (CachedArtifact, cache_root, cached_build, graph_source_sha256, manifest_sha256,
+                           state_dict_sha256)
 
 __all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "SUBSETS_INPUT", "TEXT_INPUTS", "fusion_input_names",
            "uses_text_prefix", "example_fusion_inputs",
@@ -367,7 +368,7 @@ def _parts(kind: str, module: torch.nn.Module, opset: int, exporter: str, **extr
     # outputs (the branch is masked): left out of the key, so the same checkpoint finds its export again.
     inactive = tuple(f"msde.{m}." for m, on in getattr(module, "active", {}).items() if not on)
     return {"kind": kind, "weights_sha256": state_dict_sha256(module, inactive), "opset": opset, "exporter": exporter,
-            "torch": torch.__version__, **extra}
+            "torch": torch.__version__, "code_sha256": graph_source_sha256(), **extra}
 
 
 def cached_fusion_onnx(model: torch.nn.Module, manifest: Mapping[str, Any] | None = None,
@@ -376,7 +377,8 @@ def cached_fusion_onnx(model: torch.nn.Module, manifest: Mapping[str, Any] | Non
     """Path of the fusion model's ONNX file in the cache, exporting it when the key is new.
 
     Key: weights hash (without the MSDE weights of inactive branches: they are not in the checkpoint, random at
-    every load, and masked) + manifest hash (without ``created``) + exporter + opset + torch version (+ ``subsets``
+    every load, and masked) + manifest hash (without ``created``) + the graph code's hash
+    (:func:`~synctva_ros.backends.engine_cache.graph_source_sha256`) + exporter + opset + torch version (+ ``subsets``
     for the subsets graph, ``fusion_subsets-<key>.onnx``).
 
     Raises:

@@ -24,8 +24,8 @@ fallback (logged and counted under ``text_top`` in
   masked keys get no attention weight and the relative positions are counted from the masks, so the states are
   those without a prefix (same test).
 * Cache: ``<cache>/onnx/text_top-<key>.onnx``, key: the layers' state-dict sha256, their frozen relative-position
-  table's sha256 (not in the state dict), spec, base encoder identity, inputs, opset, torch version
-  (content-checked on every reuse, :mod:`~synctva_ros.backends.engine_cache`).
+  table's sha256 (not in the state dict), spec, base encoder identity, inputs, opset, torch version, the graph code's
+  hash (:func:`~synctva_ros.backends.engine_cache.graph_source_sha256`) (content-checked on every reuse, :mod:`~synctva_ros.backends.engine_cache`).
 * Parity at start: the runner's states on a fixed seeded probe against torch's, at most :data:`STATE_TOLERANCE`
   (fp32; int8: finite only), else torch serves.
 """
@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from synctva_ros.core.batch import ModalityFeatures
 from .encoder_serving import cached_encoder_onnx, run_session, serve_onnx_encoder, serves_encoders
-from .engine_cache import state_dict_sha256
+from .engine_cache import graph_source_sha256, state_dict_sha256
 from .export import DEFAULT_OPSET, _export
 
 __all__ = ["STATE_TOLERANCE", "TextTopApplied", "split_text_top", "text_top_inputs", "export_text_top",
@@ -152,7 +152,8 @@ def cached_text_top_onnx(top: nn.Module, cache_dir: str | Path | None = None, op
     parts = {"kind": "text_top", "weights_sha256": state_dict_sha256(top),
              "relative_bias_sha256": hashlib.sha256(rel.detach().cpu().numpy().tobytes()).hexdigest()
              if rel is not None else "", "spec": dict(top.spec), "base": dict(getattr(top, "base", None) or {}),
-             "inputs": text_top_inputs(top), "opset": opset, "exporter": "torchscript", "torch": torch.__version__}
+             "inputs": text_top_inputs(top), "opset": opset, "exporter": "torchscript", "torch": torch.__version__,
+             "code_sha256": graph_source_sha256()}
     return cached_encoder_onnx("text_top", parts, lambda p: export_text_top(top, p, opset), cache_dir)
 
 

@@ -185,3 +185,22 @@ def test_changed_cached_file_is_rebuilt_logged_and_counted(tmp_path, caplog, dam
     # the rebuilt file verifies: the next call is a hit
     assert cached_build(art, _build_counting(calls)) == (path, False) and len(calls) == 2
     assert cache_counters()["hits"] == after["hits"] + 1
+
+
+def test_graph_code_hash_covers_the_network_and_changes_its_exports(tmp_path, make_model, monkeypatch):
+    """The exported graph's key holds the hash of the code that defines it: the same weights under changed code
+    export again instead of reusing the old code's graph."""
+    import synctva_ros
+    from synctva_ros.backends import engine_cache
+    from synctva_ros.backends.export import cached_fusion_onnx
+
+    root = Path(synctva_ros.__file__).parent
+    covered = {str(f.relative_to(root)) for p in engine_cache.GRAPH_SOURCES for f in root.glob(p)}
+    assert {"model/gat.py", "model/graphs.py", "model/synctva.py", "backends/export.py"} <= covered
+    assert len(engine_cache.graph_source_sha256()) == 64
+    model = make_model()
+    first = cached_fusion_onnx(model, {"name": "t"}, cache_dir=tmp_path)
+    assert cached_fusion_onnx(model, {"name": "t"}, cache_dir=tmp_path) == first
+    monkeypatch.setattr("synctva_ros.backends.export.graph_source_sha256", lambda: "0" * 64)
+    again = cached_fusion_onnx(model, {"name": "t"}, cache_dir=tmp_path)
+    assert again != first and again.exists() and first.exists()

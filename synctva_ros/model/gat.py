@@ -23,6 +23,13 @@ messages :math:`W_l x_j`.
 Self loops are *not* added here: they are part of ``adj`` (PyG's ``add_self_loops``
 adds them inside the layer). A target with no incoming edge gets ``0 (+ res) + bias``,
 exactly as PyG's scatter-sum gives. Edge features (``edge_dim``) are not supported.
+
+Evaluation order (the same function, fewer and cheaper operations on a CPU): GATConv's attention vectors are folded
+into its bias-free linear maps, :math:`a^\top (W x) = (W^\top a)^\top x`, so the target side is an ``H``-column
+matmul; scores are laid out ``(B, H, N_dst, N_src)`` so the softmax runs over the last axis; the mask is additive
+(:func:`~synctva_ros.model.attention.additive_mask`), prepared once per graph by :func:`adjacency_mask`. This assumes
+masked sources have bounded scores, which :class:`~synctva_ros.model.graphs.CrossModalGraph` guarantees by zeroing
+masked nodes (docs/performance.md, "Graph attention laid out for the softmax").
 """
 
 from __future__ import annotations

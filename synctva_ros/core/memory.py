@@ -49,7 +49,7 @@ import time
 from typing import Any, Callable
 
 __all__ = ["HeapTrimmer", "TRIM_INTERVAL_S", "ARENA_MAX", "ARENA_DEFAULT", "MMAP_THRESHOLD", "limit_arenas", "arena_max",
-           "fix_mmap_threshold", "mmap_threshold", "glibc"]
+           "fix_mmap_threshold", "mmap_threshold", "configure_allocator", "glibc"]
 
 #: Least seconds between two trims of the node's heap.
 TRIM_INTERVAL_S = 10.0
@@ -120,6 +120,13 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD, environ: dict[str, str] | N
     set the threshold (:func:`mmap_threshold` then says ``nbytes``). Raises nothing.
     """
     return _mallopt("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, nbytes, environ)
+
+
+def configure_allocator() -> None:
+    """What the node's ``main`` does before any thread starts: :func:`limit_arenas` and :func:`fix_mmap_threshold`
+    (each left to the environment's variable when set; no-ops without glibc). Raises nothing."""
+    limit_arenas()
+    fix_mmap_threshold()
 
 
 def arena_max(environ: dict[str, str] | None = None) -> str:

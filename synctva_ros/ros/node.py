@@ -57,7 +57,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from synctva_ros.config import SyncTVAConfig
-from synctva_ros.core.memory import HeapTrimmer, fix_mmap_threshold, limit_arenas
+from synctva_ros.core.memory import HeapTrimmer, configure_allocator
 from synctva_ros.core.persons import PersonRegistry, emotion_ids
 from synctva_ros.msg import EmotionState
 from synctva_ros.ros.conversions import (InputError, TranscriptFields, audio_msg_to_samples, image_msg_stamp,
@@ -366,8 +366,7 @@ def main(args: list[str] | None = None) -> int:
     """
     # No rclpy signal handlers: they would shut the context down on Ctrl-C before the pending windows
     # are flushed and published; stop_on_signals() turns SIGINT and SIGTERM into KeyboardInterrupt.
-    limit_arenas()  # before any thread starts: fewer glibc arenas, RSS that stops growing (core/memory.py)
-    fix_mmap_threshold()  # frames and other large buffers mmapped and unmapped, not carved out of the heaps
+    configure_allocator()  # before any thread starts: 2 glibc arenas, a fixed mmap threshold (core/memory.py)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     with stop_on_signals():
         node: EmotionNode | None = None

@@ -25,7 +25,8 @@ fallback (logged and counted under ``text_top`` in
   those without a prefix (same test).
 * Cache: ``<cache>/onnx/text_top-<key>.onnx``, key: the layers' state-dict sha256, their frozen relative-position
   table's sha256 (not in the state dict), spec, base encoder identity, inputs, opset, torch version, the graph code's
-  hash (:func:`~synctva_ros.backends.engine_cache.graph_source_sha256`) (content-checked on every reuse, :mod:`~synctva_ros.backends.engine_cache`).
+  hash (:func:`~synctva_ros.backends.engine_cache.graph_source_sha256`); content-checked on every reuse
+  (:mod:`~synctva_ros.backends.engine_cache`).
 * Parity at start: the runner's states on a fixed seeded probe against torch's, at most :data:`STATE_TOLERANCE`
   (fp32; int8: finite only), else torch serves.
 """

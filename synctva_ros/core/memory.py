@@ -48,8 +48,8 @@ import threading
 import time
 from typing import Any, Callable
 
-__all__ = ["HeapTrimmer", "TRIM_INTERVAL_S", "ARENA_MAX", "ARENA_DEFAULT", "MMAP_THRESHOLD", "limit_arenas", "arena_max",
-           "fix_mmap_threshold", "mmap_threshold", "configure_allocator", "glibc"]
+__all__ = ["HeapTrimmer", "TRIM_INTERVAL_S", "ARENA_MAX", "ARENA_DEFAULT", "MMAP_THRESHOLD", "limit_arenas",
+           "arena_max", "fix_mmap_threshold", "mmap_threshold", "configure_allocator", "glibc"]
 
 #: Least seconds between two trims of the node's heap.
 TRIM_INTERVAL_S = 10.0

@@ -44,8 +44,16 @@ __all__ = ["dense_gat_conv", "adjacency_mask"]
 
 
 def adjacency_mask(adj: Tensor, dtype: torch.dtype) -> AdditiveMask:
-    """A dense adjacency ``(B, N_dst, N_src)`` bool prepared for :func:`dense_gat_conv` (shape ``(B, 1, N_dst,
-    N_src)``, one per graph, shared by its layers and heads)."""
+    """A dense adjacency prepared for :func:`dense_gat_conv`, once per graph and shared by its layers and heads.
+
+    Args:
+        adj: ``(B, N_dst, N_src)`` bool, ``adj[b, i, j]`` = edge ``j -> i``.
+        dtype: the scores' dtype.
+
+    Returns:
+        :class:`~synctva_ros.model.attention.AdditiveMask` of shape ``(B, 1, N_dst, N_src)``
+        (:func:`~synctva_ros.model.attention.additive_mask`). Raises nothing.
+    """
     return additive_mask(adj.unsqueeze(1), dtype)
 
 

@@ -66,6 +66,8 @@ def test_fix_mmap_threshold_leaves_an_environment_setting_alone(monkeypatch):
     assert not memory.fix_mmap_threshold(environ={}) and memory.mmap_threshold({}) == "default"
 
 
+# Its own mallinfo2 struct rather than bench.memprobe.malloc_stats: importing that module (torch, ...) frees large
+# blocks first, which raises glibc's dynamic threshold before the probe starts.
 _MMAP_PROBE = """
 import ctypes, sys
 from synctva_ros.core import memory

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from synctva_ros.model.attention import AdditiveMask, additive_mask, softmax_last
 
-__all__ = ["dense_gat_conv", "adjacency_mask"]
+__all__ = ["dense_gat_conv", "adjacency_mask", "isolated_target_output"]
 
 
 def adjacency_mask(adj: Tensor, dtype: torch.dtype) -> AdditiveMask:
@@ -128,3 +128,25 @@ def dense_gat_conv(conv: nn.Module, x_src: Tensor, x_dst: Tensor, adj: Tensor | 
     if conv.bias is not None:
         out = out + conv.bias
     return out
+
+
+def isolated_target_output(conv: nn.Module, x_dst: Tensor) -> Tensor:
+    """What a PyG ``GATConv`` or ``GATv2Conv`` gives targets with no incoming edge: ``0 (+ res(x_dst)) + bias``.
+
+    PyG's scatter-sum over an empty neighbourhood is 0, so only the residual map and the bias remain. The graphs use
+    it in place of :func:`dense_gat_conv` when the source node type is an inactive branch (absent in every row), which
+    gives the same values without the attention's work.
+
+    Args:
+        conv: the ``GATConv`` / ``GATv2Conv``.
+        x_dst: ``(B, N_dst, F_dst)`` target node features (read only by a residual map).
+
+    Returns:
+        A tensor broadcastable to ``(B, N_dst, heads * out_channels)`` (``out_channels`` without ``concat``): the
+        bias ``(width,)``, ``res(x_dst) (+ bias)`` ``(B, N_dst, width)``, or a zero-dimensional zero when the conv
+        has neither. Raises nothing.
+    """
+    out = conv.res(x_dst) if getattr(conv, "res", None) is not None else None
+    if conv.bias is not None:
+        out = conv.bias if out is None else out + conv.bias
+    return out if out is not None else x_dst.new_zeros(())

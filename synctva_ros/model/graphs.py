@@ -22,6 +22,11 @@ prepared once for all its layers);
 ``impl="pyg"`` builds one ``HeteroData`` per utterance and runs ``HeteroConv`` (the
 reference; both agree within 1e-5). After each layer, per node type:
 ``h <- LayerNorm(h + Dropout(ELU(conv(h))))`` (choice; paper silent).
+
+A node type whose branch is inactive (``active``, e.g. a checkpoint without visual weights) is absent in every row:
+the dense path then skips the convs into it (their outputs are masked to zero) and replaces the convs out of it by
+:func:`~synctva_ros.model.gat.isolated_target_output` (what an empty neighbourhood gives), the same values without
+the work: half the convs of a graph with such a node type.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import GATConv, GATv2Conv, HeteroConv
 
 from synctva_ros.model.attention import masked_mean
-from synctva_ros.model.gat import adjacency_mask, dense_gat_conv
+from synctva_ros.model.gat import adjacency_mask, dense_gat_conv, isolated_target_output
 
 __all__ = ["CrossModalGraph", "temporal_adjacency", "cross_adjacency", "reference_edges", "TEMPORAL", "ALIGNED"]
 
@@ -121,18 +126,21 @@ class CrossModalGraph(nn.Module):
         temporal_neighbours: ``k`` of the intra-modality edges.
         align_tolerance: time tolerance of the cross-modal edges.
         variant: ``"gat"`` (GATConv) or ``"gatv2"`` (GATv2Conv).
+        active: whether each node type's branch exists, ``(a, b)``; an inactive type is taken as absent in every
+            row whatever its mask says (dense path: its convs skipped, see the module docstring).
 
     Shapes:
         - x_a ``(B, N_a, H)``, mask_a ``(B, N_a)`` bool, t_a ``(B, N_a)``; same for b
         - output: node states ``(B, N_a, H)``, ``(B, N_b, H)`` (zero at masked nodes) and
-          masked-mean pooled vectors ``(B, H)``, ``(B, H)`` (zero for an absent modality)
+          masked-mean pooled vectors ``(B, H)``, ``(B, H)`` (zero for an absent modality or an inactive type)
 
     Raises:
         ValueError: ``hidden`` not divisible by ``heads``, unknown ``variant`` or ``impl``.
     """
 
     def __init__(self, mod_a: str, mod_b: str, hidden: int, heads: int, layers: int, dropout: float,
-                 temporal_neighbours: int, align_tolerance: float, variant: str = "gat") -> None:
+                 temporal_neighbours: int, align_tolerance: float, variant: str = "gat",
+                 active: tuple[bool, bool] = (True, True)) -> None:
         super().__init__()
         if hidden % heads != 0:
             raise ValueError(f"hidden={hidden} is not divisible by heads={heads}")
@@ -140,6 +148,7 @@ class CrossModalGraph(nn.Module):
             raise ValueError(f"unknown graph attention variant '{variant}' (gat, gatv2)")
         self.mod_a, self.mod_b = mod_a, mod_b
         self.k, self.tolerance = int(temporal_neighbours), float(align_tolerance)
+        self.active_a, self.active_b = bool(active[0]), bool(active[1])
         self.edge_types = [(mod_a, TEMPORAL, mod_a), (mod_b, TEMPORAL, mod_b),
                            (mod_a, ALIGNED, mod_b), (mod_b, ALIGNED, mod_a)]
         op = GATConv if variant == "gat" else GATv2Conv
@@ -154,13 +163,33 @@ class CrossModalGraph(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     # ------------------------------------------------------------------ dense
-    def _dense_layer(self, conv: HeteroConv, xa: Tensor, xb: Tensor, adj: dict) -> tuple[Tensor, Tensor]:
+    def _dense_layer(self, conv: HeteroConv, xa: Tensor, xb: Tensor, adj: dict) -> tuple[Tensor | None, Tensor | None]:
+        """One HeteroConv layer's summed conv outputs per node type; ``None`` for an inactive type."""
         a, b = self.mod_a, self.mod_b
-        out_a = dense_gat_conv(conv.convs[(a, TEMPORAL, a)], xa, xa, adj["aa"])
-        out_a = out_a + dense_gat_conv(conv.convs[(b, ALIGNED, a)], xb, xa, adj["ba"])
-        out_b = dense_gat_conv(conv.convs[(b, TEMPORAL, b)], xb, xb, adj["bb"])
-        out_b = out_b + dense_gat_conv(conv.convs[(a, ALIGNED, b)], xa, xb, adj["ab"])
+        out_a = out_b = None
+        if self.active_a:
+            cross = conv.convs[(b, ALIGNED, a)]
+            out_a = dense_gat_conv(conv.convs[(a, TEMPORAL, a)], xa, xa, adj["aa"])
+            out_a = out_a + (dense_gat_conv(cross, xb, xa, adj["ba"]) if self.active_b
+                             else isolated_target_output(cross, xa))
+        if self.active_b:
+            cross = conv.convs[(a, ALIGNED, b)]
+            out_b = dense_gat_conv(conv.convs[(b, TEMPORAL, b)], xb, xb, adj["bb"])
+            out_b = out_b + (dense_gat_conv(cross, xa, xb, adj["ab"]) if self.active_a
+                             else isolated_target_output(cross, xb))
         return out_a, out_b
+
+    def _dense_masks(self, x_a: Tensor, mask_a: Tensor, t_a: Tensor, mask_b: Tensor, t_b: Tensor) -> dict:
+        """The additive masks the active convs use, prepared once for all layers."""
+        adj = {}
+        if self.active_a:
+            adj["aa"] = temporal_adjacency(mask_a, self.k)
+        if self.active_b:
+            adj["bb"] = temporal_adjacency(mask_b, self.k)
+        if self.active_a and self.active_b:
+            ab = cross_adjacency(t_a, mask_a, t_b, mask_b, self.tolerance)  # dst b, src a
+            adj["ab"], adj["ba"] = ab, ab.transpose(1, 2)
+        return {k: adjacency_mask(v, x_a.dtype) for k, v in adj.items()}
 
     # -------------------------------------------------------------------- pyg
     def _pyg_layer(self, conv: HeteroConv, xa: Tensor, xb: Tensor, graphs: list) -> tuple[Tensor, Tensor]:
@@ -189,11 +218,12 @@ class CrossModalGraph(nn.Module):
 
     def forward(self, x_a: Tensor, mask_a: Tensor, t_a: Tensor, x_b: Tensor, mask_b: Tensor, t_b: Tensor,
                 impl: str = "dense") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if not self.active_a:
+            mask_a = torch.zeros_like(mask_a)
+        if not self.active_b:
+            mask_b = torch.zeros_like(mask_b)
         if impl == "dense":
-            ab = cross_adjacency(t_a, mask_a, t_b, mask_b, self.tolerance)  # dst b, src a
-            adj = {"aa": temporal_adjacency(mask_a, self.k), "bb": temporal_adjacency(mask_b, self.k),
-                   "ab": ab, "ba": ab.transpose(1, 2)}
-            ctx: object = {k: adjacency_mask(v, x_a.dtype) for k, v in adj.items()}  # once for all layers
+            ctx: object = self._dense_masks(x_a, mask_a, t_a, mask_b, t_b)
             step = self._dense_layer
         elif impl == "pyg":
             ctx = self._pyg_graphs(mask_a, t_a, mask_b, t_b)
@@ -202,9 +232,12 @@ class CrossModalGraph(nn.Module):
             raise ValueError(f"unknown graph implementation '{impl}' (dense, pyg)")
         ma = mask_a.unsqueeze(-1).to(x_a.dtype)
         mb = mask_b.unsqueeze(-1).to(x_b.dtype)
-        ha, hb = x_a, x_b
+        ha = x_a if self.active_a else x_a * ma  # an inactive type's states: zero
+        hb = x_b if self.active_b else x_b * mb
         for conv, norm in zip(self.layers, self.norms):
             oa, ob = step(conv, ha, hb, ctx)  # type: ignore[arg-type]
-            ha = norm[self.mod_a](ha + self.dropout(F.elu(oa))) * ma
-            hb = norm[self.mod_b](hb + self.dropout(F.elu(ob))) * mb
+            if oa is not None:  # None: an inactive type, whose states stay zero (dense path)
+                ha = norm[self.mod_a](ha + self.dropout(F.elu(oa))) * ma
+            if ob is not None:
+                hb = norm[self.mod_b](hb + self.dropout(F.elu(ob))) * mb
         return ha, hb, masked_mean(ha, mask_a), masked_mean(hb, mask_b)

@@ -12,7 +12,8 @@ Robot-specific additions (documented choices, not in the paper):
   masked everywhere, so their values never influence the row (tested). A row with no
   present modality gets all-zero logits (uniform probabilities) and zero contributions.
 * **Inactive branches.** ``active[m] = False`` (e.g. no visual encoder weights) makes
-  the branch's inputs ignored and the modality reported absent.
+  the branch's inputs ignored and the modality reported absent; its MSDE and the graph convs into and out of
+  it are skipped (they would only produce what an absent modality gives: zeros and the convs' biases).
 * **Modality dropout** (training only, ``ModelConfig.modality_dropout``): every present
   modality of a row is dropped with that probability; if a row would lose all of them
   one random present modality is kept.
@@ -98,7 +99,7 @@ class SyncTVA(nn.Module):
         self.msde = nn.ModuleDict({m: MSDE(self.dims[m], h, cfg.heads, cfg.dropout) for m in MODALITIES})
         self.graphs = nn.ModuleDict({
             g: CrossModalGraph(a, b, h, cfg.heads, cfg.graph_layers, cfg.dropout, cfg.temporal_neighbours,
-                               cfg.align_tolerance, cfg.gat_variant)
+                               cfg.align_tolerance, cfg.gat_variant, (self.active[a], self.active[b]))
             for g, (a, b) in GRAPHS.items()})
         ctx_dim = self.dims["text"] if cfg.context_turns > 0 else 0
         self.fusion = SyncTVAFusion(h, cfg.heads, cfg.dropout, len(self.class_names), ctx_dim)
@@ -219,7 +220,12 @@ class SyncTVA(nn.Module):
             x = torch.where(mask.unsqueeze(-1), xs[m], torch.zeros_like(xs[m]))
             t = torch.where(mask, times[m], torch.zeros_like(times[m]))
             times[m] = t
-            nodes[m], s = self.msde[m](x, mask, t)
+            if self.active[m]:
+                nodes[m], s = self.msde[m](x, mask, t)
+            else:  # absent in every row: MSDE would give zero nodes and a zero gate; skip its work (shaped after
+                # x and t, so an exported graph keeps the branch's inputs)
+                nodes[m] = torch.zeros_like(x[:, :, :1]).expand(-1, -1, self.cfg.hidden)
+                s = torch.zeros_like(t[:, 0])
             gate.append(s)
         pooled: dict[tuple[str, str], Tensor] = {}
         for g, (a, b) in GRAPHS.items():

@@ -67,3 +67,22 @@ def test_prepared_mask_equals_boolean_adjacency(op):
     out = dense_gat_conv(conv, x_src, x_dst, adjacency_mask(adj, x_src.dtype))
     assert torch.equal(out, dense_gat_conv(conv, x_src, x_dst, adj))
     assert torch.allclose(out[1], conv.bias.expand(5, -1))
+
+
+@pytest.mark.parametrize("op", [GATConv, GATv2Conv])
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("concat", [True, False])
+def test_isolated_target_output_is_what_pyg_gives_targets_without_edges(op, residual, concat):
+    """What the graphs put in place of a conv whose source type is an inactive branch: PyG's own output for
+    targets with no incoming edge (bias, plus the residual map)."""
+    from synctva_ros.model.gat import isolated_target_output
+
+    torch.manual_seed(3)
+    conv = op((10, 11), 4, heads=3, concat=concat, add_self_loops=False, residual=residual).eval()
+    x_src, x_dst = torch.randn(6, 10), torch.randn(5, 11)
+    with torch.no_grad():
+        conv.bias.normal_()  # PyG initialises it to zero
+        ref = conv((x_src, x_dst), torch.tensor([[0, 1], [4, 4]]))[:4]  # targets 0-3 have no incoming edge
+        out = isolated_target_output(conv, x_dst[:4].unsqueeze(0)).expand(1, 4, -1)[0]
+    assert ref.abs().sum() > 0
+    assert torch.allclose(out, ref, atol=1e-6)

@@ -58,3 +58,36 @@ def test_bad_arguments():
     m = torch.ones(1, 2, dtype=torch.bool)
     with pytest.raises(ValueError):
         graph(x, m, torch.zeros(1, 2), x, m, torch.zeros(1, 2), impl="nope")
+
+
+@pytest.mark.parametrize("inactive", ["a", "b", "both"])
+def test_inactive_node_type_skips_its_convs_with_the_same_values(inactive):
+    """An inactive branch's node type (absent in every row) gives what computing every conv gives, with less work."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    active = (inactive == "b", inactive == "a")
+    pruned = CrossModalGraph("text", "visual", 16, 2, 2, 0.0, 2, 0.1, active=active).eval()
+    full = CrossModalGraph("text", "visual", 16, 2, 2, 0.0, 2, 0.1).eval()
+    full.load_state_dict(pruned.state_dict())
+    with torch.no_grad():
+        for p in full.parameters():  # non-zero biases, so a skipped conv's bias would be missed
+            p.add_(0.1 * torch.randn_like(p))
+        pruned.load_state_dict(full.state_dict())
+    g = torch.Generator().manual_seed(5)
+    xa, xb = torch.randn(3, 8, 16, generator=g), torch.randn(3, 5, 16, generator=g)
+    ta, tb = torch.rand(3, 8, generator=g), torch.rand(3, 5, generator=g)
+    ma, mb = torch.ones(3, 8, dtype=torch.bool), torch.ones(3, 5, dtype=torch.bool)
+    ma[1, 5:] = False
+    # what the full graph sees for an inactive type: no nodes, zero states (SyncTVA masks it in every row)
+    fa, fb = (ma & active[0], mb & active[1])
+    ref = full(xa * fa.unsqueeze(-1), fa, ta, xb * fb.unsqueeze(-1), fb, tb)
+    with FlopCounterMode(display=False) as fc_full:
+        full(xa * fa.unsqueeze(-1), fa, ta, xb * fb.unsqueeze(-1), fb, tb)
+    with FlopCounterMode(display=False) as fc_pruned:
+        out = pruned(xa, ma, ta, xb, mb, tb)
+    for o, r in zip(out, ref):
+        assert torch.allclose(o, r, atol=1e-6)
+    for o, on in zip(out[2:], active):
+        assert on or torch.equal(o, torch.zeros_like(o))
+    assert fc_pruned.get_total_flops() < 0.6 * fc_full.get_total_flops()

@@ -162,3 +162,22 @@ def test_onnx_export_matches_torch(tmp_path):
     ref = model(*inp)
     for g, r in zip(got, ref):
         assert np.allclose(g, r.detach().numpy(), atol=1e-4)
+
+
+def test_inactive_branch_skips_its_work_with_the_same_outputs():
+    """The visual branch off (every shipped checkpoint): its MSDE and graph convs are skipped; the outputs are those of
+    computing them on its (absent) nodes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pruned = _model(active={"text": True, "audio": True, "visual": False})
+    full = _model(active={"text": True, "audio": True, "visual": False})
+    full.active = {m: True for m in full.active}  # the MSDE and every conv run; active_mask still drops visual
+    for graph in full.graphs.values():
+        graph.active_a = graph.active_b = True
+    inp = random_inputs()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc_full:
+        ref = full(*inp)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc_pruned:
+        out = pruned(*inp)
+    assert torch.allclose(out[0], ref[0], atol=1e-6) and torch.allclose(out[1], ref[1], atol=1e-7)
+    assert fc_pruned.get_total_flops() < 0.8 * fc_full.get_total_flops()

@@ -190,3 +190,23 @@ def test_visual_encoder_onnx_matches(tmp_path) -> None:
         out = sess.run(None, {"frames": x.numpy()})[0]
         assert out.shape == (n, 512)
         assert np.abs(out - ref).max() < 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_dynamo_exporter_exports_the_subsets_graph(tmp_path, make_model) -> None:
+    """exporter="dynamo" (torch.export): the served subsets graph, with its ``forward(subsets, *inputs)``, exports with
+    every axis dynamic and matches torch (it failed before: name-keyed dynamic shapes against ``*inputs``)."""
+    model = make_model(active={"text": True, "audio": True, "visual": False})
+    path = export_fusion(model, tmp_path / "dynamo.onnx", exporter="dynamo", subsets=True)
+    sess = ort_session(path)
+    names = fusion_input_names(model)
+    assert [i.name for i in sess.get_inputs()] == ["subsets", *names]
+    for seed, (b, nodes, absent) in enumerate(CASES[:2]):
+        args = example_fusion_inputs(model, batch=b, nodes=nodes, seed=seed + 40, absent=absent)
+        keep = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 1, 0]][: 2 + seed], dtype=torch.bool)
+        with torch.no_grad():
+            logits, contrib = model.forward_subsets(keep, *args)
+        feeds = {"subsets": keep.numpy(), **{n: a.numpy() for n, a in zip(names, args)}}
+        out = sess.run(None, feeds)
+        assert out[0].shape == tuple(logits.shape)
+        assert np.abs(_probs(out[0]) - _probs(logits.numpy())).max() < 1e-4
+        assert np.abs(out[1] - contrib.numpy()).max() < 1e-4

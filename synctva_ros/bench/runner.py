@@ -127,8 +127,10 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
     for setup in bench_setups(configs, work, repeats, profile=profile, overrides=overrides, checkpoint=checkpoint):
         log.info("bench configuration %s (%s)", setup.name, setup.checkpoint)
         pipe = EmotionPipeline(setup.cfg)
-        i = min(len(windows) - 1, 4)  # a window with the context the timed ones had (dialogue "bench")
-        flops = stage_flops(pipe, windows[i], windows[:i])
+        # counted on a window with the context most timed ones have: run_mode cycles the windows of one dialogue, so
+        # from the fifth on a window follows 4 turns (the profiles' text_context_turns)
+        seq = [windows[k % len(windows)] for k in range(5)]
+        flops = stage_flops(pipe, seq[-1], seq[:-1])
         doc["flops"][setup.name] = flops
         cache = pipe.streaming or StreamingFeatureCache(
             {m: e for m, e in pipe.extractors.items() if pipe.active[m] and m in ("audio", "visual")},

@@ -44,6 +44,9 @@ def test_tiny_bench_writes_json_and_png(tmp_path, monkeypatch, capsys) -> None:
     # both timed windows: audio from the cache, text from the prefetch at the final transcript
     assert all(r["streaming"] == {"audio_context": 2, "text_prefetch_hit": 2} for r in streaming), streaming
     assert doc["flops"]["demo"]["fusion"]["flops"] > 0 and doc["flops"]["demo"]["text"]["flops"] > 0
+    # the text stage's bound is counted with the context the timed windows have (they follow each other in one
+    # dialogue, so all but the first few read the profile's full context)
+    assert doc["flops"]["demo"]["text"]["context_turns"] == cfg.features.text_context_turns == 4
     assert set(doc["fusion_only"][0]["p50_s"]) == {"torch fp32", "onnxruntime", "onnxruntime int8"}
     assert "tensorrt" in doc["unavailable"] or "tensorrt fp16" in backends
     png = (tmp_path / "out" / "bench.png").read_bytes()

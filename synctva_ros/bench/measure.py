@@ -5,8 +5,7 @@
   detached) or ``streaming`` mode (the :class:`~synctva_ros.streaming.StreamingFeatureCache` is fed
   the window's audio and frames first, untimed, as the windower feeds it in the node); per-stage
   medians, throughput, CPU use and peak RSS.
-* :func:`stage_flops`: FLOPs per stage (``torch.utils.flop_counter.FlopCounterMode``; openSMILE is
-  C++ and not counted).
+* FLOPs per stage: :mod:`~synctva_ros.bench.flops` (:func:`stage_flops` is re-exported here).
 * :func:`fusion_only`: the backends' network stage (``infer_subsets``) alone on one collated batch.
 * :func:`backend_factories`: the backends worth measuring on this machine (CUDA and TensorRT only
   where available; the others are recorded with the reason).
@@ -21,19 +20,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from synctva_ros.backends import create_backend
 from synctva_ros.backends.tensorrt_backend import tensorrt_available
-from synctva_ros.backends.text_top_serving import TorchTextTop, apply_text_top
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import collate
 from synctva_ros.core.window import UtteranceWindow
-from synctva_ros.streaming.text_prefetch import text_job
+from synctva_ros.bench.flops import stage_flops, text_stage_flops
 
 __all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "stage_flops", "text_stage_flops",
-           "fusion_only",
-           "percentiles", "rss_mb"]
+           "fusion_only", "percentiles", "rss_mb"]
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -232,84 +228,6 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
     return {"latency_s": percentiles(lat), "stages_s": {st: float(np.median(v)) for st, v in stages.items()},
             "throughput_per_s": len(lat) / wall_total, "cpu_util": cpu_total / wall_total,
             "peak_rss_mb": rss_mb(), "streaming": how or None}
-
-
-def stage_flops(pipe: Any, window: UtteranceWindow, context: Sequence[UtteranceWindow] = ()) -> dict[str, Any]:
-    """FLOPs of each stage of ``pipe`` on ``window`` (``torch.utils.flop_counter.FlopCounterMode``).
-
-    Args:
-        pipe: the pipeline.
-        window: the window counted.
-        context: the windows before it in its dialogue: the text stage reads their transcripts as context, as it
-            did for the timed windows (the pipeline's dialogue context is reset before and after).
-
-    Returns:
-        ``text`` (:func:`text_stage_flops`) and ``visual`` (``flops`` for all sampled ``frames``) when those branches
-        are active, ``audio`` (``flops: None``: openSMILE is C++) and ``fusion`` (``flops`` of the network stage as
-        the pipeline runs it: ``model.forward_subsets`` on the collated window for the subsets of
-        ``EmotionPipeline.subsets``, ``subsets`` of them).
-    """
-    out: dict[str, Any] = {}
-    feats, _ = pipe.extract(window)
-    if pipe.extractors.get("text") is not None and pipe.active.get("text"):
-        out["text"] = text_stage_flops(pipe, window, context)
-    vis = pipe.extractors.get("visual")
-    if vis is not None and pipe.active.get("visual") and feats.visual is not None:
-        x = torch.zeros(1, 3, vis.image_size, vis.image_size, device=vis.device)
-        with FlopCounterMode(display=False) as fc, torch.inference_mode():
-            vis.model(x)
-        n = int(feats.visual.x.shape[0])
-        out["visual"] = {"flops": int(fc.get_total_flops()) * n, "frames": n}
-    out["audio"] = {"flops": None, "note": "openSMILE (C++): not counted"}
-    batch = collate([feats], pipe.dims, context_turns=pipe.context_turns,
-                    contexts=[[]] if pipe.context_turns else None)
-    keep, _ = pipe.subsets(feats)
-    dev = next(pipe.model.parameters()).device
-    b = batch.to(dev)
-    with FlopCounterMode(display=False) as fc, torch.inference_mode():
-        pipe.model.forward_subsets(torch.as_tensor(keep, device=dev), b.text, b.text_mask, b.text_time, b.audio,
-                                   b.audio_mask, b.audio_time, b.visual, b.visual_mask, b.visual_time, b.context,
-                                   b.context_mask, b.text_prefix, b.text_prefix_mask)
-    out["fusion"] = {"flops": int(fc.get_total_flops()), "subsets": int(len(keep))}
-    return out
-
-
-def text_stage_flops(pipe: Any, window: UtteranceWindow, context: Sequence[UtteranceWindow] = ()) -> dict[str, Any]:
-    """FLOPs of the text stage as the pipeline runs it on ``window`` after ``context`` (its encoder on the
-    ``context | utterance`` sequence, then the fine-tuned layers split off the network, ``features.split_text_top``),
-    counted on torch whatever serves it.
-
-    Returns:
-        ``{"flops", "tokens" (word pieces of utterance and context the layers read, special tokens not counted),
-        "context_turns"[, "top_flops" (the split-off layers' share of ``flops``)]}``.
-    """
-    text = pipe.extractors["text"]
-    pipe.reset_dialogue()
-    for w in context:
-        pipe.dialogue.add_window(w, None)
-    served = getattr(text, "runner", None)
-    if served is not None:
-        text.runner = None  # torch, so that the counter sees the operations
-    try:
-        turns = pipe.dialogue.turns(window.dialogue_id)
-        _, job = text_job(text, window, turns, pipe.context_turns > 0)
-        with FlopCounterMode(display=False) as fc, torch.inference_mode():
-            raw, _ = job()
-        k = int(getattr(text, "context_turns", 0) or 0)
-        out: dict[str, Any] = {"flops": int(fc.get_total_flops()), "context_turns": min(k, len(turns)), "tokens": 0}
-        if raw is not None:
-            out["tokens"] = int(raw.x.shape[0] + (0 if raw.prefix is None else raw.prefix.shape[0]))
-        top = getattr(pipe, "text_top", None)
-        if top is not None and raw is not None:
-            with FlopCounterMode(display=False) as fc:
-                apply_text_top(raw, TorchTextTop(top, str(next(top.parameters()).device)))
-            out["top_flops"] = int(fc.get_total_flops())
-            out["flops"] += out["top_flops"]
-    finally:
-        if served is not None:
-            text.runner = served
-        pipe.reset_dialogue()
-    return out
 
 
 def fusion_only(pipe: Any, window: UtteranceWindow, backends: dict[str, Any], repeats: int) -> dict[str, float]:

@@ -153,7 +153,7 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
                 r = run_mode(pipe, windows, setup.repeats, mode, cache)
                 row_peak = _row_peak(bname, peak, doc["meta"])  # a GPU row's bound is the GPU's
                 lb = {s: (flops[s]["flops"] / (row_peak * 1e9) if flops.get(s, {}).get("flops") else None)
-                      for s in ("text", "visual", "fusion")}
+                      for s in ("text", "visual", "face", "fusion")}
                 doc["rows"].append({"config": setup.name, "backend": bname, "mode": mode,
                                     "checkpoint": setup.checkpoint, "random_weights": setup.random_weights,
                                     "repeats": setup.repeats, **r, "lower_bound_s": lb})

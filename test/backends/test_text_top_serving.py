@@ -53,7 +53,7 @@ def test_the_split_layers_give_the_unsplit_networks_answers_on_real_windows(refe
         got = _probabilities(pipe)
         assert np.abs(got - reference).max() < 1e-4
         if backend == "torch":  # the bench counts the layers' FLOPs in the text stage, over the window's context
-            from synctva_ros.bench.measure import stage_flops
+            from synctva_ros.bench.flops import stage_flops
 
             ws = [w for w, _ in dataset_windows(SAMPLE, limit=3)]
             alone, after = stage_flops(pipe, ws[2])["text"], stage_flops(pipe, ws[2], ws[:2])["text"]

@@ -51,9 +51,8 @@ from .engine_cache import (CachedArtifact, cache_root, cached_build, graph_sourc
                            state_dict_sha256)
 
 __all__ = ["DEFAULT_OPSET", "EXPORTERS", "FUSION_OUTPUTS", "SUBSETS_INPUT", "TEXT_INPUTS", "fusion_input_names",
-           "uses_text_prefix", "example_fusion_inputs",
-           "batch_to_feeds", "pad_node_axes", "export_fusion", "export_text_encoder", "export_visual_encoder",
-           "cached_fusion_onnx", "ExportError"]
+           "uses_text_prefix", "example_fusion_inputs", "batch_to_feeds", "pad_node_axes", "export_fusion",
+           "export_text_encoder", "export_visual_encoder", "cached_fusion_onnx", "ExportError"]
 
 log = logging.getLogger(__name__)
 
@@ -185,17 +184,12 @@ def pad_node_axes(feeds: dict[str, np.ndarray], sizes: Mapping[str, int] | None 
     return out
 
 
-def _dynamic_shapes(module: torch.nn.Module, input_names: list[str],
-                    dynamic_axes: dict[str, dict[int, str]]) -> tuple:
-    """``torch.export``'s ``dynamic_shapes`` for ``dynamic_axes``: one ``Dim`` per axis label (shared across inputs),
-    positional in ``input_names`` order and bound to ``module.forward``'s signature: the inputs a ``*inputs``
-    parameter takes are one nested tuple (a name-keyed dict matches neither that nor parameters named otherwise
-    than the graph's inputs)."""
+def _dynamic_shapes(module: torch.nn.Module, names: list[str], axes: dict[str, dict[int, str]]) -> tuple:
+    """``torch.export``'s ``dynamic_shapes``: one ``Dim`` per axis label, positional in ``names`` order and bound to
+    ``module.forward``'s signature (the inputs of a ``*inputs`` parameter nested in one tuple)."""
     dims: dict[str, Any] = {}
-    specs = tuple({a: dims.setdefault(lbl, Dim(lbl)) for a, lbl in dynamic_axes.get(name, {}).items()} or None
-                  for name in input_names)
-    params = list(inspect.signature(module.forward).parameters.values())
-    kinds = [p.kind for p in params]
+    specs = tuple({a: dims.setdefault(lbl, Dim(lbl)) for a, lbl in axes.get(n, {}).items()} or None for n in names)
+    kinds = [p.kind for p in inspect.signature(module.forward).parameters.values()]
     if inspect.Parameter.VAR_POSITIONAL not in kinds:
         return specs
     fixed = kinds.index(inspect.Parameter.VAR_POSITIONAL)

@@ -15,8 +15,8 @@ What is measured (one process, sequential windows; docs/performance.md explains 
   several cores), **peak RSS** (``resource.getrusage``, whole process so far).
 * **Fusion only**: the network stage (all modalities, text alone, audio alone in one ``infer_subsets``
   call) p50 of torch fp32, onnxruntime and onnxruntime int8 on the same collated batch.
-* **FLOPs per stage** (``torch.utils.flop_counter.FlopCounterMode``; openSMILE is C++ and not
-  counted) and the compute lower bound FLOPs / peak, with the peak measured here as the best
+* **FLOPs per stage** (``torch.utils.flop_counter.FlopCounterMode``, the face networks counted in torch; openSMILE
+  is C++ and not counted) and the compute lower bound FLOPs / peak, with the peak measured here as the best
   fp32 matmul rate of torch on this machine (with the thread count in use).
 
 Windows: a 3 s utterance of espeak-ng speech (:func:`~synctva_ros.datasets.speech.render_speech`)
@@ -32,8 +32,8 @@ streamed during the utterance; fusion at the paper profile's width).
 Output: ``<out>/bench.json`` and ``<out>/bench.png``.
 
 Modules: :mod:`~synctva_ros.bench.inputs` (windows, matmul peak), :mod:`~synctva_ros.bench.setups`
-(configurations and their checkpoints), :mod:`~synctva_ros.bench.measure` (latency per mode, FLOPs,
-fusion only), :mod:`~synctva_ros.bench.plot` (the chart), :mod:`~synctva_ros.bench.runner` (the run,
+(configurations and their checkpoints), :mod:`~synctva_ros.bench.measure` (latency per mode, fusion only),
+:mod:`~synctva_ros.bench.flops` (FLOPs per stage, for the lower bounds), :mod:`~synctva_ros.bench.plot` (the chart), :mod:`~synctva_ros.bench.runner` (the run,
 the printed summary), :mod:`~synctva_ros.bench.triton` (``--configs demo,triton``: the network stage through a
 Triton server under 1, 4 and 16 concurrent clients), :mod:`~synctva_ros.bench.scaling` (``--scaling``: latency
 against utterance length, tokens, faces in view and camera rate; ``bench_scaling.png``).

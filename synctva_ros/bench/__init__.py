@@ -33,10 +33,11 @@ Output: ``<out>/bench.json`` and ``<out>/bench.png``.
 
 Modules: :mod:`~synctva_ros.bench.inputs` (windows, matmul peak), :mod:`~synctva_ros.bench.setups`
 (configurations and their checkpoints), :mod:`~synctva_ros.bench.measure` (latency per mode, fusion only),
-:mod:`~synctva_ros.bench.flops` (FLOPs per stage, for the lower bounds), :mod:`~synctva_ros.bench.plot` (the chart), :mod:`~synctva_ros.bench.runner` (the run,
-the printed summary), :mod:`~synctva_ros.bench.triton` (``--configs demo,triton``: the network stage through a
-Triton server under 1, 4 and 16 concurrent clients), :mod:`~synctva_ros.bench.scaling` (``--scaling``: latency
-against utterance length, tokens, faces in view and camera rate; ``bench_scaling.png``).
+:mod:`~synctva_ros.bench.flops` (FLOPs per stage, for the lower bounds), :mod:`~synctva_ros.bench.plot` (the chart),
+:mod:`~synctva_ros.bench.runner` (the run, the printed summary), :mod:`~synctva_ros.bench.triton` (``--configs
+demo,triton``: the network stage through a Triton server under 1, 4 and 16 concurrent clients),
+:mod:`~synctva_ros.bench.scaling` (``--scaling``: latency against utterance length, tokens, faces in view and camera
+rate; ``bench_scaling.png``).
 :mod:`~synctva_ros.bench.soak` is the long soak of the node on the looped demo bag
 (``scripts/soak.py`` through :mod:`synctva_ros.ros.soak`, not part of ``synctva bench``).
 """

@@ -71,6 +71,12 @@ def text_stage_flops(pipe: Any, window: UtteranceWindow, context: Sequence[Utter
     ``context | utterance`` sequence, then the fine-tuned layers split off the network, ``features.split_text_top``),
     counted on torch whatever serves it.
 
+    Args:
+        pipe: the :class:`~synctva_ros.pipeline.EmotionPipeline` (its dialogue context is reset before and after; its
+            extractor's served encoder is set aside for the count and put back).
+        window: the window counted.
+        context: the windows before it in its dialogue, oldest first.
+
     Returns:
         ``{"flops", "tokens" (word pieces of utterance and context the layers read, special tokens not counted),
         "context_turns"[, "top_flops" (the split-off layers' share of ``flops``)]}``.
@@ -110,7 +116,9 @@ def face_stage_flops(pipe: Any, window: UtteranceWindow) -> dict[str, Any] | Non
     ``runtime="torch"`` (the configured one exports the same networks to onnxruntime).
 
     Returns:
-        ``{"flops", "frames" (frames of the window)}``, or ``None`` when the pipeline has no face stage.
+        ``{"flops", "frames" (frames of the window)}``, or ``None`` when the pipeline has no face stage (or the copy
+        finds no face weights). Raises ``ValueError`` for face settings out of range
+        (:func:`~synctva_ros.features.faces.evidence.build_face_evidence`).
     """
     if getattr(pipe, "faces", None) is None:
         return None

@@ -5,7 +5,6 @@
   detached) or ``streaming`` mode (the :class:`~synctva_ros.streaming.StreamingFeatureCache` is fed
   the window's audio and frames first, untimed, as the windower feeds it in the node); per-stage
   medians, throughput, CPU use and peak RSS.
-* FLOPs per stage: :mod:`~synctva_ros.bench.flops` (:func:`stage_flops` is re-exported here).
 * :func:`fusion_only`: the backends' network stage (``infer_subsets``) alone on one collated batch.
 * :func:`backend_factories`: the backends worth measuring on this machine (CUDA and TensorRT only
   where available; the others are recorded with the reason).
@@ -26,10 +25,9 @@ from synctva_ros.backends.tensorrt_backend import tensorrt_available
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.core.batch import collate
 from synctva_ros.core.window import UtteranceWindow
-from synctva_ros.bench.flops import stage_flops, text_stage_flops
 
-__all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "stage_flops", "text_stage_flops",
-           "fusion_only", "percentiles", "rss_mb"]
+__all__ = ["backend_factories", "select_backends", "stream_into", "run_mode", "cycled", "fusion_only", "percentiles",
+           "rss_mb"]
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -175,6 +173,12 @@ def stream_into(cache: Any, window: UtteranceWindow, chunk_s: float = 0.032, pac
     cache.on_audio(window.audio_start + window.audio.size / sr, np.zeros(int(0.3 * sr), np.float32), sr)  # late_s
 
 
+def cycled(windows: Sequence[UtteranceWindow], n: int) -> list[UtteranceWindow]:
+    """The first ``n`` windows of ``windows`` repeated in order: how :func:`run_mode` feeds them (one dialogue, so a
+    window reads the ones before it as context). Raises ``ZeroDivisionError`` for empty ``windows`` and ``n > 0``."""
+    return [windows[i % len(windows)] for i in range(n)]
+
+
 def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str, cache: Any) -> dict[str, Any]:
     """Time ``pipe.predict`` per window: ``batch`` with the streaming cache detached, ``streaming`` with
     ``cache`` attached and fed the window's audio and frames beforehand (untimed), as the node does.
@@ -198,7 +202,7 @@ def run_mode(pipe: Any, windows: list[UtteranceWindow], repeats: int, mode: str,
     stages: dict[str, list[float]] = {}
     how: dict[str, int] = {}
     # one untimed warm-up
-    seq = [windows[i % len(windows)] for i in range(repeats + 1)]
+    seq = cycled(windows, repeats + 1)
     cpu_total = wall_total = 0.0
     saved = pipe.streaming
     pipe.streaming = cache if mode == "streaming" else None

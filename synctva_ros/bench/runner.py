@@ -15,8 +15,9 @@ import torch
 from synctva_ros.backends import BackendUnavailable
 from synctva_ros.backends.engine_cache import cache_root
 from synctva_ros.bench.inputs import measure_peak_gflops, realistic_windows
-from synctva_ros.bench.measure import (backend_factories, fusion_only, ready_as_named, run_mode, select_backends,
-                                       stage_flops)
+from synctva_ros.bench.flops import stage_flops
+from synctva_ros.bench.measure import (backend_factories, cycled, fusion_only, ready_as_named, run_mode,
+                                       select_backends)
 from synctva_ros.bench.plot import plot, plot_scaling
 from synctva_ros.bench.scaling import run_scaling
 from synctva_ros.bench.setups import bench_setups
@@ -128,8 +129,9 @@ def run_bench(*, out_dir: Path, repeats: int = 50, configs: Sequence[str] = DEFA
         log.info("bench configuration %s (%s)", setup.name, setup.checkpoint)
         pipe = EmotionPipeline(setup.cfg)
         # counted on a window with the context most timed ones have: run_mode cycles the windows of one dialogue, so
-        # from the fifth on a window follows 4 turns (the profiles' text_context_turns)
-        seq = [windows[k % len(windows)] for k in range(5)]
+        # from the (turns + 1)-th on a window follows the text encoder's full context
+        turns = int(getattr(pipe.extractors.get("text"), "context_turns", 0) or 0)
+        seq = cycled(windows, turns + 1)
         flops = stage_flops(pipe, seq[-1], seq[:-1])
         doc["flops"][setup.name] = flops
         cache = pipe.streaming or StreamingFeatureCache(

@@ -123,11 +123,7 @@ def dense_gat_conv(conv: nn.Module, x_src: Tensor, x_dst: Tensor, adj: Tensor | 
     alpha = F.dropout(softmax_last(scores, mask), p=conv.dropout, training=conv.training)
     out = torch.matmul(alpha, messages).transpose(1, 2)  # (B, H, Nd, Ns) @ (B, H, Ns, C) -> (B, Nd, H, C)
     out = out.reshape(b, nd, h * c) if conv.concat else out.mean(dim=2)
-    if getattr(conv, "res", None) is not None:
-        out = out + conv.res(x_dst)
-    if conv.bias is not None:
-        out = out + conv.bias
-    return out
+    return _plus_residual_and_bias(conv, x_dst, out)
 
 
 def isolated_target_output(conv: nn.Module, x_dst: Tensor) -> Tensor:
@@ -146,7 +142,14 @@ def isolated_target_output(conv: nn.Module, x_dst: Tensor) -> Tensor:
         bias ``(width,)``, ``res(x_dst) (+ bias)`` ``(B, N_dst, width)``, or a zero-dimensional zero when the conv
         has neither. Raises nothing.
     """
-    out = conv.res(x_dst) if getattr(conv, "res", None) is not None else None
+    out = _plus_residual_and_bias(conv, x_dst, None)
+    return out if out is not None else x_dst.new_zeros(())
+
+
+def _plus_residual_and_bias(conv: nn.Module, x_dst: Tensor, out: Tensor | None) -> Tensor | None:
+    """The tail of GATConv / GATv2Conv: ``out (+ res(x_dst)) (+ bias)``; ``out=None`` stands for the empty sum."""
+    if getattr(conv, "res", None) is not None:
+        out = conv.res(x_dst) if out is None else out + conv.res(x_dst)
     if conv.bias is not None:
         out = conv.bias if out is None else out + conv.bias
-    return out if out is not None else x_dst.new_zeros(())
+    return out

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import GATConv, GATv2Conv, HeteroConv
 
-from synctva_ros.model.attention import masked_mean
+from synctva_ros.model.attention import AdditiveMask, masked_mean
 from synctva_ros.model.gat import adjacency_mask, dense_gat_conv, isolated_target_output
 
 __all__ = ["CrossModalGraph", "temporal_adjacency", "cross_adjacency", "reference_edges", "TEMPORAL", "ALIGNED"]
@@ -114,6 +114,15 @@ def reference_edges(t_a: np.ndarray, pos_a: np.ndarray, t_b: np.ndarray, pos_b: 
     return {"aa": temporal(pos_a), "bb": temporal(pos_b), "ab": ab, "ba": ab[::-1].copy()}
 
 
+def _into(conv: HeteroConv, dst: str, src: str, x_dst: Tensor, x_src: Tensor, temporal: AdditiveMask,
+          aligned: AdditiveMask | None, src_active: bool) -> Tensor:
+    """One layer's summed conv outputs into ``dst`` (dense path): its temporal conv plus the aligned conv from ``src``,
+    or that conv's bias and residual alone when ``src`` is an inactive type (``aligned`` is then ``None``)."""
+    cross = conv.convs[(src, ALIGNED, dst)]
+    out = dense_gat_conv(conv.convs[(dst, TEMPORAL, dst)], x_dst, x_dst, temporal)
+    return out + (dense_gat_conv(cross, x_src, x_dst, aligned) if src_active else isolated_target_output(cross, x_dst))
+
+
 class CrossModalGraph(nn.Module):
     """Graph attention over one modality pair (paper Sec. 3.3).
 
@@ -166,17 +175,8 @@ class CrossModalGraph(nn.Module):
     def _dense_layer(self, conv: HeteroConv, xa: Tensor, xb: Tensor, adj: dict) -> tuple[Tensor | None, Tensor | None]:
         """One HeteroConv layer's summed conv outputs per node type; ``None`` for an inactive type."""
         a, b = self.mod_a, self.mod_b
-        out_a = out_b = None
-        if self.active_a:
-            cross = conv.convs[(b, ALIGNED, a)]
-            out_a = dense_gat_conv(conv.convs[(a, TEMPORAL, a)], xa, xa, adj["aa"])
-            out_a = out_a + (dense_gat_conv(cross, xb, xa, adj["ba"]) if self.active_b
-                             else isolated_target_output(cross, xa))
-        if self.active_b:
-            cross = conv.convs[(a, ALIGNED, b)]
-            out_b = dense_gat_conv(conv.convs[(b, TEMPORAL, b)], xb, xb, adj["bb"])
-            out_b = out_b + (dense_gat_conv(cross, xa, xb, adj["ab"]) if self.active_a
-                             else isolated_target_output(cross, xb))
+        out_a = _into(conv, a, b, xa, xb, adj["aa"], adj.get("ba"), self.active_b) if self.active_a else None
+        out_b = _into(conv, b, a, xb, xa, adj["bb"], adj.get("ab"), self.active_a) if self.active_b else None
         return out_a, out_b
 
     def _dense_masks(self, x_a: Tensor, mask_a: Tensor, t_a: Tensor, mask_b: Tensor, t_b: Tensor) -> dict:

@@ -64,6 +64,8 @@ class TrainingConfig:
             split (early stopping and the best epoch are chosen on it), in (0, 0.5].
         split_seed: seed of that dialogue draw (the split is a function of the dialogue ids and
             this seed only, not of ``seed``).
+        valid_dialogues: shell-style pattern over dialogue ids that names the validation split instead of
+            the draw ('' = the draw): ``Ses04*`` holds out IEMOCAP session 4 (unseen speakers).
         report_split: the dataset's own dev/valid split (MELD ``dev``, IEMOCAP ``valid``): scored once
             with the selected model and written as ``report``; '' = none.
         report_each_epoch: also score the report split after every epoch (history only; never used
@@ -113,6 +115,7 @@ class TrainingConfig:
     train_split: str = "train"
     valid_fraction: float = 0.1
     split_seed: int = 0
+    valid_dialogues: str = ""
     report_split: str = "dev"
     report_each_epoch: bool = False
     data_dir: str = ""

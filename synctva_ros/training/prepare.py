@@ -77,7 +77,7 @@ def prepare_data(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> TrainingData:
     """Caches, validation split, class names, extractor identities, active branches, dims and datasets.
 
     Args:
-        tcfg: the run (splits, ``valid_fraction``, ``split_seed``, limits, modalities).
+        tcfg: the run (splits, ``valid_fraction``, ``split_seed``, ``valid_dialogues``, limits, modalities).
         cfg: features and model configuration.
 
     Returns:
@@ -100,7 +100,8 @@ def prepare_data(tcfg: TrainingConfig, cfg: SyncTVAConfig) -> TrainingData:
         raise ValueError("no modality is active (check training.modalities and the cache)")
     dims = _model_dims(train_c.dims, cfg)
     k = cfg.model.context_turns
-    train_items, valid_items, split = split_by_dialogue(train_c.items, tcfg.valid_fraction, tcfg.split_seed)
+    train_items, valid_items, split = split_by_dialogue(train_c.items, tcfg.valid_fraction, tcfg.split_seed,
+                                                        tcfg.valid_dialogues)
     report_ds = UtteranceDataset(report_c.items, dims, k, active) if report_c is not None else None
     return TrainingData(train_c, report_c, names, identities, active, dims,
                         UtteranceDataset(train_items, dims, k, active), UtteranceDataset(valid_items, dims, k, active),

@@ -5,7 +5,7 @@ selection protocol is issue 8's):
 
 1. seeds python / numpy / torch, turns on deterministic algorithms (warn only);
 2. reads the training split's cache and holds out ``training.valid_fraction`` of its **dialogues**
-   (seeded by ``training.split_seed``) as the validation split
+   (seeded by ``training.split_seed``; or those matching ``training.valid_dialogues``) as the validation split
    (:func:`~synctva_ros.training.split.split_by_dialogue`); reads the report split's cache
    (``training.report_split``: MELD ``dev``, IEMOCAP ``valid``); the cache's extractor identities
    become the checkpoint's ``extractors`` (visual: ``None``);
@@ -212,7 +212,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         st = torch.load(rpath, map_location="cpu", weights_only=True)
         if st.get("split_sha256", split_sha) != split_sha:
             raise ValueError(f"{rpath} was trained with another validation split (valid_fraction / split_seed / "
-                             f"data): start without resume or restore the settings")
+                             f"valid_dialogues / data): start without resume or restore the settings")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         if sched is not None and st.get("scheduler") is not None:
@@ -319,7 +319,7 @@ def fusion_with_model_temperature(class_names: Sequence[str], fit: dict[str, Any
 def _valid_split_record(tcfg: TrainingConfig, data: TrainingData) -> dict[str, Any]:
     s = data.split
     return {"from": tcfg.train_split, "valid_fraction": s["valid_fraction"], "split_seed": s["split_seed"],
-            "valid_dialogues_sha256": s["valid_dialogues_sha256"], "valid_dialogue_count": s["valid_dialogue_count"],
+            "valid_pattern": s["valid_pattern"], "valid_dialogues_sha256": s["valid_dialogues_sha256"], "valid_dialogue_count": s["valid_dialogue_count"],
             "valid_utterances": s["valid_utterances"]}
 
 
@@ -367,6 +367,7 @@ def train_seeds(tcfg: TrainingConfig, cfg: SyncTVAConfig, seeds: Sequence[int], 
         out = train(t, copy.deepcopy(cfg), resume=resume)
         runs.append({**json.loads((out / METRICS_FILE).read_text()), "out_dir": str(out)})
     return write_seeds_report(root, seeds, runs, {"name": tcfg.name, "split_seed": tcfg.split_seed,
+                                                  "valid_dialogues": tcfg.valid_dialogues or None,
                                                   "select_metric": tcfg.select_metric,
                                                   "report_split": tcfg.report_split or None})
 

@@ -43,3 +43,17 @@ def test_at_least_one_dialogue_on_each_side():
         split_by_dialogue(_items(1), 0.1, seed=0)
     with pytest.raises(ValueError, match="fraction"):
         split_by_dialogue(_items(5), 0.0, seed=0)
+
+
+def test_a_pattern_holds_out_a_named_group_of_dialogues():
+    items = [UtteranceFeatures(sentence=np.zeros(2, np.float32), label=0, dialogue_id=f"Ses0{s}{g}_impro0{d}",
+                               utterance_index=t) for s in (1, 2, 3, 4) for g in "FM" for d in (1, 2) for t in (0, 1)]
+    train, valid, info = split_by_dialogue(items, 0.1, seed=0, pattern="Ses04*")
+    assert {u.dialogue_id[:5] for u in valid} == {"Ses04"} and "Ses04" not in {u.dialogue_id[:5] for u in train}
+    assert info["valid_dialogue_count"] == 4 and info["train_dialogue_count"] == 12 and len(valid) == 8
+    assert info["valid_pattern"] == "Ses04*" and info["valid_dialogues_sha256"] == dialogue_ids_sha256(
+        {u.dialogue_id for u in valid})
+    assert split_by_dialogue(items, 0.3, seed=7, pattern="Ses04*")[2]["valid_dialogues"] == info["valid_dialogues"]
+    for bad in ("Ses05*", "Ses0*", "ses04*"):  # none, all, and case matters
+        with pytest.raises(ValueError, match="valid_dialogues"):
+            split_by_dialogue(items, 0.1, seed=0, pattern=bad)

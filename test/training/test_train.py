@@ -121,8 +121,11 @@ def test_resume_gives_the_same_result(tiny_cache, tmp_path):
 
 def test_context_turns_text_only_and_logit_adjusted_loss(tiny_cache, tmp_path):
     tcfg, cfg = _cfg(tiny_cache, tmp_path / "ctx", "training.epochs=1", "model.context_turns=2",
-                     "training.modalities=text", "training.loss=logit_adjusted", "training.report_split=")
+                     "training.modalities=text", "training.loss=logit_adjusted", "training.report_split=",
+                     "training.valid_dialogues=2")
     man = read_manifest(train(tcfg, cfg))
+    v = man["training"]["validation"]
+    assert (v["valid_pattern"], v["valid_dialogues"], v["valid_utterances"]) == ("2", ["2"], 7)
     assert man["active"] == {"text": True, "audio": False, "visual": False}
     assert man["extractors"]["audio"] is None and man["architecture"]["context_turns"] == 2
     assert man["training"]["loss_used"] == "logit_adjusted" and man["metrics"]["report"] is None

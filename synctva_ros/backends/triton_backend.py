@@ -42,7 +42,7 @@ from .base import Backend, BackendUnavailable
 from .export import FUSION_OUTPUTS, SUBSETS_INPUT, batch_to_feeds, pad_node_axes
 from .triton_repository import ModelSpec
 
-__all__ = ["TritonBackend", "TritonReplyError", "pad_node_axes", "require_tritonclient"]
+__all__ = ["TritonBackend", "TritonReplyError", "grpc_channel_args", "pad_node_axes", "require_tritonclient"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,30 @@ def require_tritonclient(protocol: str) -> Any:
         raise BackendUnavailable(f"tritonclient ({protocol}) not installed: pip install 'tritonclient[grpc,http]', "
                                  "or use backend onnxruntime") from exc
     return client
+
+
+def grpc_channel_args(client_module: Any, retry_interval_s: float) -> list[tuple[str, int]]:
+    """gRPC channel options for ``tritonclient.grpc.InferenceServerClient(channel_args=...)``.
+
+    tritonclient's own defaults (unlimited message sizes, its ``KeepAliveOptions``), plus gRPC's reconnect backoff
+    (``grpc.initial/min/max_reconnect_backoff_ms``) capped at ``retry_interval_s`` (at least 100 ms). gRPC keeps a
+    failed connection's backoff in a process-wide subchannel that later channels to the same address share, and
+    grows it by 1.6x per failure up to 120 s: a node that started before its server (its start-up probe refused)
+    would otherwise have every request fail at once with "Connection refused" for up to two minutes after the
+    server is up, against ``retry_interval_s``'s promise (gRPC's connection-backoff.md).
+
+    Args:
+        client_module: ``tritonclient.grpc``.
+        retry_interval_s: the ``triton.retry_interval_s`` setting (seconds).
+    """
+    keep = client_module.KeepAliveOptions()
+    backoff_ms = max(100, int(round(1000.0 * float(retry_interval_s))))
+    return [("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),
+            ("grpc.keepalive_time_ms", keep.keepalive_time_ms), ("grpc.keepalive_timeout_ms", keep.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", int(keep.keepalive_permit_without_calls)),
+            ("grpc.http2.max_pings_without_data", keep.http2_max_pings_without_data),
+            ("grpc.initial_reconnect_backoff_ms", backoff_ms), ("grpc.min_reconnect_backoff_ms", backoff_ms),
+            ("grpc.max_reconnect_backoff_ms", backoff_ms)]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -201,15 +225,16 @@ class TritonBackend(Backend):
     # ------------------------------------------------------------------ the server
     def _client(self) -> Any:
         """This thread's client (gRPC channels and HTTP connections are not shared across threads)."""
-        timeout = float(self.settings.timeout_s)
+        made_with = (float(self.settings.timeout_s), float(self.settings.retry_interval_s))
         c = getattr(self._local, "client", None)
-        if c is None or getattr(self._local, "timeout", None) != timeout:
+        if c is None or getattr(self._local, "made_with", None) != made_with:
             if self.protocol == "http":
-                c = self.client_module.InferenceServerClient(self.url, connection_timeout=timeout,
-                                                             network_timeout=timeout)
+                c = self.client_module.InferenceServerClient(self.url, connection_timeout=made_with[0],
+                                                             network_timeout=made_with[0])
             else:
-                c = self.client_module.InferenceServerClient(self.url)
-            self._local.client, self._local.timeout = c, timeout
+                c = self.client_module.InferenceServerClient(
+                    self.url, channel_args=grpc_channel_args(self.client_module, made_with[1]))
+            self._local.client, self._local.made_with = c, made_with
         return c
 
     def _call(self, fn: str, *args: Any, **kwargs: Any) -> Any:

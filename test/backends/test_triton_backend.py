@@ -206,6 +206,61 @@ def test_a_server_killed_mid_run_loses_no_window(fleet):
     assert server.proc.wait(60) == 1  # the serving process saw its tritonserver die and exited with 1
 
 
+def test_a_restarted_server_is_used_again_within_the_retry_interval(fleet, tmp_path):
+    """A server down for 20 s and back on the same port is used again within ``retry_interval_s``.
+
+    gRPC keeps an address's reconnect backoff in a subchannel that every channel with the same arguments shares, and
+    grows it 1.6x per failed attempt (up to 120 s) while any channel stays open: here the client of a thread that
+    answered before the crash (a node's start-up probe). Without the cap the backend puts on that backoff, requests
+    would fail at once ("failed to connect") for seconds after the server is back."""
+    _, local, _, repo = fleet
+    first = TritonServerProcess(repo)
+    ready, again = tmp_path / "ready.json", None
+    try:
+        first.wait_ready(240)
+        cfg = TritonConfig(url=first.url("grpc"), fusion_model="synctva_fusion", timeout_s=30.0, retries=0,
+                           retry_interval_s=0.5)
+        tb = TritonBackend(cfg, fusion_model_spec(fleet[0], "synctva_fusion"), local)
+        batch, idle, probed = random_batch(np.random.default_rng(8)), threading.Event(), []
+
+        def probe():  # answered, then this thread's client stays open, as a node's main thread's does
+            tb.infer_subsets(batch, KEEPS[0])
+            probed.append(tb.name)
+            idle.wait(300)
+
+        helper = threading.Thread(target=probe, daemon=True)
+        helper.start()
+        tb.infer_subsets(batch, KEEPS[0])
+        while not probed:
+            time.sleep(0.05)
+        assert probed == ["triton"] and tb.name == "triton"
+        assert first.kill_server()
+        down_until = time.monotonic() + 20.0
+        while time.monotonic() < down_until:  # every window answered by the fallback for 20 s
+            tb.infer_subsets(batch, KEEPS[0])
+            assert tb.name == "onnxruntime"
+            time.sleep(0.2)
+        first.proc.wait(60)
+        again = TritonServerProcess(command=["bash", "-c", 'exec "$0" -m synctva_ros.backends.triton_server --threads 1 '
+                                             f'--repository {repo} --grpc-port {first.grpc_port} --http-port '
+                                             f'{first.http_port} --ready-file {ready}', sys.executable])
+        deadline = time.monotonic() + 240
+        while not ready.is_file():
+            assert again.proc.poll() is None and time.monotonic() < deadline, again.output()[-3000:]
+            time.sleep(0.1)
+        answered = []
+        for _ in range(3):  # the first two are within two retry intervals of the ready file
+            time.sleep(0.6)
+            tb.infer_subsets(batch, KEEPS[0])
+            answered.append(tb.name)
+        assert "triton" in answered[:2], (answered, tb.last_error)
+        idle.set()
+    finally:
+        for server in (again, first):
+            if server is not None:
+                server.stop()
+
+
 def test_bench_rounds_measure_local_and_served_clients(fleet):
     from synctva_ros.bench.triton import TRITON_ROW_KEYS, concurrent_round, format_triton, server_metrics
 

@@ -122,10 +122,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``synctva train CONFIG``: train, print the checkpoint directory."""
-    # deferred: torch and the feature extractors
-    from synctva_ros.training.train import train_from_file
+    from synctva_ros.training.runs import train_from_file  # deferred: torch and the feature extractors
 
-    print(train_from_file(args.config, overrides=_overrides(args), resume=args.resume, seeds=args.seeds))
+    print(train_from_file(args.config, overrides=_overrides(args), resume=args.resume, seeds=args.seeds,
+                          folds=args.folds))
     return 0
 
 
@@ -295,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's resume file")
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="train each seed into OUT_DIR/seed_S and write OUT_DIR/seeds.json (mean and spread)")
+    p.add_argument("--folds", default=None, metavar="PATTERN,...", help="one run per fold into OUT_DIR/fold_I, holding "
+                   "out the dialogues PATTERN matches (e.g. 'Ses01*,Ses02*'); writes OUT_DIR/folds.json")
     _add_device_arg(p, "training.device")
     p.set_defaults(func=cmd_train)
 

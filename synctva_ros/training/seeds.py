@@ -1,6 +1,6 @@
 """Mean and spread over training seeds (issue 8: report the shipped recipes over at least 3 seeds).
 
-:func:`~synctva_ros.training.train.train_seeds` trains one run per seed (the validation split stays
+:func:`~synctva_ros.training.runs.train_seeds` trains one run per seed (the validation split stays
 the same, ``training.split_seed``; the seed changes initialisation, dropout and shuffling) into
 ``{out_dir}/seed_{s}`` and calls :func:`write_seeds_report`, which writes ``{out_dir}/seeds.json``::
 

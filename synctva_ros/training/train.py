@@ -32,8 +32,8 @@ selection protocol is issue 8's):
 7. a resume file (``resume.pt`` in ``out_dir``: model, optimizer, epoch, best state, torch RNG) is
    written after each epoch, so ``resume=True`` ends with the same result as an uninterrupted run.
 
-:func:`train_seeds` repeats the run for several seeds and writes their mean and spread
-(:mod:`synctva_ros.training.seeds`). Shuffling uses a generator seeded with ``seed * 100003 + epoch``,
+:mod:`synctva_ros.training.runs` repeats the run for several seeds or validation folds and writes their mean and
+spread. Shuffling uses a generator seeded with ``seed * 100003 + epoch``,
 so the order does not depend on how many epochs ran in this process.
 """
 
@@ -58,14 +58,13 @@ from synctva_ros.config import SyncTVAConfig
 from synctva_ros.evaluation.metrics import classification_metrics
 from synctva_ros.model.calibration import fit_temperature
 from synctva_ros.model.losses import build_loss
-from synctva_ros.training.config import TrainingConfig, load_training_config
+from synctva_ros.training.config import TrainingConfig
 from synctva_ros.training.data import UtteranceDataset, make_loader
 from synctva_ros.training.precision import TrainingPrecision
 from synctva_ros.training.prepare import TrainingData, build_model, prepare_data
-from synctva_ros.training.saving import METRICS_FILE, REPORTED, metric_summary, save_trained, write_metrics
-from synctva_ros.training.seeds import parse_seeds, write_seeds_report
+from synctva_ros.training.saving import REPORTED, metric_summary, save_trained, write_metrics
 
-__all__ = ["train", "train_seeds", "train_from_file", "seed_everything", "evaluate_model", "score", "calibrate",
+__all__ = ["train", "seed_everything", "evaluate_model", "score", "calibrate",
            "train_one_epoch", "RESUME_FILE"]
 
 log = logging.getLogger(__name__)
@@ -341,56 +340,3 @@ def _save(out: Path, model: torch.nn.Module, state: dict, info: dict, valid: dic
                             "dataset": tcfg.dataset}}
     save_trained(out, model, state, manifest, identities, delta_dtype=tcfg.delta_dtype, base_state=base_state,
                  max_mb=tcfg.max_checkpoint_mb)
-
-
-def train_seeds(tcfg: TrainingConfig, cfg: SyncTVAConfig, seeds: Sequence[int], resume: bool = False) -> Path:
-    """Train one run per seed into ``{out_dir}/seed_{s}`` and write ``{out_dir}/seeds.json``.
-
-    The validation split (``split_seed``) is the same for every seed; ``seed`` changes the
-    initialisation, dropout and shuffling. Format of ``seeds.json``: :mod:`synctva_ros.training.seeds`.
-
-    Args:
-        tcfg, cfg: the run (``out_dir`` becomes the parent of the per-seed checkpoints).
-        seeds: training seeds.
-        resume: resume each seed's run from its own ``resume.pt``.
-
-    Returns:
-        Path of ``seeds.json``.
-
-    Raises:
-        see :func:`train`.
-    """
-    root = Path(tcfg.out_dir)
-    runs = []
-    for s in seeds:
-        t = dataclasses.replace(tcfg, seed=int(s), out_dir=str(root / f"seed_{s}"), name=f"{tcfg.name}_seed{s}")
-        out = train(t, copy.deepcopy(cfg), resume=resume)
-        runs.append({**json.loads((out / METRICS_FILE).read_text()), "out_dir": str(out)})
-    return write_seeds_report(root, seeds, runs, {"name": tcfg.name, "split_seed": tcfg.split_seed,
-                                                  "valid_dialogues": tcfg.valid_dialogues or None,
-                                                  "select_metric": tcfg.select_metric,
-                                                  "report_split": tcfg.report_split or None})
-
-
-def train_from_file(config: str | os.PathLike[str] | None, *, overrides: Sequence[str] = (),
-                    resume: bool = False, seeds: str | Sequence[int] | None = None) -> Path:
-    """Train the run a training YAML describes (``synctva train CONFIG [--set k=v ...] [--resume] [--seeds 0,1,2]``).
-
-    Args:
-        config: training YAML (:func:`~synctva_ros.training.config.load_training_config`); ``None``
-            = defaults only.
-        overrides: ``key=value`` overrides (``training.epochs=5``, ``model.hidden=64``, ...).
-        resume: continue from the run's resume file (``resume.pt`` in ``training.out_dir``).
-        seeds: ``"0,1,2"`` or a list: train every seed (:func:`train_seeds`); ``None`` = one run.
-
-    Returns:
-        The checkpoint directory (:func:`train`), or the ``seeds.json`` path with ``seeds``.
-
-    Raises:
-        synctva_ros.config.ConfigError: unknown keys / bad values. FileNotFoundError: a missing
-        file, profile or cache. ValueError: bad seeds, or see :func:`train`.
-    """
-    tcfg, cfg = load_training_config(config, list(overrides) or None)
-    if seeds is not None:
-        return train_seeds(tcfg, cfg, parse_seeds(seeds), resume=resume)
-    return train(tcfg, cfg, resume=resume)

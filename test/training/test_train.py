@@ -1,5 +1,5 @@
 """The training loop on a tiny real cache: selection on held-out training dialogues, the report split, resume,
-fine-tuned text top layers, several seeds."""
+fine-tuned text top layers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from synctva_ros.datasets.cache import find_cache, load_cache
 from synctva_ros.training.config import load_training_config
 from synctva_ros.training.data import UtteranceDataset
 from synctva_ros.training.saving import CheckpointTooLarge
-from synctva_ros.training.train import RESUME_FILE, evaluate_model, train, train_from_file
+from synctva_ros.training.train import RESUME_FILE, evaluate_model, train
 
 SMALL = ["model.hidden=16", "model.heads=2", "model.graph_layers=1", "features.text_max_tokens=16",
          "features.audio_max_nodes=8", "training.batch_size=8", "training.progress=false", "training.lr=3e-3",
@@ -136,33 +136,6 @@ def test_missing_cache_says_how_to_build(tmp_path):
                                             *SMALL])
     with pytest.raises(FileNotFoundError, match="synctva cache meld train"):
         train(tcfg, cfg)
-
-
-def test_train_from_file_reads_the_yaml_then_the_overrides(tiny_cache, tmp_path):
-    cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text(f"training:\n  name: from_yaml\n  epochs: 5\n  cache_dir: {tiny_cache}\n"
-                        f"  out_dir: {tmp_path / 'yaml_ckpt'}\n  valid_split: dev\nprofile: demo\n")
-    out = train_from_file(cfg_file, overrides=[*SMALL, "training.epochs=1"])
-    man = read_manifest(out)
-    assert out == tmp_path / "yaml_ckpt" and man["name"] == "from_yaml"
-    assert man["training"]["epochs"] == 1 and len(man["training"]["history"]) == 1  # the override wins
-    assert man["architecture"]["hidden"] == 16
-    assert man["training"]["report_split"] == "dev"  # the old key is read as the report split
-
-
-def test_seeds_write_mean_and_spread(tiny_cache, tmp_path):
-    path = train_from_file(None, overrides=[f"training.cache_dir={tiny_cache}", f"training.out_dir={tmp_path / 's'}",
-                                            *SMALL, "training.epochs=1"], seeds="0,1")
-    doc = json.loads(path.read_text())
-    assert path == tmp_path / "s" / "seeds.json" and doc["seeds"] == [0, 1]
-    runs = [json.loads((tmp_path / "s" / f"seed_{s}" / "metrics.json").read_text()) for s in (0, 1)]
-    for split in ("valid", "report"):
-        for metric in ("weighted_f1", "macro_f1", "accuracy"):
-            vals = [r[split][metric] for r in runs]
-            got = doc["summary"][split][metric]
-            assert got["values"] == vals and got["mean"] == pytest.approx(np.mean(vals))
-            assert got["std"] == pytest.approx(np.std(vals, ddof=1))
-    assert runs[0]["valid_split"] == runs[1]["valid_split"]  # the same held-out dialogues for every seed
 
 
 def test_top_layers_fine_tune_inside_train(tiny_cache, tmp_path):

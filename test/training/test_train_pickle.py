@@ -61,7 +61,7 @@ def test_synctva_train_on_a_feature_pickle(tmp_path, capsys):
 def test_a_pickle_with_code_is_refused_and_settings_that_cannot_apply_raise(tmp_path):
     from synctva_ros.config import ConfigError
     from synctva_ros.datasets.pickles import UnsafePickleError
-    from synctva_ros.training.train import train_from_file
+    from synctva_ros.training.runs import train_from_file
 
     class Evil:
         def __reduce__(self):

@@ -87,7 +87,8 @@ def grpc_channel_args(client_module: Any, retry_interval_s: float) -> list[tuple
     keep = client_module.KeepAliveOptions()
     backoff_ms = max(100, int(round(1000.0 * float(retry_interval_s))))
     return [("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),
-            ("grpc.keepalive_time_ms", keep.keepalive_time_ms), ("grpc.keepalive_timeout_ms", keep.keepalive_timeout_ms),
+            ("grpc.keepalive_time_ms", keep.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keep.keepalive_timeout_ms),
             ("grpc.keepalive_permit_without_calls", int(keep.keepalive_permit_without_calls)),
             ("grpc.http2.max_pings_without_data", keep.http2_max_pings_without_data),
             ("grpc.initial_reconnect_backoff_ms", backoff_ms), ("grpc.min_reconnect_backoff_ms", backoff_ms),

@@ -13,7 +13,8 @@ speakers unseen in its training (as session 5's are in the official test).
     {"folds": ["Ses01*", ...], "seed": 0, "select_metric": "weighted_f1",
      "summary": {"valid": {"weighted_f1": {"mean", "std", "min", "max", "values"}, ...}, "report": {...}},
      "pooled": {"valid_utterances": 5163, "weighted_f1": ..., "macro_f1": ..., "accuracy": ...},
-     "runs": [{"fold", "valid_dialogue_count", "valid_utterances", "out_dir", "best_epoch", "train_s", "valid", "report"}]}
+     "runs": [{"fold", "valid_dialogue_count", "valid_utterances", "out_dir", "best_epoch", "train_s", "valid",
+               "report"}]}
 
 ``summary`` is :func:`~synctva_ros.training.seeds.summarise_seeds` over the folds (sample sd); ``pooled`` weighs each
 fold's validation figures by its utterances. Metrics are fractions.
@@ -123,7 +124,8 @@ def train_folds(tcfg: TrainingConfig, cfg: SyncTVAConfig, folds: Sequence[str], 
     keep = ("out_dir", "best_epoch", "train_s")
     brief = [{"fold": f, "valid_dialogue_count": r["valid_split"]["valid_dialogue_count"],
               "valid_utterances": r["valid_split"]["valid_utterances"], **{k: r.get(k) for k in keep},
-              **{split: ({m: r[split][m] for m in REPORTED} if r.get(split) else None) for split in ("valid", "report")}}
+              **{split: ({m: r[split][m] for m in REPORTED} if r.get(split) else None)
+                 for split in ("valid", "report")}}
              for f, r in zip(folds, runs)]
     doc = {"folds": list(folds), "name": tcfg.name, "seed": tcfg.seed, "select_metric": tcfg.select_metric,
            "report_split": tcfg.report_split or None, "summary": summarise_seeds(runs),

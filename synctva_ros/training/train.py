@@ -318,7 +318,8 @@ def fusion_with_model_temperature(class_names: Sequence[str], fit: dict[str, Any
 def _valid_split_record(tcfg: TrainingConfig, data: TrainingData) -> dict[str, Any]:
     s = data.split
     return {"from": tcfg.train_split, "valid_fraction": s["valid_fraction"], "split_seed": s["split_seed"],
-            "valid_pattern": s["valid_pattern"], "valid_dialogues_sha256": s["valid_dialogues_sha256"], "valid_dialogue_count": s["valid_dialogue_count"],
+            "valid_pattern": s["valid_pattern"], "valid_dialogues_sha256": s["valid_dialogues_sha256"],
+            "valid_dialogue_count": s["valid_dialogue_count"],
             "valid_utterances": s["valid_utterances"]}
 
 

@@ -241,9 +241,9 @@ def test_a_restarted_server_is_used_again_within_the_retry_interval(fleet, tmp_p
             assert tb.name == "onnxruntime"
             time.sleep(0.2)
         first.proc.wait(60)
-        again = TritonServerProcess(command=["bash", "-c", 'exec "$0" -m synctva_ros.backends.triton_server --threads 1 '
-                                             f'--repository {repo} --grpc-port {first.grpc_port} --http-port '
-                                             f'{first.http_port} --ready-file {ready}', sys.executable])
+        again = TritonServerProcess(command=[  # the first one's ports (the ports it appends go unused)
+            "bash", "-c", f'exec "$0" -m synctva_ros.backends.triton_server --threads 1 --repository {repo} '
+            f'--grpc-port {first.grpc_port} --http-port {first.http_port} --ready-file {ready}', sys.executable])
         deadline = time.monotonic() + 240
         while not ready.is_file():
             assert again.proc.poll() is None and time.monotonic() < deadline, again.output()[-3000:]

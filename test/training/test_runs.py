@@ -1,4 +1,4 @@
-"""Several runs of one recipe (synctva_ros.training.runs): a YAML run, seeds, validation folds, on the tiny real cache."""
+"""Several runs of one recipe (synctva_ros.training.runs): a YAML run, seeds, validation folds; the tiny real cache."""
 
 from __future__ import annotations
 

@@ -245,11 +245,16 @@ class TritonBackend(Backend):
             kwargs["client_timeout"] = timeout
         last: BaseException | None = None
         for _ in range(int(self.settings.retries) + 1):
+            client = self._client()
             try:
-                return getattr(self._client(), fn)(*args, **kwargs)
+                return getattr(client, fn)(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - retried, then re-raised
                 last = exc
-                self._local.client = None  # a fresh connection for the next attempt
+                self._local.client = None  # a fresh connection for the next attempt; this one closed now, not
+                try:  # whenever the garbage collector frees it (an open channel keeps gRPC's backoff growing)
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+                    pass
         assert last is not None
         raise last
 

@@ -75,10 +75,11 @@ def grpc_channel_args(client_module: Any, retry_interval_s: float) -> list[tuple
 
     tritonclient's own defaults (unlimited message sizes, its ``KeepAliveOptions``), plus gRPC's reconnect backoff
     (``grpc.initial/min/max_reconnect_backoff_ms``) capped at ``retry_interval_s`` (at least 100 ms). gRPC keeps a
-    failed connection's backoff in a process-wide subchannel that later channels to the same address share, and
-    grows it by 1.6x per failure up to 120 s: a node that started before its server (its start-up probe refused)
-    would otherwise have every request fail at once with "Connection refused" for up to two minutes after the
-    server is up, against ``retry_interval_s``'s promise (gRPC's connection-backoff.md).
+    failed address's backoff in a process-wide subchannel that every channel with the same arguments shares, and
+    grows it 1.6x per failed attempt up to 120 s while any channel to the address stays open (another thread's
+    client, e.g. a node's start-up probe's): after an outage every request would otherwise fail at once with
+    "Connection refused" for up to two minutes after the server is back, against ``retry_interval_s``'s promise
+    (gRPC's connection-backoff.md; ``test_a_restarted_server_is_used_again_within_the_retry_interval``).
 
     Args:
         client_module: ``tritonclient.grpc``.

@@ -249,11 +249,11 @@ def test_a_restarted_server_is_used_again_within_the_retry_interval(fleet, tmp_p
             assert again.proc.poll() is None and time.monotonic() < deadline, again.output()[-3000:]
             time.sleep(0.1)
         answered = []
-        for _ in range(3):  # the first two are within two retry intervals of the ready file
+        for _ in range(3):  # within 1.8 s (3.6 retry intervals) of the ready file; uncapped: 10 s and more
             time.sleep(0.6)
             tb.infer_subsets(batch, KEEPS[0])
             answered.append(tb.name)
-        assert "triton" in answered[:2], (answered, tb.last_error)
+        assert "triton" in answered, (answered, tb.last_error)
         idle.set()
     finally:
         for server in (again, first):

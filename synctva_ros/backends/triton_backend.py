@@ -84,6 +84,9 @@ def grpc_channel_args(client_module: Any, retry_interval_s: float) -> list[tuple
     Args:
         client_module: ``tritonclient.grpc``.
         retry_interval_s: the ``triton.retry_interval_s`` setting (seconds).
+
+    Returns:
+        ``[(option name, int value), ...]``; backoffs in milliseconds. Raises nothing.
     """
     keep = client_module.KeepAliveOptions()
     backoff_ms = max(100, int(round(1000.0 * float(retry_interval_s))))

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 from synctva_ros.config import SyncTVAConfig
 from synctva_ros.training.config import TrainingConfig, load_training_config
 from synctva_ros.training.saving import METRICS_FILE, REPORTED
-from synctva_ros.training.seeds import parse_seeds, summarise_seeds, write_seeds_report
+from synctva_ros.training.seeds import parse_seeds, run_brief, summarise_seeds, write_report, write_seeds_report
 from synctva_ros.training.train import train
 
 __all__ = ["FOLDS_FILE", "parse_folds", "pooled_validation", "train_folds", "train_seeds", "train_from_file"]
@@ -93,6 +93,10 @@ def pooled_validation(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Each metric of :data:`~synctva_ros.training.saving.REPORTED` on the validation splits, weighted by their
     utterances (``valid_split.valid_utterances`` of each run's ``metrics.json``), plus ``valid_utterances``.
 
+    Returns:
+        ``{"valid_utterances": total count, "weighted_f1", "macro_f1", "accuracy"}``: fractions, the mean of the
+        folds' figures weighted by utterances (not a metric recomputed over the pooled predictions).
+
     Raises:
         ValueError: no run, or a run without validation figures.
     """
@@ -121,19 +125,12 @@ def train_folds(tcfg: TrainingConfig, cfg: SyncTVAConfig, folds: Sequence[str], 
         ValueError: a pattern that holds out no dialogue or every one; see :func:`~synctva_ros.training.train.train`.
     """
     runs = _runs(tcfg, cfg, [(f"fold_{i}", f"fold{i}", {"valid_dialogues": f}) for i, f in enumerate(folds)], resume)
-    keep = ("out_dir", "best_epoch", "train_s")
     brief = [{"fold": f, "valid_dialogue_count": r["valid_split"]["valid_dialogue_count"],
-              "valid_utterances": r["valid_split"]["valid_utterances"], **{k: r.get(k) for k in keep},
-              **{split: ({m: r[split][m] for m in REPORTED} if r.get(split) else None)
-                 for split in ("valid", "report")}}
-             for f, r in zip(folds, runs)]
+              "valid_utterances": r["valid_split"]["valid_utterances"], **run_brief(r)} for f, r in zip(folds, runs)]
     doc = {"folds": list(folds), "name": tcfg.name, "seed": tcfg.seed, "select_metric": tcfg.select_metric,
            "report_split": tcfg.report_split or None, "summary": summarise_seeds(runs),
            "pooled": pooled_validation(runs), "runs": brief}
-    path = Path(tcfg.out_dir) / FOLDS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2))
-    return path
+    return write_report(Path(tcfg.out_dir) / FOLDS_FILE, doc)
 
 
 def train_from_file(config: str | os.PathLike[str] | None, *, overrides: Sequence[str] = (),

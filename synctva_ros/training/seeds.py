@@ -10,6 +10,7 @@ the same, ``training.split_seed``; the seed changes initialisation, dropout and 
      "runs": [{"seed", "out_dir", "best_epoch", "train_s", "valid": {...}, "report": {...}}, ...]}
 
 ``std`` is the sample standard deviation (``ddof = 1``; 0 for a single seed). Metrics are fractions.
+:func:`run_brief` and :func:`write_report` also write the folds' report (:mod:`synctva_ros.training.runs`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from synctva_ros.training.saving import REPORTED
 
-__all__ = ["SEEDS_FILE", "parse_seeds", "summarise_seeds", "write_seeds_report"]
+__all__ = ["SEEDS_FILE", "parse_seeds", "summarise_seeds", "run_brief", "write_report", "write_seeds_report"]
 
 #: Multi-seed summary file in the run's ``out_dir``.
 SEEDS_FILE = "seeds.json"
@@ -76,13 +77,25 @@ def write_seeds_report(out_dir: str | os.PathLike[str], seeds: Sequence[int], ru
         runs: each seed's ``metrics.json`` dict plus ``out_dir``.
         extra: more top-level keys (``split_seed``, ``select_metric``, ...).
     """
-    keep = ("out_dir", "best_epoch", "train_s")
-    brief = [{"seed": int(s), **{k: r.get(k) for k in keep},
-              **{split: ({m: r[split][m] for m in REPORTED} if r.get(split) else None)
-                 for split in ("valid", "report")}}
-             for s, r in zip(seeds, runs)]
+    brief = [{"seed": int(s), **run_brief(r)} for s, r in zip(seeds, runs)]
     doc = {"seeds": [int(s) for s in seeds], **dict(extra or {}), "summary": summarise_seeds(runs), "runs": brief}
-    path = Path(out_dir) / SEEDS_FILE
+    return write_report(Path(out_dir) / SEEDS_FILE, doc)
+
+
+def run_brief(run: Mapping[str, Any]) -> dict[str, Any]:
+    """One run's entry in a multi-run report: ``out_dir``, ``best_epoch``, ``train_s`` (seconds) and the
+    :data:`~synctva_ros.training.saving.REPORTED` metrics (fractions) of ``valid`` and ``report`` (``None`` when the
+    run has no such split), from the run's ``metrics.json`` dict plus ``out_dir``. Raises ``KeyError`` for a split
+    that lacks a reported metric."""
+    keep = ("out_dir", "best_epoch", "train_s")
+    return {**{k: run.get(k) for k in keep},
+            **{split: ({m: run[split][m] for m in REPORTED} if run.get(split) else None)
+               for split in ("valid", "report")}}
+
+
+def write_report(path: str | os.PathLike[str], doc: Mapping[str, Any]) -> Path:
+    """Write ``doc`` as indented JSON to ``path`` (its folder created); returns the path. Raises ``OSError``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))
     return path

@@ -64,8 +64,7 @@ from synctva_ros.training.precision import TrainingPrecision
 from synctva_ros.training.prepare import TrainingData, build_model, prepare_data
 from synctva_ros.training.saving import REPORTED, metric_summary, save_trained, write_metrics
 
-__all__ = ["train", "seed_everything", "evaluate_model", "score", "calibrate",
-           "train_one_epoch", "RESUME_FILE"]
+__all__ = ["train", "seed_everything", "evaluate_model", "score", "calibrate", "train_one_epoch", "RESUME_FILE"]
 
 log = logging.getLogger(__name__)
 

@@ -215,13 +215,13 @@ def test_a_restarted_server_is_used_again_within_the_retry_interval(fleet, tmp_p
     would fail at once ("failed to connect") for seconds after the server is back."""
     _, local, _, repo = fleet
     first = TritonServerProcess(repo)
-    ready, again = tmp_path / "ready.json", None
+    ready, again, idle = tmp_path / "ready.json", None, threading.Event()
     try:
         first.wait_ready(240)
         cfg = TritonConfig(url=first.url("grpc"), fusion_model="synctva_fusion", timeout_s=30.0, retries=0,
                            retry_interval_s=0.5)
         tb = TritonBackend(cfg, fusion_model_spec(fleet[0], "synctva_fusion"), local)
-        batch, idle, probed = random_batch(np.random.default_rng(8)), threading.Event(), []
+        batch, probed = random_batch(np.random.default_rng(8)), []
 
         def probe():  # answered, then this thread's client stays open, as a node's main thread's does
             tb.infer_subsets(batch, KEEPS[0])
@@ -254,8 +254,8 @@ def test_a_restarted_server_is_used_again_within_the_retry_interval(fleet, tmp_p
             tb.infer_subsets(batch, KEEPS[0])
             answered.append(tb.name)
         assert "triton" in answered, (answered, tb.last_error)
-        idle.set()
     finally:
+        idle.set()  # the helper thread ends, whatever failed
         for server in (again, first):
             if server is not None:
                 server.stop()

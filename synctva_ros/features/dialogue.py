@@ -41,13 +41,17 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Turn", "DialogueContext", "TAG_FORMAT", "TURN_SEPARATOR", "tag_turn", "context_string",
-           "dataset_contexts"]
+__all__ = ["Turn", "DialogueContext", "TAG_FORMAT", "TURN_SEPARATOR", "CONTEXT_STATE_PREFIXES", "tag_turn",
+           "context_string", "dataset_contexts"]
 
 #: How a turn with a known speaker is written (EmoBERTa's "Speaker: utterance").
 TAG_FORMAT = "{speaker}: {text}"
 #: Between two context turns.
 TURN_SEPARATOR = " "
+#: A text identity's ``prefix`` when the context's states feed the fine-tuned layers (``features.text``): encoders
+#: with absolute positions (BERT, MiniLM) take the context and speaker-tag states, those with relative positions
+#: (MPNet) the pair separators too.
+CONTEXT_STATE_PREFIXES = ("context_and_tag_states", "context_separators_and_tag_states")
 
 
 @dataclass(frozen=True)

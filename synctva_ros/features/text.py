@@ -65,7 +65,8 @@ import torch
 from synctva_ros.core.batch import ModalityFeatures, TextEncoding
 from synctva_ros.core.hashing import file_sha256
 from synctva_ros.features.base import FeatureExtractor
-from synctva_ros.features.dialogue import TAG_FORMAT, TURN_SEPARATOR, Turn, context_string, tag_turn, window_speaker
+from synctva_ros.features.dialogue import (CONTEXT_STATE_PREFIXES, TAG_FORMAT, TURN_SEPARATOR, Turn, context_string,
+                                           tag_turn, window_speaker)
 from synctva_ros.features.torchvision_compat import ensure_torchvision
 from synctva_ros.features.weights import MINILM_ALIASES, MPNET_ALIASES, encoder_weights_file, resolve_text_encoder
 
@@ -229,8 +230,7 @@ class TextEncoder(FeatureExtractor):
                                        "segments": "context|utterance", "truncation": "oldest_first",
                                        "nodes": "utterance_only", "sentence": "utterance_alone"}})
             if self.context_states:  # only then: the identities of context-without-states caches stay as they were
-                self._identity["prefix"] = ("context_separators_and_tag_states" if self._relative
-                                            else "context_and_tag_states")
+                self._identity["prefix"] = CONTEXT_STATE_PREFIXES[int(bool(self._relative))]
         return dict(self._identity)
 
     # ------------------------------------------------------------------ encoding

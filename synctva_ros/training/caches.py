@@ -31,7 +31,7 @@ from synctva_ros.datasets.cache import (CACHE_FORMAT, CachedSplit, build_cache, 
                                         load_cache)
 from synctva_ros.datasets.cache.parts import text_cache_arrays, write_cache
 from synctva_ros.datasets.recordings import RECORDING_SOURCES, read_recordings
-from synctva_ros.features.dialogue import dataset_contexts
+from synctva_ros.features.dialogue import CONTEXT_STATE_PREFIXES, dataset_contexts
 from synctva_ros.features.text import TextEncoder
 from synctva_ros.training.config import TrainingConfig
 
@@ -45,8 +45,10 @@ def _wanted_identities(cfg: SyncTVAConfig) -> dict[str, Any]:
     f = cfg.features
     # the text identity holds context_turns / context_max_tokens only when K > 0 (features.text)
     k = int(getattr(f, "text_context_turns", 0))
+    # the prefix's kind depends on the encoder's position scheme (features.text: relative-position encoders such as
+    # MPNet keep the pair separators), which only loading it tells; the name, matched too, fixes which one it is
     context = {"context_turns": k or None, "context_max_tokens": f.text_context_max_tokens if k else None,
-               "prefix": "context_and_tag_states" if k and f.text_context_states else None}
+               "prefix": CONTEXT_STATE_PREFIXES if k and f.text_context_states else None}
     return {"text": {"name": f.text_encoder, "max_tokens": f.text_max_tokens, "layer": f.text_layer, **context},
             "audio": {"feature_set": f.audio_feature_set, "sample_rate": f.audio_sample_rate,
                       "max_nodes": f.audio_max_nodes, "level": f.audio_level},
@@ -61,7 +63,8 @@ def _identities_match(stored: dict[str, Any], wanted: dict[str, Any], ignore: tu
         s = stored.get(m)
         if s is None:
             continue  # modality not cached: it will be inactive
-        if m not in ignore and any(s.get(k) != v for k, v in keys.items()):
+        if m not in ignore and any(s.get(k) not in v if isinstance(v, tuple) else s.get(k) != v
+                                   for k, v in keys.items()):
             return False
     return True
 

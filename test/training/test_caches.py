@@ -105,3 +105,26 @@ def test_context_states_travel_through_derived_and_built_caches(tiny_cache, tiny
     assert "prefix" not in load_cache(build_text_layer_cache(src, plain, tmp_path / "plain")).identities["text"]
     alone = TextEncoder(cfg.text_encoder, context_states=True)  # no context turns: nothing to hand over
     assert not alone.context_states and "prefix" not in alone.identity()
+
+
+def test_a_relative_position_encoders_context_cache_is_found_not_derived_again(tiny_cache, tiny_utterances, tmp_path,
+                                                                               caplog):
+    """An MPNet-style encoder's context-states cache (identity prefix with the pair separators) is the configured
+    one: `load_split_cache` picks it directly, without loading the encoder to derive it again."""
+    from text_top_fixtures import make_tiny_mpnet
+
+    mpnet = str(make_tiny_mpnet(tmp_path / "tiny_mpnet"))
+    settings = {"text_encoder": mpnet, "text_max_tokens": 16, "audio_max_nodes": 8, "text_layer": 1,
+                "text_context_turns": 2, "text_context_max_tokens": 24, "text_context_states": True}
+    enc = TextEncoder(mpnet, max_tokens=16, layer=1, context_turns=2, context_max_tokens=24, context_states=True)
+    built = build_cache("meld", "dev", FeaturesConfig(**settings), tmp_path / "cache", progress=False,
+                        extractors={"text": enc, "audio": None, "visual": None}, utterances=tiny_utterances("dev"))
+    assert load_cache(built).identities["text"]["prefix"] == "context_separators_and_tag_states"
+    shutil.copy(find_cache(tiny_cache, "meld", "dev")[0], tmp_path / "cache")  # a MiniLM cache beside it
+    shutil.copy(find_cache(tiny_cache, "meld", "dev")[0].with_suffix(".json"), tmp_path / "cache")
+    tcfg, cfg = load_training_config(None, [f"training.cache_dir={tmp_path / 'cache'}",
+                                            *(f"features.{k}={v}" for k, v in settings.items())])
+    with caplog.at_level("INFO", logger="synctva_ros.training.caches"):
+        found = load_split_cache(tcfg, cfg, "dev")
+    assert "deriving" not in caplog.text
+    assert found.header["key"] == load_cache(built).header["key"] and len(found.items) == len(load_cache(built).items)

@@ -95,6 +95,9 @@ class TrainingConfig:
         lr_schedule: ``constant``, or ``linear``: linear warm-up over the first ``warmup_fraction`` of
             all steps (``epochs`` x batches), then linear decay to 0 at the last epoch (the BERT fine-tuning
             recipe, Devlin et al. 2019; ``transformers.get_linear_schedule_with_warmup``), for every group.
+        ema_decay: > 0: validate, select and save an exponential moving average of the weights, updated after
+            every step with this decay (``torch.optim.swa_utils.get_ema_multi_avg_fn``; Polyak and Juditsky 1992),
+            instead of the weights themselves; 0 = off. 0.995 averages over about 200 steps.
         delta_dtype: storage dtype of the text top layers' deltas (``float16`` or ``float32``).
         max_checkpoint_mb: largest checkpoint (weights, MB = 1e6 bytes) that may be saved.
         loss: training loss overriding ``model.loss`` ('' = ``model.loss``): ``ce``, ``weighted_ce``
@@ -139,6 +142,7 @@ class TrainingConfig:
     lora_alpha: float = 0.0
     lr_schedule: str = "constant"
     warmup_fraction: float = 0.06
+    ema_decay: float = 0.0
     delta_dtype: str = "float16"
     max_checkpoint_mb: float = 30.0
     loss: str = ""
@@ -171,6 +175,8 @@ class TrainingConfig:
         if self.lr_schedule not in ("constant", "linear") or not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError(f"'training.lr_schedule' = {self.lr_schedule!r} is not constant or linear, or "
                               f"'training.warmup_fraction' = {self.warmup_fraction} is not in [0, 1)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"'training.ema_decay' = {self.ema_decay} is not in [0, 1)")
         if not 0.0 < self.valid_fraction <= 0.5:
             raise ConfigError(f"'training.valid_fraction' = {self.valid_fraction} is not in (0, 0.5]")
         for k, allowed in (("select_metric", SELECT_METRICS), ("loss", _LOSSES),

@@ -19,7 +19,8 @@ selection protocol is issue 8's):
 5. after every epoch: accuracy, weighted F1 and macro F1 on the validation split; the epoch with the
    best ``training.select_metric`` is saved (:func:`~synctva_ros.training.saving.save_trained`: fusion
    weights, top-layer deltas in ``training.delta_dtype``, at most ``training.max_checkpoint_mb``);
-   early stop after ``patience`` epochs without improvement. The report split is never used for a
+   early stop after ``patience`` epochs without improvement; with ``training.ema_decay`` the weights' moving
+   average (updated every step) is what is validated, selected and saved. The report split is never used for a
    decision (with ``training.report_each_epoch`` its scores are only logged in the history);
 6. at the end the selected model is scored once on the report split; the manifest ``metrics`` and
    ``metrics.json`` hold ``valid`` and ``report`` (accuracy, weighted F1, macro F1, per class), the
@@ -113,12 +114,14 @@ def score(model: torch.nn.Module, ds: UtteranceDataset, names: Sequence[str], ba
 def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Module, opt: torch.optim.Optimizer,
                     tcfg: TrainingConfig, epoch: int, device: torch.device,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    precision: TrainingPrecision | None = None) -> float:
+                    precision: TrainingPrecision | None = None,
+                    ema: torch.optim.swa_utils.AveragedModel | None = None) -> float:
     """One pass over ``train_ds`` (shuffled with ``seed * 100003 + epoch``); returns the mean training loss.
 
     Gradients of all parameters (fusion and top layers) are clipped together to ``tcfg.grad_clip``
     (0 = off); ``scheduler`` (if any) steps after every batch; progress bar when ``tcfg.progress``;
-    ``precision`` (default fp32) runs the forward under autocast (:mod:`.precision`).
+    ``precision`` (default fp32) runs the forward under autocast (:mod:`.precision`); ``ema`` (if any) averages
+    the weights after every step.
     """
     model.train()
     loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
@@ -134,6 +137,8 @@ def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Mod
         prec.step(loss, opt, model.parameters(), tcfg.grad_clip)
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += float(loss.detach()) * batch.labels.shape[0]
         n += batch.labels.shape[0]
         bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
@@ -161,6 +166,26 @@ def _scheduler(opt: torch.optim.Optimizer, tcfg: TrainingConfig, batches_per_epo
 
     total = max(1, tcfg.epochs * batches_per_epoch)
     return get_linear_schedule_with_warmup(opt, int(round(tcfg.warmup_fraction * total)), total)
+
+
+def _averaged(model: torch.nn.Module, tcfg: TrainingConfig) -> torch.optim.swa_utils.AveragedModel | None:
+    """The weights' exponential moving average (``training.ema_decay`` > 0), else ``None``; buffers are not
+    averaged but copied from the live model before each use (:func:`_weights`)."""
+    if not tcfg.ema_decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay))
+
+
+def _weights(model: torch.nn.Module, ema: torch.optim.swa_utils.AveragedModel | None) -> torch.nn.Module:
+    """The model that is validated, selected and saved: the average when there is one, else ``model``."""
+    if ema is None:
+        return model
+    with torch.no_grad():
+        for mine, live in zip(ema.module.buffers(), model.buffers()):
+            mine.copy_(live)
+    return ema.module
 
 
 def _row(prefix: str, m: dict[str, Any]) -> dict[str, float]:
@@ -203,6 +228,7 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
     opt = _optimizer(model, top_params, tcfg)
     sched = _scheduler(opt, tcfg, -(-len(data.train_ds) // tcfg.batch_size))
     precision = TrainingPrecision(tcfg.precision, device)
+    ema = _averaged(model, tcfg)
     split_sha = data.split["valid_dialogues_sha256"]
     start_epoch, best, best_epoch, best_state, history = 0, -1.0, -1, None, []
     rpath = out / RESUME_FILE
@@ -217,6 +243,8 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
             sched.load_state_dict(st["scheduler"])
         if precision.scaler is not None and st.get("scaler") is not None:
             precision.scaler.load_state_dict(st["scaler"])
+        if ema is not None and st.get("ema") is not None:
+            ema.load_state_dict(st["ema"])
         start_epoch, best_epoch = int(st["epoch"]) + 1, int(st["best_epoch"])
         best = float(st.get("best_score", st.get("best_f1", -1.0)))
         best_state = st.get("best_model")
@@ -234,21 +262,23 @@ def train(tcfg: TrainingConfig, cfg: SyncTVAConfig, resume: bool = False) -> Pat
         if best_epoch >= 0 and tcfg.patience and epoch - best_epoch > tcfg.patience:
             break
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, data.train_ds, loss_fn, opt, tcfg, epoch, device, sched, precision)
+        train_loss = train_one_epoch(model, data.train_ds, loss_fn, opt, tcfg, epoch, device, sched, precision, ema)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_s": round(time.perf_counter() - t0, 3)}
-        vm = score(model, data.valid_ds, data.names, tcfg.eval_batch_size, device)
+        chosen = _weights(model, ema)
+        vm = score(chosen, data.valid_ds, data.names, tcfg.eval_batch_size, device)
         row.update(_row("valid", vm))
         if tcfg.report_each_epoch and data.report_ds is not None:  # logged only, never compared
-            row.update(_row("report", score(model, data.report_ds, data.names, tcfg.eval_batch_size, device)))
+            row.update(_row("report", score(chosen, data.report_ds, data.names, tcfg.eval_batch_size, device)))
         history.append(row)
         log.info("epoch %d: loss %.4f  valid acc %.4f  weighted F1 %.4f  macro F1 %.4f", epoch + 1, train_loss,
                  vm["accuracy"], vm["weighted_f1"], vm["macro_f1"])
         if vm[tcfg.select_metric] > best:
             best, best_epoch = vm[tcfg.select_metric], epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            _save(out, model, best_state, info, vm, None, epoch, history, **save)
+            best_state = {k: v.detach().cpu().clone() for k, v in chosen.state_dict().items()}
+            _save(out, chosen, best_state, info, vm, None, epoch, history, **save)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                     "scheduler": None if sched is None else sched.state_dict(),
+                    "ema": None if ema is None else ema.state_dict(),
                     "scaler": None if precision.scaler is None else precision.scaler.state_dict(),
                     "best_score": best, "best_epoch": best_epoch, "best_model": best_state,
                     "history": json.dumps(history), "rng": torch.get_rng_state(), "split_sha256": split_sha},

@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from synctva_ros.checkpoint import load_checkpoint, load_text_top_checkpoint, read_manifest
+from synctva_ros.config import ConfigError
 from synctva_ros.datasets.cache import find_cache, load_cache
 from synctva_ros.training.config import load_training_config
 from synctva_ros.training.data import UtteranceDataset
@@ -222,3 +223,29 @@ def test_lora_trains_the_factors_only_and_stores_them(tiny_cache, tmp_path):
     tcfg, cfg = _cfg(cache, tmp_path / "small", "training.epochs=1", *extra, "training.max_checkpoint_mb=0.05")
     with pytest.raises(CheckpointTooLarge, match="as float16 LoRA factors"):
         train(tcfg, cfg)
+
+
+def test_the_weights_moving_average_is_selected_saved_and_resumed(tiny_cache, tmp_path):
+    """training.ema_decay: the checkpoint holds the weights' moving average, not the last step's weights, and a
+    resumed run ends with the same average and checkpoint as an uninterrupted one."""
+    ema = ["training.ema_decay=0.8", "training.patience=0"]
+    tcfg, cfg = _cfg(tiny_cache, tmp_path / "one", "training.epochs=1", *ema)
+    one = train(tcfg, cfg)  # one epoch: that epoch is the selected one
+    st = torch.load(one / RESUME_FILE, weights_only=True)
+    average = {k.removeprefix("module."): v for k, v in st["ema"].items() if k.startswith("module.")}
+    assert average.keys() == st["model"].keys() and int(st["ema"]["n_averaged"]) == 2  # 14 utterances, batches of 8
+    saved = load_file(str(one / "model.safetensors"))
+    assert saved and all(torch.equal(saved[k], average[k]) for k in saved)
+    assert any(not torch.equal(saved[k], st["model"][k]) for k in saved)  # not the live weights
+    with pytest.raises(ConfigError, match="ema_decay"):
+        _cfg(tiny_cache, tmp_path / "bad", "training.ema_decay=1.0")[0].validate()
+    tcfg, cfg = _cfg(tiny_cache, tmp_path / "a", "training.epochs=3", *ema)
+    a = train(tcfg, cfg)
+    tcfg1, cfg1 = _cfg(tiny_cache, tmp_path / "b", "training.epochs=1", *ema)
+    train(tcfg1, cfg1)
+    tcfg2, cfg2 = _cfg(tiny_cache, tmp_path / "b", "training.epochs=3", *ema)
+    b = train(tcfg2, cfg2, resume=True)
+    ra, rb = (torch.load(r / RESUME_FILE, weights_only=True) for r in (a, b))
+    assert ra["ema"].keys() == rb["ema"].keys() and all(torch.equal(ra["ema"][k], rb["ema"][k]) for k in ra["ema"])
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -230,7 +230,7 @@ class TextEncoder(FeatureExtractor):
                                        "segments": "context|utterance", "truncation": "oldest_first",
                                        "nodes": "utterance_only", "sentence": "utterance_alone"}})
             if self.context_states:  # only then: the identities of context-without-states caches stay as they were
-                self._identity["prefix"] = CONTEXT_STATE_PREFIXES[int(bool(self._relative))]
+                self._identity["prefix"] = CONTEXT_STATE_PREFIXES[int(self._relative)]
         return dict(self._identity)
 
     # ------------------------------------------------------------------ encoding

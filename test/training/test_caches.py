@@ -119,7 +119,8 @@ def test_a_relative_position_encoders_context_cache_is_found_not_derived_again(t
     enc = TextEncoder(mpnet, max_tokens=16, layer=1, context_turns=2, context_max_tokens=24, context_states=True)
     built = build_cache("meld", "dev", FeaturesConfig(**settings), tmp_path / "cache", progress=False,
                         extractors={"text": enc, "audio": None, "visual": None}, utterances=tiny_utterances("dev"))
-    assert load_cache(built).identities["text"]["prefix"] == "context_separators_and_tag_states"
+    own = load_cache(built)
+    assert own.identities["text"]["prefix"] == "context_separators_and_tag_states"
     shutil.copy(find_cache(tiny_cache, "meld", "dev")[0], tmp_path / "cache")  # a MiniLM cache beside it
     shutil.copy(find_cache(tiny_cache, "meld", "dev")[0].with_suffix(".json"), tmp_path / "cache")
     tcfg, cfg = load_training_config(None, [f"training.cache_dir={tmp_path / 'cache'}",
@@ -127,4 +128,4 @@ def test_a_relative_position_encoders_context_cache_is_found_not_derived_again(t
     with caplog.at_level("INFO", logger="synctva_ros.training.caches"):
         found = load_split_cache(tcfg, cfg, "dev")
     assert "deriving" not in caplog.text
-    assert found.header["key"] == load_cache(built).header["key"] and len(found.items) == len(load_cache(built).items)
+    assert found.header["key"] == own.header["key"] and len(found.items) == len(own.items)

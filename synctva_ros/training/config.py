@@ -104,6 +104,9 @@ class TrainingConfig:
             (power ``model.class_weight_power``), ``focal`` (``model.focal_gamma``) or ``logit_adjusted``.
         logit_tau: temperature of the logit adjustment (Menon et al. 2021).
         batch_size: utterances per step; eval_batch_size: for evaluation.
+        group_by_length: batch training utterances of similar text length (context included) to cut padding
+            (:func:`~synctva_ros.training.data.make_loader`); changes the batches' make-up, so a recipe's figures
+            move within seed noise; off by default.
         seed: seeds python, numpy and torch; shuffling is derived from ``seed * 100003 + epoch``.
         modalities: branches trained (absent or uncached ones are inactive).
         device: torch device (``cpu``, ``cuda``, ``cuda:N``) of training and of the encoders that build caches.
@@ -149,6 +152,7 @@ class TrainingConfig:
     logit_tau: float = 1.0
     batch_size: int = 32
     eval_batch_size: int = 128
+    group_by_length: bool = False
     seed: int = 0
     modalities: list = field(default_factory=lambda: ["text", "audio", "visual"])
     device: str = "cpu"

@@ -64,6 +64,17 @@ class UtteranceDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> int:
         return i
 
+    def text_lengths(self) -> list[int]:
+        """Per utterance, the text tokens the fine-tuned layers run over: nodes plus prefix (context) states.
+
+        An utterance without text counts 0. These are the lengths :func:`make_loader` groups by.
+        """
+        def n(u: UtteranceFeatures) -> int:
+            if u.text is None:
+                return 0
+            return int(u.text.x.shape[0]) + (0 if u.text.prefix is None else int(u.text.prefix.shape[0]))
+        return [n(u) for u in self.items]
+
     def _view(self, u: UtteranceFeatures) -> UtteranceFeatures:
         if all(self.active.get(m, True) or getattr(u, m) is None for m in ("text", "audio", "visual")):
             return u
@@ -79,7 +90,8 @@ class UtteranceDataset(torch.utils.data.Dataset):
                        [self.contexts[i] for i in indices] if self.context_turns else None, self.context_turns)
 
 
-def make_loader(ds: UtteranceDataset, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+def make_loader(ds: UtteranceDataset, batch_size: int, shuffle: bool, seed: int = 0,
+                group_by_length: bool = False) -> torch.utils.data.DataLoader:
     """Single-process DataLoader of batches (:class:`~synctva_ros.core.batch.Batch`) over ``ds``.
 
     Args:
@@ -87,8 +99,21 @@ def make_loader(ds: UtteranceDataset, batch_size: int, shuffle: bool, seed: int 
         batch_size: utterances per batch (B).
         shuffle: random order; then the order is a function of ``seed`` only (deterministic).
         seed: seed of the shuffling generator.
+        group_by_length: with ``shuffle``, batches of similar text length (:meth:`UtteranceDataset.text_lengths`):
+            ``transformers``' ``LengthGroupedSampler`` (``Trainer(group_by_length=True)``) shuffles, cuts the order
+            into mega-batches of up to 50 batches and sorts each by length, so a batch pads to little more than
+            its own utterances. Every utterance still comes once per epoch; only the batches' make-up changes.
     """
     gen = torch.Generator().manual_seed(int(seed)) if shuffle else None
+    if shuffle and group_by_length:
+        from synctva_ros.features.torchvision_compat import ensure_torchvision
+
+        ensure_torchvision()  # transformers imports torchvision
+        from transformers.trainer_pt_utils import LengthGroupedSampler  # deferred: a heavy import, training only
+
+        sampler = LengthGroupedSampler(batch_size, lengths=ds.text_lengths(), generator=gen)
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=ds.collate,
+                                           num_workers=0)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
                                        collate_fn=ds.collate, num_workers=0)
 

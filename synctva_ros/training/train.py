@@ -116,7 +116,8 @@ def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Mod
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     precision: TrainingPrecision | None = None,
                     ema: torch.optim.swa_utils.AveragedModel | None = None) -> float:
-    """One pass over ``train_ds`` (shuffled with ``seed * 100003 + epoch``); returns the mean training loss.
+    """One pass over ``train_ds`` (shuffled with ``seed * 100003 + epoch``, in batches of similar text length when
+    ``tcfg.group_by_length``); returns the mean training loss.
 
     Gradients of all parameters (fusion and top layers) are clipped together to ``tcfg.grad_clip``
     (0 = off); ``scheduler`` (if any) steps after every batch; progress bar when ``tcfg.progress``;
@@ -124,7 +125,8 @@ def train_one_epoch(model: torch.nn.Module, train_ds: Any, loss_fn: torch.nn.Mod
     the weights after every step.
     """
     model.train()
-    loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch)
+    loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, seed=tcfg.seed * 100003 + epoch,
+                         group_by_length=tcfg.group_by_length)
     total, n = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", disable=not tcfg.progress,
                leave=False)

@@ -249,3 +249,15 @@ def test_the_weights_moving_average_is_selected_saved_and_resumed(tiny_cache, tm
     assert ra["ema"].keys() == rb["ema"].keys() and all(torch.equal(ra["ema"][k], rb["ema"][k]) for k in ra["ema"])
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_length_grouped_batches_train_and_resume_to_the_same_weights(tiny_cache, tmp_path):
+    """training.group_by_length: batches drawn by length (a function of seed and epoch only), so a run resumed after
+    epoch 1 ends with the weights of an uninterrupted one; the manifest records the setting."""
+    grouped = ["training.group_by_length=true", "training.patience=0"]
+    a = train(*_cfg(tiny_cache, tmp_path / "a", "training.epochs=2", *grouped))
+    assert read_manifest(a)["training"]["group_by_length"] is True
+    train(*_cfg(tiny_cache, tmp_path / "b", "training.epochs=1", *grouped))
+    b = train(*_cfg(tiny_cache, tmp_path / "b", "training.epochs=2", *grouped), resume=True)
+    ra, rb = (torch.load(r / RESUME_FILE, weights_only=True)["model"] for r in (a, b))
+    assert ra.keys() == rb.keys() and all(torch.equal(ra[k], rb[k]) for k in ra)

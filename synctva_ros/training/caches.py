@@ -5,7 +5,8 @@ extractor identities match the configuration (:mod:`synctva_ros.datasets.cache`)
 fine-tuning (``model.text_top_layers = K``) needs text nodes from the encoder's layer
 ``features.text_layer`` instead of its last layer, and comparing dialogue-context lengths
 (``features.text_context_turns``) or text encoders needs text encoded otherwise: when only a cache
-with other text settings (encoder, layer, context, ``max_tokens``) and the same audio exists, :func:`build_text_layer_cache` derives one from it, copying the
+with other text settings (encoder, layer, context, ``max_tokens``) and the same audio exists,
+:func:`build_text_layer_cache` derives one from it, copying the
 (expensive, about 0.2 s per utterance) audio nodes and re-encoding only the text (MiniLM: about
 10 ms per utterance alone, about 25 ms with 4 turns of context). The contexts are rebuilt from the
 cache's own rows (dialogue id, utterance index, speaker, text) by
@@ -152,7 +153,8 @@ def recordings_of(dataset: str, root: str | os.PathLike[str], split: str, cfg: S
     """
     if bag_split_dir(root, split) is not None:
         return read_bag_recordings(root, split, dataset, cfg)
-    return read_recordings(dataset, root, split, sample_rate=cfg.features.audio_sample_rate, fps=cfg.features.visual_fps)
+    return read_recordings(dataset, root, split, sample_rate=cfg.features.audio_sample_rate,
+                           fps=cfg.features.visual_fps)
 
 
 def build_text_layer_cache(source: str | os.PathLike[str], features: FeaturesConfig,

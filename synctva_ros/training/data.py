@@ -67,13 +67,12 @@ class UtteranceDataset(torch.utils.data.Dataset):
     def text_lengths(self) -> list[int]:
         """Per utterance, the text tokens the fine-tuned layers run over: nodes plus prefix (context) states.
 
-        An utterance without text counts 0. These are the lengths :func:`make_loader` groups by.
+        Returns:
+            N token counts (``N_t + M``, :class:`~synctva_ros.core.batch.ModalityFeatures` ``x`` and ``prefix``);
+            an utterance without text counts 0. These are the lengths :func:`make_loader` groups by.
         """
-        def n(u: UtteranceFeatures) -> int:
-            if u.text is None:
-                return 0
-            return int(u.text.x.shape[0]) + (0 if u.text.prefix is None else int(u.text.prefix.shape[0]))
-        return [n(u) for u in self.items]
+        return [0 if u.text is None else len(u.text.x) + (0 if u.text.prefix is None else len(u.text.prefix))
+                for u in self.items]
 
     def _view(self, u: UtteranceFeatures) -> UtteranceFeatures:
         if all(self.active.get(m, True) or getattr(u, m) is None for m in ("text", "audio", "visual")):
@@ -105,6 +104,7 @@ def make_loader(ds: UtteranceDataset, batch_size: int, shuffle: bool, seed: int 
             its own utterances. Every utterance still comes once per epoch; only the batches' make-up changes.
     """
     gen = torch.Generator().manual_seed(int(seed)) if shuffle else None
+    sampler = None
     if shuffle and group_by_length:
         from synctva_ros.features.torchvision_compat import ensure_torchvision
 
@@ -112,10 +112,8 @@ def make_loader(ds: UtteranceDataset, batch_size: int, shuffle: bool, seed: int 
         from transformers.trainer_pt_utils import LengthGroupedSampler  # deferred: a heavy import, training only
 
         sampler = LengthGroupedSampler(batch_size, lengths=ds.text_lengths(), generator=gen)
-        return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=ds.collate,
-                                           num_workers=0)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
-                                       collate_fn=ds.collate, num_workers=0)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                                       generator=gen, collate_fn=ds.collate, num_workers=0)
 
 
 def class_counts(items: Sequence[UtteranceFeatures], n_classes: int) -> list[int]:

@@ -1,6 +1,7 @@
 """The soak (issue 14): the real node on the looped demo bag for a long time; its memory and its dropped windows.
 
-``scripts/soak.py`` runs it (CI does not) through :func:`synctva_ros.ros.soak.run_soak`. Three parties, as in ``synctva demo``
+``scripts/soak.py`` runs it (CI does not) through :func:`synctva_ros.ros.soak.run_soak`. Three parties, as in
+``synctva demo``
 (:mod:`synctva_ros.ros.demo`): the emotion node (``emotion_node``, its own process, ``use_sim_time``, camera
 and microphone subscribed reliably, the shipped ``config/emotion.yaml``), the bag replayed in a loop with
 its timing scaled by ``rate`` (:func:`~synctva_ros.ros.replay.replay_bag` in a thread of this process, with
@@ -44,7 +45,8 @@ SOAK_TOPICS = ("/audio", "/camera/image_raw", "/speech")
 DIAG_KEYS = ("count.image_in", "count.audio_in", "count.transcript_in", "count.windows", "count.published",
              "count.windows_dropped", "count.pipeline_errors", "windower.dropped_windows", "windower.time_resets",
              "windower.stale_frames", "windower.stale_audio", "windower.stale_transcripts",
-             "windower.straggler_windows", "windower.future_frames", "windower.future_audio", "windower.late_frames", "windower.late_audio",
+             "windower.straggler_windows", "windower.future_frames", "windower.future_audio", "windower.late_frames",
+             "windower.late_audio",
              "queue")
 
 
@@ -189,7 +191,8 @@ def summary_lines(doc: Mapping[str, Any]) -> list[str]:
                      f"({len(p) - 1}): {peaks['peak_growth_pct']:+.1f} %; "
                      f"range {min(p[1:-1]):.0f}-{max(p[1:-1]):.0f} MB")
     dropped = _int(diag, "count.windows_dropped") + _int(diag, "windower.dropped_windows")
-    lines.append(f"windows: {win['received']} EmotionStates for {win['expected']} expected ({bag['loops_done']} loops x "
+    lines.append(f"windows: {win['received']} EmotionStates for {win['expected']} expected "
+                 f"({bag['loops_done']} loops x "
                  f"{doc['utterances']} utterances); missing {win['missing']}, extra {win['extra']}; node counters: "
                  f"windows_dropped {_int(diag, 'count.windows_dropped')}, windower.dropped_windows "
                  f"{_int(diag, 'windower.dropped_windows')}, pipeline_errors {_int(diag, 'count.pipeline_errors')}")

@@ -22,6 +22,7 @@ from synctva_ros.checkpoint.text_top_deltas import (MANIFEST_KEY, load_text_top_
                                                     save_text_top_checkpoint, text_top_deltas)
 
 __all__ = ["FORMAT", "WEIGHTS_FILE", "MANIFEST_FILE", "EXTRA_PREFIX", "CheckpointError", "save_checkpoint",
-           "load_checkpoint", "read_manifest", "record_integrity", "CALIBRATION_TEXTS", "load_base_layers", "special_token_states",
+           "load_checkpoint", "read_manifest", "record_integrity", "CALIBRATION_TEXTS", "load_base_layers",
+           "special_token_states",
            "build_text_top", "MANIFEST_KEY", "text_top_deltas", "save_text_top_checkpoint", "restore_text_top",
            "load_text_top_checkpoint"]

@@ -125,7 +125,8 @@ class FeaturesConfig:
                                       range=(8, 512), read_only=True)
     text_context_states: bool = _f(False, "Also hand the context's word-piece states (layer features.text_layer) "
                                    "to the model, whose fine-tuned text layers (model.text_top_layers) then "
-                                   "attend over the dialogue as the encoder does; ignored when text_context_turns is 0.",
+                                   "attend over the dialogue as the encoder does; ignored when text_context_turns "
+                                   "is 0.",
                                    read_only=True)
     audio_feature_set: str = _f("eGeMAPSv02", "openSMILE feature set.", read_only=True,
                                 choices=("eGeMAPSv02", "IS10", "ComParE_2016"))

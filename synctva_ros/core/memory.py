@@ -16,7 +16,8 @@ a first trim of a 700 MB fragmented heap, 0.4 ms for the next). Between trims a 
 growing.
 
 What stopped the heaps' growth in the soak is fewer of them: glibc gives each thread that meets contention an
-arena of its own (up to 8 per core), and the node has about 30 threads (executor, worker, streaming, openSMILE, Fast DDS, torch);
+arena of its own (up to 8 per core), and the node has about 30 threads (executor, worker, streaming, openSMILE,
+Fast DDS, torch);
 each arena keeps its own free memory. With 2 arenas (``MALLOC_ARENA_MAX=2``) the resident memory outside the
 bytes in use stayed at 225-246 MB over 15 minutes of the soak, where it grew 228 -> 337 MB with the default,
 at the same latency (p50 60 vs 66 ms). :func:`limit_arenas` sets that from inside the process

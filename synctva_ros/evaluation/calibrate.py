@@ -168,8 +168,8 @@ def fit_fusion(obs: Observations, block: dict[str, Any], names: Sequence[str], r
         log.warning("%d labelled window(s) with a face: the visual expert keeps T = %s", n_face, temps.get("visual"))
     new = fusion_from_block(fusion_block(temps, block["prior"], weights, block["class_map"]), names)
     if fit_weights_too and "visual" in fits:
-        wf = fit_weights(new.log_posteriors(_raw_outputs(obs)), obs.labels, block["prior"], present={"model": np.ones(n, bool), "visual": obs.has_face},
-                         ridge=ridge)
+        wf = fit_weights(new.log_posteriors(_raw_outputs(obs)), obs.labels, block["prior"],
+                         present={"model": np.ones(n, bool), "visual": obs.has_face}, ridge=ridge)
         weights = {k: float(v) for k, v in wf.weights.items()}
         fits["weights"] = wf.as_dict()
     out = fusion_block(temps, block["prior"], weights, block["class_map"],

@@ -76,7 +76,8 @@ def modality_accuracies(rows: Sequence[Mapping[str, Any]], class_names: Sequence
     for m in (*MODALITY_FIELDS, "fused"):
         hits = []
         for r in rows:
-            p = None if r["pred"] is None else r["probabilities"] if m == "fused" else r["modality_probabilities"].get(m)
+            p = (None if r["pred"] is None else r["probabilities"] if m == "fused"
+                 else r["modality_probabilities"].get(m))
             if p:
                 hits.append(class_names[max(range(len(p)), key=p.__getitem__)] == r["truth"])
         out[m] = {"correct": sum(hits), "n": len(hits), "accuracy": sum(hits) / len(hits) if hits else None}

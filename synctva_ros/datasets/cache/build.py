@@ -64,8 +64,8 @@ def _encode_chunk(utts: Sequence[Utterance], text: FeatureExtractor | None, audi
     if text is None:
         enc = [TextEncoding(None, None)] * len(utts)
     elif contexts is not None:
-        enc = text.encode_texts([u.text for u in utts], [contexts[u.utterance_id] for u in utts],  # type: ignore[attr-defined]
-                                [u.speaker for u in utts])
+        enc = text.encode_texts(  # type: ignore[attr-defined]
+            [u.text for u in utts], [contexts[u.utterance_id] for u in utts], [u.speaker for u in utts])
     else:
         enc = text.encode_texts([u.text for u in utts])  # type: ignore[attr-defined]
     td = text.dim if text is not None else 0

@@ -26,9 +26,8 @@ Configurations: ``demo`` (the demo profile with the shipped ``models/meld_minilm
 exists, else a development checkpoint trained for a few seconds on random features: labelled
 ``checkpoint: dev``), ``quality`` (the quality profile's real all-mpnet-base-v2 and openSMILE extractors; an
 untrained head while ``models/meld_mpnet`` is not trained: latency only), and ``paper_random`` (a RoBERTa-base-sized
-encoder from
-``RobertaConfig()`` defaults and a ResNet-50, **random weights: latency only**, frames
-streamed during the utterance; fusion at the paper profile's width).
+encoder from ``RobertaConfig()`` defaults and a ResNet-50, **random weights: latency only**, frames streamed during
+the utterance; fusion at the paper profile's width).
 
 Output: ``<out>/bench.json`` and ``<out>/bench.png``.
 

@@ -1,11 +1,10 @@
 """The soak (issue 14): the real node on the looped demo bag for a long time; its memory and its dropped windows.
 
 ``scripts/soak.py`` runs it (CI does not) through :func:`synctva_ros.ros.soak.run_soak`. Three parties, as in
-``synctva demo``
-(:mod:`synctva_ros.ros.demo`): the emotion node (``emotion_node``, its own process, ``use_sim_time``, camera
-and microphone subscribed reliably, the shipped ``config/emotion.yaml``), the bag replayed in a loop with
-its timing scaled by ``rate`` (:func:`~synctva_ros.ros.replay.replay_bag` in a thread of this process, with
-``/clock``), and a recorder in this process (``/emotion_state``, ``/diagnostics``).
+``synctva demo`` (:mod:`synctva_ros.ros.demo`): the emotion node (``emotion_node``, its own process, ``use_sim_time``,
+camera and microphone subscribed reliably, the shipped ``config/emotion.yaml``), the bag replayed in a loop with its
+timing scaled by ``rate`` (:func:`~synctva_ros.ros.replay.replay_bag` in a thread of this process, with ``/clock``), and
+a recorder in this process (``/emotion_state``, ``/diagnostics``).
 
 Measured:
 
@@ -46,8 +45,7 @@ DIAG_KEYS = ("count.image_in", "count.audio_in", "count.transcript_in", "count.w
              "count.windows_dropped", "count.pipeline_errors", "windower.dropped_windows", "windower.time_resets",
              "windower.stale_frames", "windower.stale_audio", "windower.stale_transcripts",
              "windower.straggler_windows", "windower.future_frames", "windower.future_audio", "windower.late_frames",
-             "windower.late_audio",
-             "queue")
+             "windower.late_audio", "queue")
 
 
 def proc_status_mb(pid: int, keys: Sequence[str]) -> dict[str, float]:
@@ -192,8 +190,8 @@ def summary_lines(doc: Mapping[str, Any]) -> list[str]:
                      f"range {min(p[1:-1]):.0f}-{max(p[1:-1]):.0f} MB")
     dropped = _int(diag, "count.windows_dropped") + _int(diag, "windower.dropped_windows")
     lines.append(f"windows: {win['received']} EmotionStates for {win['expected']} expected "
-                 f"({bag['loops_done']} loops x "
-                 f"{doc['utterances']} utterances); missing {win['missing']}, extra {win['extra']}; node counters: "
+                 f"({bag['loops_done']} loops x {doc['utterances']} utterances); missing {win['missing']}, "
+                 f"extra {win['extra']}; node counters: "
                  f"windows_dropped {_int(diag, 'count.windows_dropped')}, windower.dropped_windows "
                  f"{_int(diag, 'windower.dropped_windows')}, pipeline_errors {_int(diag, 'count.pipeline_errors')}")
     lines.append(f"time resets {_int(diag, 'windower.time_resets')} for {doc['restarts']} restarts of the bag; "

@@ -15,14 +15,12 @@ a first trim of a 700 MB fragmented heap, 0.4 ms for the next). Between trims a 
 (about 0.1 us). A no-op where the C library is not glibc. On its own (the soak's hour) it did not stop RSS
 growing.
 
-What stopped the heaps' growth in the soak is fewer of them: glibc gives each thread that meets contention an
-arena of its own (up to 8 per core), and the node has about 30 threads (executor, worker, streaming, openSMILE,
-Fast DDS, torch);
-each arena keeps its own free memory. With 2 arenas (``MALLOC_ARENA_MAX=2``) the resident memory outside the
-bytes in use stayed at 225-246 MB over 15 minutes of the soak, where it grew 228 -> 337 MB with the default,
-at the same latency (p50 60 vs 66 ms). :func:`limit_arenas` sets that from inside the process
-(``mallopt(M_ARENA_MAX)``); the node's ``main`` calls it before any thread starts. A ``MALLOC_ARENA_MAX`` in the
-environment wins.
+What stopped the heaps' growth in the soak is fewer of them: glibc gives each thread that meets contention an arena of
+its own (up to 8 per core), and the node has about 30 threads (executor, worker, streaming, openSMILE, Fast DDS, torch);
+each arena keeps its own free memory. With 2 arenas (``MALLOC_ARENA_MAX=2``) the resident memory outside the bytes in
+use stayed at 225-246 MB over 15 minutes of the soak, where it grew 228 -> 337 MB with the default, at the same latency
+(p50 60 vs 66 ms). :func:`limit_arenas` sets that from inside the process (``mallopt(M_ARENA_MAX)``); the node's
+``main`` calls it before any thread starts. A ``MALLOC_ARENA_MAX`` in the environment wins.
 
 What removed the remaining climb (RSS per-loop peaks +7-8 % over the first 15-20 minutes of every hour soak, flat
 after) is a fixed mmap threshold: glibc serves an allocation of at least ``M_MMAP_THRESHOLD`` bytes with its own

@@ -17,8 +17,7 @@ trainable state per special token (``special``, ``(S, F)``), initialised with th
 layer-``l`` state of that token over calibration texts, and prepends them as always-attended
 keys (with absolute positions, the positions are already inside the states, so their place in the
 sequence does not matter; MPNet's relative positions: below); their outputs are dropped. At initialisation that
-gives a mean cosine of 0.9995
-(worst 0.995) to the true states, so the cache and the node contract stay unchanged.
+gives a mean cosine of 0.9995 (worst 0.995) to the true states, so the cache and the node contract stay unchanged.
 
 This module holds the layers only. Their weights come from one place, the checkpoint package:
 :func:`~synctva_ros.checkpoint.text_top_base.build_text_top` (pretrained layers and calibrated

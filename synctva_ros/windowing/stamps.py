@@ -260,9 +260,8 @@ class StampGuard:
         Returns:
             ``"ok"``; ``"stale"`` for a straggler of the timeline before a backward reset (rule
             13b, counted ``stale_<stream>``; not used in the new timeline, rule 13c); ``"jump"`` when this is the
-            :data:`FUTURE_CONFIRM`-th
-            consecutive far-future stamp of a sensor stream within ``future_tolerance_s`` of the
-            first (the caller resets); ``"reject"`` for other far-future stamps (counted
+            :data:`FUTURE_CONFIRM`-th consecutive far-future stamp of a sensor stream within
+            ``future_tolerance_s`` of the first (the caller resets); ``"reject"`` for other far-future stamps (counted
             ``future_<stream>``, logged).
         """
         tol = self.cfg.future_tolerance_s

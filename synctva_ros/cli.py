@@ -213,8 +213,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, evaluate-faces, calibrate, train, baseline, cache,
-    demo,    bench, serve); each sub-parser sets ``func``, the command to run with the parsed arguments."""
+    """The ``synctva`` argument parser (sub-commands make-bag, replay, evaluate, evaluate-faces, calibrate, train,
+    baseline, cache, demo, bench, serve); each sub-parser sets ``func``, the command run with the parsed arguments."""
     ap = argparse.ArgumentParser(prog="synctva", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True)

@@ -315,8 +315,8 @@ class EmotionPipeline:
             return None
 
     def fuse(self, feats: UtteranceFeatures, evidence: FaceEvidence | None) -> WindowFusion:
-        """The network on the window's features (all present modalities, then each of text and audio alone
-        when more than one is present) fused with the face evidence (:func:`~synctva_ros.model.window_fusion.fuse_window`).
+        """The network on the window's features (all present modalities, then each of text and audio alone when
+        more than one is present) fused with the face evidence (:func:`~synctva_ros.model.window_fusion.fuse_window`).
 
         The subsets go to the backend as one call (``Backend.infer_subsets``: one pass with the text layers
         computed once on torch and onnxruntime), equal to one :meth:`_infer` per subset within the backend's

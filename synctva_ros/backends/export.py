@@ -10,11 +10,10 @@ graph exports but onnxruntime cannot load it, measured with the legacy exporter)
 * ``"dynamo"``: ``torch.export``-based (needs ``onnxscript``); same results (within 1e-4, tested for the
   subsets graph), 25-30 s per fusion graph here against about a second.
 
-Every dynamic axis is named: ``batch`` (B), ``n_text``, ``n_audio``, ``n_visual`` (node
-counts N_m), ``n_context`` (K), ``n_text_prefix`` (M, context word pieces), ``tokens`` (text-encoder sequence length) and ``frames``
-(visual-encoder images). Input names are :data:`~synctva_ros.backends.base.MODEL_INPUTS`
-(the context inputs only when the model has ``context_turns > 0``, the text prefix only when its fine-tuned
-text layers take the context's word pieces); outputs are
+Every dynamic axis is named: ``batch`` (B), ``n_text``, ``n_audio``, ``n_visual`` (node counts N_m), ``n_context`` (K),
+``n_text_prefix`` (M, context word pieces), ``tokens`` (text-encoder sequence length) and ``frames`` (visual-encoder
+images). Input names are :data:`~synctva_ros.backends.base.MODEL_INPUTS` (the context inputs only when the model has
+``context_turns > 0``, the text prefix only when its fine-tuned text layers take the context's word pieces); outputs are
 ``logits`` ``(B, C)`` and ``contributions`` ``(B, 3)``.
 The text encoder's graph (:func:`export_text_encoder`) takes :data:`TEXT_INPUTS` ``(B, T)`` int64 and
 gives ``hidden`` ``(B, T, F)``: the states of one layer; the visual encoder's takes ``frames`` ``(N, 3, H, W)``

@@ -8,7 +8,8 @@ graphs. Its full text is not reachable; this module's exact form is our choice:
     \bar h &= \mathrm{mean}_{j \in \mathcal{M}}\, h_j \\
     g_i &= \sigma\big(W_g [h_i; \bar h]\big) \qquad \text{(dynamic gate, per channel)} \\
     \tilde h_i &= g_i \odot h_i \\
-    \mathrm{out}_i &= \mathrm{LN}\big(\tilde h_i + \mathrm{Dropout}(\mathrm{MHA}_{\mathcal{M}}(\tilde h_i, \tilde h))\big)
+    \mathrm{out}_i &= \mathrm{LN}\big(\tilde h_i
+        + \mathrm{Dropout}(\mathrm{MHA}_{\mathcal{M}}(\tilde h_i, \tilde h))\big)
 
 with :math:`\mathcal{M}` the node mask and :math:`t_i \in [0, 1]` the node time (so
 self-attention knows the order). The input LayerNorm makes the branch indifferent to

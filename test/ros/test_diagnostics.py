@@ -135,5 +135,6 @@ def test_heap_trims_and_arena_limit_on_the_real_diagnostics_topic(node_process, 
     assert float(diag["memory.trim_s"]) >= 0.0
     expected = os.environ.get("MALLOC_ARENA_MAX") or (str(memory.ARENA_MAX) if glibc else memory.ARENA_DEFAULT)
     assert diag["memory.arena_max"] == expected
-    expected = os.environ.get("MALLOC_MMAP_THRESHOLD_") or (str(memory.MMAP_THRESHOLD) if glibc else memory.ARENA_DEFAULT)
+    default = str(memory.MMAP_THRESHOLD) if glibc else memory.ARENA_DEFAULT
+    expected = os.environ.get("MALLOC_MMAP_THRESHOLD_") or default
     assert diag["memory.mmap_threshold"] == expected

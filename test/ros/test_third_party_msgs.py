@@ -39,7 +39,8 @@ def test_installed_type_hash_is_the_published_one(type_name):
                   if (d / "share" / package / "msg").is_dir()), None)
     assert share is not None, f"no share/{package}/msg above {module.__file__}"
     if package == "audio_common_msgs" and not (share / "msg" / "AudioStamped.json").exists():
-        pytest.skip("the ros-drivers audio_common_msgs is installed (different messages, see third_party_msgs/README.md)")
+        pytest.skip("the ros-drivers audio_common_msgs is installed "
+                    "(different messages, see third_party_msgs/README.md)")
     hashes = json.loads((share / "msg" / f"{name}.json").read_text())["type_hashes"]
     assert {h["type_name"]: h["hash_string"] for h in hashes}[type_name] == EXPECTED[type_name]
 

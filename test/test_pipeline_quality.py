@@ -55,7 +55,8 @@ def _predict(pipe: EmotionPipeline, n: int) -> tuple[np.ndarray, list[str]]:
 @pytest.mark.parametrize(("profile", "checkpoint"), [("quality", "meld_mpnet"), ("iemocap_quality", "iemocap_mpnet")])
 def test_quality_profiles_name_their_shipped_checkpoint_and_its_extractor(profile: str, checkpoint: str) -> None:
     """Each mpnet profile and its checkpoint agree on the extractor (its layer, the context turns) and the classes,
-    so it loads; the extractor's layer and the checkpoint's fine-tuned layers together cover mpnet's 12 layers."""
+    so it loads; the extractor's layer and the checkpoint's fine-tuned layers together cover the installed mpnet's
+    layers (``num_hidden_layers`` in its ``config.json``)."""
     cfg = load_config(profile)
     ckpt = ROOT / "models" / checkpoint
     if not (ckpt / "manifest.json").is_file():
@@ -65,8 +66,10 @@ def test_quality_profiles_name_their_shipped_checkpoint_and_its_extractor(profil
     text = man["extractors"]["text"]
     assert text["name"] == cfg.features.text_encoder == "all-mpnet-base-v2"
     assert text["layer"] == cfg.features.text_layer
-    k = man["architecture"]["text_top_layers"]
-    assert man["text_top"]["spec"]["layers"] == list(range(cfg.features.text_layer, 12)) == list(range(12 - k, 12))
+    depth = json.loads((real_mpnet() / "config.json").read_text())["num_hidden_layers"]
+    layers = man["text_top"]["spec"]["layers"]
+    assert layers == list(range(cfg.features.text_layer, depth))
+    assert len(layers) == man["architecture"]["text_top_layers"]
     assert text["context_turns"] == cfg.features.text_context_turns
     assert man["class_names"] == cfg.model.class_names
 

@@ -35,7 +35,9 @@ def read(p):
     d = {}
     with open(p, encoding="utf-8-sig") as fh:
         for r in csv.DictReader(fh):
-            d.setdefault(int(r["Dialogue_ID"]), []).append((int(r["Utterance_ID"]), r["Speaker"], r["Utterance"].replace("\x92", "'"), CLASSES.index(r["Emotion"].strip().lower())))
+            text = r["Utterance"].replace("\x92", "'")
+            label = CLASSES.index(r["Emotion"].strip().lower())
+            d.setdefault(int(r["Dialogue_ID"]), []).append((int(r["Utterance_ID"]), r["Speaker"], text, label))
     return {k: sorted(v) for k, v in d.items()}
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "meld"
 tr = read(DATA / "train_sent_emo.csv"); dv = read(DATA / "dev_sent_emo.csv")
@@ -65,7 +67,8 @@ class M(torch.nn.Module):
         s.drop = torch.nn.Dropout(0.1); s.head = torch.nn.Linear(h, len(CLASSES))
     def forward(s, t):
         o = s.enc(**t).last_hidden_state
-        # pool over the current utterance's tokens: BERT has token_type_ids; mpnet has not -> last segment after the last sep
+        # pool over the current utterance's tokens: BERT has token_type_ids; mpnet has not -> last segment after
+        # the last sep
         m = t["attention_mask"].clone()
         if "token_type_ids" in t and a.context: m = m * t["token_type_ids"]
         elif a.context:
@@ -86,13 +89,16 @@ print("trainable", sum(p.numel() for p in params), flush=True)
 opt = torch.optim.AdamW([{"params": [p for p in model.enc.parameters() if p.requires_grad], "lr": a.lr},
                          {"params": model.head.parameters(), "lr": 1e-3}], weight_decay=0.01)
 steps = a.epochs * math.ceil(len(E["train"]) / a.bs)
-sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, s / (0.06 * steps)) * max(0.0, (steps - s) / (steps * 0.94)))
+sched = torch.optim.lr_scheduler.LambdaLR(
+    opt, lambda s: min(1.0, s / (0.06 * steps)) * max(0.0, (steps - s) / (steps * 0.94)))
 def batches(ex, shuffle):
     idx = list(range(len(ex)))
     if shuffle:
         random.shuffle(idx)
         # bucket by length within chunks of 50 batches to cut padding
-        ch = a.bs * 50; idx = sum([sorted(idx[i:i+ch], key=lambda j: len(ex[j][0]) + len(ex[j][1])) for i in range(0, len(idx), ch)], [])
+        ch = a.bs * 50
+        idx = sum([sorted(idx[i:i+ch], key=lambda j: len(ex[j][0]) + len(ex[j][1]))
+                   for i in range(0, len(idx), ch)], [])
         bl = [idx[i:i+a.bs] for i in range(0, len(idx), a.bs)]; random.shuffle(bl); return bl
     idx.sort(key=lambda j: len(ex[j][0]) + len(ex[j][1]))
     return [idx[i:i+64] for i in range(0, len(idx), 64)]
@@ -102,15 +108,18 @@ def evaluate(ex):
     for b in batches(ex, False):
         P[b] = model(enc([ex[j] for j in b])).float().numpy()
     y = np.array([e[2] for e in ex]); p = P.argmax(1)
-    return dict(wf1=100 * f1_score(y, p, average="weighted"), mf1=100 * f1_score(y, p, average="macro"), acc=100 * accuracy_score(y, p)), P
+    return dict(wf1=100 * f1_score(y, p, average="weighted"), mf1=100 * f1_score(y, p, average="macro"),
+                acc=100 * accuracy_score(y, p)), P
 hist = []; t0 = time.time(); step = 0; best = -1
 for ep in range(a.epochs):
     model.train()
     for b in batches(E["train"], True):
         x = enc([E["train"][j] for j in b]); y = torch.tensor([E["train"][j][2] for j in b])
         loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sched.step(); step += 1
-        if step % 50 == 0: print(f"ep {ep} step {step}/{steps} loss {loss.item():.3f} {time.time()-t0:.0f}s", flush=True)
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step(); sched.step(); step += 1
+        if step % 50 == 0:
+            print(f"ep {ep} step {step}/{steps} loss {loss.item():.3f} {time.time()-t0:.0f}s", flush=True)
     mv, Pv = evaluate(E["val"]); md, Pd = evaluate(E["dev"])
     hist.append(dict(epoch=ep + 1, val=mv, dev=md, t=time.time() - t0)); print(hist[-1], flush=True)
     if mv["wf1"] > best:

@@ -4,10 +4,10 @@
 exists, else a development checkpoint trained for a few seconds on random features (labelled
 ``checkpoint: dev``). ``quality``: the quality profile (all-mpnet-base-v2 with its **real** weights, four turns of
 dialogue context, openSMILE eGeMAPSv02) with its checkpoint ``models/meld_mpnet`` when it exists, else a network
-head trained for a few seconds on random features over those real extractors (``checkpoint: untrained head``,
-``random_weights`` true: latency only, its predictions mean nothing). ``paper_random``: a RoBERTa-base-sized
-encoder from ``RobertaConfig()`` defaults and a ResNet-50, **random weights: latency only**; fusion at the paper
-profile's width.
+head trained for a few seconds on random features over those real extractors, the whole encoder in the extractor
+(``checkpoint: untrained head``, ``random_weights`` true: latency only, its predictions mean nothing).
+``paper_random``: a RoBERTa-base-sized encoder from ``RobertaConfig()`` defaults and a ResNet-50, **random weights:
+latency only**; fusion at the paper profile's width.
 """
 
 from __future__ import annotations
@@ -194,6 +194,9 @@ def _quality_setup(work: Path, repeats: int, overrides: Sequence[str]) -> BenchS
         return BenchSetup("quality", cfg, f"shipped: {ckpt}", False, repeats)
     log.warning("quality checkpoint %s not trained yet: benchmarking its real extractors with an untrained head "
                 "(latency only)", cfg.runtime.checkpoint)
+    # The fine-tuned layers above features.text_layer come only with the checkpoint: without it the extractor runs
+    # the whole encoder, so that the text stage costs what it costs with the checkpoint.
+    cfg.features.text_layer = -1
     extractors = build_extractors(cfg.features, modalities=("text", "audio"))
     key = cache_key({m: (e.identity() if e is not None else None) for m, e in extractors.items()})[:12]
     ckpt = work / f"dev_quality_{key}"

@@ -46,7 +46,8 @@ def test_quality_with_its_shipped_checkpoint_is_labelled_shipped(tmp_path) -> No
 def test_quality_without_its_checkpoint_is_an_untrained_head_over_real_extractors(tmp_path) -> None:
     """Without its trained checkpoint (here: the profile pointed at an empty folder), the quality setup is its real
     mpnet + openSMILE extractors with a head trained on random features, labelled latency only; the head's folder
-    is named after the extractors' identities."""
+    is named after the extractors' identities. Its extractor runs the whole encoder (``text_layer`` -1): the
+    fine-tuned layers above the profile's ``text_layer`` come only with the checkpoint."""
     from synctva_ros.checkpoint import read_manifest
 
     _need_mpnet()
@@ -59,6 +60,7 @@ def test_quality_without_its_checkpoint_is_an_untrained_head_over_real_extractor
     assert ckpt.startswith(str(tmp_path / "work" / "dev_quality_"))
     man = read_manifest(ckpt)
     assert man["extractors"]["text"]["name"] == "all-mpnet-base-v2" and man["extractors"]["visual"] is None
+    assert man["extractors"]["text"]["layer"] == s.cfg.features.text_layer == -1
 
 
 def test_paper_random_runs_on_the_device_asked_for(tmp_path) -> None:

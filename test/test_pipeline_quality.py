@@ -90,7 +90,7 @@ def test_quality_pipeline_onnxruntime_matches_torch(tmp_path) -> None:
         # mpnet's embeddings alone (text_layer 0) are a table look-up that stays in torch by design
         # (synctva_ros/backends/text_encoder.py); any encoder layers in the extractor, and the checkpoint's
         # fine-tuned layers, are served by onnxruntime
-        embeddings_only = load_config("quality").features.text_layer == 0
+        embeddings_only = served.cfg.features.text_layer == 0
         assert served.text_runtime == ("torch" if embeddings_only else "onnxruntime")
         assert served.text_top_runner.name == "onnxruntime"
         p_ort, labels_ort = _predict(served, 4)

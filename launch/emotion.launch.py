@@ -1,13 +1,14 @@
 """Launch the synctva_ros emotion node.
 
     ros2 launch synctva_ros emotion.launch.py [namespace:=/robot] [use_sim_time:=true]
-        [profile:=demo] [backend:=onnxruntime] [params_file:=/path/emotion.yaml] [log_level:=info]
+        [profile:=quality] [backend:=onnxruntime] [params_file:=/path/emotion.yaml] [log_level:=info]
 
 Arguments:
     params_file   ROS params file (default: share/synctva_ros/config/emotion.yaml).
     namespace     namespace of the node and its relative topics (default: none).
     use_sim_time  follow /clock (true when replaying a bag with --clock).
-    profile       runtime.profile: config/profiles/<name>.yaml supplies the other defaults.
+    profile       runtime.profile: config/profiles/<name>.yaml supplies the other defaults (default quality:
+                  all-mpnet-base-v2, models/meld_mpnet; demo: the lighter all-MiniLM-L6-v2, models/meld_minilm).
     backend       runtime.backend (torch, onnxruntime, tensorrt, triton); empty keeps the profile's.
     log_level     rcutils log level of the node (debug, info, warn, error, fatal).
 """
@@ -55,7 +56,7 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
                               description="Use /clock (bag replay)"),
-        DeclareLaunchArgument("profile", default_value="demo",
+        DeclareLaunchArgument("profile", default_value="quality",
                               description="runtime.profile: a profile name in config/profiles"),
         DeclareLaunchArgument("backend", default_value="",
                               description="runtime.backend (torch, onnxruntime, tensorrt, triton); empty = profile's"),

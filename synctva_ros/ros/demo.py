@@ -251,7 +251,8 @@ def ensure_demo_bag(bag: Path | None = None) -> Path:
 
 
 def run_sample_demo(*, bag: Path | None = None, rate: float = 1.0, out_dir: Path = Path("out/demo"),
-                    params_file: Path | None = None, sensor_qos: str = "reliable") -> dict[str, Any]:
+                    params_file: Path | None = None, sensor_qos: str = "reliable",
+                    profile: str | None = None) -> dict[str, Any]:
     """``synctva demo``: the node on the MELD dev sample bag (made on first use) or on ``bag``, scored.
 
     Args:
@@ -260,6 +261,8 @@ def run_sample_demo(*, bag: Path | None = None, rate: float = 1.0, out_dir: Path
         out_dir: folder for the results (JSON, table, confusion-matrix PNG, node log).
         params_file: ROS params file for the node (default ``config/emotion.yaml``).
         sensor_qos: the node's camera/microphone QoS, ``reliable`` or ``sensor_data``.
+        profile: the node's ``runtime.profile`` (a name in ``config/profiles`` or a YAML path); None keeps the
+            params file's (``config/emotion.yaml``: ``quality``).
 
     Returns:
         The summary (:func:`run_demo`); ``summary["dropped_windows"]`` counts utterances without a state.
@@ -273,5 +276,5 @@ def run_sample_demo(*, bag: Path | None = None, rate: float = 1.0, out_dir: Path
     # 0.9 MB camera frames over Fast DDS's default UDP transport here (237 of 2,324 arrived; audio: all),
     # which would hide what the node itself keeps up with; a robot's camera driver publishes best
     # effort, where the default sensor_data QoS is the one that matches (docs/performance.md).
-    return run_demo(bag, params_file=params_file, rate=rate, out_dir=out_dir,
-                    extra_params=[f"topics.sensor_qos:={sensor_qos}"])
+    extra = [f"topics.sensor_qos:={sensor_qos}"] + ([f"runtime.profile:={profile}"] if profile else [])
+    return run_demo(bag, params_file=params_file, rate=rate, out_dir=out_dir, extra_params=extra)

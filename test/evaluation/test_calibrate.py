@@ -71,7 +71,7 @@ def test_calibrate_command_writes_a_calibrated_copy(tmp_path: Path) -> None:
     make_bag(DEMO_CSV, bag, max_utterances=12, fps=5.0, size=(640, 480), faces=FACES_CSV)
     before = (CKPT / "manifest.json").read_bytes()
     out = tmp_path / "calibrated"
-    assert main(["calibrate", str(bag), "--checkpoint", str(CKPT), "--out", str(out)]) == 0
+    assert main(["calibrate", str(bag), "--profile", "demo", "--checkpoint", str(CKPT), "--out", str(out)]) == 0
     assert (CKPT / "manifest.json").read_bytes() == before  # the source checkpoint is untouched
     block = read_fusion(out)
     assert block["experts"]["model"]["fit"]["source"] == "calibrate" and block["experts"]["model"]["fit"]["n"] >= 10
@@ -81,5 +81,6 @@ def test_calibrate_command_writes_a_calibrated_copy(tmp_path: Path) -> None:
     assert pipe.fusion_from_manifest and pipe.fusion.temperatures["model"] == pytest.approx(
         block["experts"]["model"]["temperature"])
     pipe.close()
-    assert main(["calibrate", str(bag), "--checkpoint", str(CKPT), "--out", str(out)]) == 2  # exists: refused
+    # exists: refused
+    assert main(["calibrate", str(bag), "--profile", "demo", "--checkpoint", str(CKPT), "--out", str(out)]) == 2
     json.dumps(block)  # JSON-clean

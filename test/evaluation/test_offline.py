@@ -38,8 +38,8 @@ def test_evaluate_bag_scores_every_utterance_deterministically(small_bag, tiny_c
 
 def test_cli_evaluate_csv_writes_json(tiny_checkpoint, meld_sample_csv, tmp_path):
     out = tmp_path / "r.json"
-    rc = cli_main(["evaluate", str(meld_sample_csv), "--checkpoint", str(tiny_checkpoint), "--limit", "3",
-                   "--json", str(out), "--out", str(tmp_path)])
+    rc = cli_main(["evaluate", str(meld_sample_csv), "--profile", "demo", "--checkpoint", str(tiny_checkpoint),
+                   "--limit", "3", "--json", str(out), "--out", str(tmp_path)])
     assert rc == 0
     rep = json.loads(out.read_text())
     assert rep["predicted"] == 3 and set(rep["metrics"]) >= {"accuracy", "weighted_f1", "per_class", "confusion"}

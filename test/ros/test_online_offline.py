@@ -26,7 +26,8 @@ def test_node_on_replayed_bag_agrees_with_offline_evaluation(tmp_path, tiny_chec
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     assert os.environ.get("ROS_DOMAIN_ID")  # set per run by test/conftest.py
     online = run_demo(bag, rate=2.0, timeout_s=120, out_dir=tmp_path / "online",
-                      extra_params=[f"runtime.checkpoint:={tiny_checkpoint}", "features.streaming_wait_s:=30.0"])
+                      extra_params=["runtime.profile:=demo", f"runtime.checkpoint:={tiny_checkpoint}",
+                                    "features.streaming_wait_s:=30.0"])
 
     assert online["dropped_windows"] == 0 and online["predicted"] == offline["predicted"] == 5
     stats = offline["model"]["streaming"]["stats"]

@@ -33,7 +33,8 @@ def fleet_run(node_process, ros_env, tmp_path_factory):
     """Run the server, the two nodes and the client once; yield (client JSON, node logs, server)."""
     repo = tmp_path_factory.mktemp("triton_node") / "repo"
     server = TritonServerProcess(command=[sys.executable, "-m", "synctva_ros.cli", "serve", "--repository", str(repo),
-                                          "--host", "127.0.0.1", "--set", "runtime.threads=1"], env=ros_env)
+                                          "--host", "127.0.0.1", "--profile", "demo", "--set", "runtime.threads=1"],
+                            env=ros_env)  # the nodes' profile: no params file, the built-in default (demo)
     nodes = {n: node_process([
         "-r", f"__node:=emotion_node_{n}", "-p", f"topics.emotion_state:=emotion_state_{n}",
         "-p", "use_sim_time:=true", "-p", "topics.sensor_qos:=reliable", "-p", "runtime.diagnostics_hz:=5.0",

@@ -27,8 +27,8 @@ def _add_device_arg(p: argparse.ArgumentParser, key: str) -> None:
     p.set_defaults(device_key=key)
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="quality", help="name in config/profiles or a YAML file (default quality)")
+def _add_config_args(p: argparse.ArgumentParser, profile: str = "quality") -> None:
+    p.add_argument("--profile", default=profile, help=f"name in config/profiles or a YAML file (default {profile})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration value, e.g. --set runtime.backend=onnxruntime (repeatable)")
     _add_device_arg(p, "runtime.device")
@@ -338,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--configs", default="demo,paper_random",
-                   help="comma-separated configurations: demo (the --profile, here default demo, with its checkpoint), "
-                        "quality (real mpnet; an untrained head until models/meld_mpnet exists), paper_random "
+                   help="comma-separated configurations: demo (the --profile with its checkpoint), quality (the "
+                        "quality profile, real mpnet; an untrained head until models/meld_mpnet exists), paper_random "
                         "(RoBERTa-base + ResNet-50 sized, random weights: latency only), triton (the first "
                         "configuration's network stage locally and through a local Triton server, 1/4/16 concurrent "
                         "clients)")
@@ -353,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="",
                    help="comma-separated backend rows to measure (default: every one available here), e.g. "
                         "'torch cuda fp32,torch cuda fp16,onnxruntime cuda,tensorrt fp16' on a GPU machine")
-    _add_config_args(p)
-    p.set_defaults(func=cmd_bench, profile="demo")  # the quality profile is its own configuration
+    _add_config_args(p, profile="demo")  # the quality profile is its own configuration
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("serve", help="write a Triton model repository of a checkpoint and serve it (PyTriton)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: the profile's)")

@@ -42,12 +42,20 @@ def test_help_lists_every_command():
     assert sub.returncode == 0 and "--workers" in sub.stdout and "--set KEY=VALUE" in sub.stdout
 
 
+def _params_file_profile() -> str:
+    """The node's profile in the shipped params file: the command line's default, so offline matches online."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "config" / "emotion.yaml").read_text())["emotion_node"]["ros__parameters"]
+    return params["runtime"]["profile"]
+
+
 def test_parser_types_defaults_and_dispatch():
     ap = build_parser()
     a = ap.parse_args(["cache", "meld", "dev", "--limit", "5", "--workers", "3", "--set", "features.visual_fps=1",
                        "--set", "features.max_frames=4"])
     assert a.func is cmd_cache and (a.dataset, a.split, a.limit, a.workers) == ("meld", "dev", 5, 3)
-    assert a.out == Path("cache") and a.data_dir is None and a.profile == "quality"  # the node's, config/emotion.yaml
+    assert a.out == Path("cache") and a.data_dir is None and a.profile == "quality" == _params_file_profile()
     assert a.overrides == ["features.visual_fps=1", "features.max_frames=4"]
     b = ap.parse_args(["make-bag", str(SAMPLE), "out/x", "--dialogues", "40,24", "--storage", "sqlite3"])
     assert b.func is cmd_make_bag and b.dialogues == [40, 24] and b.out == Path("out/x") and b.max_utterances is None
@@ -60,6 +68,14 @@ def test_parser_types_defaults_and_dispatch():
     assert ap.parse_args(["demo", "--profile", "demo"]).profile == "demo"  # `make demo PROFILE=demo`
     n = ap.parse_args(["bench"])
     assert n.repeats == 50 and n.configs == "demo,paper_random" and n.profile == "demo"  # quality: its own config
+
+
+def test_help_gives_each_commands_own_profile_default(capsys):
+    """bench defaults to the demo profile (quality is its own configuration), the other commands to quality."""
+    for command, default in (("bench", "demo"), ("evaluate", "quality")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        assert f"(default {default})" in " ".join(capsys.readouterr().out.split()), command
 
 
 def test_device_is_the_runtime_or_training_device_override():

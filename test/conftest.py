@@ -29,6 +29,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
+def params_file_profile() -> str:
+    """``runtime.profile`` of the shipped params file (config/emotion.yaml): the node's default profile, which the
+    launch file, ``make demo`` and the command line must default to as well, so offline matches online."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "config" / "emotion.yaml").read_text())["emotion_node"]["ros__parameters"]
+    return params["runtime"]["profile"]
+
+
+@pytest.fixture(scope="session")
 def meld_sample_csv() -> Path:
     """The shipped MELD dev sample (20 utterances, dialogues 40 and 24)."""
     return ROOT / "data" / "demo" / "meld_dev_sample.csv"

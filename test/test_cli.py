@@ -42,20 +42,12 @@ def test_help_lists_every_command():
     assert sub.returncode == 0 and "--workers" in sub.stdout and "--set KEY=VALUE" in sub.stdout
 
 
-def _params_file_profile() -> str:
-    """The node's profile in the shipped params file: the command line's default, so offline matches online."""
-    import yaml
-
-    params = yaml.safe_load((ROOT / "config" / "emotion.yaml").read_text())["emotion_node"]["ros__parameters"]
-    return params["runtime"]["profile"]
-
-
-def test_parser_types_defaults_and_dispatch():
+def test_parser_types_defaults_and_dispatch(params_file_profile):
     ap = build_parser()
     a = ap.parse_args(["cache", "meld", "dev", "--limit", "5", "--workers", "3", "--set", "features.visual_fps=1",
                        "--set", "features.max_frames=4"])
     assert a.func is cmd_cache and (a.dataset, a.split, a.limit, a.workers) == ("meld", "dev", 5, 3)
-    assert a.out == Path("cache") and a.data_dir is None and a.profile == "quality" == _params_file_profile()
+    assert a.out == Path("cache") and a.data_dir is None and a.profile == "quality" == params_file_profile
     assert a.overrides == ["features.visual_fps=1", "features.max_frames=4"]
     b = ap.parse_args(["make-bag", str(SAMPLE), "out/x", "--dialogues", "40,24", "--storage", "sqlite3"])
     assert b.func is cmd_make_bag and b.dialogues == [40, 24] and b.out == Path("out/x") and b.max_utterances is None

@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
 from synctva_ros.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,9 +18,8 @@ def _variable(name: str) -> str:
     return m.group(1).strip()
 
 
-def test_make_demo_runs_the_params_files_profile():
-    params = yaml.safe_load((ROOT / "config" / "emotion.yaml").read_text())["emotion_node"]["ros__parameters"]
-    assert _variable("PROFILE") == params["runtime"]["profile"]
+def test_make_demo_runs_the_params_files_profile(params_file_profile):
+    assert _variable("PROFILE") == params_file_profile
     assert re.search(r"^demo: setup\n\t\$\(VENV\)/bin/synctva demo --profile \$\(PROFILE\)$", MAKEFILE, re.M)
 
 

@@ -104,15 +104,12 @@ def test_default_params_file_exists(tree):
     assert re.search(r"foreach\(_dir[^)]*\bconfig\b", (ROOT / "CMakeLists.txt").read_text())
 
 
-def test_default_profile_is_the_params_files(tree):
+def test_default_profile_is_the_params_files(tree, params_file_profile):
     """The launch argument always sets runtime.profile, so its default must be the shipped params file's (else the
     file's value would never take effect), and a profile that exists."""
-    import yaml
-
     decls = {(_value(c.args[0], {}) if c.args else None): c for c in _calls(tree, "DeclareLaunchArgument")}
     default = _value(_kw(decls["profile"], "default_value"), {})
-    params = yaml.safe_load((ROOT / "config" / "emotion.yaml").read_text())["emotion_node"]["ros__parameters"]
-    assert default == params["runtime"]["profile"], (default, params["runtime"]["profile"])
+    assert default == params_file_profile, (default, params_file_profile)
     assert (ROOT / "config" / "profiles" / f"{default}.yaml").is_file(), default
 
 
